@@ -1,0 +1,72 @@
+"""The one ``smartward`` command. Each subcommand lives in its component's ``cli`` module.
+
+A component is imported only when its subcommand runs, so a gateway with only the
+``edge`` extra installed never imports the ingest's database drivers.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+# command -> module whose ``main(argv) -> int`` handles the rest of the arguments.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("smartward.demo", "chạy toàn bộ hệ thống mô phỏng trong một tiến trình / all-in-one demo"),
+    "edge": ("edge.cli", "tác tử biên của cổng / edge agent"),
+    "ingest": ("ingest.cli", "dịch vụ thu nhận dữ liệu / ingest service"),
+    "ops": ("ops_center.cli", "trung tâm điều hành / operations center"),
+    "sim": ("simulators.cli", "mô phỏng cảm biến / simulated fleet"),
+    "db": ("ingest.db_cli", "cơ sở dữ liệu / database migrations and roles"),
+    "users": ("ops_center.users_cli", "người dùng / users"),
+    "mqtt": ("ops_center.mqtt_cli", "thông tin xác thực MQTT / broker credentials and ACL"),
+    "dashboards": ("dashboards.cli", "bảng điều khiển Grafana / Grafana dashboards"),
+    "bench": ("smartward.bench", "đo hiệu năng / benchmarks"),
+}
+
+EXIT_NOT_BUILT = 2
+
+
+def _usage() -> str:
+    lines = ["Cách dùng / usage: smartward <lệnh/command> ...", ""]
+    lines += [f"  {name:<11} {desc}" for name, (_, desc) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def _configure_logging() -> None:
+    level = os.environ.get("SMARTWARD_LOG_LEVEL", "INFO").upper()
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in {"-h", "--help", "help"}:
+        print(_usage())
+        return 0 if args else EXIT_NOT_BUILT
+    name, rest = args[0], args[1:]
+    if name not in COMMANDS:
+        print(f"Lệnh không tồn tại / unknown command: {name}\n\n{_usage()}", file=sys.stderr)
+        return EXIT_NOT_BUILT
+    module_name = COMMANDS[name][0]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and (exc.name == module_name or module_name.startswith(exc.name + ".")):
+            print(f"Lệnh '{name}' chưa được xây dựng / '{name}' is not built yet", file=sys.stderr)
+            return EXIT_NOT_BUILT
+        print(f"Thiếu thư viện / missing dependency {exc.name!r}: "
+              f"pip install 'smartward[{name}]' hoặc/or 'smartward[all]'", file=sys.stderr)
+        return EXIT_NOT_BUILT
+    entry: Callable[[list[str]], int] = module.main
+    _configure_logging()
+    return entry(rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
