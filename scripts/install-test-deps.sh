@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Installs everything the test suite needs on a fresh Debian machine (12 "bookworm" or 13
+# "trixie"), and nothing that the tests then expect to be running: the pytest fixtures in
+# tests/servers/ start their own servers on free ports. Idempotent, and fast when nothing is
+# missing (no apt-get update, no pip run), so scripts/test.sh can call it every time.
+#
+# Environment:
+#   SMARTWARD_CACHE   where built artefacts and stamps live (default /var/cache/smartward);
+#                     outside the work tree so `git clean` does not throw away a 1-minute build.
+#   PYTHON            the interpreter whose environment gets the project (default: python3).
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cache="${SMARTWARD_CACHE:-/var/cache/smartward}"
+python="${PYTHON:-python3}"
+
+# apt-get and debootstrap need root; use sudo when the caller is not root.
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+    sudo="sudo"
+fi
+
+log() { printf 'install-test-deps: %s\n' "$*" >&2; }
+
+# --- Debian packages -------------------------------------------------------------------
+. /etc/os-release
+packages=(
+    mosquitto        # MQTT broker started by tests/servers/mosquitto.py
+    postgresql       # Debian's default PostgreSQL (15 on bookworm): the plain-PostgreSQL store
+    victoria-metrics # accepts influxdb-client writes at /api/v2/write: the InfluxDB mirror's test server
+    chromium         # the web tests drive it with Playwright (executable_path=/usr/bin/chromium)
+    fonts-dejavu-core # a font with Vietnamese diacritics for headless Chromium
+    iproute2         # network namespaces, veth pairs and tc for partition / slow-link tests
+    iptables         # partitions between namespaces
+    util-linux       # unshare, flock, runuser (used by the fixtures and timescaledb-root.sh)
+)
+case "${VERSION_CODENAME:-}" in
+    bookworm)
+        # TimescaleDB is not packaged for Debian 12: it runs from a Debian 13 root built
+        # by scripts/timescaledb-root.sh with debootstrap.
+        packages+=(debootstrap)
+        timescale_mode=chroot
+        ;;
+    *)
+        # Debian 13 ships the Apache edition for its default PostgreSQL 17.
+        packages+=(postgresql-17-timescaledb)
+        timescale_mode=native
+        ;;
+esac
+
+missing=()
+for p in "${packages[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$'; then
+        missing+=("$p")
+    fi
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    log "installing ${missing[*]}"
+    # One update per run, and only when something is missing: a warm machine stays offline.
+    $sudo apt-get update -q
+    # DEBIAN_FRONTEND: no debconf prompts on a CI machine. No recommends: keeps the install small.
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+else
+    log "Debian packages: present"
+fi
+
+# --- Python environment ----------------------------------------------------------------
+# pip rebuilds the editable wheel on every run (several seconds), so remember what was
+# installed: the interpreter's prefix, this checkout and the exact pyproject.toml.
+prefix="$("$python" -c 'import sys; print(sys.prefix)')"
+key="$(printf '%s\n%s\n' "$prefix" "$repo" | cat - "$repo/pyproject.toml" | sha256sum | cut -c1-16)"
+stamp="$cache/stamps/pip-$key"
+if [ -f "$stamp" ] && "$python" - "$repo" <<'PY'
+import pathlib, sys
+import playwright, smartward  # noqa: F401  both must import from this environment
+sys.exit(pathlib.Path(smartward.__file__).resolve().parents[1] != pathlib.Path(sys.argv[1]).resolve())
+PY
+then
+    log "Python packages: present"
+else
+    log "pip install -e '.[dev]' playwright"
+    # playwright is the Python package only; browsers are never downloaded, the tests use
+    # Debian's /usr/bin/chromium.
+    "$python" -m pip install -q -e "$repo[dev]" playwright
+    $sudo mkdir -p "$cache/stamps"
+    $sudo touch "$stamp"
+fi
+
+# --- TimescaleDB -----------------------------------------------------------------------
+if [ "$timescale_mode" = chroot ]; then
+    $sudo env SMARTWARD_CACHE="$cache" "$repo/scripts/timescaledb-root.sh"
+fi
+log "done"
