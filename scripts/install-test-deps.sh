@@ -7,12 +7,13 @@
 # Environment:
 #   SMARTWARD_CACHE   where built artefacts and stamps live (default /var/cache/smartward);
 #                     outside the work tree so `git clean` does not throw away a 1-minute build.
-#   PYTHON            the interpreter whose environment gets the project (default: python3).
+#   PYTHON            the interpreter whose environment gets the project (default: see
+#                     scripts/python-env.sh: python3, or a .venv on Debian's own python3).
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cache="${SMARTWARD_CACHE:-/var/cache/smartward}"
-python="${PYTHON:-python3}"
+python="$("$repo/scripts/python-env.sh")"
 
 # apt-get and debootstrap need root; use sudo when the caller is not root.
 sudo=""
@@ -32,8 +33,11 @@ packages=(
     fonts-dejavu-core # a font with Vietnamese diacritics for headless Chromium
     iproute2         # network namespaces, veth pairs and tc for partition / slow-link tests
     iptables         # partitions between namespaces
-    util-linux       # unshare, flock, runuser (used by the fixtures and timescaledb-root.sh)
+    util-linux       # unshare, flock, setpriv (used by the fixtures and timescaledb-root.sh)
 )
+if [ "$python" = "$repo/.venv/bin/python" ]; then
+    packages+=(python3-venv)  # Debian's python3 refuses pip (PEP 668): use a virtualenv
+fi
 case "${VERSION_CODENAME:-}" in
     bookworm)
         # TimescaleDB is not packaged for Debian 12: it runs from a Debian 13 root built
@@ -65,6 +69,10 @@ else
 fi
 
 # --- Python environment ----------------------------------------------------------------
+if [ "$python" = "$repo/.venv/bin/python" ] && [ ! -x "$python" ]; then
+    log "creating $repo/.venv"
+    python3 -m venv "$repo/.venv"
+fi
 # pip rebuilds the editable wheel on every run (several seconds), so remember what was
 # installed: the interpreter's prefix, this checkout and the exact pyproject.toml.
 prefix="$("$python" -c 'import sys; print(sys.prefix)')"

@@ -2,4 +2,9 @@
 
 from __future__ import annotations
 
-pytest_plugins: list[str] = []
+pytest_plugins: list[str] = [
+    "tests.servers.mosquitto",
+    "tests.servers.postgres",
+    "tests.servers.timescale",
+    "tests.servers.victoria",
+]

@@ -1,0 +1,202 @@
+"""Process plumbing shared by the server fixtures: free ports, deadlines, start/stop/kill -9.
+
+Every wait here has a deadline and fails with the server's log, so a server that does not
+come up is one clear failure, not a hung run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import NoReturn
+
+import pytest
+
+INSTALL_HINT = "scripts/install-test-deps.sh"
+
+
+def in_ci() -> bool:
+    """True on CI, where a missing server fails the run (STYLE.md rule 14)."""
+    return os.environ.get("CI", "").strip().lower() == "true"
+
+
+def missing_server(what: str, detail: str) -> NoReturn:
+    """Stop the test because `what` cannot be run here: a failure on CI, a skip elsewhere."""
+    message = f"{what} is not available: {detail}. Install the test servers with: {INSTALL_HINT}"
+    if in_ci():
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+class ServerError(RuntimeError):
+    """A test server failed to start, stop or answer; the message carries its log tail."""
+
+
+_handed_out: set[int] = set()
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on now, never the same one twice in this session.
+
+    The kernel picks it (bind to port 0); the small race until the server binds it is
+    accepted, and a server that loses it fails to start with a clear log.
+    """
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((host, 0))
+            port = int(sock.getsockname()[1])
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
+    raise ServerError("no free TCP port found")
+
+
+def port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def wait_until(
+    condition: Callable[[], bool],
+    *,
+    timeout_s: float,
+    what: str,
+    alive: Callable[[], bool] | None = None,
+    log_path: Path | None = None,
+) -> None:
+    """Return once `condition()` holds; raise ServerError at the deadline or when `alive()`
+    turns false (the process died: waiting longer cannot help)."""
+    deadline = time.monotonic() + timeout_s
+    delay_s = 0.01
+    while True:
+        if condition():
+            return
+        if alive is not None and not alive():
+            raise ServerError(f"{what}: the process exited{log_tail_message(log_path)}")
+        if time.monotonic() >= deadline:
+            raise ServerError(f"{what}: not ready after {timeout_s:.0f} s{log_tail_message(log_path)}")
+        # A short, growing back-off: servers here start in tens of milliseconds to a few
+        # seconds, and there is no event to wait on for "a port is listening".
+        time.sleep(delay_s)
+        delay_s = min(delay_s * 2, 0.2)
+
+
+def wait_for_port(
+    host: str,
+    port: int,
+    *,
+    timeout_s: float = 30.0,
+    proc: subprocess.Popen[bytes] | None = None,
+    log_path: Path | None = None,
+) -> None:
+    """Wait until something accepts TCP connections on host:port."""
+    wait_until(
+        lambda: port_open(host, port),
+        timeout_s=timeout_s,
+        what=f"{host}:{port}",
+        alive=(lambda: proc.poll() is None) if proc is not None else None,
+        log_path=log_path,
+    )
+
+
+def start_process(
+    argv: Sequence[str],
+    log_path: Path,
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start a server in the background, stdout and stderr appended to `log_path`.
+
+    It gets its own process group so that stop/kill reach its children too, and so that a
+    Ctrl-C aimed at pytest does not kill it before the fixture's teardown runs.
+    """
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=dict(env) if env is not None else None,
+            cwd=cwd,
+            start_new_session=True,
+        )
+
+
+def stop_process(proc: subprocess.Popen[bytes], *, timeout_s: float = 15.0) -> int:
+    """SIGTERM the process group, then SIGKILL it if it is still there at the deadline."""
+    if proc.poll() is not None:
+        return proc.returncode
+    _signal_group(proc, signal.SIGTERM)
+    try:
+        return proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        kill9(proc)
+        return proc.returncode
+
+
+def kill9(proc: subprocess.Popen[bytes]) -> None:
+    """kill -9 the process group (a crash: no shutdown code runs) and reap it."""
+    if proc.poll() is None:
+        _signal_group(proc, signal.SIGKILL)
+    proc.wait()
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):  # it exited on its own meanwhile
+        os.killpg(proc.pid, sig)
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    what: str,
+    timeout_s: float = 120.0,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    log_path: Path | None = None,
+) -> str:
+    """Run a short command (initdb, pg_ctl...) to completion; its output, or ServerError."""
+    try:
+        done = subprocess.run(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            env=dict(env) if env is not None else None,
+            cwd=cwd,
+            timeout=timeout_s,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise ServerError(f"{what}: no result after {timeout_s:.0f} s{log_tail_message(log_path)}") from exc
+    output = (done.stdout + done.stderr).decode(errors="replace")
+    if done.returncode != 0:
+        raise ServerError(
+            f"{what}: exit {done.returncode}: {' '.join(argv)}\n{output.strip()}{log_tail_message(log_path)}"
+        )
+    return output
+
+
+def log_tail(path: Path, lines: int = 40) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def log_tail_message(path: Path | None) -> str:
+    if path is None:
+        return ""
+    tail = log_tail(path)
+    return f"\n--- last lines of {path} ---\n{tail}" if tail else f" (log {path} is empty)"
