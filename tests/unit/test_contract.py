@@ -37,7 +37,8 @@ def test_topic_parse_refuses_foreign_topics(bad: str) -> None:
 
 def test_shared_subscription_filter() -> None:
     assert topics.subscription("telemetry") == "smartward/v1/+/+/telemetry"
-    assert topics.subscription("telemetry", share_group="ingest") == "$share/ingest/smartward/v1/+/+/telemetry"
+    shared = topics.subscription("telemetry", share_group="ingest")
+    assert shared == "$share/ingest/smartward/v1/+/+/telemetry"
 
 
 def _batch_dict(**over: object) -> dict[str, object]:
