@@ -66,6 +66,9 @@ def _decode(decoder: msgspec.json.Decoder[_T], raw: bytes) -> _T:
         raise DecodeError("schema", text) from exc
     except msgspec.DecodeError as exc:
         raise _classify_malformed(raw, exc) from exc
+    except UnicodeDecodeError as exc:
+        # msgspec reports invalid UTF-8 inside a JSON string this way, not as DecodeError.
+        raise DecodeError("bad_json", f"payload is not UTF-8: {exc}") from exc
 
 
 def decode_telemetry(raw: bytes) -> TelemetryBatch:

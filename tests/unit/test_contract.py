@@ -69,6 +69,8 @@ def test_contract_example_batch_round_trips() -> None:
         (b"", "bad_json"),
         (b"{", "bad_json"),
         (b"\xff\xfe\x00", "bad_json"),
+        (json.dumps(_batch_dict()).replace("tn-aq-01", "tn-aq-\udcc3(", 1).encode("utf-8", "surrogateescape"),
+         "bad_json"),
         (json.dumps(_batch_dict()).replace("41.5", "NaN").encode(), "non_finite"),
         (json.dumps(_batch_dict()).replace("41.5", "Infinity").encode(), "non_finite"),
         (json.dumps(_batch_dict()).replace("41.5", "1e999").encode(), "non_finite"),

@@ -1,0 +1,23 @@
+"""Drainage channel sensor: freeboard (cm from water to bank) and pump state (FACTS.md §3.4).
+
+Both come from the site's :class:`~simulators.hydrology.Channel`: the channel sits
+0.8–0.95 m below the bank with a small tidal ripple, rises with rain, and the pumps start
+at 60 cm freeboard (before the 0.5 m alert) and stop near base level.
+"""
+
+from __future__ import annotations
+
+from simulators.models.base import SensorContext
+
+
+class DrainageLevelModel:
+    def __init__(self, ctx: SensorContext) -> None:
+        self._channel = ctx.world.channel(ctx.site)
+        self._rng = ctx.rng()
+
+    def sample(self, t: float) -> dict[str, float]:
+        freeboard, pump = self._channel.at(t)
+        return {
+            "drain_freeboard_cm": freeboard + self._rng.gauss(0.0, 0.5),
+            "pump_on": 1.0 if pump else 0.0,
+        }
