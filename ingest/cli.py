@@ -1,0 +1,252 @@
+"""``smartward ingest run | status`` — the composition root of the ingest.
+
+``run --workers N`` (N > 1) starts N worker processes on one MQTT 5 shared subscription
+(``$share/{group}/smartward/v1/+/+/telemetry``) and restarts any that dies; each has its own
+persistent session (client id ``...-{index}``), so what a dead worker had in flight is
+redelivered to it when it comes back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from types import FrameType
+
+from contract.registry import load_registry
+from ingest.errors import IngestError, StoreUnavailable
+from ingest.metrics import HealthServer, IngestMetrics
+from ingest.ports import Store
+from ingest.settings import IngestSettings
+
+logger = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+_RESTART_DELAY_MAX_S = 30.0
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="smartward ingest",
+                                description="Dịch vụ thu nhận dữ liệu / ingest service")
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="chạy worker / run the ingest worker(s)")
+    run.add_argument("--workers", type=int, default=1,
+                     help="number of worker processes (shared subscription)")
+    run.add_argument("--share-group", default=None,
+                     help="MQTT 5 share group (default 'ingest' when --workers > 1)")
+    run.add_argument("--metrics-port", type=int, default=None,
+                     help="port for /metrics, /healthz, /readyz (worker i uses port + i)")
+    run.add_argument("--client-id", default=None, help="MQTT client id (stable: the session is persistent)")
+    run.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
+    run.add_argument("--no-migrate", action="store_true", help="do not run store migrations at start")
+    st = sub.add_parser("status", help="trạng thái / readiness and counts from the store")
+    st.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for the broker")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(list(argv) if argv is not None else None)
+    try:
+        settings = IngestSettings()
+    except ValueError as exc:
+        print(f"Cấu hình sai / bad settings: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.command == "status":
+        return _status(settings, args.timeout)
+    if args.workers < 1:
+        print("--workers must be ≥ 1", file=sys.stderr)
+        return EXIT_USAGE
+    if args.share_group:
+        settings.share_group = args.share_group
+    if args.metrics_port is not None:
+        settings.metrics_port = args.metrics_port
+    if args.workers > 1:
+        return _supervise(settings, args)
+    return _run_one(settings, client_id=args.client_id, index=args.worker_index, migrate=not args.no_migrate)
+
+
+def open_store(url: str) -> Store:
+    from ingest.stores import open_store as _open
+
+    try:
+        store: Store = _open(url)
+    except ValueError as exc:
+        raise IngestError(str(exc)) from exc
+    return store
+
+
+def _run_one(settings: IngestSettings, *, client_id: str | None, index: int | None, migrate: bool) -> int:
+    from ingest.mirror import InfluxMirror
+    from ingest.worker import IngestWorker
+
+    registry = load_registry(settings.registry)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        logger.info("signal %d: stopping", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    store = open_store(settings.db_url)
+    try:
+        if migrate:
+            _migrate_with_retry(store, stop)
+        metrics = IngestMetrics()
+        cid = client_id or settings.client_id or f"smartward-ingest-{socket.gethostname()}" + (
+            f"-{index}" if index is not None else "")
+        worker = IngestWorker(settings, store, registry, metrics=metrics, client_id=cid)
+        with contextlib.ExitStack() as stack:
+            if settings.metrics_port is not None:
+                port = settings.metrics_port + (index or 0) if settings.metrics_port else 0
+                stack.enter_context(HealthServer(metrics, live=lambda: worker.live,
+                                                 ready=lambda: worker.ready,
+                                                 host=settings.metrics_host, port=port))
+            stack.enter_context(worker)
+            if settings.influx_url and (index or 0) == 0:
+                source = open_store(settings.db_url)  # its own connection: the mirror has its own thread
+                stack.callback(source.close)
+                if all(callable(getattr(source, m, None))
+                       for m in ("read_since", "mirror_checkpoint", "save_mirror_checkpoint")):
+                    mirror = InfluxMirror.from_settings(settings, source, metrics=metrics)
+                    stack.enter_context(mirror.running())
+                else:
+                    logger.error("the %s store cannot feed the InfluxDB mirror (no MirrorSource methods); "
+                                 "mirror off", type(source).__name__)
+            logger.info("ingest worker %s running", cid)
+            while not stop.is_set():
+                if worker.wait(timeout=0.5):
+                    break
+            # leaving the stack stops the worker: finish the transaction, ack, disconnect
+        return EXIT_FAILED if worker.fatal is not None else EXIT_OK
+    finally:
+        store.close()
+
+
+def _migrate_with_retry(store: Store, stop: threading.Event) -> None:
+    delay = 0.5
+    while True:
+        try:
+            store.migrate()
+            return
+        except StoreUnavailable as exc:
+            logger.warning("store unavailable for migrations, retrying in %.1f s: %s", delay, exc)
+            if stop.wait(delay):
+                raise
+            delay = min(delay * 2, 10.0)
+
+
+def _supervise(settings: IngestSettings, args: argparse.Namespace) -> int:
+    """N worker processes; a child that dies is restarted (with backoff); SIGTERM is forwarded."""
+    group = settings.share_group or "ingest"
+    if not args.no_migrate:
+        store = open_store(settings.db_url)
+        try:
+            _migrate_with_retry(store, threading.Event())
+        finally:
+            store.close()
+    base_id = args.client_id or settings.client_id or f"smartward-ingest-{socket.gethostname()}"
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    def spawn(i: int) -> subprocess.Popen[bytes]:
+        cmd = [sys.executable, "-m", "ingest.cli", "run", "--worker-index", str(i), "--share-group", group,
+               "--client-id", f"{base_id}-{i}", "--no-migrate"]
+        if settings.metrics_port is not None:
+            cmd += ["--metrics-port", str(settings.metrics_port)]
+        return subprocess.Popen(cmd, env=os.environ.copy())
+
+    children = {i: spawn(i) for i in range(args.workers)}
+    delays = dict.fromkeys(children, 1.0)
+    logger.info("started %d ingest workers on share group %r", len(children), group)
+    while not stop.wait(0.5):
+        for i, child in list(children.items()):
+            rc = child.poll()
+            if rc is None:
+                continue
+            logger.warning("worker %d exited with %d; restarting in %.0f s", i, rc, delays[i])
+            if stop.wait(delays[i]):
+                break
+            delays[i] = min(delays[i] * 2, _RESTART_DELAY_MAX_S)
+            children[i] = spawn(i)
+    for child in children.values():
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + settings.stop_grace_s + 30
+    failed = False
+    for child in children.values():
+        try:
+            failed |= child.wait(timeout=max(0.1, deadline - time.monotonic())) not in (0, -signal.SIGTERM)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            failed = True
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _status(settings: IngestSettings, timeout_s: float) -> int:
+    from ingest.worker import parse_broker_url
+
+    ok = True
+    for url in settings.mqtt_urls:
+        try:
+            b = parse_broker_url(url)
+            with socket.create_connection((b.host, b.port), timeout=timeout_s):
+                pass
+            print(f"broker  {b}: reachable / kết nối được")
+        except (OSError, IngestError) as exc:
+            ok = False
+            print(f"broker  {url.split('@')[-1]}: UNREACHABLE / không kết nối được ({exc})")
+    try:
+        store = open_store(settings.db_url)
+    except IngestError as exc:
+        print(f"store   {_redact(settings.db_url)}: cannot open / không mở được ({exc})")
+        return EXIT_FAILED
+    try:
+        alive = store.ping()
+        state = "ready / sẵn sàng" if alive else "NOT ANSWERING / không trả lời"
+        print(f"store   {_redact(settings.db_url)}: {state}")
+        ok &= alive
+        if alive:
+            marks = store.watermarks()
+            print(f"gateways with an ack watermark / cổng đã xác nhận: {len(marks)}")
+            for gw, seq in sorted(marks.items()):
+                print(f"  {gw:<24} seq ≤ {seq}")
+            completeness = getattr(store, "completeness", None)
+            if callable(completeness):
+                for row in completeness():
+                    print(f"  {row}")
+    except IngestError as exc:
+        ok = False
+        print(f"store error / lỗi: {exc} (chưa migrate? / not migrated? `smartward db migrate`)")
+    finally:
+        store.close()
+    return EXIT_OK if ok else EXIT_FAILED
+
+
+def _redact(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=os.environ.get("SMARTWARD_LOG_LEVEL", "INFO").upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    sys.exit(main())
