@@ -12,14 +12,14 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from contract.catalog import METRICS, SENSOR_KINDS
 from contract.errors import RegistryError
 from contract.models import SLUG_PATTERN
+from contract.yamlines import YamlLinesError, YamlPath, clean_loc, compose_with_lines, line_for
 
 SlugStr = Annotated[str, Field(pattern=SLUG_PATTERN)]
 
@@ -143,69 +143,22 @@ class Registry:
                 yield site, gw
 
 
-# --- YAML with line numbers -------------------------------------------------------------
-
-_Path = tuple[str | int, ...]
-_SCALARS = yaml.constructor.SafeConstructor()
-
-
-def _construct(node: yaml.Node, path: _Path, lines: dict[_Path, int], source: str) -> Any:
-    lines[path] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        out: dict[str, Any] = {}
-        for key_node, value_node in node.value:
-            key = key_node.value
-            if not isinstance(key_node, yaml.ScalarNode):
-                raise RegistryError("keys must be plain strings", source=source,
-                                    line=key_node.start_mark.line + 1)
-            if key in out:
-                raise RegistryError(f"duplicate key {key!r}", source=source,
-                                    line=key_node.start_mark.line + 1)
-            lines[(*path, key)] = key_node.start_mark.line + 1
-            out[key] = _construct(value_node, (*path, key), lines, source)
-            # Point errors about a key's value at the key's own line when the value is a
-            # nested block (its first line would be the next key's).
-            if isinstance(value_node, yaml.MappingNode | yaml.SequenceNode):
-                lines[(*path, key)] = key_node.start_mark.line + 1
-        return out
-    if isinstance(node, yaml.SequenceNode):
-        return [_construct(v, (*path, i), lines, source) for i, v in enumerate(node.value)]
-    return _SCALARS.construct_object(node)
-
-
-def _line_for(loc: tuple[int | str, ...], lines: Mapping[_Path, int]) -> int | None:
-    path = tuple(loc)
-    while path:
-        if path in lines:
-            return lines[path]
-        path = path[:-1]
-    return lines.get((), None)
-
-
-def _clean_loc(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
-    # pydantic adds the validator or union-member name to locations; keep only real keys.
-    return tuple(p for p in loc if isinstance(p, int) or not p.startswith(("function-", "union[")))
+_Path = YamlPath
 
 
 def parse_registry(text: str, *, source: str = "<registry>") -> Registry:
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise RegistryError(f"not valid YAML: {exc}", source=source,
-                            line=mark.line + 1 if mark is not None else None) from exc
-    if node is None:
-        raise RegistryError("empty registry", source=source, line=1)
-    lines: dict[_Path, int] = {}
-    data = _construct(node, (), lines, source)
+        data, lines = compose_with_lines(text)
+    except YamlLinesError as exc:
+        raise RegistryError(exc.message, source=source, line=exc.line) from exc
     try:
         spec = RegistrySpec.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
-        loc = _clean_loc(err["loc"])
+        loc = clean_loc(err["loc"])
         dotted = ".".join(str(p) for p in loc)
         raise RegistryError(f"{dotted}: {err['msg']}", source=source,
-                            line=_line_for(loc, lines)) from exc
+                            line=line_for(loc, lines)) from exc
     _check_unique(spec, lines, source)
     return Registry(spec)
 

@@ -1,0 +1,405 @@
+"""What every rule kind shares: the selector, levels, the hysteresis machine, the evaluator
+protocol, and the engine settings.
+
+Rule definitions are frozen pydantic models (they are human-edited data, validated with
+line numbers by ``ops_center.rules.loader``); evaluators are small mutable objects holding the
+state of one rule on one (sensor, metric) series, fed a batch of readings at a time.
+
+Levels are severity ranks: 0 = clear, 1 info, 2 warning, 3 critical, 4 emergency.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, Protocol
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from contract.registry import SensorRef
+from ops_center.domain.alerts import Severity, severity_rank
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def _as_tuple(value: object) -> object:
+    if isinstance(value, str | int | float | bool):
+        return (value,)
+    return value
+
+
+StrTuple = Annotated[tuple[str, ...], BeforeValidator(_as_tuple)]
+Scalar = str | int | float | bool
+ScalarTuple = Annotated[tuple[Scalar, ...], BeforeValidator(_as_tuple)]
+
+
+class Selector(Strict):
+    """Which sensors a rule or an override applies to. Empty fields match everything; a
+    list matches any of its values; ``attrs`` matches sensor attributes (all must match)."""
+
+    kind: StrTuple = ()
+    site: StrTuple = ()
+    gateway: StrTuple = ()
+    sensor: StrTuple = ()
+    attrs: dict[str, ScalarTuple] = Field(default_factory=dict)
+
+    def matches(self, ref: SensorRef) -> bool:
+        if self.kind and ref.spec.kind not in self.kind:
+            return False
+        if self.site and ref.site not in self.site:
+            return False
+        if self.gateway and ref.gateway not in self.gateway:
+            return False
+        if self.sensor and ref.spec.id not in self.sensor:
+            return False
+        for name, allowed in self.attrs.items():
+            if name not in ref.spec.attrs or ref.spec.attrs[name] not in allowed:
+                return False
+        return True
+
+    def matches_target(self, site: str, gateway: str | None) -> bool:
+        """For gateway-level rules: only site and gateway are considered."""
+        if self.site and site not in self.site:
+            return False
+        return not (self.gateway and gateway not in self.gateway)
+
+
+class Names(Strict):
+    vi: str = Field(min_length=1)
+    en: str = Field(min_length=1)
+
+
+class Level(Strict):
+    at: float
+    severity: Severity
+
+
+class RuleBase(Strict):
+    """Fields common to every rule kind."""
+
+    id: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,62}$")
+    category: str = Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")
+    select: Selector = Field(default_factory=Selector)
+    # Metrics the rule applies to; empty = every metric of the selected sensors.
+    metrics: StrTuple = ()
+    enabled: bool = True
+    title: Names
+
+
+class EngineSettings(Strict):
+    """Engine-wide knobs (the ``settings:`` block of the rules file)."""
+
+    # A reading is late when its batch's sent_at − its ts exceeds this (judged from the
+    # message, never from the wall clock).
+    lateness_s: float = Field(default=600.0, ge=0)
+    # A raise this soon (reading time) after the same alert cleared reopens it (flap).
+    reraise_hold_s: float = Field(default=600.0, ge=0)
+    # Asia/Ho_Chi_Minh is UTC+7 with no daylight saving time; a fixed offset keeps the domain
+    # free of tz-database lookups.
+    utc_offset_h: float = 7.0
+    # How often (gateway time) the engine checks the silence of a gateway's sensors.
+    freshness_check_s: float = Field(default=30.0, gt=0)
+    # Readings with these qualities are not evaluated by value rules (they still count as
+    # "the sensor talks" for freshness).
+    skip_qualities: StrTuple = ("bad", "calibrating", "maintenance")
+
+
+# --- Levels and the hysteresis machine -------------------------------------------------------
+
+class LevelMap:
+    """Maps a value to (up, down) severity ranks.
+
+    ``up``: the highest level whose threshold the value reaches (raise condition).
+    ``down``: the same with thresholds moved by the hysteresis (the value must fall below
+    ``down`` of the current level to lower or clear it).
+    Thresholds above: reached when v ≥ at (v > at when ``strict``). Below: v ≤ at (v < at).
+    """
+
+    __slots__ = ("_above", "_above_down", "_below", "_below_down", "_rank_a", "_rank_b",
+                 "first_above", "first_below", "strict")
+
+    def __init__(self, above: Sequence[tuple[float, int]], below: Sequence[tuple[float, int]],
+                 hysteresis: float = 0.0, *, strict: bool = False) -> None:
+        a = sorted(above)
+        b = sorted(((-at, rank) for at, rank in below))  # below thresholds negated, ascending
+        self._above = [at for at, _ in a]
+        self._above_down = [at - hysteresis for at, _ in a]
+        self._rank_a = [0, *_cummax([r for _, r in a])]
+        self._below = [at for at, _ in b]
+        self._below_down = [at - hysteresis for at, _ in b]
+        self._rank_b = [0, *_cummax([r for _, r in b])]
+        self.strict = strict
+        self.first_above = self._above[0] if a else float("inf")
+        self.first_below = -self._below[0] if b else float("-inf")
+
+    def _count(self, thresholds: list[float], v: float) -> int:
+        return bisect_left(thresholds, v) if self.strict else bisect_right(thresholds, v)
+
+    def up(self, v: float) -> int:
+        return max(self._rank_a[self._count(self._above, v)], self._rank_b[self._count(self._below, -v)])
+
+    def down(self, v: float) -> int:
+        return max(self._rank_a[self._count(self._above_down, v)],
+                   self._rank_b[self._count(self._below_down, -v)])
+
+    def quiet(self, vmin: float, vmax: float) -> bool:
+        """True when no value in [vmin, vmax] reaches any threshold (the common case)."""
+        if self.strict:
+            return vmax <= self.first_above and vmin >= self.first_below
+        return vmax < self.first_above and vmin > self.first_below
+
+    def limit_for(self, rank: int, v: float) -> float | None:
+        """The threshold of level ``rank`` (at least) on the side ``v`` is on, for messages."""
+        rank = max(rank, 1)
+        # Band rules (pH): the side whose first threshold is nearer.
+        use_above = bool(self._above) and (
+            not self._below or v - self.first_below > (self.first_above - self.first_below) / 2)
+        if use_above:
+            for i, at in enumerate(self._above):
+                if self._rank_a[i + 1] >= rank:
+                    return at
+            return self._above[-1]
+        for i, at in enumerate(self._below):
+            if self._rank_b[i + 1] >= rank:
+                return -at
+        return -self._below[-1] if self._below else None
+
+
+def _cummax(xs: list[int]) -> list[int]:
+    out: list[int] = []
+    m = 0
+    for x in xs:
+        m = max(m, x)
+        out.append(m)
+    return out
+
+
+class Machine:
+    """Raise at level ≥ X held for ``raise_after_s``; lower/clear when below the hysteresis
+    threshold for ``clear_after_s`` (reading time). A raise goes to the lowest level seen
+    during the pending period, a lowering to the highest, so durations hold per level."""
+
+    __slots__ = ("down_since", "down_target", "level", "since", "target")
+
+    def __init__(self) -> None:
+        self.level = 0
+        self.since: float | None = None
+        self.target = 0
+        self.down_since: float | None = None
+        self.down_target = 0
+
+    def step(self, ts: Sequence[float], up: Sequence[int], down: Sequence[int],
+             raise_after_s: float, clear_after_s: float) -> list[tuple[int, int]]:
+        """Feed one batch; returns (index of the reading, new level) transitions."""
+        out: list[tuple[int, int]] = []
+        level = self.level
+        for i in range(len(ts)):
+            t = ts[i]
+            u = up[i]
+            if u > level:
+                if self.since is None:
+                    self.since, self.target = t, u
+                elif u < self.target:
+                    self.target = u
+                self.down_since = None
+                if t - self.since >= raise_after_s:
+                    level = self.target
+                    out.append((i, level))
+                    self.since = None
+                continue
+            self.since = None
+            d = down[i]
+            if d < level:
+                if self.down_since is None:
+                    self.down_since, self.down_target = t, d
+                elif d > self.down_target:
+                    self.down_target = d
+                if t - self.down_since >= clear_after_s:
+                    level = self.down_target
+                    out.append((i, level))
+                    self.down_since = None
+            else:
+                self.down_since = None
+        self.level = level
+        return out
+
+    def reset_pending(self) -> None:
+        self.since = None
+        self.down_since = None
+
+    def state(self) -> list[Any]:
+        return [self.level, self.since, self.target, self.down_since, self.down_target]
+
+    def load(self, s: Sequence[Any]) -> None:
+        self.level, self.since, self.target, self.down_since, self.down_target = s
+
+
+# --- Evaluators ------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """A level change of one rule on one series, at reading ``index`` of the batch."""
+
+    index: int
+    level: int
+    value: float
+    limit: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """What an evaluator is built for: one sensor's metric, with the engine settings."""
+
+    ref: SensorRef
+    metric: str
+    settings: EngineSettings
+
+    def attr(self, name: str) -> Scalar | None:
+        return self.ref.spec.attrs.get(name)
+
+
+class Evaluator(Protocol):
+    @property
+    def rule(self) -> RuleBase: ...
+
+    def feed(self, ts: list[float], vals: list[float], sent_s: float) -> list[Signal]:
+        """Feed readings of one series, sorted by time and newer than any fed before."""
+
+    def state(self) -> Any:
+        """JSON-serialisable state (for snapshots)."""
+
+    def load(self, state: Any) -> None:
+        """Restore :meth:`state`'s output."""
+
+
+def ranks(levels: Sequence[Level], scale: float = 1.0) -> list[tuple[float, int]]:
+    return [(lv.at * scale, severity_rank(lv.severity)) for lv in levels]
+
+
+class LeveledRule(RuleBase):
+    """Shared by rules with severity levels, hysteresis and durations."""
+
+    hysteresis: float = Field(default=0.0, ge=0)
+    raise_after_s: float = Field(default=0.0, ge=0)
+    clear_after_s: float = Field(default=0.0, ge=0)
+    # Thresholds are reached at v ≥ at (v ≤ at below); ``strict`` makes it v > at (v < at).
+    strict: bool = False
+
+    @model_validator(mode="after")
+    def _check_levels(self) -> LeveledRule:
+        for name in ("levels", "above", "below"):
+            levels = getattr(self, name, None)
+            if levels is None:
+                continue
+            _check_ladder(levels, descending=(name == "below" or getattr(self, "direction", "") == "below"))
+        return self
+
+
+def _check_ladder(levels: Sequence[Level], *, descending: bool) -> None:
+    pairs = [(lv.at, severity_rank(lv.severity)) for lv in levels]
+    ordered = sorted(pairs, key=lambda p: -p[0] if descending else p[0])
+    if pairs != ordered:
+        raise ValueError("levels must be ordered from the mildest threshold to the most severe")
+    sev = [r for _, r in pairs]
+    if sev != sorted(sev):
+        raise ValueError("level severities must not decrease as thresholds get more severe")
+
+
+class LocalTime:
+    """Local-time helpers for a fixed UTC offset (Asia/Ho_Chi_Minh: +7, no DST)."""
+
+    __slots__ = ("offset_s",)
+
+    def __init__(self, utc_offset_h: float) -> None:
+        self.offset_s = utc_offset_h * 3600.0
+
+    def minute_of_day(self, epoch_s: float) -> float:
+        return ((epoch_s + self.offset_s) % 86_400.0) / 60.0
+
+    def hour_bucket(self, epoch_s: float) -> int:
+        return int((epoch_s + self.offset_s) // 3600.0)
+
+    def bucket_start(self, bucket: int) -> float:
+        return bucket * 3600.0 - self.offset_s
+
+
+def parse_hhmm(text: str) -> float:
+    hh, mm = text.split(":")
+    h, m = int(hh), int(mm)
+    if not (0 <= h <= 24 and 0 <= m < 60):
+        raise ValueError(f"not a time of day: {text!r}")
+    return h * 60.0 + m
+
+
+class Hours(Strict):
+    """A local time-of-day window; ``from`` after ``to`` wraps past midnight."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    start: str = Field(alias="from", pattern=r"^\d{2}:\d{2}$")
+    end: str = Field(alias="to", pattern=r"^\d{2}:\d{2}$")
+
+    def minutes(self) -> tuple[float, float]:
+        return parse_hhmm(self.start), parse_hhmm(self.end)
+
+
+def in_window(minute: float, window: tuple[float, float]) -> bool:
+    lo, hi = window
+    return lo <= minute < hi if lo <= hi else (minute >= lo or minute < hi)
+
+
+def attr_float(target: Target, name: str | None, default: float = 1.0) -> float | None:
+    """A numeric sensor attribute; None when missing or not a number."""
+    if name is None:
+        return default
+    v = target.attr(name)
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return None
+    return float(v)
+
+
+def fmt(value: float | None) -> str:
+    if value is None:
+        return "?"
+    return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
+Attrs = Mapping[str, Scalar]
+
+
+def run_levels(machine: Machine, lmap: LevelMap, ts: Sequence[float], vals: Sequence[float],
+               raise_after_s: float, clear_after_s: float, *,
+               off: Sequence[bool] | None = None, hold: Sequence[bool] | None = None) -> list[Signal]:
+    """Feed derived values through a level map and a machine.
+
+    ``off[i]``: the condition does not apply to reading i (e.g. outside the rule's hours):
+    it counts as clear. ``hold[i]``: no evidence either way (e.g. too little data in the
+    window): it neither raises nor lowers.
+    """
+    if not vals:
+        return []
+    if machine.level == 0 and hold is None and lmap.quiet(min(vals), max(vals)):
+        machine.since = None
+        return []
+    up = [lmap.up(v) for v in vals]
+    down = [lmap.down(v) for v in vals]
+    if off is not None:
+        for i, is_off in enumerate(off):
+            if is_off:
+                up[i] = down[i] = 0
+    if hold is not None:
+        for i, is_held in enumerate(hold):
+            if is_held:
+                up[i] = 0
+                down[i] = _NO_LOWERING
+    out: list[Signal] = []
+    for i, level in machine.step(ts, up, down, raise_after_s, clear_after_s):
+        v = vals[i]
+        out.append(Signal(i, level, v, lmap.limit_for(level, v)))
+    return out
+
+
+_NO_LOWERING = 1_000

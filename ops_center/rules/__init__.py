@@ -1,0 +1,1 @@
+"""Rule and pattern files (YAML, edited by city staff) and their loader."""
