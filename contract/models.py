@@ -62,6 +62,9 @@ class Status(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defau
     dropped_batches: Annotated[int, msgspec.Meta(ge=0)] = 0
     dropped_through: Annotated[int, msgspec.Meta(ge=0)] = 0
     last_seq: Annotated[int, msgspec.Meta(ge=0)] = 0
+    # Added in v1 (optional, additive): the agent's totals since it started, e.g.
+    # readings, batches_created, batches_resent, reconnects, batches_dropped.
+    counters: dict[str, int] = msgspec.field(default_factory=dict)
 
 
 class Ack(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -1,0 +1,1 @@
+"""Sensor drivers: the :class:`~edge.drivers.base.Driver` port and its implementations."""

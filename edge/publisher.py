@@ -1,0 +1,499 @@
+"""The publisher port and its MQTT adapter (paho-mqtt 2.x).
+
+The agent talks to a :class:`Publisher` and hears back through events (:data:`Event`) put on
+its queue, so all agent state stays on the agent's thread.
+
+:class:`MqttPublisher` choices, each for a reason in RELIABILITY.md:
+
+- **MQTT 5**, not 3.1.1: the session expiry is per client (MQTT-3.1.2.11.2), a gateway can
+  leave with "disconnect with Will Message" (reason 0x04, MQTT-3.14.2.1) so its retained
+  status turns offline at once when its signal goes, and PUBACK carries a reason code, so a
+  refused publish (0x87 not authorized, 0x97 quota) is counted instead of looking delivered.
+  Oversize is the one MQTT 5 trap (0x95 makes paho 2.2 loop on protocol errors) and
+  :func:`edge.batching.seal` makes it impossible: nothing over 256 KiB is ever published.
+- **QoS 1, persistent session** (``clean_start=False`` + session expiry), client id =
+  username = gateway id (the broker's ACL binds ``%u``).
+- **Retained status** on every connect and a **Last Will** of the same shape, ``offline``.
+- **Failover and back-off are ours**: paho reconnects to one host only. Each connection gets
+  a fresh ``paho.Client`` with ``reconnect_on_failure=False``, driven by one supervisor
+  thread that rotates through the broker URLs (the next URL at once, exponential back-off
+  with jitter once every URL has failed). A fresh client also means paho never re-sends
+  from its in-memory queue behind our back: after a reconnect the agent decides what to
+  re-send, from the outbox.
+- **Bounded window**: the agent never has more than ``window`` batches awaiting PUBACK;
+  paho's own in-flight limit is set just above it (the status messages), so paho never
+  queues. Message ids (1..65535, wrapping) only need to be unique among those in flight.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Protocol
+from urllib.parse import unquote, urlsplit
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from contract import topics
+from contract.codec import decode_ack
+from contract.errors import DecodeError
+from edge.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+
+# --- events: publisher -> agent ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Connected:
+    url: str
+    session_present: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectFailed:
+    url: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnected:
+    url: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """PUBACK for a batch. ``ok`` is False when the broker refused it (MQTT 5 reason >= 0x80)."""
+
+    seq: int
+    ok: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class WatermarkReceived:
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class BadAck:
+    detail: str
+
+
+Event = Connected | ConnectFailed | Disconnected | Published | WatermarkReceived | BadAck
+EventSink = Callable[[Event], None]
+
+
+class Publisher(Protocol):
+    """Where sealed batches go. Methods are called from the agent's thread only."""
+
+    def __enter__(self) -> Publisher: ...
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None: ...
+
+    def set_link(self, up: bool) -> None:
+        """Whether the uplink may be used. Nothing connects before the first ``set_link(True)``."""
+        ...
+
+    def publish_batch(self, seq: int, payload: bytes) -> bool:
+        """Hand one batch to the network (QoS 1); False when not connected. A :class:`Published`
+        event follows a True."""
+        ...
+
+    def publish_status(self, payload: bytes) -> bool:
+        """Publish the retained status; False when not connected."""
+        ...
+
+    def close(self, *, final_status: bytes | None = None, timeout_s: float = 5.0) -> bool:
+        """Publish ``final_status`` (retained, waiting up to ``timeout_s`` for its PUBACK), then
+        disconnect and stop. True when the final status was acknowledged."""
+        ...
+
+
+# --- broker URLs -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerUrl:
+    host: str
+    port: int
+    tls: bool = False
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def parse(cls, text: str) -> BrokerUrl:
+        parts = urlsplit(text.strip())
+        if parts.scheme not in ("mqtt", "mqtts"):
+            raise ConfigError(f"broker URL must start with mqtt:// or mqtts://: {_redact(text)}")
+        if not parts.hostname:
+            raise ConfigError(f"broker URL has no host: {_redact(text)}")
+        tls = parts.scheme == "mqtts"
+        try:
+            port = parts.port or (8883 if tls else 1883)
+        except ValueError as exc:
+            raise ConfigError(f"bad port in broker URL {_redact(text)}") from exc
+        return cls(
+            host=parts.hostname,
+            port=port,
+            tls=tls,
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password is not None else None,
+        )
+
+    def __str__(self) -> str:
+        user = f"{self.username}:***@" if self.password is not None else (
+            f"{self.username}@" if self.username else "")
+        return f"{'mqtts' if self.tls else 'mqtt'}://{user}{self.host}:{self.port}"
+
+
+def _redact(text: str) -> str:
+    parts = urlsplit(text.strip())
+    if parts.password is None:
+        return text
+    return text.replace(f":{parts.password}@", ":***@")
+
+
+def parse_broker_urls(text: str) -> list[BrokerUrl]:
+    """``SMARTWARD_MQTT_URL``: one URL or a comma-separated list for failover."""
+    urls = [BrokerUrl.parse(u) for u in text.split(",") if u.strip()]
+    if not urls:
+        raise ConfigError("no broker URL given (SMARTWARD_MQTT_URL)")
+    return urls
+
+
+# --- the MQTT adapter ----------------------------------------------------------------------
+
+# MQTT 5 DISCONNECT reason 0x04: the broker publishes our Will (MQTT-3.14.2.1).
+_DISCONNECT_WITH_WILL = 4
+# A connection that lived shorter than this counts as a failed attempt for the back-off
+# (a broker that accepts and drops at once, or another agent taking over our client id).
+_STABLE_S = 10.0
+_MISSING = object()
+
+
+class _Session:
+    """One broker connection: its paho client and the PUBLISHes awaiting PUBACK."""
+
+    def __init__(self, url: BrokerUrl, client: mqtt.Client) -> None:
+        self.url = url
+        self.client = client
+        self.connack: ReasonCode | None = None
+        self.session_present = False
+        self.closed = False
+        self.close_reason = ""
+        self.lock = threading.Lock()
+        # mid -> batch seq, an Event to set (the final status) or None (a status). Bounded by
+        # the window (+ the statuses in flight).
+        self.pending: dict[int, int | threading.Event | None] = {}
+        # PUBACKs that arrived before publish() returned their mid to us (paho calls
+        # on_publish from its thread, possibly before publish() returns in ours).
+        self.early: dict[int, tuple[bool, str]] = {}
+
+    @property
+    def ready(self) -> bool:
+        return self.connack is not None and not self.connack.is_failure and not self.closed
+
+
+class MqttPublisher:
+    def __init__(
+        self,
+        *,
+        gateway: str,
+        site: str,
+        urls: Sequence[BrokerUrl],
+        sink: EventSink,
+        will: Callable[[], bytes],
+        window: int,
+        keepalive_s: int = 30,
+        session_expiry_s: int = 7 * 86_400,
+        connect_timeout_s: float = 10.0,
+        reconnect_min_s: float = 0.5,
+        reconnect_max_s: float = 60.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        if not urls:
+            raise ConfigError("no broker URL")
+        self._gateway = gateway
+        self._urls = list(urls)
+        self._sink = sink
+        self._will = will
+        self._window = window
+        self._keepalive_s = keepalive_s
+        self._session_expiry_s = session_expiry_s
+        self._connect_timeout_s = connect_timeout_s
+        self._reconnect_min_s = reconnect_min_s
+        self._reconnect_max_s = reconnect_max_s
+        self._rng = rng or random.Random()
+        self._telemetry_topic = topics.telemetry(site, gateway)
+        self._status_topic = topics.status(site, gateway)
+        self._ack_topic = topics.ack(site, gateway)
+
+        self._cond = threading.Condition()
+        self._link_up = False
+        self._link_epoch = 0  # bumped on every link-up, to cut a back-off short
+        self._closing = False
+        self._leave_with_will = True
+        self._session: _Session | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def __enter__(self) -> MqttPublisher:
+        self._thread = threading.Thread(target=self._supervise, name=f"edge-mqtt-{self._gateway}",
+                                        daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self, *, final_status: bytes | None = None, timeout_s: float = 5.0) -> bool:
+        acked = False
+        if final_status is not None:
+            done = threading.Event()
+            if self._publish(self._status_topic, final_status, done, retain=True):
+                acked = done.wait(timeout_s)
+        with self._cond:
+            # Without an acknowledged offline status, leave with the Will: the broker then
+            # publishes the offline status itself.
+            self._leave_with_will = not acked
+            self._closing = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        return acked
+
+    # -- called by the agent -----------------------------------------------------------------
+
+    def set_link(self, up: bool) -> None:
+        with self._cond:
+            if up and not self._link_up:
+                self._link_epoch += 1
+            self._link_up = up
+            self._cond.notify_all()
+
+    def publish_batch(self, seq: int, payload: bytes) -> bool:
+        return self._publish(self._telemetry_topic, payload, seq)
+
+    def publish_status(self, payload: bytes) -> bool:
+        return self._publish(self._status_topic, payload, None, retain=True)
+
+    def _publish(self, topic: str, payload: bytes, tag: int | threading.Event | None, *,
+                 retain: bool = False) -> bool:
+        session = self._session
+        if session is None or not session.ready or not self._link_up:
+            return False
+        info = session.client.publish(topic, payload, qos=1, retain=retain)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            # The connection is going; the supervisor will report it. The batch stays in
+            # the outbox and is re-sent after the reconnect.
+            return False
+        with session.lock:
+            early = session.early.pop(info.mid, None)
+            if early is None:
+                session.pending[info.mid] = tag
+                return True
+        self._acknowledge(tag, *early)
+        return True
+
+    def _acknowledge(self, tag: int | threading.Event | None, ok: bool, reason: str) -> None:
+        if isinstance(tag, threading.Event):
+            tag.set()
+        elif tag is not None:
+            self._sink(Published(tag, ok, reason))
+
+    # -- the supervisor thread ---------------------------------------------------------------
+
+    def _supervise(self) -> None:
+        failures = 0
+        index = 0
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._closing or self._link_up)
+                if self._closing:
+                    return
+                epoch = self._link_epoch
+            url = self._urls[index % len(self._urls)]
+            session, reason = self._connect(url)
+            if session is None:
+                failures += 1
+                index += 1
+                self._sink(ConnectFailed(str(url), reason))
+                delay = self._backoff_s(failures)
+                logger.warning("cannot connect to %s (%s); next attempt %s in %.1f s", url, reason,
+                               self._urls[index % len(self._urls)], delay)
+                self._wait_backoff(delay, epoch)
+                continue
+            started = time.monotonic()
+            self._session = session
+            logger.info("connected to %s (session present: %s)", url, session.session_present)
+            self._sink(Connected(str(url), session.session_present))
+            closing, link_up = self._wait_session_end(session)
+            # Leaving because the link is down, or stopping without an acknowledged offline
+            # status: disconnect with the Will, so the retained status turns offline.
+            with_will = self._leave_with_will if closing else not link_up
+            self._session = None
+            reason = self._end(session, with_will=with_will)
+            self._sink(Disconnected(str(url), reason))
+            if closing:
+                return
+            if link_up:
+                logger.warning("connection to %s lost: %s", url, reason)
+                failures = 0 if time.monotonic() - started >= _STABLE_S else failures + 1
+                if failures:
+                    self._wait_backoff(self._backoff_s(failures), None)
+            else:
+                logger.info("link down: disconnected from %s", url)
+                failures = 0
+
+    def _wait_backoff(self, delay_s: float, link_epoch: int | None) -> None:
+        """Wait out a back-off; cut short by close() or (with ``link_epoch``) a new link-up."""
+        with self._cond:
+            self._cond.wait_for(
+                lambda: self._closing or (link_epoch is not None and self._link_epoch != link_epoch),
+                timeout=delay_s)
+
+    def _wait_session_end(self, session: _Session) -> tuple[bool, bool]:
+        """Until the connection drops, the link goes down or close(); (closing, link_up)."""
+        with self._cond:
+            self._cond.wait_for(lambda: session.closed or self._closing or not self._link_up)
+            return self._closing, self._link_up
+
+    def _backoff_s(self, failures: int) -> float:
+        """No wait before trying the next URL; exponential back-off with equal jitter once a
+        whole round of URLs has failed (so a fleet does not reconnect in lockstep)."""
+        n = len(self._urls)
+        if failures % n:
+            return 0.0
+        rounds = failures // n
+        base = min(self._reconnect_max_s, self._reconnect_min_s * 2.0 ** (rounds - 1))
+        return base / 2 + self._rng.uniform(0, base / 2)
+
+    def _new_client(self, url: BrokerUrl, session_box: list[_Session]) -> mqtt.Client:
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self._gateway,
+            protocol=mqtt.MQTTv5,
+            reconnect_on_failure=False,
+        )
+        client.username_pw_set(url.username or self._gateway, url.password)
+        if url.tls:
+            client.tls_set()
+        client.connect_timeout = self._connect_timeout_s
+        client.max_inflight_messages_set(self._window + 2)
+        client.will_set(self._status_topic, self._will(), qos=1, retain=True)
+
+        def on_connect(c: mqtt.Client, _u: Any, flags: Any, rc: ReasonCode, _p: Any) -> None:
+            session = session_box[0]
+            if not rc.is_failure:
+                c.subscribe(self._ack_topic, qos=1)
+            with self._cond:
+                session.session_present = bool(getattr(flags, "session_present", False))
+                session.connack = rc
+                self._cond.notify_all()
+
+        def on_disconnect(_c: mqtt.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
+            session = session_box[0]
+            with self._cond:
+                session.closed = True
+                session.close_reason = str(rc)
+                self._cond.notify_all()
+
+        def on_publish(_c: mqtt.Client, _u: Any, mid: int, rc: ReasonCode, _p: Any) -> None:
+            session = session_box[0]
+            ok, reason = not rc.is_failure, str(rc)
+            with session.lock:
+                tag = session.pending.pop(mid, _MISSING)
+                if tag is _MISSING:
+                    session.early[mid] = (ok, reason)
+                    return
+            if not ok:
+                logger.error("broker refused a publish: %s", reason)
+            assert tag is None or isinstance(tag, int | threading.Event)
+            self._acknowledge(tag, ok, reason)
+
+        def on_message(_c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+            # An exception here would kill paho's network thread (RELIABILITY.md).
+            if not msg.payload:
+                # An empty retained message deletes the retained watermark (MQTT-3.3.1-10):
+                # nothing is acknowledged by it.
+                return
+            try:
+                ack = decode_ack(bytes(msg.payload))
+            except DecodeError as exc:
+                logger.warning("ignoring a bad ack on %s: %s", msg.topic, exc)
+                self._sink(BadAck(str(exc)))
+                return
+            except Exception as exc:
+                logger.exception("ack handling failed")
+                self._sink(BadAck(repr(exc)))
+                return
+            self._sink(WatermarkReceived(ack.seq))
+
+        client.on_connect = on_connect
+        client.on_disconnect = on_disconnect
+        client.on_publish = on_publish
+        client.on_message = on_message
+        return client
+
+    def _connect(self, url: BrokerUrl) -> tuple[_Session | None, str]:
+        box: list[_Session] = []
+        client = self._new_client(url, box)
+        session = _Session(url, client)
+        box.append(session)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = self._session_expiry_s
+        try:
+            client.connect(url.host, url.port, keepalive=self._keepalive_s, clean_start=False,
+                           properties=props)
+        except (OSError, ValueError) as exc:
+            return None, str(exc) or type(exc).__name__
+        client.loop_start()
+        with self._cond:
+            self._cond.wait_for(lambda: session.connack is not None or session.closed or self._closing,
+                                timeout=self._connect_timeout_s)
+            connack = session.connack
+        if connack is not None and not connack.is_failure and not session.closed:
+            return session, ""
+        reason = "no CONNACK" if connack is None else f"refused: {connack}"
+        self._end(session, with_will=False)
+        return None, reason
+
+    def _end(self, session: _Session, *, with_will: bool) -> str:
+        """Disconnect (if still connected) and stop the session's network thread."""
+        client = session.client
+        if not session.closed:
+            if with_will:
+                client.disconnect(reasoncode=ReasonCode(PacketTypes.DISCONNECT,
+                                                         identifier=_DISCONNECT_WITH_WILL))
+            else:
+                client.disconnect()
+            with self._cond:
+                sent = self._cond.wait_for(lambda: session.closed, timeout=self._connect_timeout_s)
+            if not sent:
+                # The DISCONNECT cannot leave (dead link): end the connection ourselves,
+                # else paho's thread lingers until the keepalive expires.
+                sock = client.socket()
+                if isinstance(sock, socket.socket):
+                    with contextlib.suppress(OSError):
+                        sock.shutdown(socket.SHUT_RDWR)
+        # The paho thread ends once the socket is closed (reconnect_on_failure=False).
+        client.loop_stop()
+        return session.close_reason or "closed"
