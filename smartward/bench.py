@@ -6,6 +6,8 @@ import importlib
 import sys
 
 BENCHES: dict[str, str] = {
+    "codec": "smartward.bench_codec",
+    "edge": "edge.bench",
     "ingest": "ingest.bench",
     "alerts": "smartward.bench_alerts",
     "api": "ops_center.api.bench",
