@@ -10,7 +10,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from contract.codec import decode_telemetry, encode
-from contract.models import Reading, TelemetryBatch
+from contract.models import MAX_PAYLOAD_BYTES, Reading, TelemetryBatch
 
 
 def _batch(readings: int) -> bytes:
@@ -32,6 +32,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rounds", type=int, default=20_000, help="batches decoded (default 20000)")
     args = parser.parse_args(argv)
     raw = _batch(args.readings)
+    if len(raw) > MAX_PAYLOAD_BYTES:
+        parser.error(f"{args.readings} readings encode to {len(raw)} bytes, over the "
+                     f"{MAX_PAYLOAD_BYTES}-byte payload limit: use fewer")
     for _ in range(min(1000, args.rounds)):
         decode_telemetry(raw)
     start = time.perf_counter()
