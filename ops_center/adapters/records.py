@@ -1,0 +1,261 @@
+"""Rows the ops repository reads and writes. Plain frozen dataclasses; times are aware UTC."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Generic, Literal, TypeVar
+
+from ops_center.security.roles import Role
+
+if TYPE_CHECKING:
+    from ops_center.domain.alerts import Alert
+    from ops_center.domain.incidents import Incident, TimelineEntry
+
+Severity = Literal["info", "warning", "critical", "emergency"]
+SEVERITIES: tuple[Severity, ...] = ("info", "warning", "critical", "emergency")
+AlertState = Literal["active", "cleared"]
+IncidentState = Literal["open", "acknowledged", "resolved"]
+INCIDENT_STATES: tuple[IncidentState, ...] = ("open", "acknowledged", "resolved")
+AuditOutcome = Literal["ok", "denied", "failed"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    items: list[T]
+    total: int
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRecord:
+    id: str
+    rule: str
+    site: str
+    severity: Severity
+    state: AlertState
+    opened_at: datetime
+    updated_at: datetime
+    gateway: str | None = None
+    sensor: str | None = None
+    metric: str | None = None
+    cleared_at: datetime | None = None
+    incident_id: str | None = None
+    late: bool = False
+    value: float | None = None
+    detail: str | None = None
+    category: str | None = None
+    message_vi: str | None = None
+    message_en: str | None = None
+
+    @classmethod
+    def from_domain(cls, alert: Alert, incident_id: str | None = None) -> AlertRecord:
+        limit = f"limit={alert.limit:g}" if alert.limit is not None else None
+        return cls(
+            id=alert.id,
+            rule=alert.rule,
+            site=alert.site,
+            severity=alert.severity,
+            state=alert.state,
+            opened_at=alert.opened_at,
+            updated_at=alert.updated_at,
+            gateway=alert.gateway,
+            sensor=alert.sensor,
+            metric=alert.metric,
+            cleared_at=alert.cleared_at,
+            incident_id=incident_id,
+            late=alert.late,
+            value=alert.value,
+            detail=limit,
+            category=alert.category,
+            message_vi=alert.message_vi,
+            message_en=alert.message_en,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentRecord:
+    id: str
+    site: str
+    kind: str
+    severity: Severity
+    state: IncidentState
+    title_vi: str
+    title_en: str
+    opened_at: datetime
+    updated_at: datetime
+    acknowledged_at: datetime | None = None
+    resolved_at: datetime | None = None
+    assignee: str | None = None
+    escalated_at: datetime | None = None
+
+    @classmethod
+    def from_domain(cls, incident: Incident, assignee: str | None = None) -> IncidentRecord:
+        i = incident
+        return cls(
+            id=i.id,
+            site=i.site,
+            kind=i.kind,
+            severity=i.severity,
+            state=i.state,
+            title_vi=i.title_vi,
+            title_en=i.title_en,
+            opened_at=i.opened_at,
+            updated_at=i.updated_at,
+            acknowledged_at=i.acknowledged_at,
+            resolved_at=i.resolved_at,
+            assignee=assignee,
+            escalated_at=i.updated_at if i.escalated else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineEvent:
+    incident_id: str
+    site: str
+    at: datetime
+    actor: str  # a user name, or "rule:<rule>" / "system"
+    action: str  # opened, alert_added, acknowledged, resolved, note, assigned, escalated...
+    detail: str | None = None
+    id: int | None = None
+
+    @classmethod
+    def from_domain(cls, incident: Incident, entry: TimelineEntry) -> TimelineEvent:
+        detail = (
+            entry.message_vi
+            if entry.message_vi == entry.message_en
+            else f"{entry.message_vi} / {entry.message_en}"
+        )
+        if entry.alert_id:
+            detail = f"{detail} [alert {entry.alert_id}]"
+        return cls(
+            incident_id=incident.id,
+            site=incident.site,
+            at=entry.at,
+            actor=entry.by,
+            action=entry.action,
+            detail=detail,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    name: str
+    password_hash: str
+    role: Role
+    sites: tuple[str, ...]
+    disabled: bool = False
+    token_version: int = 0
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    at: datetime
+    actor: str
+    action: str
+    outcome: AuditOutcome
+    target: str | None = None
+    site: str | None = None
+    ip: str | None = None
+    detail: str | None = None
+    id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayStatusRecord:
+    gateway: str
+    site: str
+    state: str  # online | offline (from the retained status / Last Will)
+    last_seen: datetime
+    outbox_batches: int = 0
+    outbox_oldest: datetime | None = None
+    dropped_batches: int = 0
+    last_seq: int = 0
+    agent: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityEventRecord:
+    at: datetime
+    source: str  # broker | api
+    kind: str  # acl_denied, auth_failed, anonymous_refused, unknown_client, ...
+    detail: str
+    site: str | None = None
+    gateway: str | None = None
+    client: str | None = None
+    ip: str | None = None
+    id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MaintenanceWindowRecord:
+    id: str
+    site: str
+    scope: Literal["sensor", "gateway", "site"]
+    target: str
+    starts_at: datetime
+    set_by: str
+    reason: str
+    ends_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LatestValue:
+    sensor: str
+    metric: str
+    time: datetime
+    value: float
+    quality: str
+
+
+@dataclass(frozen=True, slots=True)
+class RawPoint:
+    time: datetime
+    value: float
+    quality: str
+
+
+@dataclass(frozen=True, slots=True)
+class RollupPoint:
+    bucket: datetime
+    min: float
+    max: float
+    count: int
+    sum: float
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayBatchStats:
+    """What the ingest handled for one gateway over a window (ingest_batches)."""
+
+    gateway: str
+    batches: int  # handled: stored or dead-lettered
+    stored: int
+    min_seq: int
+    max_seq: int
+    last_received: datetime
+    dropped_through: int = 0  # highest seq the gateway declared dropped in the window
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterRecord:
+    id: int
+    received_at: datetime
+    topic: str
+    reason: str
+    detail: str
+    payload_bytes: int
+    payload_preview: str
+    gateway: str | None = None
+    site: str | None = None
+    seq: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentDetail:
+    incident: IncidentRecord
+    alerts: list[AlertRecord] = field(default_factory=list)
+    timeline: list[TimelineEvent] = field(default_factory=list)

@@ -1,0 +1,190 @@
+"""The ``OpsRepository`` port: what the ops service writes and what the API reads.
+
+Adapters: ``SqliteOpsRepository`` (ops_center/adapters/sqlite.py) and
+``PostgresOpsRepository`` (ops_center/adapters/postgres.py, plain PostgreSQL or TimescaleDB).
+``open_repository(url)`` picks one from ``SMARTWARD_DB_URL``.
+
+Site filters: ``sites`` is either a sequence of site ids (an empty one matches nothing) or
+None for "every site" (global scopes only). The API derives it from the user's ``Scope``.
+
+Besides the ops tables, the read side queries the ingest's tables (readings, rollups,
+ingest_batches, gateway_drops, dead_letters) through SQL only: the components share the
+store, never code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal, Protocol
+
+from ops_center.adapters.records import (
+    AlertRecord,
+    AlertState,
+    AuditEntry,
+    DeadLetterRecord,
+    GatewayBatchStats,
+    GatewayStatusRecord,
+    IncidentDetail,
+    IncidentRecord,
+    IncidentState,
+    LatestValue,
+    MaintenanceWindowRecord,
+    Page,
+    RawPoint,
+    RollupPoint,
+    SecurityEventRecord,
+    TimelineEvent,
+    UserRecord,
+)
+
+Sites = Sequence[str] | None
+Resolution = Literal["1m", "1h"]
+
+
+class RepositoryError(Exception):
+    """Root of the ops persistence errors (permanent unless a subclass says otherwise)."""
+
+
+class RepositoryUnavailable(RepositoryError):
+    """Transient: the database cannot be reached, is restarting, or is not migrated yet."""
+
+
+class Conflict(RepositoryError):
+    """A uniqueness or integrity constraint refused the write."""
+
+
+class UserExists(Conflict):
+    pass
+
+
+class UnknownUser(RepositoryError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentUpdate:
+    """What an incident action produces from the incident as currently stored (locked)."""
+
+    incident: IncidentRecord
+    events: tuple[TimelineEvent, ...]
+    audit: AuditEntry
+
+
+IncidentMutation = Callable[[IncidentRecord], IncidentUpdate]
+
+
+class OpsRepository(Protocol):
+    # --- lifecycle -------------------------------------------------------------------------
+    def migrate(self) -> None:
+        """Create or upgrade the ops tables (numbered, recorded in ops_schema_migrations)."""
+
+    def ping(self) -> bool:
+        """True when the database answers."""
+
+    def close(self) -> None: ...
+
+    # --- written by the ops service -------------------------------------------------------
+    def upsert_alert(self, alert: AlertRecord) -> None:
+        """Insert or update by id; an older ``updated_at`` never overwrites a newer one."""
+
+    def upsert_incident(self, incident: IncidentRecord) -> None:
+        """Insert or update by id. Machine fields (kind, severity, titles) follow the
+        argument. The lifecycle moves forward only (open < acknowledged < resolved), except
+        a reopen (resolved -> open, which also clears acknowledged_at/resolved_at/
+        escalated_at); otherwise the human fields keep their first value, so a service
+        that has not yet heard of a person's action cannot undo it."""
+
+    def append_timeline(self, event: TimelineEvent) -> int: ...
+
+    def upsert_gateway_status(self, status: GatewayStatusRecord) -> None:
+        """Insert or update by gateway; an older ``last_seen`` never overwrites a newer one."""
+
+    def insert_security_event(self, event: SecurityEventRecord) -> int: ...
+
+    def append_audit(self, entry: AuditEntry) -> int: ...
+
+    def upsert_maintenance(self, window: MaintenanceWindowRecord) -> None: ...
+
+    def active_alerts(self) -> list[AlertRecord]: ...
+
+    def open_incidents(self) -> list[IncidentRecord]: ...
+
+    # --- users ---------------------------------------------------------------------------
+    def get_user(self, name: str) -> UserRecord | None: ...
+
+    def list_users(self) -> list[UserRecord]: ...
+
+    def add_user(self, user: UserRecord) -> None:
+        """Raises ``UserExists``."""
+
+    def update_user(
+        self, name: str, *, password_hash: str | None = None, disabled: bool | None = None, at: datetime
+    ) -> UserRecord:
+        """Change the password or the disabled flag; either bumps ``token_version``.
+        Raises ``UnknownUser``."""
+
+    # --- read by the API -------------------------------------------------------------------
+    def list_alerts(
+        self, sites: Sites, state: AlertState | None, limit: int, offset: int
+    ) -> Page[AlertRecord]: ...
+
+    def list_incidents(
+        self, sites: Sites, state: IncidentState | None, limit: int, offset: int
+    ) -> Page[IncidentRecord]: ...
+
+    def get_incident(self, incident_id: str) -> IncidentDetail | None: ...
+
+    def apply_incident_action(self, incident_id: str, mutate: IncidentMutation) -> IncidentRecord | None:
+        """In one transaction, with the incident row locked: ``mutate`` the stored incident,
+        write it, append its timeline events and its audit entry. None when no such
+        incident; whatever ``mutate`` raises rolls everything back and propagates."""
+
+    def open_incident_counts(self, sites: Sites) -> dict[str, dict[str, int]]:
+        """Unresolved incidents per site and severity."""
+
+    def list_gateway_status(self, sites: Sites) -> list[GatewayStatusRecord]: ...
+
+    def latest_values(self, pairs: Sequence[tuple[str, str]], since: datetime) -> list[LatestValue]:
+        """The newest reading of each (sensor, metric) at or after ``since``."""
+
+    def raw_readings(
+        self, sensor: str, metric: str, start: datetime, end: datetime, limit: int
+    ) -> list[RawPoint]: ...
+
+    def rollup_readings(
+        self, resolution: Resolution, sensor: str, metric: str, start: datetime, end: datetime
+    ) -> list[RollupPoint]: ...
+
+    def hourly_means(
+        self, sensors: Sequence[str], metrics: Sequence[str], since: datetime
+    ) -> dict[tuple[str, str], list[tuple[datetime, float]]]:
+        """Hourly means (readings_1h) per (sensor, metric) from ``since``, oldest first."""
+
+    def batch_stats(self, gateways: Sequence[str], since: datetime) -> list[GatewayBatchStats]: ...
+
+    def dead_letters(self, sites: Sites, limit: int, offset: int) -> Page[DeadLetterRecord]: ...
+
+    def dead_letter_counts(self, sites: Sites, since: datetime) -> dict[str, int]: ...
+
+    def audit_entries(self, limit: int, offset: int) -> Page[AuditEntry]: ...
+
+    def security_events(self, sites: Sites, limit: int, offset: int) -> Page[SecurityEventRecord]: ...
+
+    def list_maintenance(self, sites: Sites, active_at: datetime | None) -> list[MaintenanceWindowRecord]: ...
+
+
+def open_repository(url: str, *, pool_min: int = 1, pool_max: int = 16) -> OpsRepository:
+    """The adapter for ``url`` (``sqlite:///path`` or ``postgresql://...``), opened."""
+    if url.startswith("sqlite:"):
+        from ops_center.adapters.sqlite import SqliteOpsRepository
+
+        return SqliteOpsRepository.from_url(url)
+    if url.startswith(("postgresql://", "postgres://")):
+        from ops_center.adapters.postgres import PostgresOpsRepository
+
+        repo = PostgresOpsRepository(url, min_size=pool_min, max_size=pool_max)
+        repo.open()
+        return repo
+    raise ValueError(f"unsupported SMARTWARD_DB_URL scheme: {url.split(':', 1)[0]!r}")

@@ -1,0 +1,239 @@
+"""Dependencies of the routes: the app's state, the current user, and ``get_scope``, the ONE
+place that decides what a user may see (used by every route, the live stream, exports and
+list filters; S3/S4 of RELIABILITY.md are tested against it route by route)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+from fastapi.security import OAuth2PasswordBearer
+
+from contract.registry import Registry
+from ops_center.adapters.records import AuditEntry, AuditOutcome, UserRecord
+from ops_center.adapters.repository import OpsRepository, RepositoryError
+from ops_center.api.errors import ApiError
+from ops_center.api.kpi import KpiService
+from ops_center.api.lifecycle import ActionHook
+from ops_center.api.metrics import ApiMetrics
+from ops_center.feed import Feed
+from ops_center.security.passwords import Passwords
+from ops_center.security.ratelimit import LoginLimiter
+from ops_center.security.roles import Action
+from ops_center.security.scope import Scope
+from ops_center.security.tokens import TokenClaims, TokenError, TokenService
+from ops_center.settings import OpsSettings
+
+logger = logging.getLogger(__name__)
+
+Readiness = Callable[[], Mapping[str, bool]]
+TOKEN_URL = "/api/v1/auth/token"
+
+
+@dataclass
+class AppState:
+    settings: OpsSettings
+    repo: OpsRepository
+    feed: Feed
+    registry: Registry
+    tokens: TokenService
+    passwords: Passwords
+    limiter: LoginLimiter
+    readiness: Readiness
+    metrics: ApiMetrics
+    kpis: KpiService
+    on_action: ActionHook | None
+    clock: Callable[[], datetime]
+
+    def now(self) -> datetime:
+        return self.clock()
+
+    def audit(
+        self,
+        request: Request | None,
+        *,
+        actor: str,
+        action: str,
+        outcome: AuditOutcome,
+        target: str | None = None,
+        site: str | None = None,
+        detail: str | None = None,
+    ) -> None:
+        """Append to the audit log. A failure to write is logged and counted, and does not
+        change the answer the user gets (the request's own outcome stays what it was)."""
+        entry = AuditEntry(
+            at=self.now(),
+            actor=actor,
+            action=action,
+            outcome=outcome,
+            target=target,
+            site=site,
+            ip=client_ip(request),
+            detail=detail,
+        )
+        try:
+            self.repo.append_audit(entry)
+        except RepositoryError:
+            self.metrics.audit_errors.inc()
+            logger.exception("could not write audit entry %s %s", action, target)
+
+
+def client_ip(request: Request | None) -> str | None:
+    if request is None or request.client is None:
+        return None
+    return request.client.host
+
+
+def get_state(request: Request) -> AppState:
+    state: AppState = request.app.state.smartward
+    return state
+
+
+StateDep = Annotated[AppState, Depends(get_state)]
+
+oauth2_scheme = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, auto_error=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    user: UserRecord
+    claims: TokenClaims
+    scope: Scope
+
+
+def _unauthorized(code: str = "invalid_token") -> ApiError:
+    return ApiError(401, code, headers={"WWW-Authenticate": "Bearer"})
+
+
+def principal_from_token(state: AppState, token: str | None) -> Principal:
+    """Token -> the user as stored now -> their scope. Any mismatch between the token and
+    the user row (disabled, token version, role, sites) is a 401: the token is stale."""
+    if not token:
+        raise _unauthorized("not_authenticated")
+    try:
+        claims = state.tokens.verify(token, "access")
+    except TokenError as exc:
+        logger.info("refused token: %s", exc)
+        raise _unauthorized() from exc
+    user = state.repo.get_user(claims.sub)
+    if (
+        user is None
+        or user.disabled
+        or user.token_version != claims.ver
+        or user.role != claims.role
+        or tuple(user.sites) != claims.sites
+    ):
+        raise _unauthorized()
+    scope = Scope.for_user(user.name, user.role, user.sites, state.registry.sites)
+    return Principal(user, claims, scope)
+
+
+def get_principal(
+    request: Request, state: StateDep, token: Annotated[str | None, Depends(oauth2_scheme)]
+) -> Principal:
+    principal = principal_from_token(state, token)
+    request.state.actor = principal.user.name
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def get_scope(principal: PrincipalDep) -> Scope:
+    return principal.scope
+
+
+ScopeDep = Annotated[Scope, Depends(get_scope)]
+
+
+def get_stream_principal(
+    request: Request,
+    state: StateDep,
+    token: Annotated[str | None, Depends(oauth2_scheme)],
+    access_token: Annotated[
+        str | None,
+        Query(
+            max_length=4096,
+            description=(
+                "For EventSource clients, which cannot set headers; the Authorization header is preferred"
+            ),
+        ),
+    ] = None,
+) -> Principal:
+    principal = principal_from_token(state, token or access_token)
+    request.state.actor = principal.user.name
+    return principal
+
+
+StreamPrincipalDep = Annotated[Principal, Depends(get_stream_principal)]
+
+
+# --- guards: every denial is answered the same way and audited -----------------------------------
+
+
+def require_visible(
+    request: Request, state: AppState, scope: Scope, site: str | None, *, target: str, exists: bool = True
+) -> None:
+    """404 unless ``scope`` sees ``site``. A real resource of another site is audited as a
+    scope denial (S3); a resource that does not exist at all is just a 404."""
+    if exists and site is not None and scope.can_see(site):
+        return
+    if exists:
+        state.metrics.denials.labels("scope").inc()
+        state.audit(
+            request, actor=scope.user, action="scope_denied", outcome="denied", target=target, site=site
+        )
+    raise ApiError(404, "not_found")
+
+
+def require_action(
+    request: Request, state: AppState, scope: Scope, action: Action, *, target: str, site: str | None = None
+) -> None:
+    if scope.may(action):
+        return
+    state.metrics.denials.labels("role").inc()
+    state.audit(
+        request, actor=scope.user, action=f"denied:{action}", outcome="denied", target=target, site=site
+    )
+    raise ApiError(403, "forbidden")
+
+
+def get_admin_scope(request: Request, state: StateDep, scope: ScopeDep) -> Scope:
+    require_action(request, state, scope, "admin", target=request.url.path)
+    return scope
+
+
+AdminScopeDep = Annotated[Scope, Depends(get_admin_scope)]
+
+
+def get_city_scope(request: Request, state: StateDep, scope: ScopeDep) -> Scope:
+    require_action(request, state, scope, "city.read", target=request.url.path)
+    return scope
+
+
+CityScopeDep = Annotated[Scope, Depends(get_city_scope)]
+
+
+def list_filter(request: Request, state: AppState, scope: Scope, site: str | None) -> tuple[str, ...] | None:
+    """The site filter of a list endpoint: silently narrowed to the scope; asking for a
+    site outside it is audited and answers an empty list."""
+    sites = scope.narrow(site)
+    if site is not None and not sites and site in state.registry.sites:
+        state.metrics.denials.labels("filter").inc()
+        state.audit(
+            request,
+            actor=scope.user,
+            action="scope_filtered",
+            outcome="denied",
+            target=request.url.path,
+            site=site,
+        )
+    return sites
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,208 @@
+"""Site KPIs for the operations screen (``/sites/{site}/overview``, the city overview and
+the live stream's ``kpi`` events).
+
+- Sensors online: a sensor is online when its newest reading (reading time) is within
+  3 × its ``interval_s`` of now.
+- Data completeness, per gateway over ``completeness_window_s``: batches stored / batches
+  expected, where expected spans the seqs handled in the window (a gap in ``seq``, lost or
+  still pending, and batches the gateway declared dropped all count as missing; a
+  dead-lettered batch is not stored), multiplied by the share of the window the gateway was
+  not silent (silence = no batch for more than 3 × its shortest sensor interval, which a
+  seq gap cannot show until the gateway is back). The site value is the mean over its
+  registered gateways; a gateway with nothing in the window counts 0.
+- VN_AQI now: QĐ 1459/QĐ-TCMT hourly AQI (ops_center/domain/aqi.py) from the hourly means
+  (``readings_1h``) of each air-quality station, NowCast over 12 hours for PM; the site
+  shows its worst station.
+- Dead letters today: since midnight Asia/Ho_Chi_Minh (UTC+7, no daylight saving).
+
+Overviews are cached per site for ``overview_cache_s`` (a few seconds): many screens
+polling one ward cost one computation.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Final
+
+from contract.catalog import METRICS
+from contract.registry import Registry, SensorSpec
+from ops_center.adapters.records import GatewayBatchStats
+from ops_center.adapters.repository import OpsRepository
+from ops_center.api.errors import Localized
+from ops_center.api.schemas import AqiOut, CityOverviewOut, IncidentCounts, OverviewOut
+from ops_center.domain.aqi import GASES, PM, category, hourly_aqi
+from ops_center.settings import OpsSettings
+
+VN_TZ: Final = timezone(timedelta(hours=7), "Asia/Ho_Chi_Minh")
+FRESH_INTERVALS: Final = 3
+AQI_METRICS: Final = (*PM, *GASES)
+HOUR: Final = timedelta(hours=1)
+
+
+def start_of_local_day(now: datetime) -> datetime:
+    local = now.astimezone(VN_TZ)
+    return local.replace(hour=0, minute=0, second=0, microsecond=0).astimezone(UTC)
+
+
+def is_fresh(spec: SensorSpec, reading_time: datetime, now: datetime) -> bool:
+    return (now - reading_time).total_seconds() <= FRESH_INTERVALS * spec.interval_s
+
+
+def gateway_completeness(
+    stats: GatewayBatchStats | None, silence_s: float, window_s: float, now: datetime
+) -> float:
+    """0..1 for one gateway (see the module's docstring)."""
+    if stats is None or stats.batches == 0:
+        return 0.0
+    top = max(stats.max_seq, stats.dropped_through)
+    expected = top - stats.min_seq + 1
+    seq_ratio = stats.stored / expected if expected > 0 else 0.0
+    silent_for = (now - stats.last_received).total_seconds()
+    fresh_ratio = 1.0 if silent_for <= silence_s else max(0.0, 1.0 - min(silent_for, window_s) / window_s)
+    return max(0.0, min(1.0, seq_ratio * fresh_ratio))
+
+
+def aqi_of_station(series: dict[str, list[tuple[datetime, float]]], hour: datetime) -> tuple[int, str] | None:
+    """Hourly VN_AQI of one station at ``hour`` (start of the current hour) from its hourly
+    means; (value, dominant pollutant) or None without PM data."""
+    by_hour = {m: {b: v for b, v in points} for m, points in series.items()}
+    pm: dict[str, list[float | None]] = {}
+    for p in PM:
+        if p in by_hour:
+            pm[p] = [by_hour[p].get(hour - i * HOUR) for i in range(12)]
+    gases: dict[str, float | None] = {}
+    for g in GASES:
+        if g in by_hour:
+            gases[g] = by_hour[g].get(hour)
+            if gases[g] is None:  # early in the hour: the last complete hour
+                gases[g] = by_hour[g].get(hour - HOUR)
+    result = hourly_aqi(pm, gases)
+    return None if result is None else (result.value, result.dominant)
+
+
+class KpiService:
+    def __init__(
+        self, repo: OpsRepository, registry: Registry, settings: OpsSettings, clock: Callable[[], datetime]
+    ) -> None:
+        self.repo = repo
+        self.registry = registry
+        self.settings = settings
+        self.clock = clock
+        self._cache: dict[str, tuple[float, OverviewOut]] = {}
+        self._lock = threading.Lock()
+
+    def site_overview(self, site: str) -> OverviewOut:
+        ttl = self.settings.overview_cache_s
+        if ttl > 0:
+            with self._lock:
+                hit = self._cache.get(site)
+            if hit is not None and hit[0] > time.monotonic():
+                return hit[1]
+        overview = self._compute(site, self.clock())
+        if ttl > 0:
+            with self._lock:
+                self._cache[site] = (time.monotonic() + ttl, overview)
+        return overview
+
+    def city_overview(self, sites: Sequence[str]) -> CityOverviewOut:
+        views = [self.site_overview(s) for s in sites]
+        counts = IncidentCounts(
+            **{
+                k: sum(getattr(v.open_incidents, k) for v in views)
+                for k in ("info", "warning", "critical", "emergency", "total")
+            }
+        )
+        total = sum(v.sensors_total for v in views)
+        online = sum(v.sensors_online for v in views)
+        return CityOverviewOut(
+            generated_at=self.clock(),
+            sites=views,
+            sensors_total=total,
+            sensors_online=online,
+            sensors_online_pct=round(100.0 * online / total, 1) if total else None,
+            open_incidents=counts,
+            dead_letters_today=sum(v.dead_letters_today for v in views),
+        )
+
+    # --- computation ------------------------------------------------------------------------
+
+    def _compute(self, site_id: str, now: datetime) -> OverviewOut:
+        site = self.registry.sites[site_id]
+        sensors = [(gw.id, s) for gw in site.gateways for s in gw.sensors]
+        pairs = [(s.id, m) for _, s in sensors for m in s.metrics]
+        horizon = max((FRESH_INTERVALS * s.interval_s for _, s in sensors), default=60)
+        latest = self.repo.latest_values(pairs, now - timedelta(seconds=horizon))
+        newest: dict[str, datetime] = {}
+        for v in latest:
+            if v.sensor not in newest or v.time > newest[v.sensor]:
+                newest[v.sensor] = v.time
+        online_ids = {s.id for _, s in sensors if s.id in newest and is_fresh(s, newest[s.id], now)}
+
+        window_s = self.settings.completeness_window_s
+        stats = {
+            st.gateway: st
+            for st in self.repo.batch_stats(
+                [gw.id for gw in site.gateways], now - timedelta(seconds=window_s)
+            )
+        }
+        parts: list[float] = []
+        gateways_online = 0
+        for gw in site.gateways:
+            silence = FRESH_INTERVALS * min((s.interval_s for s in gw.sensors), default=60)
+            parts.append(gateway_completeness(stats.get(gw.id), silence, window_s, now))
+            st = stats.get(gw.id)
+            if st is not None and (now - st.last_received).total_seconds() <= silence:
+                gateways_online += 1
+        completeness = round(100.0 * sum(parts) / len(parts), 1) if parts else None
+
+        by_severity = self.repo.open_incident_counts([site_id]).get(site_id, {})
+        counts = IncidentCounts(**by_severity, total=sum(by_severity.values()))
+        dead_today = self.repo.dead_letter_counts([site_id], start_of_local_day(now)).get(site_id, 0)
+
+        return OverviewOut(
+            site=site_id,
+            name=Localized(vi=site.name.vi, en=site.name.en),
+            generated_at=now,
+            sensors_total=len(sensors),
+            sensors_online=len(online_ids),
+            sensors_online_pct=round(100.0 * len(online_ids) / len(sensors), 1) if sensors else None,
+            gateways_total=len(site.gateways),
+            gateways_online=gateways_online,
+            data_completeness_pct=completeness,
+            completeness_window_s=window_s,
+            open_incidents=counts,
+            aqi=self._aqi([s for _, s in sensors], now),
+            dead_letters_today=dead_today,
+        )
+
+    def _aqi(self, sensors: Sequence[SensorSpec], now: datetime) -> AqiOut | None:
+        stations = [s for s in sensors if any(m in PM for m in s.metrics)]
+        if not stations:
+            return None
+        hour = now.replace(minute=0, second=0, microsecond=0)
+        means = self.repo.hourly_means([s.id for s in stations], AQI_METRICS, hour - 12 * HOUR)
+        best: tuple[int, str, str] | None = None
+        for s in stations:
+            series = {m: means[(s.id, m)] for m in AQI_METRICS if (s.id, m) in means}
+            found = aqi_of_station(series, hour)
+            if found is not None and (best is None or found[0] > best[0]):
+                best = (found[0], found[1], s.id)
+        if best is None:
+            return None
+        cat = category(best[0])
+        return AqiOut(
+            value=best[0],
+            category=Localized(vi=cat.label_vi, en=cat.label_en),
+            colour=cat.colour_hex,
+            dominant=best[1],
+            sensor=best[2],
+            hour=hour,
+        )
+
+
+def unit_of(metric: str) -> str:
+    m = METRICS.get(metric)
+    return m.unit if m is not None else ""

@@ -1,0 +1,47 @@
+"""``GET /api/v1/sites``, ``/sites/{site}/overview`` and ``/city/overview``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request
+
+from contract.models import SLUG_PATTERN
+from ops_center.api.deps import CityScopeDep, ScopeDep, StateDep, require_visible
+from ops_center.api.errors import ERROR_RESPONSES, Localized
+from ops_center.api.schemas import CityOverviewOut, LocationOut, OverviewOut, SiteOut
+
+router = APIRouter(tags=["sites"], responses=ERROR_RESPONSES)
+
+SitePath = Annotated[str, Path(pattern=SLUG_PATTERN, max_length=63)]
+
+
+@router.get("/sites", summary="Các địa bàn được xem / sites this user may see")
+def list_sites(state: StateDep, scope: ScopeDep) -> list[SiteOut]:
+    out = []
+    for site in state.registry.spec.sites:
+        if not scope.can_see(site.id):
+            continue
+        out.append(
+            SiteOut(
+                id=site.id,
+                name=Localized(vi=site.name.vi, en=site.name.en),
+                kind=site.kind,
+                parent=site.parent,
+                location=LocationOut(lat=site.location.lat, lon=site.location.lon),
+                gateways=len(site.gateways),
+                sensors=sum(len(gw.sensors) for gw in site.gateways),
+            )
+        )
+    return out
+
+
+@router.get("/sites/{site}/overview", summary="Chỉ số vận hành của địa bàn / site KPIs")
+def site_overview(request: Request, state: StateDep, scope: ScopeDep, site: SitePath) -> OverviewOut:
+    require_visible(request, state, scope, site, target=f"site:{site}", exists=site in state.registry.sites)
+    return state.kpis.site_overview(site)
+
+
+@router.get("/city/overview", summary="Chỉ số toàn thành phố / city KPIs (city_leader, admin)")
+def city_overview(state: StateDep, scope: CityScopeDep) -> CityOverviewOut:
+    return state.kpis.city_overview([s.id for s in state.registry.spec.sites if scope.can_see(s.id)])

@@ -1,0 +1,86 @@
+"""``GET /api/v1/stream``: Server-Sent Events (``alert``, ``incident``, ``gateway``, ``kpi``),
+filtered by the user's scope, resumable with ``Last-Event-ID``.
+
+Each client reads from its own bounded subscription of the change feed
+(ops_center/feed.py): a client too slow to keep up is dropped (the stream ends; the browser
+reconnects with its Last-Event-ID and resumes from the ring buffer), never slowing the
+others. The stream also ends when the access token expires: the client reconnects with a
+fresh one, so a disabled user's stream cannot outlive their token.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Header
+from fastapi.responses import StreamingResponse
+
+from ops_center.api.deps import StateDep, StreamPrincipalDep
+from ops_center.api.errors import ERROR_RESPONSES
+from ops_center.feed import FeedEvent
+
+router = APIRouter(tags=["stream"], responses=ERROR_RESPONSES)
+
+RETRY_MS = 3000
+
+
+def format_event(e: FeedEvent) -> str:
+    data = json.dumps({"site": e.site, "at": e.at.isoformat(), **e.data}, ensure_ascii=False, default=str)
+    return f"id: {e.id}\nevent: {e.kind}\ndata: {data}\n\n"
+
+
+@router.get(
+    "/stream",
+    summary="Luồng sự kiện trực tiếp / live events (SSE)",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            "description": "text/event-stream",
+        }
+    },
+)
+async def stream(
+    state: StateDep,
+    principal: StreamPrincipalDep,
+    last_event_id: Annotated[str | None, Header(max_length=64)] = None,
+) -> StreamingResponse:
+    scope = principal.scope
+    feed = state.feed
+    sub, replay = feed.subscribe(scope.can_see, last_event_id)
+    expires = principal.claims.exp
+    keepalive_s = state.settings.stream_keepalive_s
+    sent = state.metrics.stream_events
+
+    async def events() -> AsyncIterator[str]:
+        try:
+            yield f"retry: {RETRY_MS}\n: smartward {feed.boot}\n\n"
+            if replay.resync:
+                yield f"event: resync\ndata: {json.dumps({'reason': 'history not available'})}\n\n"
+            for e in replay.events:
+                sent.inc()
+                yield format_event(e)
+            while True:
+                remaining = (expires - state.now()).total_seconds()
+                if remaining <= 0:
+                    yield 'event: reauth\ndata: {"reason": "token expired"}\n\n'
+                    return
+                batch = await sub.next_batch(min(keepalive_s, remaining))
+                if batch is None:
+                    return  # dropped: too slow
+                if not batch:
+                    yield ": keep-alive\n\n"
+                    continue
+                for e in batch:
+                    sent.inc()
+                    yield format_event(e)
+        finally:
+            sub.close()
+
+    return StreamingResponse(
+        events(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

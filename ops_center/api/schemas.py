@@ -1,0 +1,405 @@
+"""Response and request models of the API (never the table rows themselves)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from ops_center.adapters.records import (
+    AlertRecord,
+    AuditEntry,
+    DeadLetterRecord,
+    IncidentRecord,
+    SecurityEventRecord,
+    TimelineEvent,
+)
+from ops_center.api.errors import Localized
+from ops_center.security.roles import Role
+
+USER_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+UserName = Annotated[str, Field(pattern=USER_NAME_PATTERN)]
+Note = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+Severity = Literal["info", "warning", "critical", "emergency"]
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- auth -------------------------------------------------------------------------------------
+
+
+class TokenOut(_Out):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int
+    refresh_token: str
+
+
+class RefreshIn(_In):
+    refresh_token: str = Field(min_length=1, max_length=4096)
+
+
+class MeOut(_Out):
+    name: str
+    role: Role
+    sites: list[str]
+    permissions: list[str]
+
+
+# --- sites and KPIs ----------------------------------------------------------------------------
+
+
+class LocationOut(_Out):
+    lat: float
+    lon: float
+
+
+class SiteOut(_Out):
+    id: str
+    name: Localized
+    kind: str
+    parent: str | None
+    location: LocationOut
+    gateways: int
+    sensors: int
+
+
+class AqiOut(_Out):
+    value: int
+    category: Localized
+    colour: str
+    dominant: str
+    sensor: str
+    hour: datetime
+
+
+class IncidentCounts(_Out):
+    info: int = 0
+    warning: int = 0
+    critical: int = 0
+    emergency: int = 0
+    total: int = 0
+
+
+class OverviewOut(_Out):
+    site: str
+    name: Localized
+    generated_at: datetime
+    sensors_total: int
+    sensors_online: int
+    sensors_online_pct: float | None = Field(description="fresh within 3 × interval_s")
+    gateways_total: int
+    gateways_online: int
+    data_completeness_pct: float | None = Field(
+        description="batches stored / expected from seq over the window, discounted by silence"
+    )
+    completeness_window_s: int
+    open_incidents: IncidentCounts
+    aqi: AqiOut | None = Field(description="VN_AQI (QĐ 1459/QĐ-TCMT), worst station of the site, this hour")
+    dead_letters_today: int
+
+
+class CityOverviewOut(_Out):
+    generated_at: datetime
+    sites: list[OverviewOut]
+    sensors_total: int
+    sensors_online: int
+    sensors_online_pct: float | None
+    open_incidents: IncidentCounts
+    dead_letters_today: int
+
+
+# --- gateways and sensors ------------------------------------------------------------------------
+
+
+class GatewayOut(_Out):
+    id: str
+    site: str
+    name: Localized | None
+    state: Literal["online", "offline", "unknown"]
+    last_seen: datetime | None
+    outbox_batches: int | None
+    outbox_oldest: datetime | None
+    dropped_batches: int | None
+    last_seq: int | None
+    agent: str | None
+    sensors: int
+
+
+class LatestOut(_Out):
+    metric: str
+    unit: str
+    value: float
+    time: datetime
+    quality: str
+    age_s: float
+    fresh: bool
+
+
+class SensorOut(_Out):
+    id: str
+    site: str
+    gateway: str
+    kind: str
+    name: Localized | None
+    interval_s: int
+    online: bool
+    last_seen: datetime | None
+    values: list[LatestOut]
+
+
+class PointOut(_Out):
+    time: datetime
+    value: float
+    min: float | None = None
+    max: float | None = None
+    count: int | None = None
+    quality: str | None = None
+
+
+class ReadingsOut(_Out):
+    sensor: str
+    metric: str
+    unit: str
+    start: datetime
+    end: datetime
+    bucket: str = Field(description="'raw', or the bucket width (1m ... 1d)")
+    source: Literal["readings", "readings_1m", "readings_1h"]
+    points: list[PointOut]
+    truncated: bool = False
+    next_start: datetime | None = None
+
+
+# --- alerts and incidents ------------------------------------------------------------------------
+
+
+class AlertOut(_Out):
+    id: str
+    rule: str
+    site: str
+    gateway: str | None
+    sensor: str | None
+    metric: str | None
+    severity: Severity
+    state: Literal["active", "cleared"]
+    opened_at: datetime
+    cleared_at: datetime | None
+    updated_at: datetime
+    incident_id: str | None
+    late: bool
+    value: float | None
+    detail: str | None
+    category: str | None
+    message: Localized | None
+
+    @classmethod
+    def of(cls, a: AlertRecord) -> AlertOut:
+        msg = Localized(vi=a.message_vi, en=a.message_en or a.message_vi) if a.message_vi else None
+        return cls(
+            id=a.id,
+            rule=a.rule,
+            site=a.site,
+            gateway=a.gateway,
+            sensor=a.sensor,
+            metric=a.metric,
+            severity=a.severity,
+            state=a.state,
+            opened_at=a.opened_at,
+            cleared_at=a.cleared_at,
+            updated_at=a.updated_at,
+            incident_id=a.incident_id,
+            late=a.late,
+            value=a.value,
+            detail=a.detail,
+            category=a.category,
+            message=msg,
+        )
+
+
+class IncidentOut(_Out):
+    id: str
+    site: str
+    kind: str
+    severity: Severity
+    state: Literal["open", "acknowledged", "resolved"]
+    title: Localized
+    opened_at: datetime
+    updated_at: datetime
+    acknowledged_at: datetime | None
+    resolved_at: datetime | None
+    assignee: str | None
+    escalated_at: datetime | None
+
+    @classmethod
+    def of(cls, i: IncidentRecord) -> IncidentOut:
+        return cls(
+            id=i.id,
+            site=i.site,
+            kind=i.kind,
+            severity=i.severity,
+            state=i.state,
+            title=Localized(vi=i.title_vi, en=i.title_en),
+            opened_at=i.opened_at,
+            updated_at=i.updated_at,
+            acknowledged_at=i.acknowledged_at,
+            resolved_at=i.resolved_at,
+            assignee=i.assignee,
+            escalated_at=i.escalated_at,
+        )
+
+
+class TimelineOut(_Out):
+    at: datetime
+    actor: str
+    action: str
+    detail: str | None
+
+    @classmethod
+    def of(cls, e: TimelineEvent) -> TimelineOut:
+        return cls(at=e.at, actor=e.actor, action=e.action, detail=e.detail)
+
+
+class IncidentDetailOut(IncidentOut):
+    alerts: list[AlertOut]
+    timeline: list[TimelineOut]
+
+
+class AcknowledgeIn(_In):
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class NoteIn(_In):
+    note: Note
+
+
+class AssignIn(_In):
+    assignee: UserName
+    note: str | None = Field(default=None, max_length=2000)
+
+
+# --- admin ---------------------------------------------------------------------------------------
+
+
+class DeadLetterOut(_Out):
+    id: int
+    received_at: datetime
+    topic: str
+    gateway: str | None
+    site: str | None
+    seq: int | None
+    reason: str
+    detail: str
+    payload_bytes: int
+    payload_preview: str
+
+    @classmethod
+    def of(cls, d: DeadLetterRecord) -> DeadLetterOut:
+        return cls(
+            id=d.id,
+            received_at=d.received_at,
+            topic=d.topic,
+            gateway=d.gateway,
+            site=d.site,
+            seq=d.seq,
+            reason=d.reason,
+            detail=d.detail,
+            payload_bytes=d.payload_bytes,
+            payload_preview=d.payload_preview,
+        )
+
+
+class AuditOut(_Out):
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    target: str | None
+    site: str | None
+    ip: str | None
+    outcome: Literal["ok", "denied", "failed"]
+    detail: str | None
+
+    @classmethod
+    def of(cls, a: AuditEntry) -> AuditOut:
+        return cls(
+            id=a.id or 0,
+            at=a.at,
+            actor=a.actor,
+            action=a.action,
+            target=a.target,
+            site=a.site,
+            ip=a.ip,
+            outcome=a.outcome,
+            detail=a.detail,
+        )
+
+
+class SecurityEventOut(_Out):
+    id: int
+    at: datetime
+    source: str
+    kind: str
+    site: str | None
+    gateway: str | None
+    client: str | None
+    ip: str | None
+    detail: str
+
+    @classmethod
+    def of(cls, e: SecurityEventRecord) -> SecurityEventOut:
+        return cls(
+            id=e.id or 0,
+            at=e.at,
+            source=e.source,
+            kind=e.kind,
+            site=e.site,
+            gateway=e.gateway,
+            client=e.client,
+            ip=e.ip,
+            detail=e.detail,
+        )
+
+
+class _Page(_Out):
+    total: int
+    limit: int
+    offset: int
+
+
+class AlertPage(_Page):
+    items: list[AlertOut]
+
+
+class IncidentPage(_Page):
+    items: list[IncidentOut]
+
+
+class DeadLetterPage(_Page):
+    items: list[DeadLetterOut]
+
+
+class AuditPage(_Page):
+    items: list[AuditOut]
+
+
+class SecurityEventPage(_Page):
+    items: list[SecurityEventOut]
+
+
+# --- operations ----------------------------------------------------------------------------------
+
+
+class HealthOut(_Out):
+    status: Literal["ok"] = "ok"
+
+
+class ReadyOut(_Out):
+    ready: bool
+    checks: dict[str, bool]

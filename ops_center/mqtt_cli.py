@@ -1,0 +1,44 @@
+"""``smartward mqtt credentials --out DIR [--rotate] [--revoke GW ...]``: a Mosquitto password
+file, an ACL and a conf snippet for every gateway of the registry plus the ``ingest`` and
+``ops`` service accounts (ops_center/security/mqtt_credentials.py says what each may do).
+
+Then, in the broker's configuration: replace ``allow_anonymous true`` with the directives of
+``DIR/smartward-auth.conf`` and reload the broker (SIGHUP re-reads the password file and ACL).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from contract.errors import RegistryError
+from contract.registry import load_registry
+from ops_center.security.mqtt_credentials import CONF_FILE, CREDENTIALS_FILE, generate
+from ops_center.settings import OpsSettings
+
+
+def main(argv: Sequence[str]) -> int:
+    p = argparse.ArgumentParser(
+        prog="smartward mqtt", description="Thông tin xác thực MQTT / broker credentials"
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("credentials", help="password file + ACL from the registry")
+    c.add_argument("--out", required=True, type=Path)
+    c.add_argument("--rotate", action="store_true", help="new passwords for every account")
+    c.add_argument("--revoke", action="append", default=[], metavar="GATEWAY", help="leave a gateway out")
+    args = p.parse_args(list(argv))
+    settings = OpsSettings(environment="local")
+    try:
+        registry = load_registry(settings.registry)
+        generated = generate(registry, args.out, rotate=args.rotate, revoke=args.revoke)
+    except (RegistryError, ValueError, OSError) as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    print(f"{len(generated.accounts)} tài khoản / accounts -> {args.out}")
+    print(f"  conf: {args.out / CONF_FILE}")
+    print(f"  mật khẩu / passwords: {args.out / CREDENTIALS_FILE} (0600)")
+    if generated.revoked:
+        print(f"  thu hồi / revoked: {', '.join(generated.revoked)}")
+    return 0

@@ -1,0 +1,47 @@
+"""Roles and what each may do (DESIGN.md, Roles). What a role may *see* is its scope
+(:mod:`ops_center.security.scope`); what it may *do* is here, in one table."""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+from typing import Final, Literal, get_args
+
+Role = Literal["ward_staff", "cluster_manager", "city_leader", "admin"]
+ROLES: Final[tuple[Role, ...]] = get_args(Role)
+
+# Roles that see every site (their `sites` list is ignored).
+GLOBAL_ROLES: Final[frozenset[Role]] = frozenset({"city_leader", "admin"})
+# Roles bound to the sites listed on the user (at least one).
+SITE_ROLES: Final[frozenset[Role]] = frozenset({"ward_staff", "cluster_manager"})
+
+Action = Literal[
+    "incident.acknowledge",
+    "incident.resolve",
+    "incident.assign",
+    "incident.note",
+    "incident.escalate",
+    "city.read",
+    "admin",
+]
+
+PERMISSIONS: Final[MappingProxyType[Action, frozenset[Role]]] = MappingProxyType(
+    {
+        # City leaders read everything, annotate and escalate, but do not run the lifecycle
+        # of a ward's incident: that is the ward's (or the cluster's) own job.
+        "incident.acknowledge": frozenset({"ward_staff", "cluster_manager", "admin"}),
+        "incident.resolve": frozenset({"ward_staff", "cluster_manager", "admin"}),
+        "incident.assign": frozenset({"ward_staff", "cluster_manager", "admin"}),
+        "incident.note": frozenset({"ward_staff", "cluster_manager", "city_leader", "admin"}),
+        "incident.escalate": frozenset({"ward_staff", "cluster_manager", "city_leader", "admin"}),
+        "city.read": frozenset({"city_leader", "admin"}),
+        "admin": frozenset({"admin"}),
+    }
+)
+
+
+def may(role: Role, action: Action) -> bool:
+    return role in PERMISSIONS[action]
+
+
+def is_role(value: str) -> bool:
+    return value in ROLES

@@ -1,0 +1,127 @@
+"""Access and refresh tokens: JWT (RFC 7519) signed with HS256 and nothing else.
+
+The algorithm is pinned on both sides: a token whose header says anything but ``HS256``
+(``none``, ``RS256`` with our secret as a "public key"...) is refused before its signature
+is even looked at (RFC 8725 §3.1). ``iss``, ``aud``, ``exp``, ``iat``, ``sub`` and ``typ``
+are required. Claims are only a cache of the user row: the API re-reads the user on every
+request, so a disabled user or a changed role takes effect at once, and ``ver`` (the user's
+token version, bumped by ``passwd``/``disable``) revokes every token issued before.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Final, Literal
+
+import jwt
+
+from ops_center.security.roles import Role, is_role
+
+ALGORITHM: Final = "HS256"
+TokenType = Literal["access", "refresh"]
+
+
+class TokenError(Exception):
+    """The token is missing, malformed, forged, expired or of the wrong kind."""
+
+
+@dataclass(frozen=True, slots=True)
+class TokenClaims:
+    sub: str
+    role: Role
+    sites: tuple[str, ...]
+    typ: TokenType
+    ver: int
+    exp: datetime
+    jti: str
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    token: str
+    expires_in_s: int
+
+
+class TokenService:
+    def __init__(
+        self,
+        key: str,
+        *,
+        issuer: str,
+        audience: str,
+        access_ttl_s: int,
+        refresh_ttl_s: int,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        if not key:
+            raise ValueError("empty signing key")
+        self._key = key
+        self.issuer = issuer
+        self.audience = audience
+        self.access_ttl_s = access_ttl_s
+        self.refresh_ttl_s = refresh_ttl_s
+        self._clock = clock or (lambda: datetime.now(UTC))
+
+    def issue(
+        self, typ: TokenType, *, user: str, role: Role, sites: tuple[str, ...], version: int
+    ) -> IssuedToken:
+        now = self._clock()
+        ttl = self.access_ttl_s if typ == "access" else self.refresh_ttl_s
+        claims: dict[str, object] = {
+            "iss": self.issuer,
+            "aud": self.audience,
+            "sub": user,
+            "iat": int(now.timestamp()),
+            "nbf": int(now.timestamp()),
+            "exp": int((now + timedelta(seconds=ttl)).timestamp()),
+            "jti": secrets.token_hex(8),
+            "typ": typ,
+            "role": role,
+            "sites": list(sites),
+            "ver": version,
+        }
+        return IssuedToken(jwt.encode(claims, self._key, algorithm=ALGORITHM), ttl)
+
+    def verify(self, token: str, typ: TokenType) -> TokenClaims:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise TokenError("malformed token") from exc
+        if header.get("alg") != ALGORITHM:
+            raise TokenError(f"algorithm {header.get('alg')!r} is not accepted")
+        try:
+            raw = jwt.decode(
+                token,
+                self._key,
+                algorithms=[ALGORITHM],
+                audience=self.audience,
+                issuer=self.issuer,
+                leeway=5,
+                options={"require": ["exp", "iat", "iss", "aud", "sub", "typ", "jti"]},
+            )
+        except jwt.PyJWTError as exc:
+            raise TokenError(str(exc)) from exc
+        role, sites, ver = raw.get("role"), raw.get("sites"), raw.get("ver")
+        if raw.get("typ") != typ:
+            raise TokenError(f"expected a {typ} token")
+        if not isinstance(role, str) or not is_role(role):
+            raise TokenError("bad role claim")
+        if not isinstance(sites, list) or not all(isinstance(s, str) for s in sites):
+            raise TokenError("bad sites claim")
+        if not isinstance(ver, int) or isinstance(ver, bool):
+            raise TokenError("bad ver claim")
+        sub = raw["sub"]
+        if not isinstance(sub, str) or not sub:
+            raise TokenError("bad sub claim")
+        return TokenClaims(
+            sub=sub,
+            role=role,  # type: ignore[arg-type]  # checked by is_role above
+            sites=tuple(sites),
+            typ=typ,
+            ver=ver,
+            exp=datetime.fromtimestamp(int(raw["exp"]), UTC),
+            jti=str(raw["jti"]),
+        )
