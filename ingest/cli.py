@@ -22,7 +22,9 @@ from collections.abc import Sequence
 from types import FrameType
 
 from contract.registry import load_registry
+from ingest import housekeeping
 from ingest.errors import IngestError, StoreUnavailable
+from ingest.housekeeping import sync_registry
 from ingest.metrics import HealthServer, IngestMetrics
 from ingest.ports import Store
 from ingest.settings import IngestSettings
@@ -103,6 +105,7 @@ def _run_one(settings: IngestSettings, *, client_id: str | None, index: int | No
     try:
         if migrate:
             _migrate_with_retry(store, stop)
+            sync_registry(store, registry)
         metrics = IngestMetrics()
         cid = client_id or settings.client_id or f"smartward-ingest-{socket.gethostname()}" + (
             f"-{index}" if index is not None else "")
@@ -114,6 +117,11 @@ def _run_one(settings: IngestSettings, *, client_id: str | None, index: int | No
                                                  ready=lambda: worker.ready,
                                                  host=settings.metrics_host, port=port))
             stack.enter_context(worker)
+            if (index or 0) == 0:
+                upkeep_store = open_store(settings.db_url)  # its own connection and thread
+                stack.callback(upkeep_store.close)
+                stack.enter_context(housekeeping.running(upkeep_store,
+                                                         retention=settings.retention_policy()))
             if settings.influx_url and (index or 0) == 0:
                 source = open_store(settings.db_url)  # its own connection: the mirror has its own thread
                 stack.callback(source.close)
@@ -154,6 +162,7 @@ def _supervise(settings: IngestSettings, args: argparse.Namespace) -> int:
         store = open_store(settings.db_url)
         try:
             _migrate_with_retry(store, threading.Event())
+            sync_registry(store, load_registry(settings.registry))
         finally:
             store.close()
     base_id = args.client_id or settings.client_id or f"smartward-ingest-{socket.gethostname()}"

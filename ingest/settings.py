@@ -12,6 +12,8 @@ from typing import Annotated
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ingest.retention import RetentionPolicy
+
 
 class IngestSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SMARTWARD_", env_nested_delimiter="__", extra="ignore")
@@ -55,8 +57,21 @@ class IngestSettings(BaseSettings):
     store_ping_interval_s: Annotated[float, Field(gt=0)] = 2.0
     liveness_timeout_s: Annotated[float, Field(gt=0)] = 60.0
 
+    # Retention in days (None keeps forever); TimescaleDB drops whole chunks.
+    retention_readings_days: Annotated[float, Field(gt=0)] | None = None
+    retention_rollup_1m_days: Annotated[float, Field(gt=0)] | None = None
+    retention_rollup_1h_days: Annotated[float, Field(gt=0)] | None = None
+    retention_dead_letters_days: Annotated[float, Field(gt=0)] | None = None
+
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
+
+    def retention_policy(self) -> RetentionPolicy | None:
+        days = (self.retention_readings_days, self.retention_rollup_1m_days,
+                self.retention_rollup_1h_days, self.retention_dead_letters_days)
+        if all(d is None for d in days):
+            return None
+        return RetentionPolicy(*days)
 
     mirror_batch_rows: Annotated[int, Field(ge=1)] = 5_000
 

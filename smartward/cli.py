@@ -19,7 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ingest": ("ingest.cli", "dịch vụ thu nhận dữ liệu / ingest service"),
     "ops": ("ops_center.cli", "trung tâm điều hành / operations center"),
     "sim": ("smartward.sim_cli", "mô phỏng cảm biến / simulated fleet"),
-    "db": ("ingest.db_cli", "cơ sở dữ liệu / database migrations and roles"),
+    "db": ("smartward.db_cli", "cơ sở dữ liệu / database migrations and roles"),
     "users": ("ops_center.users_cli", "người dùng / users"),
     "mqtt": ("ops_center.mqtt_cli", "thông tin xác thực MQTT / broker credentials and ACL"),
     "dashboards": ("dashboards.cli", "bảng điều khiển Grafana / Grafana dashboards"),
