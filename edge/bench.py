@@ -25,12 +25,12 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from contract import topics
+from contract.brokers import BrokerUrl
 from contract.codec import decode_telemetry, encode
 from contract.models import Ack, Reading
 from contract.registry import load_registry
 from edge.app import open_agent
 from edge.clock import SystemClock
-from edge.publisher import BrokerUrl
 from edge.settings import EdgeSettings
 
 T0 = datetime(2026, 11, 28, tzinfo=UTC)

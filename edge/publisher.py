@@ -34,10 +34,9 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Protocol
-from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -46,6 +45,8 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from contract import topics
+from contract.brokers import BrokerUrl, BrokerUrlError
+from contract.brokers import parse_broker_urls as _parse_broker_urls
 from contract.codec import decode_ack
 from contract.errors import DecodeError
 from edge.errors import ConfigError
@@ -127,53 +128,12 @@ class Publisher(Protocol):
 # --- broker URLs -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class BrokerUrl:
-    host: str
-    port: int
-    tls: bool = False
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-
-    @classmethod
-    def parse(cls, text: str) -> BrokerUrl:
-        parts = urlsplit(text.strip())
-        if parts.scheme not in ("mqtt", "mqtts"):
-            raise ConfigError(f"broker URL must start with mqtt:// or mqtts://: {_redact(text)}")
-        if not parts.hostname:
-            raise ConfigError(f"broker URL has no host: {_redact(text)}")
-        tls = parts.scheme == "mqtts"
-        try:
-            port = parts.port or (8883 if tls else 1883)
-        except ValueError as exc:
-            raise ConfigError(f"bad port in broker URL {_redact(text)}") from exc
-        return cls(
-            host=parts.hostname,
-            port=port,
-            tls=tls,
-            username=unquote(parts.username) if parts.username else None,
-            password=unquote(parts.password) if parts.password is not None else None,
-        )
-
-    def __str__(self) -> str:
-        user = f"{self.username}:***@" if self.password is not None else (
-            f"{self.username}@" if self.username else "")
-        return f"{'mqtts' if self.tls else 'mqtt'}://{user}{self.host}:{self.port}"
-
-
-def _redact(text: str) -> str:
-    parts = urlsplit(text.strip())
-    if parts.password is None:
-        return text
-    return text.replace(f":{parts.password}@", ":***@")
-
-
 def parse_broker_urls(text: str) -> list[BrokerUrl]:
     """``SMARTWARD_MQTT_URL``: one URL or a comma-separated list for failover."""
-    urls = [BrokerUrl.parse(u) for u in text.split(",") if u.strip()]
-    if not urls:
-        raise ConfigError("no broker URL given (SMARTWARD_MQTT_URL)")
-    return urls
+    try:
+        return _parse_broker_urls(text)
+    except BrokerUrlError as exc:
+        raise ConfigError(str(exc)) from exc
 
 
 # --- the MQTT adapter ----------------------------------------------------------------------
@@ -390,7 +350,10 @@ class MqttPublisher:
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=self._gateway,
-            protocol=mqtt.MQTTv5,
+            protocol=mqtt.MQTTv5 if url.mqtt5 else mqtt.MQTTv311,
+            # MQTT 3.1.1 keeps the session with clean_session=False; MQTT 5 uses clean_start
+            # and a Session Expiry Interval at connect (paho refuses clean_session there).
+            clean_session=None if url.mqtt5 else False,
             reconnect_on_failure=False,
         )
         client.username_pw_set(url.username or self._gateway, url.password)
@@ -458,11 +421,15 @@ class MqttPublisher:
         client = self._new_client(url, box)
         session = _Session(url, client)
         box.append(session)
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = self._session_expiry_s
         try:
-            client.connect(url.host, url.port, keepalive=self._keepalive_s, clean_start=False,
-                           properties=props)
+            if url.mqtt5:
+                props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+                props.SessionExpiryInterval = self._session_expiry_s
+                client.connect(url.host, url.port, keepalive=self._keepalive_s, clean_start=False,
+                               properties=props)
+            else:
+                # MQTT 3.1.1: the session persists with clean_session=False (set on the client).
+                client.connect(url.host, url.port, keepalive=self._keepalive_s)
         except (OSError, ValueError) as exc:
             return None, str(exc) or type(exc).__name__
         client.loop_start()
@@ -480,7 +447,15 @@ class MqttPublisher:
         """Disconnect (if still connected) and stop the session's network thread."""
         client = session.client
         if not session.closed:
-            if with_will:
+            if with_will and not session.url.mqtt5:
+                # MQTT 3.1.1 has no "disconnect with Will": a DISCONNECT discards it
+                # (MQTT-3.1.2-10), so end the connection without one and the broker
+                # publishes the Will as for a lost link (MQTT-3.1.2-8).
+                sock = client.socket()
+                if isinstance(sock, socket.socket):
+                    with contextlib.suppress(OSError):
+                        sock.shutdown(socket.SHUT_RDWR)
+            elif with_will:
                 client.disconnect(reasoncode=ReasonCode(PacketTypes.DISCONNECT,
                                                          identifier=_DISCONNECT_WITH_WILL))
             else:

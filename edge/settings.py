@@ -16,9 +16,10 @@ from typing import Annotated
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from contract.brokers import BrokerUrl
 from contract.models import MAX_PAYLOAD_BYTES, MAX_READINGS_PER_BATCH
 from edge.errors import ConfigError
-from edge.publisher import BrokerUrl, parse_broker_urls
+from edge.publisher import parse_broker_urls
 
 AGENT = "smartward-edge/0.1.0"
 

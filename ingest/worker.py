@@ -39,7 +39,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -48,6 +47,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from contract import topics
+from contract.brokers import BrokerUrl, BrokerUrlError
 from contract.codec import decode_status, encode
 from contract.errors import DecodeError, TopicError
 from contract.models import Ack
@@ -70,31 +70,11 @@ class ConfigError(IngestError):
     """Settings that cannot work (bad broker URL, mixed TLS and plain URLs)."""
 
 
-@dataclass(frozen=True, slots=True)
-class BrokerUrl:
-    host: str
-    port: int
-    tls: bool
-    username: str | None
-    password: str | None
-
-    def __str__(self) -> str:  # never the password (STYLE.md rule 9)
-        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
-
-
 def parse_broker_url(url: str) -> BrokerUrl:
-    parts = urlsplit(url.strip())
-    if parts.scheme not in {"mqtt", "mqtts", "tcp", "ssl"} or not parts.hostname:
-        shown = url.rsplit("@", maxsplit=1)[-1]
-        raise ConfigError(f"not an MQTT URL (mqtt://host:port or mqtts://host:port): {shown!r}")
-    tls = parts.scheme in {"mqtts", "ssl"}
-    return BrokerUrl(
-        host=parts.hostname,
-        port=parts.port or (8883 if tls else 1883),
-        tls=tls,
-        username=unquote(parts.username) if parts.username else None,
-        password=unquote(parts.password) if parts.password else None,
-    )
+    try:
+        return BrokerUrl.parse(url)
+    except BrokerUrlError as exc:
+        raise ConfigError(str(exc)) from exc
 
 
 @dataclass(slots=True)
@@ -128,6 +108,9 @@ class MqttLink:
         self._urls = [parse_broker_url(u) for u in urls]
         if len({u.tls for u in self._urls}) > 1:
             raise ConfigError("all MQTT URLs must use the same scheme (mqtt:// or mqtts://)")
+        if len({u.protocol for u in self._urls}) > 1:
+            raise ConfigError("all MQTT URLs must use the same protocol (5 or 3.1.1)")
+        mqtt5 = self._urls[0].mqtt5
         self._url_index = 0
         self._subscriptions = list(subscriptions)
         self._sink = sink
@@ -143,8 +126,11 @@ class MqttLink:
         self._connect_props.ReceiveMaximum = receive_maximum
         self._connect_props.SessionExpiryInterval = session_expiry_s
 
+        # MQTT 3.1.1 (``?protocol=3.1.1``) has no Receive Maximum: the broker's own
+        # in-flight limit (Mosquitto max_inflight_messages) bounds the work instead.
         c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                        protocol=mqtt.MQTTv5, manual_ack=True)
+                        protocol=mqtt.MQTTv5 if mqtt5 else mqtt.MQTTv311,
+                        clean_session=None if mqtt5 else False, manual_ack=True)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_connect_fail = self._on_connect_fail
@@ -178,8 +164,11 @@ class MqttLink:
 
     def _connect_async(self, url: BrokerUrl) -> None:
         self.client.username_pw_set(url.username, url.password)
-        self.client.connect_async(url.host, url.port, keepalive=self._keepalive_s,
-                                  clean_start=False, properties=self._connect_props)
+        if url.mqtt5:
+            self.client.connect_async(url.host, url.port, keepalive=self._keepalive_s,
+                                      clean_start=False, properties=self._connect_props)
+        else:
+            self.client.connect_async(url.host, url.port, keepalive=self._keepalive_s)
 
     def _rotate(self) -> None:
         """Next broker of the list for the next reconnect (paho itself retries one host only)."""

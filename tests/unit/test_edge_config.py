@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from contract.brokers import BrokerUrl, BrokerUrlError
 from contract.registry import load_registry
 from edge import cli
 from edge.clock import ScaledClock
 from edge.drivers.synthetic import ScheduledLink, SyntheticDriver
 from edge.errors import ConfigError
-from edge.publisher import BrokerUrl, MqttPublisher, parse_broker_urls
+from edge.publisher import MqttPublisher, parse_broker_urls
 from edge.settings import EdgeSettings
 
 T0 = datetime(2026, 11, 28, 5, 0, tzinfo=UTC)
@@ -47,9 +48,12 @@ def test_broker_url_parsing() -> None:
     assert (u.host, u.port, u.tls, u.username, u.password) == ("10.0.0.5", 1884, False, "tn-gw-01", "p@ss")
     assert BrokerUrl.parse("mqtt://h").port == 1883
     assert BrokerUrl.parse("mqtts://h").port == 8883
-    for bad in ("tcp://h", "mqtt://", "mqtt://h:notaport"):
-        with pytest.raises(ConfigError):
+    for bad in ("tcp://h", "mqtt://", "mqtt://h:notaport", "mqtt://h?protocol=4", "mqtt://h?x=1"):
+        with pytest.raises(BrokerUrlError):
             BrokerUrl.parse(bad)
+    assert BrokerUrl.parse("mqtt://h:1884?protocol=3.1.1").protocol == "3.1.1"
+    assert not BrokerUrl.parse("mqtt://h?protocol=3.1.1").mqtt5
+    assert BrokerUrl.parse("mqtt://h").mqtt5
     with pytest.raises(ConfigError):
         parse_broker_urls(" , ")
 
