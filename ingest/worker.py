@@ -193,7 +193,10 @@ class MqttLink:
             self._metrics.broker_connected.set(1)
             logger.info("MQTT connected to %s (session present: %s)", self._urls[self._url_index],
                         getattr(flags, "session_present", "?"))
-            client.subscribe([(s, SubscribeOptions(qos=1)) for s in self._subscriptions])
+            if self._urls[0].mqtt5:
+                client.subscribe([(s, SubscribeOptions(qos=1)) for s in self._subscriptions])
+            else:  # paho takes a plain QoS for MQTT 3.1.1 subscriptions
+                client.subscribe([(s, 1) for s in self._subscriptions])
             self._reconnected.set()
         except Exception:
             logger.exception("on_connect failed")
