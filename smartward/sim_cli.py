@@ -178,6 +178,9 @@ def evaluate(
         counters = stack.counters()
         produced, alerts = stored_incidents(stack.repo)
         backend = stack.db_url.split(":", 1)[0]
+        # The evaluation window ends here: the gateways' "offline" when the fleet stops is not
+        # part of the scenario, so the ops center stops first.
+        stack.stop_ops()
     result = score(sc.expected, produced, alerts=alerts)
     return Evaluation(scenario=sc, seed=seed, speed=chosen, score=result, incidents=tuple(produced),
                       alerts=alerts, real_s=real_s, clock_held_s=counters.clock_held_s,
@@ -261,7 +264,8 @@ def _parser() -> argparse.ArgumentParser:
                                                 "(default: the scenario in about 90 s)")
     ev.add_argument("--seed", type=int, default=1, help="hạt giống / random seed (default 1)")
     ev.add_argument("--broker", default="mosquitto",
-                    help="mosquitto (riêng, cổng trống / private, free port), embedded (amqtt) hoặc/or a "
+                    help="mosquitto (riêng, cổng trống / private, free port), embedded (amqtt, MQTT 3.1.1) "
+                         "hoặc/or a "
                          "URL mqtt://host:port")
     ev.add_argument("--db", help="SMARTWARD_DB_URL của lần chạy / store of the run (default: a new SQLite "
                                  "file); use an EMPTY database")

@@ -10,8 +10,8 @@ What runs (each a thread of this process, except the broker):
 
 - a broker: ``"mosquitto"`` starts a private Mosquitto on a free port with the shipped
   configuration (deploy/mosquitto/smartward.conf); ``"embedded"`` an amqtt broker in a thread
-  (amqtt 0.12 speaks MQTT 3.1.1 only, and the edge and the ingest speak MQTT 5: the stack
-  refuses it with a clear message until one side changes); or the URL of a running broker;
+  (amqtt 0.12 speaks MQTT 3.1.1 only: its URL carries ``?protocol=3.1.1``, which every
+  component honours); or the URL of a running broker;
 - the ingest worker (its own store connection) and the ops service (its own subscription,
   store connection and change feed), on one database (SQLite in the work directory unless a
   URL is given);
@@ -20,10 +20,12 @@ What runs (each a thread of this process, except the broker):
 
 The clock follows ``SimClock``'s rules (it starts in the past and never runs ahead of the wall
 clock: the ingest refuses readings from the future) and runs at most ``speed`` times real time;
-a governor holds it while the pipeline is behind (an edge outbox over ``max_backlog_batches``
-on a gateway whose link is up, or the ops service more than ``max_lag_s`` real seconds of
-simulated time behind), so "as fast as the pipeline can take it" is ``speed=inf``. With
-``stop_at`` the clock stops there, which bounds an evaluation.
+a governor holds it while the pipeline is behind (a gateway whose link is up with more than
+``max_backlog_batches`` batches not yet stored or not yet evaluated by the ops service), so a
+high ``speed`` means "as fast as the pipeline can take it". Link outages of the scenario are
+lived through, not skipped: the clock waits before each until its gateways have delivered what
+they sealed, slows down over the last two flush intervals before it, and waits for the agents
+to notice each link change. With ``stop_at`` the clock stops there, which bounds a run.
 
 Everything is closed in reverse order (an ``ExitStack``): the edge agents first (they seal what
 they hold and say ``offline``), then the ops service (final snapshot), the ingest, the stores,
@@ -56,6 +58,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import SecretStr
 
 from contract import topics
+from contract.brokers import BrokerUrl
 from contract.registry import Registry
 from ops_center.adapters.repository import OpsRepository, open_repository
 from ops_center.feed import Feed
@@ -73,6 +76,7 @@ _CONFIG = Path(__file__).resolve().parents[1] / "deploy" / "mosquitto" / "smartw
 _HELD_RECHECK_S = 0.05
 _IDLE_S = 60.0
 _GOVERN_S = 0.05
+_BEFORE = timedelta(milliseconds=1)  # barriers sit just before a link drops
 
 
 class StackError(Exception):
@@ -176,7 +180,8 @@ class EmbeddedBroker:
 
     @property
     def url(self) -> str:
-        return f"mqtt://{HOST}:{self.port}"
+        # amqtt 0.12 speaks MQTT 3.1.1 only: every component connects with that protocol.
+        return f"mqtt://{HOST}:{self.port}?protocol=3.1.1"
 
     def _run(self) -> None:
         from amqtt.broker import Broker
@@ -199,12 +204,6 @@ class EmbeddedBroker:
         self._thread.start()
         if not self._ready.wait(timeout_s) or self._error is not None:
             raise StackError(f"the embedded broker did not start: {self._error}")
-        if not mqtt5_accepted(self.url):
-            self.stop()
-            raise StackError(
-                "Broker nhúng (amqtt) chỉ hỗ trợ MQTT 3.1.1, còn tác tử biên và ingest dùng MQTT 5: "
-                "dùng --broker mosquitto / the embedded broker (amqtt) speaks MQTT 3.1.1 only while the "
-                "edge agents and the ingest speak MQTT 5: use --broker mosquitto or a broker URL")
         return self
 
     def stop(self) -> None:
@@ -216,45 +215,13 @@ class EmbeddedBroker:
         self._thread.join(timeout=10)
 
 
-def mqtt5_accepted(url: str, timeout_s: float = 5.0) -> bool:
-    """True when the broker at ``url`` accepts an MQTT 5 CONNECT."""
-    from ops_center.service.mqtt import parse_broker_url
-
-    b = parse_broker_url(url)
-    result: list[bool] = []
-    done = threading.Event()
-
-    def on_connect(_c: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
-        result.append(not rc.is_failure)
-        done.set()
-
-    def on_disconnect(*_a: Any) -> None:
-        done.set()
-
-    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"smartward-probe-{uuid.uuid4().hex[:8]}",
-                    protocol=mqtt.MQTTv5)
-    c.on_connect = on_connect
-    c.on_disconnect = on_disconnect
-    try:
-        c.connect(b.host, b.port)
-    except OSError:
-        return False
-    c.loop_start()
-    done.wait(timeout_s)
-    c.disconnect()
-    c.loop_stop()
-    return bool(result and result[0])
-
-
 def clear_retained(url: str, registry: Registry, timeout_s: float = 10.0) -> None:
     """Remove the retained status and ack of every gateway (an empty retained message,
     MQTT-3.3.1-10): a run on a shared broker must not inherit a previous run's watermarks,
     which would let a fresh edge delete batches nobody stored."""
-    from ops_center.service.mqtt import parse_broker_url
-
-    b = parse_broker_url(url)
+    b = BrokerUrl.parse(url)
     c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"smartward-clear-{uuid.uuid4().hex[:8]}",
-                    protocol=mqtt.MQTTv5)
+                    protocol=mqtt.MQTTv5 if b.mqtt5 else mqtt.MQTTv311)
     c.username_pw_set(b.username, b.password)
     c.connect(b.host, b.port)
     c.loop_start()
@@ -365,6 +332,18 @@ class PacedClock:
             self._base_mono = mono
             self.held_s += mono - self._held_since
 
+    def set_speed(self, speed: float) -> None:
+        """Change the rate from now on (no jump)."""
+        if not (math.isfinite(speed) and speed > 0):
+            raise ValueError(f"speed must be a positive number (got {speed})")
+        with self._lock:
+            if speed == self.speed:
+                return
+            mono = self._mono()
+            self._base = min(self._raw(mono), self._cap())
+            self._base_mono = mono
+            self.speed = speed
+
     def next_barrier(self) -> datetime | None:
         with self._lock:
             return datetime.fromtimestamp(self._barriers[0], UTC) if self._barriers else None
@@ -393,8 +372,8 @@ class StackCounters:
     readings_stored: dict[str, int]  # per site
     dead_letters: int
     outbox_depth: dict[str, int]  # per gateway: batches not yet covered by the ack watermark
-    open_incidents: int
-    ops: ServiceProgress
+    open_incidents: int  # stored, not resolved
+    ops: ServiceProgress | None  # None while the ops service is down
     clock_held_s: float
 
     def lines(self) -> list[str]:
@@ -467,7 +446,6 @@ class Stack:
         snapshot_interval_s: float = 2.0,
         governor: bool = True,
         max_backlog_batches: int = 16,
-        max_lag_s: float = 3.0,
         feed: Feed | None = None,
         clear_broker: bool = False,
         tag: str | None = None,
@@ -490,7 +468,6 @@ class Stack:
         self.snapshot_interval_s = snapshot_interval_s
         self.governor_on = governor
         self.max_backlog_batches = max_backlog_batches
-        self.max_lag_s = max_lag_s
         self.feed = feed if feed is not None else Feed()
         self.clear_broker = clear_broker
         self.tag = tag or uuid.uuid4().hex[:8]
@@ -505,7 +482,7 @@ class Stack:
         self.workdir = Path()
         self._outages = [e for e in scenario.events if isinstance(e, LinkOutage)] if scenario else []
         self.clock = PacedClock(start=t0, speed=speed, stop_at=stop_at,
-                                barriers=[o.start for o in self._outages] if governor else ())
+                                barriers=self._barriers() if governor else ())
         self.clock.hold()  # no simulated time passes while the stack starts
 
     # --- lifecycle -------------------------------------------------------------------------------
@@ -583,7 +560,7 @@ class Stack:
         self._rules = load_rules(registry=self.registry)
         self._patterns = load_patterns()
         self.start_ops()
-        s.callback(self._stop_ops)
+        s.callback(self.stop_ops)
 
         if not ingest_subscribed.wait(max(0.0, deadline - time.monotonic())):
             raise StackError("ingest not subscribed in time")
@@ -640,7 +617,8 @@ class Stack:
             self.service.abort()
             self.service = None
 
-    def _stop_ops(self) -> None:
+    def stop_ops(self) -> None:
+        """Stop the ops service gracefully (final snapshot); what follows waits in the broker."""
         if self.service is not None:
             self.service.stop()
             self.service = None
@@ -686,6 +664,10 @@ class Stack:
     def _behind(self) -> bool:
         now = self.clock.now()
         scen = self.scenario
+        # While the ops service is down (a crash test), the fleet goes on: the broker keeps
+        # what the service's persistent session misses.
+        svc = self.service
+        through = svc.progress().through if svc is not None else None
         for e in self._edges:
             up = scen is None or scen.link_up(e.gateway, now)
             st = e.agent.snapshot()
@@ -694,31 +676,43 @@ class Stack:
             # (Last Will) and the ops center at any speed.
             if st.link_up != up or st.connected != up:
                 return True
-            if up and st.outbox is not None and st.outbox.batches > self.max_backlog_batches:
-                return True
-        if self.service is None:
-            return True
-        limit = timedelta(seconds=self.max_lag_s * self.clock.speed)
-        for gw, last in self.service.progress().last_sent.items():
-            if scen is not None and not scen.link_up(gw, now):
+            if not up or st.outbox is None:
                 continue
-            if now - last > limit + timedelta(seconds=self.flush_s):
+            # Behind, in batches (independent of the clock's speed): not yet stored (the
+            # outbox under the ack watermark), or not yet evaluated by the ops service.
+            backlog = st.outbox.batches
+            if through is not None:
+                backlog = max(backlog, st.outbox.last_seq - through.get(e.gateway, 0))
+            if backlog > self.max_backlog_batches:
                 return True
         return False
 
+    def _barriers(self) -> list[datetime]:
+        """Two per outage: where the slow approach to it begins, and just before it."""
+        lead = timedelta(seconds=2 * self.flush_s)
+        return [t for o in self._outages for t in (o.start - lead, o.start - _BEFORE)]
+
+    def _approaching_outage(self, now: datetime) -> bool:
+        """In the two flush intervals before an outage the clock runs slowly enough (a flush
+        interval per half second) for the gateways to poll and seal as they would live."""
+        lead = timedelta(seconds=2 * self.flush_s)
+        return any(o.start - lead <= now < o.start for o in self._outages)
+
     def _may_pass(self, barrier: datetime) -> bool:
-        """At an outage's start: every batch its gateways sealed before it is stored and
-        evaluated, as at real speed, where the ops center places the outage after the last
-        batch it saw (at most a flush interval early)."""
+        """At a barrier before an outage: its gateways have stepped there, and every batch they
+        sealed is stored and evaluated. The ops center places an outage after the last batch it
+        saw, so at any speed the outage is seen where it would be at real speed (at most a
+        flush interval early)."""
         if self.service is None:
             return False
         through = self.service.progress().through
+        lead = timedelta(seconds=2 * self.flush_s)
         for e in self._edges:
-            if not any(abs(o.start.timestamp() - barrier.timestamp()) < 1e-3 and e.gateway in o.gateways
+            if not any(e.gateway in o.gateways and (o.start - lead <= barrier < o.start)
                        for o in self._outages):
                 continue
             st = e.agent.snapshot()
-            if st.outbox is None or st.outbox.batches or st.inflight:
+            if st.at < barrier or st.outbox is None or st.outbox.batches or st.inflight:
                 return False
             if through.get(e.gateway, 0) < st.outbox.last_seq:
                 return False
@@ -727,8 +721,11 @@ class Stack:
     def _govern(self) -> None:
         while not self._governor_stop.wait(_GOVERN_S):  # a control loop, not a synchronisation
             try:
+                now = self.clock.now()
+                self.clock.set_speed(min(self.speed, 2 * self.flush_s) if self._approaching_outage(now)
+                                     else self.speed)
                 barrier = self.clock.next_barrier()
-                if barrier is not None and self.clock.now() >= barrier and self._may_pass(barrier):
+                if barrier is not None and now >= barrier and self._may_pass(barrier):
                     self.clock.pass_barrier()
                 if self._behind():
                     self.clock.hold()
@@ -742,15 +739,16 @@ class Stack:
 
     def counters(self) -> StackCounters:
         counts = StoreCounts(self.db_url)
-        assert self.service is not None
-        prog = self.service.progress()
+        prog = self.service.progress() if self.service is not None else None
+        open_incidents = sum(n for by_severity in self.repo.open_incident_counts(None).values()
+                             for n in by_severity.values())
         depth = {}
         for e in self._edges:
             st = e.agent.snapshot()
             depth[e.gateway] = st.outbox.batches if st.outbox is not None else 0
         return StackCounters(
             sim_time=self.clock.now(), readings_stored=counts.readings_by_site(),
-            dead_letters=counts.dead_letters(), outbox_depth=depth, open_incidents=prog.open_incidents,
+            dead_letters=counts.dead_letters(), outbox_depth=depth, open_incidents=open_incidents,
             ops=prog, clock_held_s=self.clock.held_s,
         )
 

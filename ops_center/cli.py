@@ -1,0 +1,172 @@
+"""``smartward ops serve``: the operations center in one process, the composition root.
+
+    smartward ops serve [--host 127.0.0.1] [--port 8000] [--no-migrate]
+
+It runs the ops service (its own MQTT subscription → rules → alerts → incidents → the store and
+the change feed) and the API (FastAPI under uvicorn: REST, the live stream from the feed, the
+operations screen), with readiness = broker connected, store answering, rule state restored.
+People's incident actions reach the incident manager through the service. SIGTERM (or
+Ctrl-C) stops the API, then the service (final snapshot, acknowledgements), then the stores.
+
+Settings: ``OpsSettings`` (API: ``SMARTWARD_DB_URL``, ``SMARTWARD_SECRET_KEY``...) and
+``OpsServiceSettings`` (``SMARTWARD_MQTT_URL``, ``SMARTWARD_OPS_*``), from the environment or
+the dotenv file named by ``SMARTWARD_CONFIG``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from types import FrameType
+
+from pydantic import ValidationError
+
+from contract.errors import RegistryError
+from contract.registry import Registry, load_registry
+from ops_center.adapters.repository import OpsRepository, RepositoryUnavailable, open_repository
+from ops_center.domain.errors import RuleError
+from ops_center.feed import Feed
+from ops_center.rules.loader import load_patterns, load_rules
+from ops_center.service.errors import ServiceError
+from ops_center.service.service import OpsService
+from ops_center.service.settings import OpsServiceSettings
+from ops_center.service.state import open_state_store
+from ops_center.settings import OpsSettings, SecretKeyError
+
+logger = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="smartward ops", description="Trung tâm điều hành / operations center")
+    sub = p.add_subparsers(dest="command", required=True, metavar="<lệnh/command>")
+    serve = sub.add_parser("serve", help="chạy dịch vụ quy tắc và API / run the rule service and the API")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="địa chỉ nghe / listen address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="cổng / port (default 8000)")
+    serve.add_argument("--no-migrate", action="store_true",
+                       help="không tạo/nâng cấp bảng / do not run the ops migrations at start")
+    return p
+
+
+def main(argv: Sequence[str]) -> int:
+    args = _parser().parse_args(list(argv))
+    env_file = os.environ.get("SMARTWARD_CONFIG")
+    try:
+        settings = OpsSettings(_env_file=env_file)
+        service_settings = OpsServiceSettings(_env_file=env_file)
+    except SecretKeyError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_USAGE
+    except ValidationError as exc:
+        print(f"Cấu hình sai / invalid settings:\n{exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        registry = load_registry(settings.registry)
+        rules = load_rules(service_settings.rule_overlays, registry=registry)
+        patterns = load_patterns(service_settings.ops_patterns)
+    except (RegistryError, RuleError) as exc:
+        print(f"Cấu hình sai / invalid configuration: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        logger.info("signal %s: stopping", signal.Signals(signum).name)
+        stop.set()
+
+    # uvicorn handles SIGTERM/SIGINT while it serves and re-raises them once it has shut down:
+    # these handlers then make that a clean stop of everything else.
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    with contextlib.ExitStack() as stack:
+        try:
+            repo = open_repository(settings.db_url, pool_min=settings.db_pool_min,
+                                   pool_max=settings.db_pool_max)
+        except (ValueError, RepositoryUnavailable) as exc:
+            print(f"Không mở được CSDL / cannot open the store: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+        stack.callback(repo.close)
+        if not args.no_migrate and not _migrate(repo, stop):
+            return EXIT_FAILED
+        # The service writes through its own connection(s): API reads never queue behind it.
+        service_repo = open_repository(settings.db_url, pool_min=1, pool_max=2)
+        stack.callback(service_repo.close)
+        try:
+            state = open_state_store(settings.db_url)
+        except ServiceError as exc:
+            print(f"Không mở được bảng trạng thái / cannot open the state table: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+        stack.callback(state.close)
+        feed = Feed(ring_size=settings.stream_ring_size, queue_max=settings.stream_queue_max)
+        service = OpsService(service_settings, registry, service_repo, feed, state, rules=rules,
+                             patterns=patterns)
+        service.start()
+        stack.callback(service.stop)
+        if stop.is_set():
+            return EXIT_OK
+
+        def readiness() -> Mapping[str, bool]:
+            return {"store": repo.ping(), "broker": service.connected, "rules": service.ready}
+
+        return _serve(args.host, args.port, settings, repo, feed, registry, service, readiness, stop)
+    return EXIT_OK
+
+
+def _serve(host: str, port: int, settings: OpsSettings, repo: OpsRepository, feed: Feed, registry: Registry,
+           service: OpsService, readiness: Callable[[], Mapping[str, bool]], stop: threading.Event) -> int:
+    import uvicorn
+
+    from ops_center.api.app import create_app
+
+    app = create_app(settings, repo, feed, readiness, registry=registry, on_action=service.on_action)
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,
+                                           lifespan="on"))
+    logger.info("operations center on http://%s:%d (API /api/v1, /readyz)", host, port)
+
+    # The service can die (a fatal error in its worker): then stop serving, so a supervisor
+    # restarts the whole process instead of leaving an API without rules.
+    def watch() -> None:
+        while not stop.wait(1.0):
+            if service.fatal is not None:
+                logger.error("the ops service failed; stopping the API")
+                server.should_exit = True
+                return
+
+    threading.Thread(target=watch, name="ops-watch", daemon=True).start()
+    try:
+        server.run()
+    finally:
+        stop.set()
+    if service.fatal is not None:
+        return EXIT_FAILED
+    return EXIT_OK if server.started or stop.is_set() else EXIT_FAILED
+
+
+def _migrate(repo: OpsRepository, stop: threading.Event) -> bool:
+    delay = 0.5
+    while True:
+        try:
+            repo.migrate()
+            return True
+        except RepositoryUnavailable as exc:
+            logger.warning("store unavailable for migrations, retrying in %.1f s: %s", delay, exc)
+            if stop.wait(delay):
+                return False
+            delay = min(delay * 2, 10.0)
+
+
+if __name__ == "__main__":
+    from smartward.cli import main as smartward_main
+
+    sys.exit(smartward_main(["ops", *sys.argv[1:]]))

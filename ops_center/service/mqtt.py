@@ -1,0 +1,233 @@
+"""The ops service's own MQTT subscription: telemetry and status of every gateway.
+
+Independent of the ingest (its own client id and persistent session), as DESIGN.md's data
+flow says: the ops center reads the broker directly, so an ingest or database outage does not
+blind the rules.
+
+- MQTT 5, ``clean_start=False`` with a Session Expiry Interval (MQTT-3.1.2.11.2): while the
+  service restarts, the broker keeps its QoS 1 messages (with ``?protocol=3.1.1`` in the URL,
+  for brokers that speak only MQTT 3.1.1: ``clean_session=False``, MQTT-3.1.2-4);
+- ``manual_ack=True``: a PUBACK leaves only when the service says so (after the snapshot that
+  covers the message is saved), so a crash makes the broker redeliver what the saved state
+  lacks (MQTT-4.4.0-1: unacknowledged PUBLISHes are resent on reconnect);
+- Receive Maximum (MQTT-3.1.2.11.3) caps the unacknowledged messages out to us (MQTT 3.1.1
+  has none: the broker's in-flight limit does, else the bounded queue and TCP);
+- ``on_message`` only hands the message over (never raises, never blocks on work): an
+  exception there would kill paho's network thread (RELIABILITY.md).
+
+A packet identifier means something only on the connection that delivered it: every message
+carries the connection generation it came on, and only current-generation messages are acked
+(earlier ones are redelivered on the new connection and acked then).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from contract import topics
+from contract.brokers import BrokerUrl, BrokerUrlError
+from ops_center.service.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+
+def parse_broker_url(url: str) -> BrokerUrl:
+    try:
+        return BrokerUrl.parse(url)
+    except BrokerUrlError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """One message as the worker sees it."""
+
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+    retain: bool
+    dup: bool
+    generation: int
+    received_at: datetime  # wall clock, UTC
+    received_mono: float
+
+
+class OpsMqttLink:
+    """paho client: failover over several brokers, subscriptions, generation-checked acks."""
+
+    def __init__(
+        self,
+        urls: Sequence[str],
+        *,
+        client_id: str,
+        sink: Callable[[Inbound], None],
+        receive_maximum: int,
+        session_expiry_s: int,
+        keepalive_s: int,
+        on_state: Callable[[bool], None] | None = None,
+    ) -> None:
+        if not urls:
+            raise ConfigError("no MQTT URL (SMARTWARD_MQTT_URL)")
+        self._urls = [parse_broker_url(u) for u in urls]
+        if len({u.tls for u in self._urls}) > 1:
+            raise ConfigError("all MQTT URLs must use the same scheme (mqtt:// or mqtts://)")
+        if len({u.protocol for u in self._urls}) > 1:
+            raise ConfigError("all MQTT URLs must use the same protocol (5 or 3.1.1)")
+        self._mqtt5 = self._urls[0].mqtt5
+        self._index = 0
+        self._sink = sink
+        self._on_state = on_state
+        self._keepalive_s = keepalive_s
+        self._lock = threading.Lock()
+        self._stopping = False
+        self.generation = 0
+        self.connected = False
+        self.accepting = True  # False: new messages are left unacked (redelivered later)
+        self.subscribed = threading.Event()  # the broker granted the subscriptions (SUBACK)
+        self.received = 0
+        self.callback_errors = 0
+        self._props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        self._props.ReceiveMaximum = receive_maximum
+        self._props.SessionExpiryInterval = session_expiry_s
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                        protocol=mqtt.MQTTv5 if self._mqtt5 else mqtt.MQTTv311,
+                        clean_session=None if self._mqtt5 else False, manual_ack=True)
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_connect_fail = self._on_connect_fail
+        c.on_message = self._on_message
+        c.on_subscribe = self._on_subscribe
+        c.reconnect_delay_set(min_delay=1, max_delay=10)
+        if self._urls[0].tls:
+            c.tls_set()
+        self.client = c
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._connect_async(self._urls[0])
+        self.client.loop_start()
+
+    def stop(self) -> None:
+        """Disconnect (the session stays on the broker for its expiry) and stop the thread."""
+        self._stopping = True
+        self.accepting = False
+        self.client.disconnect()
+        self.client.loop_stop()
+        with self._lock:
+            self.connected = False
+
+    def _connect_async(self, url: BrokerUrl) -> None:
+        self.client.username_pw_set(url.username, url.password)
+        if self._mqtt5:
+            self.client.connect_async(url.host, url.port, keepalive=self._keepalive_s, clean_start=False,
+                                      properties=self._props)
+        else:  # the session persists through clean_session=False, set on the client
+            self.client.connect_async(url.host, url.port, keepalive=self._keepalive_s)
+
+    def _rotate(self) -> None:
+        if self._stopping or len(self._urls) == 1:
+            return
+        self._index = (self._index + 1) % len(self._urls)
+        logger.info("MQTT failover: next attempt on %s", self._urls[self._index])
+        self._connect_async(self._urls[self._index])
+
+    def _set_state(self, connected: bool) -> None:
+        if self._on_state is not None:
+            self._on_state(connected)
+
+    # --- paho callbacks (network thread: never raise) --------------------------------------
+
+    def _on_connect(self, client: mqtt.Client, _u: Any, flags: Any, reason_code: Any, _p: Any) -> None:
+        try:
+            if reason_code.is_failure:
+                logger.warning("MQTT connect refused by %s: %s", self._urls[self._index], reason_code)
+                return
+            with self._lock:
+                self.generation += 1
+                self.connected = True
+            logger.info("ops service connected to %s (session present: %s)", self._urls[self._index],
+                        getattr(flags, "session_present", "?"))
+            filters = (topics.subscription("telemetry"), topics.subscription("status"))
+            if self._mqtt5:
+                client.subscribe([(f, SubscribeOptions(qos=1)) for f in filters])
+            else:  # paho takes a plain QoS for MQTT 3.1.1 subscriptions
+                client.subscribe([(f, 1) for f in filters])
+            self._set_state(True)
+        except Exception:
+            self.callback_errors += 1
+            logger.exception("on_connect failed")
+
+    def _on_subscribe(self, _c: mqtt.Client, _u: Any, _mid: int, reason_codes: Any, _p: Any) -> None:
+        try:
+            failed = [rc for rc in reason_codes if getattr(rc, "is_failure", False)]
+            if failed:
+                logger.error("subscription refused by the broker: %s", failed)
+                return
+            self.subscribed.set()
+        except Exception:
+            self.callback_errors += 1
+            logger.exception("on_subscribe failed")
+
+    def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason_code: Any, _p: Any) -> None:
+        try:
+            with self._lock:
+                self.generation += 1
+                was = self.connected
+                self.connected = False
+            self.subscribed.clear()
+            if was and not self._stopping:
+                logger.warning("ops service disconnected from %s: %s", self._urls[self._index], reason_code)
+            self._set_state(False)
+            self._rotate()
+        except Exception:
+            self.callback_errors += 1
+            logger.exception("on_disconnect failed")
+
+    def _on_connect_fail(self, _c: mqtt.Client, _u: Any) -> None:
+        try:
+            logger.debug("MQTT connect to %s failed", self._urls[self._index])
+            self._rotate()
+        except Exception:
+            self.callback_errors += 1
+            logger.exception("on_connect_fail failed")
+
+    def _on_message(self, _c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
+        try:
+            if not self.accepting:
+                return  # stopping: left unacked, the broker redelivers it to the next session
+            self.received += 1
+            self._sink(Inbound(message.topic, bytes(message.payload), message.mid, message.qos,
+                               bool(message.retain), bool(message.dup), self.generation,
+                               datetime.now(UTC), time.monotonic()))
+        except Exception:
+            self.callback_errors += 1
+            logger.exception("on_message failed; the message stays unacknowledged and comes back")
+
+    # --- the worker's side -------------------------------------------------------------------
+
+    def ack(self, messages: Sequence[Inbound]) -> int:
+        """PUBACK every QoS 1 message of the current connection; returns how many."""
+        n = 0
+        with self._lock:
+            if not self.connected:
+                return 0
+            gen = self.generation
+            for m in messages:
+                if m.qos and m.generation == gen:
+                    self.client.ack(m.mid, m.qos)
+                    n += 1
+        return n

@@ -1,0 +1,171 @@
+"""Every shipped scenario through the REAL pipeline — Mosquitto with the shipped configuration,
+edge agents with simulated sensors on one fast clock, the ingest, the ops service, SQLite or
+TimescaleDB — scored from what the ops center STORED against the scenario's ground truth.
+
+Targets (issue "[core 3/4]"): recall 1.0, precision ≥ 0.9, ≥ 5 alerts per incident where
+alerts share a cause (a flood, a fire), detection within 2 reporting intervals of the onset
+(early is fine: the flood pattern opens on rain and rising water before the street reaches
+20 cm) for every kind whose rule does not wait by design (``HELD_BY_DESIGN``). And a crash of
+the ops service mid-scenario: no duplicate, nothing missed.
+
+The clock runs as fast as the pipeline takes it (the stack's governor); waits are deadlines.
+Run with ``-s`` to see the evaluation tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from contract.registry import load_registry
+from ops_center.adapters.records import AlertRecord
+from ops_center.adapters.repository import open_repository
+from simulators.scenarios import ExpectedIncident, Scenario, get_scenario
+from smartward.sim_cli import LOCAL, Evaluation, evaluate, format_evaluation, plan_scenario
+from smartward.stack import Stack
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+REGISTRY = load_registry()
+FAST = 20_000.0
+FLUSH_S = 60.0
+SHARED_CAUSE = ("flooding", "fire_risk")
+# Kinds whose default rule waits by design before it may fire, so "2 reporting intervals" does
+# not apply (ops_center/rules/defaults.yaml): ww-qcvn40 and bin-full hold 600 s (and a noisy
+# bin dipping under 80 % restarts the hold), stuck-value needs 1800 s of a flat signal,
+# lamp-out judges only from 19:00 local (the lamp is due on from ~17:30). They are matched by
+# the scoring (detected while the condition lasts), and their times are printed.
+HELD_BY_DESIGN = ("discharge_breach", "bin_full", "sensor_fault", "lighting_fault")
+
+
+def builder(name: str) -> Callable[[datetime], Scenario]:
+    """The scenario from a fixed local hour some days ago: a run is reproducible within a day
+    (events fall at the same times on the sensors' reporting grids)."""
+    days_back, hour = STARTS[name]
+    today = datetime.now(LOCAL).replace(hour=0, minute=0, second=0, microsecond=0)
+    start = today - timedelta(days=days_back) + timedelta(hours=hour)
+    return lambda _planned: get_scenario(name, start=start, registry=REGISTRY)
+
+
+# (days back, local hour): flood-evening from 17:00 has its storm at 18:30 and lasts 9.5 h.
+STARTS = {"normal-day": (2, 0), "flood-evening": (2, 17), "gas-leak": (1, 0), "network-outage": (1, 0),
+          "mixed-week": (9, 0)}
+
+
+def reporting_interval_s(e: ExpectedIncident) -> float:
+    """The slowest reporting interval among the incident's sensors; a gateway-level incident
+    is seen through its batches (one flush interval)."""
+    return max((REGISTRY.sensors[s].spec.interval_s for s in e.sensors), default=FLUSH_S)
+
+
+def check(ev: Evaluation) -> None:
+    table = format_evaluation(ev)
+    print("\n" + table)
+    s = ev.score
+    assert s.recall == 1.0, table
+    assert s.precision >= 0.9, table
+    assert ev.dead_letters == 0, table
+    for d in s.detections:
+        e = ev.scenario.expected[d.expected]
+        if e.kind not in HELD_BY_DESIGN:
+            allowed = 2 * reporting_interval_s(e)
+            assert d.detect_s <= allowed, f"{e.kind} detected {d.detect_s:.0f} s after onset\n{table}"
+    by_id = {i.id: i for i in ev.incidents}
+    for d in s.detections:
+        e = ev.scenario.expected[d.expected]
+        if e.kind in SHARED_CAUSE:
+            assert len(by_id[d.incident].alert_ids) >= 5, f"{e.kind}: alerts not compressed\n{table}"
+
+
+def run(name: str, tmp_path: Path, broker: str, **kw: Any) -> Evaluation:
+    build = builder(name)
+    planned = build(datetime.now(LOCAL))
+    # Over before the wall clock gets there: a simulated clock never runs ahead of it.
+    assert planned.end + timedelta(seconds=2 * FLUSH_S + 60) < datetime.now(LOCAL)
+    return evaluate(build, registry=REGISTRY, speed=FAST, seed=1, broker=broker, flush_s=FLUSH_S,
+                    workdir=tmp_path / "stack", timeout_s=240, **kw)
+
+
+@pytest.mark.parametrize("name", ["normal-day", "flood-evening", "gas-leak", "network-outage"])
+def test_scenario_scores_on_sqlite(name: str, mosquitto: Any, tmp_path: Path) -> None:
+    ev = run(name, tmp_path, mosquitto().url)
+    check(ev)
+    if name in ("flood-evening", "gas-leak"):
+        assert ev.score.alerts_per_incident >= 5
+    if name == "normal-day":
+        assert ev.score.produced == 0 and ev.alerts == 0
+
+
+def test_mixed_week_scores_on_sqlite(mosquitto: Any, tmp_path: Path) -> None:
+    ev = run("mixed-week", tmp_path, mosquitto().url)
+    check(ev)
+    assert ev.score.produced == 7
+
+
+def test_flood_evening_scores_on_timescaledb(mosquitto: Any, timescale_db: str, tmp_path: Path) -> None:
+    ev = run("flood-evening", tmp_path, mosquitto().url, db_url=timescale_db)
+    assert ev.backend == "postgresql"
+    check(ev)
+    assert ev.score.alerts_per_incident >= 5
+
+
+# --- a crash of the ops service mid-scenario ------------------------------------------------------
+
+
+def alert_facts(db_url: str) -> set[tuple[Any, ...]]:
+    """What a run decided, independent of the run: alert ids are deterministic in reading time."""
+    repo = open_repository(db_url)
+    try:
+        alerts: list[AlertRecord] = repo.list_alerts(None, None, 10_000, 0).items
+        incidents = repo.list_incidents(None, None, 1_000, 0).items
+        timeline_dups = 0
+        for i in incidents:
+            detail = repo.get_incident(i.id)
+            assert detail is not None
+            keys = [(e.at, e.actor, e.action, e.detail) for e in detail.timeline]
+            timeline_dups += len(keys) - len(set(keys))
+    finally:
+        repo.close()
+    assert timeline_dups == 0, "a replayed change was written twice to an incident's timeline"
+    facts: set[tuple[Any, ...]] = {("alert", a.id, a.rule, a.sensor or a.gateway, a.metric, a.severity,
+                                    a.state, a.opened_at, a.cleared_at) for a in alerts}
+    facts |= {("incident", i.id, i.kind, i.site, i.state, i.opened_at) for i in incidents}
+    return facts
+
+
+def test_ops_service_crash_mid_flood_loses_nothing_and_duplicates_nothing(
+        mosquitto: Any, tmp_path: Path) -> None:
+    sc = plan_scenario(builder("flood-evening"), tail_s=2 * FLUSH_S + 60)
+    crash: dict[str, Any] = {}
+
+    def crash_during_the_flood(obj: object) -> None:
+        assert isinstance(obj, Stack)
+        stack = obj
+        assert stack.service is not None
+        # Mid-incident, with evaluated but unacknowledged messages (the snapshot lacks them).
+        p = stack.service.wait_until(lambda p: p.open_incidents >= 1 and p.pending_acks > 0, 120)
+        crash["pending"] = p.pending_acks
+        stack.crash_ops()
+        # The fleet goes on for half an hour of its time; the broker keeps it for the service.
+        stack.wait_clock(stack.clock.now() + timedelta(minutes=30), 60)
+        crash["restarted"] = stack.start_ops()
+
+    db_crash = f"sqlite:///{tmp_path / 'crash.db'}"
+    crashed = evaluate(lambda _start: sc, registry=REGISTRY, speed=8_000.0, seed=1,
+                       broker=mosquitto().url, flush_s=FLUSH_S, db_url=db_crash, workdir=tmp_path / "a",
+                       timeout_s=240, on_running=crash_during_the_flood)
+    db_clean = f"sqlite:///{tmp_path / 'clean.db'}"
+    clean = evaluate(lambda _start: sc, registry=REGISTRY, speed=FAST, seed=1, broker=mosquitto().url,
+                     flush_s=FLUSH_S, db_url=db_clean, workdir=tmp_path / "b", timeout_s=240)
+    check(crashed)
+    assert crash["pending"] > 0
+    restarted = crash["restarted"]
+    assert restarted.progress().counters.messages > 0
+    # The same alerts, incidents and timelines as a run without the crash: nothing re-raised,
+    # nothing missed.
+    assert alert_facts(db_crash) == alert_facts(db_clean)
+    assert crashed.score.produced == clean.score.produced == 1

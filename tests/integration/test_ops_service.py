@@ -1,0 +1,285 @@
+"""The ops service against a real Mosquitto (the shipped configuration) and SQLite: its own
+subscription, rules on reading time, alerts and incidents stored and on the feed, QoS 1
+redelivery as a no-op, restart without re-raising, crash replay without duplicates, people's
+actions through the incident manager, and the Last Will placed in the gateway's time."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from contract import topics
+from contract.codec import encode
+from contract.models import Reading, Status, TelemetryBatch
+from contract.registry import Registry, load_registry
+from ops_center.adapters.repository import OpsRepository, open_repository
+from ops_center.api.lifecycle import HumanAction, mutation
+from ops_center.feed import Feed
+from ops_center.rules.loader import load_patterns, load_rules
+from ops_center.service.service import OpsService
+from ops_center.service.settings import OpsServiceSettings
+from ops_center.service.state import SqliteStateStore, StateStore
+from tests.servers.mosquitto import MosquittoServer
+
+pytestmark = pytest.mark.integration
+
+REGISTRY = load_registry()
+RULES = load_rules(registry=REGISTRY)
+PATTERNS = load_patterns()
+GW = "ax-gw-02"  # gas detectors ax-gas-01/02 (10 s), fire detectors, a stack, a power meter
+SITE = "an-xa"
+T0 = (datetime.now(UTC) - timedelta(days=1)).replace(second=0, microsecond=0)
+WAIT_S = 20.0
+
+
+class Publisher:
+    """A gateway as the broker sees it: QoS 1 publishes, waited for."""
+
+    def __init__(self, url: str) -> None:
+        host, port = url.split("://", 1)[1].rsplit(":", 1)
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"test-gw-{id(self)}",
+                                  protocol=mqtt.MQTTv5)
+        self.client.connect(host, int(port))
+        self.client.loop_start()
+
+    def send(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
+        self.client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(timeout=10)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def batch(seq: int, at: datetime, gas_lel: float, *, gateway: str = GW) -> bytes:
+    """One 10-second batch of the gateway: gas on ax-gas-01, the rest quiet."""
+    readings = [Reading("ax-gas-01", "gas_lel", at, gas_lel), Reading("ax-gas-02", "gas_lel", at, 0.0),
+                Reading("ax-fire-01", "fire_temp_c", at, 30.0), Reading("ax-fire-01", "smoke_pct", at, 0.0),
+                Reading("ax-fire-02", "fire_temp_c", at, 30.0), Reading("ax-fire-02", "smoke_pct", at, 0.0)]
+    return encode(TelemetryBatch(v=1, gateway=gateway, seq=seq, sent_at=at + timedelta(seconds=1),
+                                 readings=readings))
+
+
+@dataclass
+class Rig:
+    broker: MosquittoServer
+    db_url: str
+    repo: OpsRepository
+    state: StateStore
+    feed: Feed = field(default_factory=Feed)
+    registry: Registry = REGISTRY
+    services: list[OpsService] = field(default_factory=list)
+
+    def settings(self, **kw: Any) -> OpsServiceSettings:
+        base: dict[str, Any] = {"mqtt_url": self.broker.url, "db_url": self.db_url,
+                                "ops_tick_interval_s": 0.2, "ops_snapshot_interval_s": 0.5,
+                                "ops_session_expiry_s": 600}
+        base.update(kw)
+        return OpsServiceSettings(**base)
+
+    def service(self, **kw: Any) -> OpsService:
+        repo = open_repository(self.db_url)
+        svc = OpsService(self.settings(**kw), self.registry, repo, self.feed, self.state, rules=RULES,
+                         patterns=PATTERNS, name="test-ops", client_id="test-ops")
+        svc.start()
+        self.services.append(svc)
+        assert svc.link.subscribed.wait(WAIT_S), "ops service not subscribed"
+        return svc
+
+
+@pytest.fixture
+def rig(mosquitto: Any, tmp_path: Path) -> Iterator[Rig]:
+    broker = mosquitto()
+    db_url = f"sqlite:///{tmp_path / 'ops.db'}"
+    repo = open_repository(db_url)
+    repo.migrate()
+    state = SqliteStateStore(str(tmp_path / "ops.db"))
+    r = Rig(broker, db_url, repo, state)
+    yield r
+    for svc in r.services:
+        svc.stop()
+    state.close()
+    repo.close()
+
+
+@pytest.fixture
+def gateway(rig: Rig) -> Iterator[Publisher]:
+    pub = Publisher(rig.broker.url)
+    yield pub
+    pub.close()
+
+
+def through(svc: OpsService, seq: int, gw: str = GW) -> None:
+    svc.wait_until(lambda p: p.through.get(gw, 0) >= seq and p.queue_depth == 0, WAIT_S)
+
+
+def gas_alerts(repo: OpsRepository) -> list[Any]:
+    return [a for a in repo.list_alerts(None, None, 100, 0).items if a.rule == "gas-lel"]
+
+
+def test_threshold_crossing_is_stored_as_alert_and_incident_and_published_on_the_feed(
+        rig: Rig, gateway: Publisher) -> None:
+    svc = rig.service()
+    telemetry = topics.telemetry(SITE, GW)
+    for k, lel in enumerate([0.0, 0.0, 35.0, 36.0], start=1):
+        gateway.send(telemetry, batch(k, T0 + timedelta(seconds=10 * k), lel))
+    through(svc, 4)
+
+    alerts = gas_alerts(rig.repo)
+    assert len(alerts) == 1
+    a = alerts[0]
+    # Reading time, not wall time: the alert opened at the reading that crossed 20 %LEL.
+    assert a.state == "active" and a.severity == "critical" and a.opened_at == T0 + timedelta(seconds=30)
+    incidents = rig.repo.list_incidents(None, None, 10, 0).items
+    assert [(i.kind, i.site, i.state) for i in incidents] == [("gas_leak", SITE, "open")]
+    assert a.incident_id == incidents[0].id
+    kinds = [e.kind for e in rig.feed.recent()]
+    assert "alert" in kinds and "incident" in kinds
+    detail = rig.repo.get_incident(incidents[0].id)
+    assert detail is not None and [e.action for e in detail.timeline][:1] == ["opened"]
+
+
+def test_a_redelivered_batch_is_a_no_op(rig: Rig, gateway: Publisher) -> None:
+    svc = rig.service()
+    telemetry = topics.telemetry(SITE, GW)
+    first = batch(1, T0, 30.0)
+    gateway.send(telemetry, first)
+    gateway.send(telemetry, batch(2, T0 + timedelta(seconds=10), 30.0))
+    gateway.send(telemetry, first)  # QoS 1 redelivery: same seq, same bytes
+    gateway.send(telemetry, batch(3, T0 + timedelta(seconds=20), 30.0))
+    through(svc, 3)
+    p = svc.progress()
+    assert p.counters.duplicates == 1 and p.counters.telemetry == 4
+    assert len(gas_alerts(rig.repo)) == 1
+
+
+def test_a_restarted_service_keeps_its_rule_state_and_does_not_reraise(rig: Rig, gateway: Publisher) -> None:
+    telemetry = topics.telemetry(SITE, GW)
+    svc = rig.service()
+    for k in range(1, 4):
+        gateway.send(telemetry, batch(k, T0 + timedelta(seconds=10 * k), 30.0))
+    through(svc, 3)
+    svc.stop()  # graceful: final snapshot, everything acknowledged
+    rig.services.remove(svc)
+    opened = gas_alerts(rig.repo)
+    assert len(opened) == 1
+
+    again = rig.service()
+    again.wait_until(lambda p: p.restored, WAIT_S)
+    assert again.progress().open_incidents == 1
+    for k in range(4, 8):
+        gateway.send(telemetry, batch(k, T0 + timedelta(seconds=10 * k), 31.0))
+    # Gas gone for more than the rule's clear hold (120 s of reading time).
+    for k in range(8, 24):
+        gateway.send(telemetry, batch(k, T0 + timedelta(seconds=10 * k), 0.0))
+    through(again, 23)
+    alerts = gas_alerts(rig.repo)
+    assert [a.id for a in alerts] == [opened[0].id]  # the same alert, not a second one
+    assert alerts[0].state == "cleared"
+    assert len(rig.repo.list_incidents(None, None, 10, 0).items) == 1
+
+
+def test_a_crash_replays_what_the_snapshot_lacks_without_duplicates(rig: Rig, gateway: Publisher) -> None:
+    telemetry = topics.telemetry(SITE, GW)
+    # Snapshots only at stop: everything after the first one is unacknowledged at the crash.
+    svc = rig.service(ops_snapshot_interval_s=3600, ops_snapshot_max_pending=900)
+    gateway.send(telemetry, batch(1, T0, 0.0))
+    through(svc, 1)
+    svc.wait_until(lambda p: p.counters.snapshots == 0, WAIT_S)
+    for k in range(2, 6):
+        gateway.send(telemetry, batch(k, T0 + timedelta(seconds=10 * k), 45.0))
+    through(svc, 5)
+    assert svc.progress().pending_acks == 5
+    before = gas_alerts(rig.repo)
+    assert len(before) == 1 and before[0].severity == "emergency"
+    svc.abort()  # a crash: no snapshot, nothing acknowledged
+    rig.services.remove(svc)
+    # While it is down, the gateway goes on; the broker keeps it for the service's session.
+    for k in range(6, 24):
+        gateway.send(telemetry, batch(k, T0 + timedelta(seconds=10 * k), 0.0))
+
+    again = rig.service()
+    through(again, 23)
+    p = again.progress()
+    assert p.counters.telemetry >= 23  # the 5 unacknowledged batches came back, then the rest
+    alerts = gas_alerts(rig.repo)
+    assert [a.id for a in alerts] == [before[0].id] and alerts[0].state == "cleared"
+    incidents = rig.repo.list_incidents(None, None, 10, 0).items
+    assert len(incidents) == 1
+    detail = rig.repo.get_incident(incidents[0].id)
+    assert detail is not None
+    keys = [(e.at, e.actor, e.action, e.detail) for e in detail.timeline]
+    assert len(keys) == len(set(keys)), "a replayed change was written twice to the timeline"
+
+
+def test_a_persons_acknowledgement_goes_through_the_incident_manager(rig: Rig, gateway: Publisher) -> None:
+    telemetry = topics.telemetry(SITE, GW)
+    svc = rig.service()
+    gateway.send(telemetry, batch(1, T0, 25.0))
+    through(svc, 1)
+    incident = rig.repo.list_incidents(None, None, 10, 0).items[0]
+    act = HumanAction(incident_id=incident.id, action="acknowledge", by="tran.van.b", at=datetime.now(UTC),
+                      note="Đã cử đội kiểm tra")
+    stored = rig.repo.apply_incident_action(incident.id, mutation(act))  # what the API route does
+    assert stored is not None
+    svc.on_action(act, stored)  # ... and then tells the service
+    assert svc.manager.get(incident.id).state == "acknowledged"
+    # A later machine change (escalation to emergency) keeps the person's state.
+    gateway.send(telemetry, batch(2, T0 + timedelta(seconds=10), 60.0))
+    through(svc, 2)
+    row = rig.repo.get_incident(incident.id)
+    assert row is not None
+    assert row.incident.state == "acknowledged" and row.incident.severity == "emergency"
+
+
+def test_the_last_will_is_placed_after_the_gateways_last_batch(rig: Rig, gateway: Publisher) -> None:
+    svc = rig.service()
+    telemetry, status = topics.telemetry(SITE, GW), topics.status(SITE, GW)
+    connected_at = T0 - timedelta(hours=3)
+    gateway.send(status, encode(Status(v=1, gateway=GW, state="online", ts=connected_at)), retain=True)
+    for k in range(1, 4):
+        gateway.send(telemetry, batch(k, T0 + timedelta(seconds=10 * k), 0.0))
+    through(svc, 3)
+    # The Will was written when the gateway connected, three hours of its time earlier.
+    gateway.send(status, encode(Status(v=1, gateway=GW, state="offline", ts=connected_at)), retain=True)
+    svc.wait_until(lambda p: p.counters.statuses >= 2 and p.queue_depth == 0, WAIT_S)
+    svc.wait_until(lambda p: p.open_incidents >= 1, WAIT_S)
+    offline = [a for a in rig.repo.list_alerts(None, None, 100, 0).items if a.rule == "gateway-offline"]
+    assert len(offline) == 1
+    last_sent = T0 + timedelta(seconds=31)
+    assert last_sent <= offline[0].opened_at < last_sent + timedelta(seconds=WAIT_S)
+    gws = {g.gateway: g for g in rig.repo.list_gateway_status(None)}
+    assert gws[GW].state == "offline"
+
+
+def test_actions_wait_for_the_worker_and_survive_concurrent_traffic(rig: Rig, gateway: Publisher) -> None:
+    telemetry = topics.telemetry(SITE, GW)
+    svc = rig.service()
+    gateway.send(telemetry, batch(1, T0, 25.0))
+    through(svc, 1)
+    incident = rig.repo.list_incidents(None, None, 10, 0).items[0]
+    done = threading.Event()
+
+    def traffic() -> None:
+        for k in range(2, 60):
+            gateway.send(telemetry, batch(k, T0 + timedelta(seconds=10 * k), 26.0))
+        done.set()
+
+    t = threading.Thread(target=traffic)
+    t.start()
+    act = HumanAction(incident_id=incident.id, action="note", by="tran.van.b", at=datetime.now(UTC),
+                      note="Kiểm tra van")
+    svc.on_action(act, incident)
+    t.join(30)
+    assert done.is_set()
+    through(svc, 59)
+    assert svc.progress().counters.actions == 1
+    timeline = svc.manager.get(incident.id).timeline
+    assert any(e.action == "annotated" and e.by == "tran.van.b" for e in timeline)
