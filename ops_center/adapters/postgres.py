@@ -73,7 +73,10 @@ class PostgresOpsRepository(SqlOpsRepository):
             open=False,
             check=ConnectionPool.check_connection,
             timeout=timeout_s,
-            kwargs={"connect_timeout": max(1, int(timeout_s))},
+            # autocommit: a read is its statements (READ COMMITTED gives each its own snapshot
+            # anyway), so it leaves no transaction for the pool to roll back on return, one
+            # round trip fewer; writes run in explicit transactions (``_tx``).
+            kwargs={"connect_timeout": max(1, int(timeout_s)), "autocommit": True},
             name="smartward-ops",
         )
 

@@ -65,12 +65,15 @@ class Executor(Protocol):
 
 
 def utc(value: object) -> datetime:
-    if isinstance(value, datetime):
-        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    # Called for every time of every row of a list page: the common cases return early.
     if isinstance(value, str):
-        parsed = datetime.fromisoformat(value)
-        return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-    raise TypeError(f"not a time: {value!r}")
+        value = datetime.fromisoformat(value)
+    elif not isinstance(value, datetime):
+        raise TypeError(f"not a time: {value!r}")
+    tz = value.tzinfo
+    if tz is UTC:
+        return value
+    return value.astimezone(UTC) if tz else value.replace(tzinfo=UTC)
 
 
 def utc_or_none(value: object) -> datetime | None:

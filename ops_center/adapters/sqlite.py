@@ -1,8 +1,12 @@
 """``SqliteOpsRepository``: the ops tables in the embedded SQLite store (``sqlite:///path``),
 the same file the ingest writes (``smartward demo``, a single small ward).
 
-One connection under a lock (SQLite has one writer at a time anyway); WAL, so the
-ingest's writer and these reads do not block each other. Times are the ingest's text
+Writes go through one connection under a lock (SQLite has one writer at a time anyway);
+reads through a small pool of read-only connections, each unit of work in one read
+transaction (one snapshot): in WAL mode readers and the writer do not block each other, and
+the sqlite3 module releases the GIL while a query runs, so a slow read (an overview's batch
+statistics) no longer holds up every request's user lookup. An in-memory database exists
+only on its one connection, which then serves the reads too. Times are the ingest's text
 format (``2026-11-28T04:59:58.000000Z``), so comparisons with ``readings.time`` and
 rollup buckets are plain text comparisons on their keys.
 """
@@ -76,18 +80,24 @@ class _Exec:
 
 
 class SqliteOpsRepository(SqlOpsRepository):
-    def __init__(self, path: str | Path, *, busy_timeout_ms: int = 5000) -> None:
+    def __init__(self, path: str | Path, *, busy_timeout_ms: int = 5000, max_readers: int = 8) -> None:
         self.path = str(path)
+        self._timeout_s = busy_timeout_ms / 1000
         self._lock = threading.RLock()
         try:
             self._conn = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_ms / 1000
+                self.path, isolation_level=None, check_same_thread=False, timeout=self._timeout_s
             )
             self._conn.execute("PRAGMA journal_mode=WAL").fetchone()
             self._conn.execute("PRAGMA synchronous=FULL")
         except sqlite3.Error as exc:
             raise _translate(exc) from exc
         self._exec = _Exec(self._conn)
+        self._in_memory = self.path == ":memory:" or self.path.startswith("file::memory:")
+        self._readers = threading.BoundedSemaphore(max_readers)
+        self._idle: list[sqlite3.Connection] = []
+        self._pool_lock = threading.Lock()
+        self._closed = False
 
     @classmethod
     def from_url(cls, url: str) -> SqliteOpsRepository:
@@ -115,11 +125,45 @@ class SqliteOpsRepository(SqlOpsRepository):
 
     @contextmanager
     def _read(self) -> Iterator[_Exec]:
-        with self._lock:
+        if self._in_memory:
+            with self._lock:
+                try:
+                    yield self._exec
+                except sqlite3.Error as exc:
+                    raise _translate(exc) from exc
+            return
+        with self._readers:
+            conn = self._reader()
             try:
-                yield self._exec
+                conn.execute("BEGIN")
+                try:
+                    yield _Exec(conn)
+                finally:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")  # read-only: nothing to commit
             except sqlite3.Error as exc:
                 raise _translate(exc) from exc
+            finally:
+                with self._pool_lock:
+                    if self._closed:
+                        conn.close()
+                    else:
+                        self._idle.append(conn)
+
+    def _reader(self) -> sqlite3.Connection:
+        with self._pool_lock:
+            if self._closed:
+                raise RepositoryUnavailable("sqlite: repository closed")
+            if self._idle:
+                return self._idle.pop()
+        try:
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=self._timeout_s
+            )
+            conn.execute("PRAGMA query_only=ON")
+        except sqlite3.Error as exc:
+            raise _translate(exc) from exc
+        return conn
 
     def _t(self, value: datetime) -> object:
         return sqlite_time(value)
@@ -162,6 +206,11 @@ class SqliteOpsRepository(SqlOpsRepository):
         return True
 
     def close(self) -> None:
+        with self._pool_lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for conn in idle:  # a reader in use is closed when it comes back
+            conn.close()
         with self._lock:
             self._conn.close()
 

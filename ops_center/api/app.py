@@ -8,11 +8,13 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, FastAPI
 from fastapi.concurrency import run_in_threadpool
+from fastapi.routing import APIRoute
 
 from contract.registry import Registry, load_registry
 from ops_center.adapters.repository import OpsRepository, RepositoryError
@@ -56,11 +58,13 @@ def create_app(
     on_action: ActionHook | None = None,
     clock: Callable[[], datetime] | None = None,
     passwords: Passwords | None = None,
+    on_shutdown: Callable[[], None] | None = None,
 ) -> FastAPI:
     """The API. ``readiness`` returns named checks (e.g. ``{"store": True, "broker": False}``);
     without one, only the store is checked. ``on_action`` tells the ops service about a
     person's incident action after it is committed. ``registry`` defaults to
-    ``settings.registry`` (or the bundled demo registry)."""
+    ``settings.registry`` (or the bundled demo registry). ``on_shutdown`` runs when the app's
+    lifespan ends (e.g. closing a repository the app's factory opened)."""
     reg = registry if registry is not None else load_registry(settings.registry)
     now = clock or (lambda: datetime.now(UTC))
     metrics = ApiMetrics(feed)
@@ -92,6 +96,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        blocking = state.blocking = ThreadPoolExecutor(
+            max_workers=max(4, settings.db_pool_max), thread_name_prefix="smartward-api"
+        )
         task = asyncio.create_task(_publish_kpis(state), name="smartward-kpi-publisher")
         try:
             yield
@@ -99,6 +106,11 @@ def create_app(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            state.blocking = None
+            await run_in_threadpool(blocking.shutdown)
+            await run_in_threadpool(state.kpis.close)
+            if on_shutdown is not None:
+                on_shutdown()
 
     app = FastAPI(
         title="smartward — Trung tâm điều hành / Operations center API",
@@ -110,15 +122,53 @@ def create_app(
     )
     app.state.smartward = state
     install_handlers(app)
-    api = APIRouter(prefix=API_PREFIX)
     for module in (auth, me, sites, gateways, sensors, readings, alerts, incidents, stream, admin):
-        api.include_router(module.router)
-    app.include_router(api)
-    app.include_router(ops.router)
+        include_flat(app.router, module.router, prefix=API_PREFIX)
+    include_flat(app.router, ops.router)
     # Outermost last: metrics see every answer, the 413s of the body limit included.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
+
+
+def include_flat(target: APIRouter, router: APIRouter, *, prefix: str = "") -> None:
+    """``target.include_router(router, prefix=prefix)``, with the routes copied into ``target``.
+
+    FastAPI 0.16x keeps an included router as a node that is matched again on every request
+    (each included router and each of its routes visited in turn, with its own bookkeeping):
+    with the API's eleven routers that was most of a bare request's cost. Copying the routes,
+    as FastAPI's ``include_router`` itself did before, matches a request against one flat list.
+    The OpenAPI document is the same (a test compares it)."""
+    for route in router.routes:
+        if not isinstance(route, APIRoute):
+            raise TypeError(f"include_flat copies API routes only, not {route!r}")
+        target.add_api_route(
+            prefix + route.path,
+            route.endpoint,
+            response_model=route.response_model,
+            status_code=route.status_code,
+            tags=route.tags,
+            dependencies=route.dependencies,
+            summary=route.summary,
+            description=route.description,
+            response_description=route.response_description,
+            responses=route.responses,
+            deprecated=route.deprecated,
+            methods=route.methods,
+            operation_id=route.operation_id,
+            response_model_include=route.response_model_include,
+            response_model_exclude=route.response_model_exclude,
+            response_model_by_alias=route.response_model_by_alias,
+            response_model_exclude_unset=route.response_model_exclude_unset,
+            response_model_exclude_defaults=route.response_model_exclude_defaults,
+            response_model_exclude_none=route.response_model_exclude_none,
+            include_in_schema=route.include_in_schema,
+            response_class=route.response_class,
+            name=route.name,
+            callbacks=route.callbacks,
+            openapi_extra=route.openapi_extra,
+            generate_unique_id_function=route.generate_unique_id_function,
+        )
 
 
 async def _publish_kpis(state: AppState) -> None:

@@ -4,13 +4,17 @@ list filters; S3/S4 of RELIABILITY.md are tested against it route by route)."""
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, ParamSpec, TypeVar
 
 from fastapi import Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import OAuth2PasswordBearer
 
 from contract.registry import Registry
@@ -31,6 +35,8 @@ from ops_center.settings import OpsSettings
 logger = logging.getLogger(__name__)
 
 Readiness = Callable[[], Mapping[str, bool]]
+P = ParamSpec("P")
+T = TypeVar("T")
 TOKEN_URL = "/api/v1/auth/token"
 
 
@@ -48,9 +54,23 @@ class AppState:
     kpis: KpiService
     on_action: ActionHook | None
     clock: Callable[[], datetime]
+    # The app's own threads for blocking calls (the store), while its lifespan runs.
+    blocking: ThreadPoolExecutor | None = None
 
     def now(self) -> datetime:
         return self.clock()
+
+    async def offload(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """``fn(*args, **kwargs)`` off the event loop. On the app's own executor: a plain
+        ``run_in_executor`` costs about half the CPU of FastAPI's ``run_in_threadpool`` (anyio's
+        capacity limiter and run-variable bookkeeping), paid on every request of the hot
+        routes (docs/performance.md, "Ops API"). Without a running lifespan, on FastAPI's pool."""
+        executor = self.blocking
+        if executor is None:
+            return await run_in_threadpool(fn, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(
+            executor, functools.partial(fn, *args, **kwargs)
+        )
 
     def audit(
         self,
@@ -88,7 +108,12 @@ def client_ip(request: Request | None) -> str | None:
     return request.client.host
 
 
-def get_state(request: Request) -> AppState:
+# The dependencies that do no I/O are ``async def``: FastAPI runs a plain ``def`` dependency in
+# the thread pool, a hop that cost more than the work (docs/performance.md, "Ops API"). The
+# ones that read the store hop to the pool once, explicitly.
+
+
+async def get_state(request: Request) -> AppState:
     state: AppState = request.app.state.smartward
     return state
 
@@ -132,10 +157,10 @@ def principal_from_token(state: AppState, token: str | None) -> Principal:
     return Principal(user, claims, scope)
 
 
-def get_principal(
+async def get_principal(
     request: Request, state: StateDep, token: Annotated[str | None, Depends(oauth2_scheme)]
 ) -> Principal:
-    principal = principal_from_token(state, token)
+    principal = await state.offload(principal_from_token, state, token)
     request.state.actor = principal.user.name
     return principal
 
@@ -143,14 +168,14 @@ def get_principal(
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
-def get_scope(principal: PrincipalDep) -> Scope:
+async def get_scope(principal: PrincipalDep) -> Scope:
     return principal.scope
 
 
 ScopeDep = Annotated[Scope, Depends(get_scope)]
 
 
-def get_stream_principal(
+async def get_stream_principal(
     request: Request,
     state: StateDep,
     token: Annotated[str | None, Depends(oauth2_scheme)],
@@ -164,7 +189,7 @@ def get_stream_principal(
         ),
     ] = None,
 ) -> Principal:
-    principal = principal_from_token(state, token or access_token)
+    principal = await state.offload(principal_from_token, state, token or access_token)
     request.state.actor = principal.user.name
     return principal
 
@@ -202,16 +227,18 @@ def require_action(
     raise ApiError(403, "forbidden")
 
 
-def get_admin_scope(request: Request, state: StateDep, scope: ScopeDep) -> Scope:
-    require_action(request, state, scope, "admin", target=request.url.path)
+async def get_admin_scope(request: Request, state: StateDep, scope: ScopeDep) -> Scope:
+    if not scope.may("admin"):  # the denial is audited (a write): in the pool
+        await state.offload(require_action, request, state, scope, "admin", target=request.url.path)
     return scope
 
 
 AdminScopeDep = Annotated[Scope, Depends(get_admin_scope)]
 
 
-def get_city_scope(request: Request, state: StateDep, scope: ScopeDep) -> Scope:
-    require_action(request, state, scope, "city.read", target=request.url.path)
+async def get_city_scope(request: Request, state: StateDep, scope: ScopeDep) -> Scope:
+    if not scope.may("city.read"):
+        await state.offload(require_action, request, state, scope, "city.read", target=request.url.path)
     return scope
 
 

@@ -15,26 +15,36 @@ the live stream's ``kpi`` events).
   shows its worst station.
 - Dead letters today: since midnight Asia/Ho_Chi_Minh (UTC+7, no daylight saving).
 
-Overviews are cached per site for ``overview_cache_s`` (a few seconds): many screens
-polling one ward cost one computation.
+Overviews are cached per site for ``overview_cache_s`` (2 s by default; the live stream pushes
+changes as they happen, the overview may lag that much): many screens polling one ward cost
+one computation. At most one computation per site runs at a time (the others wait for it,
+never start their own), and once an entry is half its age a single background refresh
+replaces it, so under steady polling nobody waits for a computation and no answer is older
+than ``overview_cache_s``. The cache keeps the JSON body too: a hit is served without
+touching the store, the thread pool or the serializer.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Final
 
 from contract.catalog import METRICS
 from contract.registry import Registry, SensorSpec
 from ops_center.adapters.records import GatewayBatchStats
-from ops_center.adapters.repository import OpsRepository
+from ops_center.adapters.repository import OpsRepository, RepositoryError
 from ops_center.api.errors import Localized
 from ops_center.api.schemas import AqiOut, CityOverviewOut, IncidentCounts, OverviewOut
 from ops_center.domain.aqi import GASES, PM, category, hourly_aqi
 from ops_center.settings import OpsSettings
+
+logger = logging.getLogger(__name__)
 
 VN_TZ: Final = timezone(timedelta(hours=7), "Asia/Ho_Chi_Minh")
 FRESH_INTERVALS: Final = 3
@@ -83,29 +93,107 @@ def aqi_of_station(series: dict[str, list[tuple[datetime, float]]], hour: dateti
     return None if result is None else (result.value, result.dominant)
 
 
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    started: float  # monotonic time when its computation began: the age of its data
+    overview: OverviewOut
+    body: bytes  # the overview as the API answers it (JSON)
+
+
 class KpiService:
     def __init__(
-        self, repo: OpsRepository, registry: Registry, settings: OpsSettings, clock: Callable[[], datetime]
+        self,
+        repo: OpsRepository,
+        registry: Registry,
+        settings: OpsSettings,
+        clock: Callable[[], datetime],
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.repo = repo
         self.registry = registry
         self.settings = settings
         self.clock = clock
-        self._cache: dict[str, tuple[float, OverviewOut]] = {}
-        self._lock = threading.Lock()
+        self._monotonic = monotonic
+        self._cache: dict[str, _Entry] = {}
+        self._computing: dict[str, threading.Lock] = {}  # one per site: a single computation at once
+        self._refreshing: set[str] = set()
+        self._lock = threading.Lock()  # guards the two above
+        self._refresher: ThreadPoolExecutor | None = None
+        self._closed = False
 
     def site_overview(self, site: str) -> OverviewOut:
+        return self._entry(site).overview
+
+    def site_overview_json(self, site: str) -> bytes:
+        """The overview as the API's JSON body."""
+        return self._entry(site).body
+
+    def cached_json(self, site: str) -> bytes | None:
+        """The cached body while it is fresh, else None; no I/O and no waiting, for the event
+        loop. Schedules the refresh ahead of expiry."""
         ttl = self.settings.overview_cache_s
-        if ttl > 0:
-            with self._lock:
-                hit = self._cache.get(site)
-            if hit is not None and hit[0] > time.monotonic():
-                return hit[1]
+        hit = self._cache.get(site)
+        if ttl <= 0 or hit is None:
+            return None
+        age = self._monotonic() - hit.started
+        if age >= ttl:
+            return None
+        if age >= ttl / 2:
+            self._refresh_ahead(site)
+        return hit.body
+
+    def close(self) -> None:
+        """Stop the background refresher (the app's lifespan ends)."""
+        with self._lock:
+            self._closed = True
+            refresher, self._refresher = self._refresher, None
+        if refresher is not None:
+            refresher.shutdown(wait=True, cancel_futures=True)
+
+    def _entry(self, site: str) -> _Entry:
+        ttl = self.settings.overview_cache_s
+        if ttl <= 0:
+            return self._fresh_entry(site)
+        hit = self._cache.get(site)
+        if hit is not None and self._monotonic() - hit.started < ttl:
+            return hit
+        with self._site_lock(site):
+            hit = self._cache.get(site)  # computed while this thread waited for the lock
+            if hit is not None and self._monotonic() - hit.started < ttl:
+                return hit
+            entry = self._cache[site] = self._fresh_entry(site)
+            return entry
+
+    def _fresh_entry(self, site: str) -> _Entry:
+        started = self._monotonic()
         overview = self._compute(site, self.clock())
-        if ttl > 0:
+        return _Entry(started, overview, overview.model_dump_json().encode())
+
+    def _site_lock(self, site: str) -> threading.Lock:
+        with self._lock:
+            return self._computing.setdefault(site, threading.Lock())
+
+    def _refresh_ahead(self, site: str) -> None:
+        with self._lock:
+            if self._closed or site in self._refreshing:
+                return
+            self._refreshing.add(site)
+            if self._refresher is None:
+                self._refresher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="smartward-kpi")
+            self._refresher.submit(self._refresh, site)
+
+    def _refresh(self, site: str) -> None:
+        try:
+            with self._site_lock(site):
+                self._cache[site] = self._fresh_entry(site)
+        except RepositoryError as exc:  # the entry expires; the next request recomputes and answers 503
+            logger.warning("overview of %s not refreshed: %s", site, exc)
+        except Exception:  # the top of the refresher's job: a bug must not stop later refreshes
+            logger.exception("overview of %s failed", site)
+        finally:
             with self._lock:
-                self._cache[site] = (time.monotonic() + ttl, overview)
-        return overview
+                self._refreshing.discard(site)
 
     def city_overview(self, sites: Sequence[str]) -> CityOverviewOut:
         views = [self.site_overview(s) for s in sites]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from ops_center.adapters.records import (
@@ -379,6 +381,39 @@ class AlertPage(_Page):
 
 class IncidentPage(_Page):
     items: list[IncidentOut]
+
+
+def incident_page_json(items: Sequence[IncidentRecord], *, total: int, limit: int, offset: int) -> bytes:
+    """An ``IncidentPage`` as JSON, byte for byte what ``IncidentPage(...).model_dump_json()``
+    gives (a test holds the two together), without building a model per incident: the list
+    every operations screen polls spent more time in those models than in its query. The
+    values come from the store, whose CHECK constraints keep severity and state within the
+    model's literals."""
+    return orjson.dumps(
+        {
+            "total": total,
+            "limit": limit,
+            "offset": offset,
+            "items": [
+                {
+                    "id": i.id,
+                    "site": i.site,
+                    "kind": i.kind,
+                    "severity": i.severity,
+                    "state": i.state,
+                    "title": {"vi": i.title_vi, "en": i.title_en},
+                    "opened_at": i.opened_at,
+                    "updated_at": i.updated_at,
+                    "acknowledged_at": i.acknowledged_at,
+                    "resolved_at": i.resolved_at,
+                    "assignee": i.assignee,
+                    "escalated_at": i.escalated_at,
+                }
+                for i in items
+            ],
+        },
+        option=orjson.OPT_UTC_Z,
+    )
 
 
 class DeadLetterPage(_Page):
