@@ -434,43 +434,37 @@ class SqlOpsRepository(ABC):
 
     # --- alerts and incidents ------------------------------------------------------------------
 
-    def list_alerts(
-        self, sites: Sites, state: AlertState | None, limit: int, offset: int
-    ) -> Page[AlertRecord]:
+    def _list_by_state(self, table: str, cols: str, sites: Sites, state: str | None, limit: int,
+                       offset: int) -> tuple[list[Row], int]:
+        """One page of ``table`` (alerts or incidents; names are constants of this module),
+        newest first, within ``sites`` and optionally one ``state``; and the total."""
         where = self._site_where(sites)
         if where is None:
-            return Page([], 0)
+            return [], 0
         clause, params = where
         if state is not None:
             clause += " AND state = %s"
             params.append(state)
         with self._read() as x:
-            total = x.one(f"SELECT count(*) FROM alerts WHERE {clause}", params)
+            total = x.one(f"SELECT count(*) FROM {table} WHERE {clause}", params)
             rows = x.rows(
-                f"SELECT {_ALERT_COLS} FROM alerts WHERE {clause} "
+                f"SELECT {cols} FROM {table} WHERE {clause} "
                 "ORDER BY opened_at DESC, id LIMIT %s OFFSET %s",
                 [*params, limit, offset],
             )
-        return Page([self._alert(r) for r in rows], int(total[0]) if total else 0)
+        return rows, int(total[0]) if total else 0
+
+    def list_alerts(
+        self, sites: Sites, state: AlertState | None, limit: int, offset: int
+    ) -> Page[AlertRecord]:
+        rows, total = self._list_by_state("alerts", _ALERT_COLS, sites, state, limit, offset)
+        return Page([self._alert(r) for r in rows], total)
 
     def list_incidents(
         self, sites: Sites, state: IncidentState | None, limit: int, offset: int
     ) -> Page[IncidentRecord]:
-        where = self._site_where(sites)
-        if where is None:
-            return Page([], 0)
-        clause, params = where
-        if state is not None:
-            clause += " AND state = %s"
-            params.append(state)
-        with self._read() as x:
-            total = x.one(f"SELECT count(*) FROM incidents WHERE {clause}", params)
-            rows = x.rows(
-                f"SELECT {_INCIDENT_COLS} FROM incidents WHERE {clause} "
-                "ORDER BY opened_at DESC, id LIMIT %s OFFSET %s",
-                [*params, limit, offset],
-            )
-        return Page([self._incident(r) for r in rows], int(total[0]) if total else 0)
+        rows, total = self._list_by_state("incidents", _INCIDENT_COLS, sites, state, limit, offset)
+        return Page([self._incident(r) for r in rows], total)
 
     def get_incident(self, incident_id: str) -> IncidentDetail | None:
         with self._read() as x:
