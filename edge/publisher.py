@@ -394,6 +394,12 @@ class MqttPublisher:
 
         def on_message(_c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
             # An exception here would kill paho's network thread (RELIABILITY.md).
+            if msg.topic != self._ack_topic:
+                # Only our own watermark may delete from our outbox. A broker that delivers
+                # other topics on this subscription (amqtt 0.12 sends retained messages of
+                # other topics to a new subscriber) must never move it.
+                logger.debug("ignoring a message on %s (not our ack topic)", msg.topic)
+                return
             if not msg.payload:
                 # An empty retained message deletes the retained watermark (MQTT-3.3.1-10):
                 # nothing is acknowledged by it.

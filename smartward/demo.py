@@ -60,6 +60,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
+    # The embedded broker and its state machine log every client event at INFO: keep the
+    # demo's screen for the summary (logging is configured here, in the command).
+    for noisy in ("amqtt", "transitions"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     if not (math.isfinite(args.speed) and args.speed > 0):
         print("--speed phải > 0 / must be > 0", file=sys.stderr)
         return EXIT_USAGE

@@ -113,3 +113,28 @@ def test_cli_refuses_an_unknown_gateway_and_a_missing_driver(capsys: pytest.Capt
     assert "unknown gateway" in capsys.readouterr().err
     assert cli.main(["run", "--gateway", "tn-gw-01"]) == cli.EXIT_USAGE
     assert "--simulate" in capsys.readouterr().err
+
+
+def test_only_our_own_ack_topic_moves_the_watermark() -> None:
+    # A broker may deliver other topics on the ack subscription (amqtt 0.12 replays retained
+    # messages of other topics to a new subscriber): another gateway's watermark must never
+    # delete from this gateway's outbox.
+    from paho.mqtt.client import MQTTMessage
+
+    from edge.publisher import WatermarkReceived
+
+    events: list[object] = []
+    p = MqttPublisher(gateway="tn-gw-01", site="thong-nhat", urls=[BrokerUrl("h", 1883)],
+                      sink=events.append, will=lambda: b"", window=8, rng=random.Random(1))
+    client = p._new_client(BrokerUrl("h", 1883), [])
+
+    def deliver(topic: str, payload: bytes) -> None:
+        msg = MQTTMessage(topic=topic.encode())
+        msg.payload = payload
+        client.on_message(client, None, msg)  # type: ignore[misc]
+
+    deliver("smartward/v1/thong-nhat/tn-gw-02/ack", b'{"v":1,"seq":999}')
+    deliver("smartward/v1/thong-nhat/tn-gw-01/status", b'{"v":1,"seq":5}')
+    assert events == []
+    deliver("smartward/v1/thong-nhat/tn-gw-01/ack", b'{"v":1,"seq":7}')
+    assert events == [WatermarkReceived(7)]
