@@ -12,9 +12,9 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, Protocol, TypeVar
 
 import pytest
 
@@ -200,3 +200,27 @@ def log_tail_message(path: Path | None) -> str:
         return ""
     tail = log_tail(path)
     return f"\n--- last lines of {path} ---\n{tail}" if tail else f" (log {path} is empty)"
+
+
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
+_S = TypeVar("_S", bound=_Closable)
+
+
+def private_servers(tmp_path_factory: pytest.TempPathFactory, kind: str,
+                    start: Callable[[str, Path], _S]) -> Iterator[Callable[[], _S]]:
+    """Body of a ``make_<kind>`` fixture: a factory of private servers (for crash tests),
+    each started by ``start(name, log_dir)`` and closed when the test ends."""
+    servers: list[_S] = []
+    logs = tmp_path_factory.mktemp(f"{kind}-private-logs")
+
+    def make() -> _S:
+        server = start(f"{kind}-private{len(servers)}", logs)
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.close()

@@ -24,7 +24,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tests.servers._proc import ServerError, free_port, log_tail_message, missing_server, run
+from tests.servers._proc import ServerError, free_port, log_tail_message, missing_server, private_servers, run
 
 HOST = "127.0.0.1"
 SUPERUSER = "postgres"
@@ -306,14 +306,4 @@ def postgres_db(postgres: PostgresServer) -> str:
 @pytest.fixture
 def make_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[], PostgresServer]]:
     """Factory of private PostgreSQL servers, removed when the test ends."""
-    servers: list[PostgresServer] = []
-    logs = tmp_path_factory.mktemp("postgres-private-logs")
-
-    def make() -> PostgresServer:
-        server = start_host_postgres(f"postgres-private{len(servers)}", logs)
-        servers.append(server)
-        return server
-
-    yield make
-    for server in servers:
-        server.close()
+    yield from private_servers(tmp_path_factory, "postgres", start_host_postgres)

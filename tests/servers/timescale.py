@@ -24,7 +24,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tests.servers._proc import free_port, missing_server
+from tests.servers._proc import free_port, missing_server, private_servers
 from tests.servers.postgres import PgCommands, PostgresServer, host_commands
 
 REPO = Path(__file__).resolve().parents[2]
@@ -148,14 +148,4 @@ def timescale_db(timescale: TimescaleServer) -> str:
 @pytest.fixture
 def make_timescale(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[], TimescaleServer]]:
     """Factory of private TimescaleDB servers, removed when the test ends."""
-    servers: list[TimescaleServer] = []
-    logs = tmp_path_factory.mktemp("timescale-private-logs")
-
-    def make() -> TimescaleServer:
-        server = start_timescale(f"timescale-private{len(servers)}", logs)
-        servers.append(server)
-        return server
-
-    yield make
-    for server in servers:
-        server.close()
+    yield from private_servers(tmp_path_factory, "timescale", start_timescale)

@@ -31,6 +31,7 @@ from tests.servers._proc import (
     free_port,
     kill9,
     missing_server,
+    private_servers,
     start_process,
     stop_process,
     wait_until,
@@ -227,15 +228,5 @@ def victoria(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VictoriaServe
 @pytest.fixture
 def make_victoria(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[], VictoriaServer]]:
     """Factory of private VictoriaMetrics servers, removed when the test ends."""
-    servers: list[VictoriaServer] = []
-    logs = tmp_path_factory.mktemp("victoria-private-logs")
-
-    def make() -> VictoriaServer:
-        server = start_victoria(f"victoria-private{len(servers)}", logs)
-        servers.append(server)
-        return server
-
-    yield make
-    for server in servers:
-        server.close()
+    yield from private_servers(tmp_path_factory, "victoria", start_victoria)
 
