@@ -33,6 +33,7 @@ from ops_center.adapters.repository import OpsRepository, RepositoryUnavailable,
 from ops_center.domain.errors import RuleError
 from ops_center.feed import Feed
 from ops_center.rules.loader import load_patterns, load_rules
+from ops_center.security.broker_watch import BrokerLogWatcher
 from ops_center.service.errors import ServiceError
 from ops_center.service.service import OpsService
 from ops_center.service.settings import OpsServiceSettings
@@ -113,6 +114,10 @@ def main(argv: Sequence[str]) -> int:
                              patterns=patterns)
         service.start()
         stack.callback(service.stop)
+        if settings.broker_log is not None:
+            watcher = BrokerLogWatcher(settings.broker_log, registry, service_repo, feed)
+            watcher.start()
+            stack.callback(watcher.stop)
         if stop.is_set():
             return EXIT_OK
 

@@ -1,9 +1,11 @@
 """``smartward mqtt credentials --out DIR [--rotate] [--revoke GW ...]``: a Mosquitto password
-file, an ACL and a conf snippet for every gateway of the registry plus the ``ingest`` and
-``ops`` service accounts (ops_center/security/mqtt_credentials.py says what each may do).
+file, an ACL and a conf snippet for every gateway of the registry plus the service accounts
+``ingest`` (``ingest-2`` … with ``--ingest-workers N``), ``ops`` and ``ops-api``
+(ops_center/security/mqtt_credentials.py says what each may do).
 
-Then, in the broker's configuration: replace ``allow_anonymous true`` with the directives of
-``DIR/smartward-auth.conf`` and reload the broker (SIGHUP re-reads the password file and ACL).
+The shipped deploy/mosquitto/smartward.conf reads ``/etc/mosquitto/smartward/{passwd,acl}``:
+``--out /etc/mosquitto/smartward``, then reload the broker (SIGHUP re-reads both files).
+``DIR/smartward-auth.conf`` holds the same directives for a broker configured otherwise.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 
 from contract.errors import RegistryError
 from contract.registry import load_registry
-from ops_center.security.mqtt_credentials import CONF_FILE, CREDENTIALS_FILE, generate
+from ops_center.security.mqtt_credentials import CONF_FILE, CREDENTIALS_FILE, DEFAULT_INGEST_WORKERS, generate
 from ops_center.settings import OpsSettings
 
 
@@ -28,11 +30,15 @@ def main(argv: Sequence[str]) -> int:
     c.add_argument("--out", required=True, type=Path)
     c.add_argument("--rotate", action="store_true", help="new passwords for every account")
     c.add_argument("--revoke", action="append", default=[], metavar="GATEWAY", help="leave a gateway out")
+    c.add_argument("--ingest-workers", type=int, default=DEFAULT_INGEST_WORKERS, metavar="N",
+                   help="tài khoản ingest, ingest-2 … ingest-N / one account per ingest worker "
+                        f"(default {DEFAULT_INGEST_WORKERS})")
     args = p.parse_args(list(argv))
     settings = OpsSettings(environment="local")
     try:
         registry = load_registry(settings.registry)
-        generated = generate(registry, args.out, rotate=args.rotate, revoke=args.revoke)
+        generated = generate(registry, args.out, rotate=args.rotate, revoke=args.revoke,
+                             ingest_workers=args.ingest_workers)
     except (RegistryError, ValueError, OSError) as exc:
         print(str(exc), file=sys.stderr)
         return 1

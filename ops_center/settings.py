@@ -52,8 +52,14 @@ class OpsSettings(BaseSettings):
     environment: Environment = "production"
     db_url: str = "sqlite:///./smartward.db"
     mqtt_url: str = "mqtt://127.0.0.1:1883"
+    # The API's command link (ops_center/api/command_link.py), with its own broker account
+    # (`ops-api` in the generated ACL); unset: commands cannot be sent (503).
+    commands_mqtt_url: SecretStr | None = None
     registry: Path | None = None
     secret_key: SecretStr | None = None
+    # The Mosquitto log file (with `log_type debug`: deploy/mosquitto/smartward.conf) whose
+    # refusals and ACL denials become security events; unset: not followed.
+    broker_log: Path | None = None
 
     # Tokens (RFC 7519 claims checked on every request).
     jwt_issuer: str = "smartward"

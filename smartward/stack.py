@@ -93,7 +93,8 @@ def free_port(host: str = HOST) -> int:
 
 
 def render_mosquitto_config(template: str, *, port: int, data_dir: Path, log_path: Path) -> str:
-    """The shipped configuration with a private listener, data directory and log file."""
+    """The shipped configuration with a private loopback listener (open to local clients),
+    data directory and log file."""
     out: list[str] = []
     for line in template.splitlines():
         words = line.split()
@@ -102,8 +103,12 @@ def render_mosquitto_config(template: str, *, port: int, data_dir: Path, log_pat
             out.append(f"listener {port} {HOST}")
         elif key == "persistence_location":
             out.append(f"persistence_location {data_dir}/")
-        elif key in ("log_dest", "user"):
+        elif key in ("log_dest", "user", "password_file", "acl_file", "use_username_as_clientid"):
             continue
+        elif key == "allow_anonymous":
+            # A private broker on a loopback port for one run (evaluation, benchmarks): no
+            # gateway accounts to generate, so it is open to local clients.
+            out.append("allow_anonymous true")
         else:
             out.append(line)
     # As root Mosquitto would switch to the `mosquitto` user, which cannot write our directory.

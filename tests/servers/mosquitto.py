@@ -5,7 +5,8 @@ directory and a log file, so every test runs the configuration that ships (never
 broker on 1883).
 
 Fixtures:
-    mosquitto         (function) factory: ``mosquitto(queue_defaults=False, overrides=None)``
+    mosquitto         (function) factory: ``mosquitto(queue_defaults=False, overrides=None,
+                      credentials=None)``
                       -> a started :class:`MosquittoServer`; all are stopped at teardown
     recording_ingest  (function) factory: ``recording_ingest(url, **options)`` -> a started
                       :class:`RecordingIngest`; all are stopped at teardown
@@ -18,6 +19,7 @@ from __future__ import annotations
 import getpass
 import os
 import shutil
+import signal
 import threading
 import time
 from collections import defaultdict
@@ -70,13 +72,24 @@ def render_config(
     port: int,
     data_dir: Path,
     overrides: Mapping[str, str | None] | None = None,
+    credentials: Path | None = None,
 ) -> str:
     """The project configuration with this test's listener, data directory and logging.
 
-    ``overrides`` maps a directive to a new value, or to None to remove it (its default then
-    applies); directives not in the template are appended.
+    ``credentials``: a directory written by ``smartward mqtt credentials``, whose password file
+    and ACL replace the shipped paths (the broker then runs its shipped authentication); None
+    opens this private loopback broker to anonymous clients instead, for the tests that are
+    not about authentication. ``overrides`` maps a directive to a new value, or to None to
+    remove it (its default then applies); directives not in the template are appended.
     """
-    pending = dict(overrides or {})
+    pending: dict[str, str | None] = {}
+    if credentials is None:
+        pending.update({"allow_anonymous": "true", "password_file": None, "acl_file": None,
+                        "use_username_as_clientid": None})
+    else:
+        pending.update({"password_file": str((credentials / "passwd").resolve()),
+                        "acl_file": str((credentials / "acl").resolve())})
+    pending.update(overrides or {})
     replaced: set[str] = set()
     out: list[str] = []
     for line in template.splitlines():
@@ -137,6 +150,11 @@ class MosquittoServer:
             stop_process(self._proc)
             self._proc = None
 
+    def reload(self) -> None:
+        """SIGHUP: Mosquitto re-reads its password file and ACL and reopens its log."""
+        if self._proc is not None:
+            self._proc.send_signal(signal.SIGHUP)
+
     def kill9(self) -> None:
         """A crash: nothing since the last autosave is on disk."""
         if self._proc is not None:
@@ -168,14 +186,14 @@ def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoFac
     servers: list[MosquittoServer] = []
 
     def make(*, queue_defaults: bool = False, overrides: Mapping[str, str | None] | None = None,
-             start: bool = True) -> MosquittoServer:
+             start: bool = True, credentials: Path | None = None) -> MosquittoServer:
         changes: dict[str, str | None] = dict.fromkeys(QUEUE_KEYS) if queue_defaults else {}
         changes.update(overrides or {})
         port = free_port(HOST)
         workdir = tmp_path_factory.mktemp("mosquitto")
         server = MosquittoServer(binary, workdir,
                                  render_config(template, port=port, data_dir=workdir / "data",
-                                               overrides=changes), port)
+                                               overrides=changes, credentials=credentials), port)
         servers.append(server)
         if start:
             server.start()
