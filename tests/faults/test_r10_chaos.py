@@ -51,10 +51,13 @@ GATEWAYS = ("tn-gw-01", "qt-gw-01", "ax-gw-02")
 SPEED = 30.0  # simulated seconds per real second: a batch every 5 simulated s → 6 per second
 
 
+Fault = tuple[Callable[..., None], Callable[..., None]]  # (apply, undo)
+
+
 class Chaos:
     """Runs a fault schedule in a thread; every fault is undone before the next one starts."""
 
-    def __init__(self, name: str, seed: int, faults: Mapping[str, tuple[Callable[..., None], Callable[..., None]]],
+    def __init__(self, name: str, seed: int, faults: Mapping[str, Fault],
                  hold_s: tuple[float, float], calm_s: tuple[float, float], until: float) -> None:
         self.name = name
         self.rng = random.Random(seed)
