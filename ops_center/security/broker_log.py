@@ -10,6 +10,8 @@ Lines understood (Mosquitto 2.0, ``connection_messages true``):
 - ``New connection from IP:PORT on port N.`` — remembered, to give the next refusal an address;
 - ``Client ID disconnected, not authorised.`` — a refused CONNECT: anonymous, unknown user,
   wrong password or revoked gateway (``<unknown>`` when the broker had no client id yet);
+- ``Outgoing messages are being dropped for client ID.`` (notice) — the broker's queue for a
+  subscriber is full (RELIABILITY R3): a ``queue_drop`` event, not tied to a site;
 - ``Denied PUBLISH from ID (d0, q1, r0, m1, 'TOPIC', ... (N bytes))`` — an ACL denial. The
   broker writes it at **debug** level only: the broker needs ``log_type debug`` for these
   (or ``log_type all``); without it, only refused connections are seen.
@@ -40,6 +42,7 @@ _REFUSED: Final = re.compile(_TS + r": Client (?P<client>\S+) disconnected, not 
 _DENIED_PUB: Final = re.compile(
     _TS + r": Denied PUBLISH from (?P<client>\S+) \(d\d, q\d, r(?P<retain>\d), m\d+, '(?P<topic>[^']*)'"
 )
+_DROPPING: Final = re.compile(_TS + r": Outgoing messages are being dropped for client (?P<client>\S+?)\.?$")
 _TOPIC: Final = re.compile(r"^smartward/v1/(?P<site>[^/]+)/(?P<gateway>[^/]+)/")
 
 
@@ -79,6 +82,21 @@ class BrokerLogParser:
                 gateway=client if site else None,
                 client=client,
                 ip=self.last_ip,
+            )
+        m = _DROPPING.match(line)
+        if m is not None:
+            # RELIABILITY R3: the broker's queue for an absent or slow subscriber is full and
+            # it drops, silently to everyone else. Nothing is lost (the edges re-send what the
+            # ack watermark does not cover) but operators must know the queue is too small.
+            client = m["client"]
+            return SecurityEventRecord(
+                at=_time(m["ts"]),
+                source="broker",
+                kind="queue_drop",
+                detail=(f"broker bỏ tin gửi cho '{client}' vì hàng đợi đầy (cổng biên sẽ gửi lại) / "
+                        f"the broker is dropping messages for '{client}': its queue is full "
+                        "(edge agents re-send what is not acknowledged)"),
+                client=client,
             )
         m = _DENIED_PUB.match(line)
         if m is not None:

@@ -25,6 +25,7 @@ from ingest.metrics import IngestMetrics
 from ingest.stores import open_store
 from ingest.stores.sqlite import sqlite_time
 from ingest.worker import IngestWorker
+from ops_center.security.broker_log import BrokerLogParser
 from tests.integration.test_edge_mqtt import FLUSH, GW, T0, edge_agent, expected_readings
 from tests.integration.test_ingest_support import wait_until
 from tests.integration.test_ingest_worker import settings_for
@@ -104,6 +105,10 @@ def test_r3_ingest_offline_during_a_burst_longer_than_the_broker_queue_loses_not
     assert n > BROKER_QUEUE + MAX_INFLIGHT
     broker.stop()  # Mosquitto's stdout log reaches the file when it exits
     assert "Outgoing messages are being dropped" in broker.log_text()
+    # ... and the ops center's broker-log watcher reports it (R3: "the drop shows up").
+    parser = BrokerLogParser(REGISTRY)
+    reported = [e for e in map(parser.parse, broker.log_text().splitlines()) if e is not None]
+    assert any(e.kind == "queue_drop" and e.client == CLIENT_ID for e in reported), reported
     resent_after = done.counters.batches_resent - away.counters.batches_resent
     rounds_after = done.counters.resend_rounds - away.counters.resend_rounds
     assert rounds_after >= 1 and resent_after >= n - (BROKER_QUEUE + MAX_INFLIGHT)

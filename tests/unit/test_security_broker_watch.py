@@ -75,3 +75,11 @@ def test_a_restarted_watcher_stores_nothing_twice_and_misses_nothing(tmp_path: P
     assert len(store.rows) == 5
     assert [e.at.second for e in store.rows] == [0, 1, 1, 2, 3]
     assert "an-xa/ax-gw-01" in store.rows[2].detail
+
+
+def test_a_full_broker_queue_is_reported_as_a_queue_drop() -> None:
+    line = "2026-11-28T05:00:07: Outgoing messages are being dropped for client ingest-2.\n"
+    event = BrokerLogParser(REG).parse(line)
+    assert event is not None
+    assert (event.kind, event.client, event.site, event.source) == ("queue_drop", "ingest-2", None, "broker")
+    assert "hàng đợi đầy" in event.detail and "queue is full" in event.detail
