@@ -18,6 +18,7 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -25,11 +26,13 @@ from contract.codec import encode
 from contract.models import GatewayState, Status
 from edge.batching import Batcher, seal
 from edge.clock import Clock
+from edge.commands import CommandHandler
 from edge.counters import Counters, EdgeStats
 from edge.drivers.base import Driver, LinkProbe
 from edge.outbox import Outbox, OutboxStats
 from edge.publisher import (
     BadAck,
+    CommandReceived,
     Connected,
     ConnectFailed,
     Disconnected,
@@ -48,6 +51,9 @@ PublisherFactory = Callable[[EventSink, Callable[[], bytes]], Publisher]
 """Builds the publisher: (event sink, Last Will payload factory) -> Publisher."""
 
 _MAX_WAIT_S = 60.0
+# Command results waiting for a connection. Commands arrive only while connected, so this
+# holds the few answered just as the link dropped; past it the oldest is dropped (counted).
+_MAX_PENDING_RESULTS = 256
 
 
 class Agent:
@@ -63,6 +69,7 @@ class Agent:
         link: LinkProbe | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         on_stats: Callable[[EdgeStats], None] | None = None,
+        commands: CommandHandler | None = None,
     ) -> None:
         self.gateway = gateway
         self._settings = settings
@@ -73,6 +80,9 @@ class Agent:
         self._connect = connect
         self._monotonic = monotonic
         self._on_stats = on_stats
+        self._commands = commands
+        self._results: deque[bytes] = deque()
+        self._publisher: Publisher | None = None  # while run() is connected
         self._batcher = Batcher(max_readings=settings.edge_batch_max_readings,
                                 flush_interval=timedelta(milliseconds=settings.edge_flush_interval_ms))
         self._poll_interval = timedelta(milliseconds=settings.edge_poll_interval_ms)
@@ -110,6 +120,7 @@ class Agent:
         """Run until :meth:`stop`; then seal what is open, publish the offline status, disconnect."""
         s = self._settings
         with self._connect(self._events.put, self._will_payload) as publisher:
+            self._publisher = publisher
             sender = Sender(self._outbox, publisher, self.counters, window=s.edge_window,
                             live_reserve=s.edge_live_reserve,
                             backlog_batches_per_s=s.edge_backlog_batches_per_s,
@@ -124,6 +135,7 @@ class Agent:
                     self._step(publisher, sender)
                     self._wait(sender)
             finally:
+                self._publisher = None
                 self._shutdown(publisher, sender)
         return self._snapshot
 
@@ -191,6 +203,7 @@ class Agent:
                 sender.on_connected(mono)
                 # Announce ourselves at once on every connection, not at the next period.
                 self._next_status = mono
+                self._flush_results()
             case Disconnected():
                 self.counters.disconnects += 1
                 sender.on_disconnected()
@@ -198,8 +211,35 @@ class Agent:
                 self.counters.connect_failures += 1
             case BadAck():
                 self.counters.bad_acks += 1
+            case CommandReceived(payload=payload):
+                self._command(payload)
             case None:
                 pass
+
+    def _command(self, payload: bytes) -> None:
+        self.counters.commands_received += 1
+        if self._commands is None:
+            logger.warning("a command arrived but this agent has no command handler")
+            self.counters.commands_rejected += 1
+            return
+        outcome = self._commands.handle(payload, self._clock.now())
+        if outcome.duplicate:
+            self.counters.commands_duplicate += 1
+        elif outcome.applied:
+            self.counters.commands_applied += 1
+        else:
+            self.counters.commands_rejected += 1
+        if len(self._results) >= _MAX_PENDING_RESULTS:
+            self._results.popleft()
+            self.counters.command_results_dropped += 1
+        self._results.append(encode(outcome.result))
+        self._flush_results()
+
+    def _flush_results(self) -> None:
+        publisher = self._publisher
+        while self._results and publisher is not None and publisher.publish_result(self._results[0]):
+            self._results.popleft()
+            self.counters.command_results_published += 1
 
     def _poll(self, now: datetime) -> None:
         try:

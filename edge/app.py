@@ -13,8 +13,9 @@ from contextlib import contextmanager
 from contract.registry import Registry
 from edge.agent import Agent
 from edge.clock import Clock
+from edge.commands import CommandHandler
 from edge.counters import EdgeStats
-from edge.drivers.base import Driver, LinkProbe
+from edge.drivers.base import CommandTarget, Driver, LinkProbe
 from edge.errors import ConfigError
 from edge.outbox import SqliteOutbox
 from edge.publisher import EventSink, MqttPublisher
@@ -47,6 +48,10 @@ def open_agent(
             rng=random.Random(),
         )
 
+    # Commands go to the driver when it has the hook (the simulated driver has); otherwise
+    # each is answered "unsupported_command".
+    target = driver if isinstance(driver, CommandTarget) else None
+    commands = CommandHandler(gateway, (s.id for s in registry.sensors_of(gateway)), target)
     with SqliteOutbox(settings.outbox_dir(gateway), max_bytes=settings.edge_outbox_max_bytes) as outbox:
         yield Agent(settings=settings, gateway=gateway, clock=clock, driver=driver, outbox=outbox,
-                    connect=connect, link=link, on_stats=on_stats)
+                    connect=connect, link=link, on_stats=on_stats, commands=commands)

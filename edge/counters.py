@@ -33,6 +33,12 @@ class Counters:
     bad_acks: int = 0
     status_published: int = 0
     driver_errors: int = 0
+    commands_received: int = 0  # messages on our cmd topic, redeliveries included
+    commands_applied: int = 0  # applied by the driver
+    commands_rejected: int = 0  # answered ok=false (bad payload, expired, unknown sensor...)
+    commands_duplicate: int = 0  # redeliveries of an id already answered
+    command_results_published: int = 0
+    command_results_dropped: int = 0  # waiting for a connection past the cap
 
 
 @dataclass(frozen=True, slots=True)

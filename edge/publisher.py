@@ -94,7 +94,14 @@ class BadAck:
     detail: str
 
 
-Event = Connected | ConnectFailed | Disconnected | Published | WatermarkReceived | BadAck
+@dataclass(frozen=True, slots=True)
+class CommandReceived:
+    """A message on our own ``cmd`` topic, undecoded: the agent's command handler judges it."""
+
+    payload: bytes
+
+
+Event = Connected | ConnectFailed | Disconnected | Published | WatermarkReceived | BadAck | CommandReceived
 EventSink = Callable[[Event], None]
 
 
@@ -117,6 +124,10 @@ class Publisher(Protocol):
 
     def publish_status(self, payload: bytes) -> bool:
         """Publish the retained status; False when not connected."""
+        ...
+
+    def publish_result(self, payload: bytes) -> bool:
+        """Publish a command result (QoS 1, not retained); False when not connected."""
         ...
 
     def close(self, *, final_status: bytes | None = None, timeout_s: float = 5.0) -> bool:
@@ -202,6 +213,8 @@ class MqttPublisher:
         self._telemetry_topic = topics.telemetry(site, gateway)
         self._status_topic = topics.status(site, gateway)
         self._ack_topic = topics.ack(site, gateway)
+        self._cmd_topic = topics.cmd(site, gateway)
+        self._result_topic = topics.cmd_result(site, gateway)
 
         self._cond = threading.Condition()
         self._link_up = False
@@ -254,6 +267,9 @@ class MqttPublisher:
 
     def publish_status(self, payload: bytes) -> bool:
         return self._publish(self._status_topic, payload, None, retain=True)
+
+    def publish_result(self, payload: bytes) -> bool:
+        return self._publish(self._result_topic, payload, None)
 
     def _publish(self, topic: str, payload: bytes, tag: int | threading.Event | None, *,
                  retain: bool = False) -> bool:
@@ -366,7 +382,8 @@ class MqttPublisher:
         def on_connect(c: mqtt.Client, _u: Any, flags: Any, rc: ReasonCode, _p: Any) -> None:
             session = session_box[0]
             if not rc.is_failure:
-                c.subscribe(self._ack_topic, qos=1)
+                # Our own ack and cmd only: the broker's ACL allows nothing else (CONTRACT.md).
+                c.subscribe([(self._ack_topic, 1), (self._cmd_topic, 1)])
             with self._cond:
                 session.session_present = bool(getattr(flags, "session_present", False))
                 session.connack = rc
@@ -394,6 +411,12 @@ class MqttPublisher:
 
         def on_message(_c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
             # An exception here would kill paho's network thread (RELIABILITY.md).
+            if msg.topic == self._cmd_topic:
+                # Handed over undecoded: the agent's thread judges and answers it. Not
+                # retained by contract; an empty retained message only clears one.
+                if msg.payload or not msg.retain:
+                    self._sink(CommandReceived(bytes(msg.payload)))
+                return
             if msg.topic != self._ack_topic:
                 # Only our own watermark may delete from our outbox. A broker that delivers
                 # other topics on this subscription (amqtt 0.12 sends retained messages of

@@ -13,6 +13,10 @@ Bounded everywhere (RELIABILITY promise 5):
 
 Events are filtered by the subscriber's ``accept(site)`` at publish time, so another site's
 traffic can neither reach nor overflow a client's queue.
+
+Listeners (:meth:`Feed.listen`) are in-process components that react to an event kind (the
+ops service re-reads maintenance windows on a ``maintenance`` event); they are called on the
+publisher's thread and must only hand the event on (a queue), never block.
 """
 
 from __future__ import annotations
@@ -30,10 +34,13 @@ from typing import Literal
 
 logger = logging.getLogger(__name__)
 
-EventKind = Literal["alert", "incident", "gateway", "kpi", "security"]
-EVENT_KINDS: tuple[EventKind, ...] = ("alert", "incident", "gateway", "kpi", "security")
+EventKind = Literal["alert", "incident", "gateway", "kpi", "security", "maintenance", "command"]
+EVENT_KINDS: tuple[EventKind, ...] = (
+    "alert", "incident", "gateway", "kpi", "security", "maintenance", "command",
+)
 
 Accept = Callable[[str | None], bool]
+Listener = Callable[["FeedEvent"], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +140,8 @@ class Feed:
         # as such (resync) instead of silently matching an unrelated event.
         self.boot = secrets.token_hex(4)
         self._seq = itertools.count(1)
+        self._listeners: dict[int, tuple[frozenset[EventKind], Listener]] = {}
+        self._listener_ids = itertools.count(1)
         self.stats = FeedStats()
 
     def publish(self, kind: EventKind, site: str | None, data: Mapping[str, object]) -> FeedEvent:
@@ -153,7 +162,26 @@ class Feed:
             for sub in gone:
                 self._subs.discard(sub)
             self.stats.subscribers = len(self._subs)
+            listeners = [fn for kinds, fn in self._listeners.values() if kind in kinds]
+        for fn in listeners:  # outside the lock: a listener may publish or unlisten
+            try:
+                fn(event)
+            except Exception:  # a listener's bug must not fail the publisher's change
+                logger.exception("feed listener failed on a %s event", kind)
         return event
+
+    def listen(self, kinds: tuple[EventKind, ...], listener: Listener) -> Callable[[], None]:
+        """Call ``listener(event)`` for every published event of ``kinds`` (on the
+        publisher's thread, after the event is in the ring). Returns the way to stop."""
+        with self._lock:
+            key = next(self._listener_ids)
+            self._listeners[key] = (frozenset(kinds), listener)
+
+        def stop() -> None:
+            with self._lock:
+                self._listeners.pop(key, None)
+
+        return stop
 
     def subscribe(self, accept: Accept, last_event_id: str | None = None) -> tuple[Subscription, _Replay]:
         """Register a client (call inside its event loop). With ``last_event_id``, also

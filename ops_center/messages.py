@@ -69,6 +69,24 @@ CATALOG: Final = MappingProxyType(
         "unknown_metric": Message(
             "Cảm biến {sensor} không đo {metric}.", "Sensor {sensor} does not report {metric}."
         ),
+        "command_unsupported": Message(
+            "Cảm biến {sensor} (loại {kind}) không nhận lệnh {name}.",
+            "Sensor {sensor} (kind {kind}) does not take the command {name}.",
+        ),
+        "command_args": Message(
+            "Tham số không hợp lệ cho lệnh {name}; cần {expected}.",
+            "Invalid arguments for {name}; expected {expected}.",
+        ),
+        "export_too_large": Message(
+            "Bản xuất quá lớn (tối đa {max_series} chuỗi số liệu); hãy chọn cảm biến hoặc chỉ số.",
+            "Export too large (at most {max_series} series); choose a sensor or a metric.",
+        ),
+        "unknown_target": Message(
+            "Không có {scope} {target} trong danh mục thiết bị.", "No {scope} {target} in the registry."
+        ),
+        "maintenance_ended": Message(
+            "Lịch bảo trì {id} đã kết thúc.", "The maintenance window {id} has already ended."
+        ),
         "method_not_allowed": Message("Phương thức không được hỗ trợ.", "Method not allowed."),
         "unsupported_media_type": Message("Định dạng nội dung không được hỗ trợ.", "Unsupported media type."),
         # 500-599: ours.
@@ -78,6 +96,10 @@ CATALOG: Final = MappingProxyType(
         ),
         "internal": Message("Lỗi hệ thống. Sự cố đã được ghi lại.", "Internal error. It has been logged."),
         "not_ready": Message("Dịch vụ chưa sẵn sàng.", "The service is not ready."),
+        "broker_unavailable": Message(
+            "Chưa gửi được lệnh: không kết nối được máy chủ MQTT. Vui lòng thử lại.",
+            "The command was not sent: the MQTT broker is not reachable. Please retry.",
+        ),
     }
 )
 

@@ -85,6 +85,10 @@ class OpsSettings(BaseSettings):
     stream_ring_size: int = Field(default=2048, ge=16)
     stream_keepalive_s: float = Field(default=15.0, gt=0)
     overview_cache_s: float = Field(default=2.0, ge=0)
+    # How stale a user row (disable, role, token version) and a list page may be
+    # (ops_center/api/principals.py, pagecache.py); 0: read on every request.
+    principal_cache_s: float = Field(default=1.0, ge=0)
+    list_cache_s: float = Field(default=1.0, ge=0)
 
     # PostgreSQL pool.
     db_pool_min: int = Field(default=1, ge=0)

@@ -128,6 +128,7 @@ def _serve_api(stack: Stack, host: str, port: int) -> uvicorn.Server:
     """The operations API on ``host:port`` in a thread, with one demo user per role.
     (uvicorn installs signal handlers only on the main thread: the demo keeps its own.)"""
     import uvicorn
+    from pydantic import SecretStr
 
     from ops_center.api.app import create_app
     from ops_center.security.users import create_demo_users
@@ -135,8 +136,10 @@ def _serve_api(stack: Stack, host: str, port: int) -> uvicorn.Server:
 
     service = stack.service
     assert service is not None
+    # The demo's embedded broker has no accounts: the API's command link shares its URL.
     settings = OpsSettings(environment="demo", db_url=stack.db_url, mqtt_url=stack.broker_url,
-                           secret_key=secrets.token_urlsafe(48))
+                           secret_key=secrets.token_urlsafe(48),
+                           commands_mqtt_url=SecretStr(stack.broker_url))
     users = create_demo_users(stack.repo, stack.registry)
 
     def readiness() -> Mapping[str, bool]:

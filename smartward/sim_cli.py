@@ -37,7 +37,7 @@ from types import FrameType
 from contract.errors import RegistryError
 from contract.registry import Registry, load_registry
 from ops_center.adapters.repository import OpsRepository
-from ops_center.domain.scoring import Score, score
+from ops_center.domain.scoring import ExpectedIncident, KindTiming, Score, score, timing_by_kind
 from simulators.scenarios import SCENARIOS, Scenario, describe, get_scenario
 
 logger = logging.getLogger(__name__)
@@ -87,6 +87,8 @@ class Evaluation:
     readings_stored: int
     dead_letters: int
     backend: str
+    timing: tuple[KindTiming, ...] = ()
+    flush_s: float = 60.0
 
     @property
     def compression(self) -> float:
@@ -182,10 +184,18 @@ def evaluate(
         # part of the scenario, so the ops center stops first.
         stack.stop_ops()
     result = score(sc.expected, produced, alerts=alerts)
+    timing = timing_by_kind(result, sc.expected, lambda e: reporting_interval_s(registry, e, flush_s))
     return Evaluation(scenario=sc, seed=seed, speed=chosen, score=result, incidents=tuple(produced),
                       alerts=alerts, real_s=real_s, clock_held_s=counters.clock_held_s,
                       readings_stored=sum(counters.readings_stored.values()),
-                      dead_letters=counters.dead_letters, backend=backend)
+                      dead_letters=counters.dead_letters, backend=backend, timing=timing, flush_s=flush_s)
+
+
+def reporting_interval_s(registry: Registry, expected: ExpectedIncident, flush_s: float) -> float:
+    """The reporting interval an incident is judged in: the slowest ``interval_s`` among its
+    sensors (registry); a gateway-level incident is seen through its batches (``flush_s``)."""
+    intervals = [registry.sensors[s].spec.interval_s for s in expected.sensors if s in registry.sensors]
+    return float(max(intervals)) if intervals else flush_s
 
 
 # --- the table ---------------------------------------------------------------------------------------
@@ -230,6 +240,16 @@ def format_evaluation(ev: Evaluation) -> str:
                 f"  {e.kind:<18} {e.site:<14} {_local(e.onset):<16} "
                 f"{_local(inc.opened_at if inc else None) if d else 'BỎ SÓT / MISSED':<19} "
                 f"{_minutes(d.detect_s) if d else '—':>11} {len(inc.alert_ids) if inc else 0:>17}")
+    if ev.timing:
+        lines.append("")
+        lines.append(f"  {'thời gian phát hiện / time to detect':<36} {'giây / s':>9} {'chu kỳ / int.':>14} "
+                     f"{'chu kỳ đo / interval':>21}  {'≤ 2 chu kỳ / within 2':<21}")
+        for kt in ev.timing:
+            secs = "—" if kt.detect_s is None else f"{kt.detect_s:+.0f}"
+            ivs = "—" if kt.intervals is None else f"{kt.intervals:+.2f}"
+            verdict = "đạt / pass" if kt.passed else "KHÔNG ĐẠT / FAIL"
+            lines.append(f"  {kt.kind + (f' (×{kt.count})' if kt.count > 1 else ''):<36} {secs:>9} {ivs:>14} "
+                         f"{kt.interval_s:>19.0f} s  {verdict:<21}")
     extra = [(iid, "dương tính giả / false positive") for iid in s.false_positives]
     extra += [(iid, "trùng lặp / duplicate") for iid in s.duplicates]
     if extra:

@@ -6,9 +6,10 @@ driver is built, so a real gateway never needs it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from contract.models import Reading
 from contract.registry import Registry
@@ -20,7 +21,8 @@ if TYPE_CHECKING:
 
 
 class SimulatedDriver:
-    """Wraps ``simulators.fleet.GatewaySimulator``: ``poll`` advances it, ``link_up`` asks it."""
+    """Wraps ``simulators.fleet.GatewaySimulator``: ``poll`` advances it, ``link_up`` asks it,
+    ``command`` hands an operator command to it (a :class:`~edge.drivers.base.CommandTarget`)."""
 
     def __init__(self, simulator: GatewaySimulator) -> None:
         self._sim = simulator
@@ -30,6 +32,9 @@ class SimulatedDriver:
 
     def link_up(self, now: datetime) -> bool:
         return self._sim.link_up(now)
+
+    def command(self, name: str, sensor: str, args: Mapping[str, Any], *, at: datetime) -> tuple[bool, str]:
+        return self._sim.command(name, sensor, args, at=at)
 
 
 @dataclass(frozen=True, slots=True)

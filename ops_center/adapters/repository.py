@@ -75,6 +75,47 @@ class IncidentUpdate:
 IncidentMutation = Callable[[IncidentRecord], IncidentUpdate]
 
 
+@dataclass(frozen=True, slots=True)
+class ServiceSnapshot:
+    """The ops service's rule state (``ops_service_state``: one row per service name)."""
+
+    name: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class StepWrite:
+    """Everything one evaluation step of the ops service writes, committed as ONE transaction
+    (issue #4: a crash never leaves half a step), in this order: incidents, their timeline
+    entries, alerts, gateway status, and the service's snapshot when the step carries one."""
+
+    alerts: tuple[AlertRecord, ...] = ()
+    incidents: tuple[IncidentRecord, ...] = ()
+    timeline: tuple[TimelineEvent, ...] = ()
+    gateways: tuple[GatewayStatusRecord, ...] = ()
+    snapshot: ServiceSnapshot | None = None
+
+    @property
+    def empty(self) -> bool:
+        return not (self.alerts or self.incidents or self.timeline or self.gateways or self.snapshot)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredVersion:
+    """What a row held before a step wrote it: how the service tells a replayed change (already
+    stored, already on the live stream) from a new one."""
+
+    updated_at: datetime
+    state: str
+
+
+@dataclass(frozen=True, slots=True)
+class StepOutcome:
+    timeline_new: tuple[bool, ...]  # per ``StepWrite.timeline`` entry: False when already stored
+    alerts_before: dict[str, StoredVersion]  # alert id -> (updated_at, "state/severity") before
+    gateways_before: dict[str, StoredVersion]  # gateway -> (last_seen, state) before the step
+
+
 class OpsRepository(Protocol):
     # --- lifecycle -------------------------------------------------------------------------
     def migrate(self) -> None:
@@ -96,7 +137,18 @@ class OpsRepository(Protocol):
         escalated_at); otherwise the human fields keep their first value, so a service
         that has not yet heard of a person's action cannot undo it."""
 
-    def append_timeline(self, event: TimelineEvent) -> int: ...
+    def append_timeline(self, event: TimelineEvent) -> int | None:
+        """The new entry's id; None when the same entry (incident, at, actor, action, detail)
+        is already stored: a replayed entry is a no-op."""
+
+    def commit_step(self, step: StepWrite) -> StepOutcome:
+        """``step`` in one transaction; what the rows held before (see ``StepOutcome``)."""
+
+    def load_service_state(self, name: str) -> bytes | None:
+        """The ops service's last saved rule state; None when it never saved one."""
+
+    def save_service_state(self, name: str, data: bytes) -> None:
+        """Replace the saved rule state of ``name`` (committed before returning)."""
 
     def upsert_gateway_status(self, status: GatewayStatusRecord) -> None:
         """Insert or update by gateway; an older ``last_seen`` never overwrites a newer one."""
@@ -106,6 +158,8 @@ class OpsRepository(Protocol):
     def append_audit(self, entry: AuditEntry) -> int: ...
 
     def upsert_maintenance(self, window: MaintenanceWindowRecord) -> None: ...
+
+    def get_maintenance(self, window_id: str) -> MaintenanceWindowRecord | None: ...
 
     def active_alerts(self) -> list[AlertRecord]: ...
 

@@ -38,6 +38,9 @@ from ops_center.adapters.repository import (
     IncidentMutation,
     Resolution,
     Sites,
+    StepOutcome,
+    StepWrite,
+    StoredVersion,
     UnknownUser,
 )
 
@@ -54,6 +57,8 @@ _INCIDENT_COLS: Final = (
     "acknowledged_at, resolved_at, assignee, escalated_at"
 )
 _STATE_RANK: Final = "(CASE {} WHEN 'open' THEN 0 WHEN 'acknowledged' THEN 1 ELSE 2 END)"
+_IN_CHUNK: Final = 500  # ids per IN (...) list: under SQLite's limit on parameters
+_MAINTENANCE_COLS: Final = "id, site, scope, target, starts_at, ends_at, set_by, reason"
 
 
 class Executor(Protocol):
@@ -210,65 +215,69 @@ class SqlOpsRepository(ABC):
     # --- writes (ops service) -----------------------------------------------------------------
 
     def upsert_alert(self, alert: AlertRecord) -> None:
-        a = alert
         with self._tx() as x:
-            x.run(
-                f"INSERT INTO alerts ({_ALERT_COLS}) VALUES "
-                "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-                "ON CONFLICT (id) DO UPDATE SET severity = excluded.severity, state = excluded.state, "
-                "cleared_at = excluded.cleared_at, "
-                "incident_id = COALESCE(excluded.incident_id, alerts.incident_id), late = excluded.late, "
-                "value = excluded.value, detail = excluded.detail, category = excluded.category, "
-                "message_vi = excluded.message_vi, message_en = excluded.message_en, "
-                "updated_at = excluded.updated_at "
-                "WHERE alerts.updated_at <= excluded.updated_at",
-                (
-                    a.id,
-                    a.rule,
-                    a.site,
-                    a.gateway,
-                    a.sensor,
-                    a.metric,
-                    a.severity,
-                    a.state,
-                    self._t(a.opened_at),
-                    self._tn(a.cleared_at),
-                    a.incident_id,
-                    a.late,
-                    a.value,
-                    a.detail,
-                    a.category,
-                    a.message_vi,
-                    a.message_en,
-                    self._t(a.updated_at),
-                ),
-            )
+            self._upsert_alert(x, alert)
+
+    def _upsert_alert(self, x: Executor, a: AlertRecord) -> None:
+        x.run(
+            f"INSERT INTO alerts ({_ALERT_COLS}) VALUES "
+            "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (id) DO UPDATE SET severity = excluded.severity, state = excluded.state, "
+            "cleared_at = excluded.cleared_at, "
+            "incident_id = COALESCE(excluded.incident_id, alerts.incident_id), late = excluded.late, "
+            "value = excluded.value, detail = excluded.detail, category = excluded.category, "
+            "message_vi = excluded.message_vi, message_en = excluded.message_en, "
+            "updated_at = excluded.updated_at "
+            "WHERE alerts.updated_at <= excluded.updated_at",
+            (
+                a.id,
+                a.rule,
+                a.site,
+                a.gateway,
+                a.sensor,
+                a.metric,
+                a.severity,
+                a.state,
+                self._t(a.opened_at),
+                self._tn(a.cleared_at),
+                a.incident_id,
+                a.late,
+                a.value,
+                a.detail,
+                a.category,
+                a.message_vi,
+                a.message_en,
+                self._t(a.updated_at),
+            ),
+        )
 
     def upsert_incident(self, incident: IncidentRecord) -> None:
-        i = incident
+        with self._tx() as x:
+            self._upsert_incident(x, incident)
+
+    def _upsert_incident(self, x: Executor, i: IncidentRecord) -> None:
         rank_new, rank_old = _STATE_RANK.format("excluded.state"), _STATE_RANK.format("incidents.state")
         # A reopen (resolved -> open, the incident manager's recurrence rule) is the one
         # step back the service may take; otherwise a service that has not yet heard of a
         # person's acknowledge/resolve must not undo it.
         reopen = "(incidents.state = 'resolved' AND excluded.state = 'open')"
-        with self._tx() as x:
-            x.run(
-                f"INSERT INTO incidents ({_INCIDENT_COLS}) VALUES "
-                "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-                "ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, severity = excluded.severity, "
-                "title_vi = excluded.title_vi, title_en = excluded.title_en, "
-                f"state = CASE WHEN {reopen} OR {rank_new} > {rank_old} THEN excluded.state "
-                "ELSE incidents.state END, "
-                f"acknowledged_at = CASE WHEN {reopen} THEN excluded.acknowledged_at "
-                "ELSE COALESCE(incidents.acknowledged_at, excluded.acknowledged_at) END, "
-                f"resolved_at = CASE WHEN {reopen} THEN excluded.resolved_at "
-                "ELSE COALESCE(incidents.resolved_at, excluded.resolved_at) END, "
-                f"escalated_at = CASE WHEN {reopen} THEN excluded.escalated_at "
-                "ELSE COALESCE(incidents.escalated_at, excluded.escalated_at) END, "
-                "assignee = COALESCE(excluded.assignee, incidents.assignee), "
-                f"updated_at = {self._greatest}(incidents.updated_at, excluded.updated_at)",
-                self._incident_params(i),
-            )
+        x.run(
+            f"INSERT INTO incidents ({_INCIDENT_COLS}) VALUES "
+            "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, severity = excluded.severity, "
+            "title_vi = excluded.title_vi, title_en = excluded.title_en, "
+            f"state = CASE WHEN {reopen} OR {rank_new} > {rank_old} THEN excluded.state "
+            "ELSE incidents.state END, "
+            f"acknowledged_at = CASE WHEN {reopen} THEN excluded.acknowledged_at "
+            "ELSE COALESCE(incidents.acknowledged_at, excluded.acknowledged_at) END, "
+            f"resolved_at = CASE WHEN {reopen} THEN excluded.resolved_at "
+            "ELSE COALESCE(incidents.resolved_at, excluded.resolved_at) END, "
+            f"escalated_at = CASE WHEN {reopen} THEN excluded.escalated_at "
+            "ELSE COALESCE(incidents.escalated_at, excluded.escalated_at) END, "
+            "assignee = COALESCE(excluded.assignee, incidents.assignee), "
+            f"updated_at = {self._greatest}(incidents.updated_at, excluded.updated_at)",
+            self._incident_params(i),
+        )
 
     def _incident_params(self, i: IncidentRecord) -> tuple[object, ...]:
         return (
@@ -287,44 +296,96 @@ class SqlOpsRepository(ABC):
             self._tn(i.escalated_at),
         )
 
-    def append_timeline(self, event: TimelineEvent) -> int:
+    def append_timeline(self, event: TimelineEvent) -> int | None:
         with self._tx() as x:
             return self._append_timeline(x, event)
 
-    def _append_timeline(self, x: Executor, e: TimelineEvent) -> int:
+    def _append_timeline(self, x: Executor, e: TimelineEvent) -> int | None:
+        # The entry key (migration 0003) makes a replayed entry a no-op: no row comes back.
         row = x.one(
             "INSERT INTO incident_events (incident_id, site, at, actor, action, detail) "
-            "VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
+            "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING id",
             (e.incident_id, e.site, self._t(e.at), e.actor, e.action, e.detail),
         )
-        assert row is not None
-        return int(row[0])
+        return None if row is None else int(row[0])
+
+    def commit_step(self, step: StepWrite) -> StepOutcome:
+        with self._tx() as x:
+            alerts_before = self._versions(
+                x,
+                "SELECT id, updated_at, state || '/' || severity FROM alerts WHERE {}",
+                "id",
+                [a.id for a in step.alerts],
+            )
+            gateways_before = self._versions(
+                x,
+                "SELECT gateway, last_seen, state FROM gateway_status WHERE {}",
+                "gateway",
+                [g.gateway for g in step.gateways],
+            )
+            for i in step.incidents:
+                self._upsert_incident(x, i)
+            fresh = tuple(self._append_timeline(x, e) is not None for e in step.timeline)
+            for a in step.alerts:
+                self._upsert_alert(x, a)
+            for g in step.gateways:
+                self._upsert_gateway_status(x, g)
+            if step.snapshot is not None:
+                self._save_service_state(x, step.snapshot.name, step.snapshot.data)
+        return StepOutcome(fresh, alerts_before, gateways_before)
+
+    def _versions(self, x: Executor, query: str, column: str, ids: Sequence[str]) -> dict[str, StoredVersion]:
+        out: dict[str, StoredVersion] = {}
+        unique = sorted(set(ids))
+        for k in range(0, len(unique), _IN_CHUNK):
+            clause, params = self._in(column, unique[k : k + _IN_CHUNK])
+            for key, at, state in x.rows(query.format(clause), params):
+                out[str(key)] = StoredVersion(utc(at), str(state))
+        return out
+
+    def load_service_state(self, name: str) -> bytes | None:
+        with self._read() as x:
+            row = x.one("SELECT data FROM ops_service_state WHERE name = %s", (name,))
+        return None if row is None else bytes(row[0])
+
+    def save_service_state(self, name: str, data: bytes) -> None:
+        with self._tx() as x:
+            self._save_service_state(x, name, data)
+
+    def _save_service_state(self, x: Executor, name: str, data: bytes) -> None:
+        x.run(
+            "INSERT INTO ops_service_state (name, saved_at, data) VALUES (%s, %s, %s) "
+            "ON CONFLICT (name) DO UPDATE SET saved_at = excluded.saved_at, data = excluded.data",
+            (name, self._t(datetime.now(UTC)), data),
+        )
 
     def upsert_gateway_status(self, status: GatewayStatusRecord) -> None:
-        s = status
         with self._tx() as x:
-            x.run(
-                "INSERT INTO gateway_status (gateway, site, state, last_seen, outbox_batches, "
-                "outbox_oldest, dropped_batches, last_seq, agent, updated_at) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-                "ON CONFLICT (gateway) DO UPDATE SET site = excluded.site, state = excluded.state, "
-                "last_seen = excluded.last_seen, outbox_batches = excluded.outbox_batches, "
-                "outbox_oldest = excluded.outbox_oldest, dropped_batches = excluded.dropped_batches, "
-                "last_seq = excluded.last_seq, agent = excluded.agent, updated_at = excluded.updated_at "
-                "WHERE gateway_status.last_seen <= excluded.last_seen",
-                (
-                    s.gateway,
-                    s.site,
-                    s.state,
-                    self._t(s.last_seen),
-                    s.outbox_batches,
-                    self._tn(s.outbox_oldest),
-                    s.dropped_batches,
-                    s.last_seq,
-                    s.agent,
-                    self._t(datetime.now(UTC)),
-                ),
-            )
+            self._upsert_gateway_status(x, status)
+
+    def _upsert_gateway_status(self, x: Executor, s: GatewayStatusRecord) -> None:
+        x.run(
+            "INSERT INTO gateway_status (gateway, site, state, last_seen, outbox_batches, "
+            "outbox_oldest, dropped_batches, last_seq, agent, updated_at) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (gateway) DO UPDATE SET site = excluded.site, state = excluded.state, "
+            "last_seen = excluded.last_seen, outbox_batches = excluded.outbox_batches, "
+            "outbox_oldest = excluded.outbox_oldest, dropped_batches = excluded.dropped_batches, "
+            "last_seq = excluded.last_seq, agent = excluded.agent, updated_at = excluded.updated_at "
+            "WHERE gateway_status.last_seen <= excluded.last_seen",
+            (
+                s.gateway,
+                s.site,
+                s.state,
+                self._t(s.last_seen),
+                s.outbox_batches,
+                self._tn(s.outbox_oldest),
+                s.dropped_batches,
+                s.last_seq,
+                s.agent,
+                self._t(datetime.now(UTC)),
+            ),
+        )
 
     def insert_security_event(self, event: SecurityEventRecord) -> int:
         e = event
@@ -370,6 +431,24 @@ class SqlOpsRepository(ABC):
                     self._t(datetime.now(UTC)),
                 ),
             )
+
+    def get_maintenance(self, window_id: str) -> MaintenanceWindowRecord | None:
+        with self._read() as x:
+            row = x.one(f"SELECT {_MAINTENANCE_COLS} FROM maintenance_windows WHERE id = %s", (window_id,))
+        return None if row is None else self._maintenance(row)
+
+    @staticmethod
+    def _maintenance(r: Row) -> MaintenanceWindowRecord:
+        return MaintenanceWindowRecord(
+            id=r[0],
+            site=r[1],
+            scope=cast(Any, r[2]),
+            target=r[3],
+            starts_at=utc(r[4]),
+            ends_at=utc_or_none(r[5]),
+            set_by=r[6],
+            reason=r[7],
+        )
 
     def active_alerts(self) -> list[AlertRecord]:
         with self._read() as x:
@@ -507,7 +586,7 @@ class SqlOpsRepository(ABC):
                 ),
             )
             for event in update.events:
-                self._append_timeline(x, event)
+                self._append_timeline(x, event)  # a person's entry: its own time, never a replay
             self._append_audit(x, update.audit)
         return i
 
@@ -734,20 +813,7 @@ class SqlOpsRepository(ABC):
             params += [self._t(active_at), self._t(active_at)]
         with self._read() as x:
             rows = x.rows(
-                "SELECT id, site, scope, target, starts_at, ends_at, set_by, reason FROM maintenance_windows "
-                f"WHERE {clause} ORDER BY starts_at",
+                f"SELECT {_MAINTENANCE_COLS} FROM maintenance_windows WHERE {clause} ORDER BY starts_at, id",
                 params,
             )
-        return [
-            MaintenanceWindowRecord(
-                id=r[0],
-                site=r[1],
-                scope=cast(Any, r[2]),
-                target=r[3],
-                starts_at=utc(r[4]),
-                ends_at=utc_or_none(r[5]),
-                set_by=r[6],
-                reason=r[7],
-            )
-            for r in rows
-        ]
+        return [self._maintenance(r) for r in rows]

@@ -18,18 +18,24 @@ from fastapi.routing import APIRoute
 
 from contract.registry import Registry, load_registry
 from ops_center.adapters.repository import OpsRepository, RepositoryError
+from ops_center.api.command_link import CommandDesk
 from ops_center.api.deps import AppState, Readiness
 from ops_center.api.errors import install_handlers
 from ops_center.api.kpi import KpiService
 from ops_center.api.lifecycle import ActionHook
 from ops_center.api.limits import BodySizeLimit
 from ops_center.api.metrics import ApiMetrics, MetricsMiddleware
+from ops_center.api.pagecache import BodyCache
+from ops_center.api.principals import UserRows
 from ops_center.api.routes import (
     admin,
     alerts,
     auth,
+    commands,
+    exports,
     gateways,
     incidents,
+    maintenance,
     me,
     ops,
     readings,
@@ -68,6 +74,7 @@ def create_app(
     reg = registry if registry is not None else load_registry(settings.registry)
     now = clock or (lambda: datetime.now(UTC))
     metrics = ApiMetrics(feed)
+    desk = CommandDesk.build(settings, repo, feed, now)  # the command link runs with the lifespan
     state = AppState(
         settings=settings,
         repo=repo,
@@ -87,11 +94,15 @@ def create_app(
             failures_per_user=settings.login_failures_per_user,
             window_s=settings.login_window_s,
         ),
-        readiness=readiness or (lambda: {"store": repo.ping()}),
+        readiness=desk.readiness(readiness or (lambda: {"store": repo.ping()})),
         metrics=metrics,
         kpis=KpiService(repo, reg, settings, now),
         on_action=on_action,
         clock=now,
+        users=UserRows(settings.principal_cache_s),
+        # Any event of this process's feed (an incident opened or acted on here) makes the
+        # pages computed before it stale at once; from elsewhere, ``list_cache_s`` bounds it.
+        incident_pages=BodyCache(settings.list_cache_s, generation=lambda: feed.stats.published),
     )
 
     @asynccontextmanager
@@ -100,9 +111,11 @@ def create_app(
             max_workers=max(4, settings.db_pool_max), thread_name_prefix="smartward-api"
         )
         task = asyncio.create_task(_publish_kpis(state), name="smartward-kpi-publisher")
+        desk.start()
         try:
             yield
         finally:
+            await run_in_threadpool(desk.stop)
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -121,9 +134,13 @@ def create_app(
         openapi_url="/openapi.json",
     )
     app.state.smartward = state
+    app.state.commands = desk
     install_handlers(app)
     for module in (auth, me, sites, gateways, sensors, readings, alerts, incidents, stream, admin):
         include_flat(app.router, module.router, prefix=API_PREFIX)
+    include_flat(app.router, maintenance.router, prefix=API_PREFIX)
+    include_flat(app.router, commands.router, prefix=API_PREFIX)
+    include_flat(app.router, exports.router, prefix=API_PREFIX)
     include_flat(app.router, ops.router)
     # Outermost last: metrics see every answer, the 413s of the body limit included.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

@@ -8,15 +8,17 @@ and incidents routes with many concurrent clients (ops_center/api/bench_client.p
   the server in CPU per request, with no queueing.
 
 Without ``--url`` the bench seeds a store (a new SQLite file, or its own database on the
-PostgreSQL server of ``--pg``; ops_center/api/bench_server.py), starts the API on it in a
-uvicorn subprocess (``--workers``), logs in as a ward user and runs the modes; with ``--url``
-it runs them against a running server as ``--user``. Prints p50/p90/p99 per route,
-throughput, errors, and the CPU used by the client, the server and the whole machine. Exit 1
-when any request failed::
+PostgreSQL server of ``--pg``; ops_center/api/bench_server.py) with ``--users`` ward users,
+starts the API on it in a uvicorn subprocess (``--workers``) and gives every client its own
+access token (of those users in turn), as open screens in a ward office have; with ``--url``
+it runs them against a running server with one login as ``--user`` for every client
+(``--server-pid`` adds that server's CPU). Prints p50/p90/p99/max per route, requests per
+second, errors, the CPU used by the client, the server (per request too) and the whole
+machine, and the load average. Exit 1 when any request failed::
 
     python -m ops_center.api.bench [--clients 200] [--duration-s 20] [--workers 1|2] [--mode serial]
     python -m ops_center.api.bench --pg postgresql://postgres@127.0.0.1:5432/postgres --workers 2
-    smartward bench api --url http://127.0.0.1:8000 --user U --password P --site thong-nhat
+    smartward bench api --url http://127.0.0.1:8000 --user U --password P --site thong-nhat [--server-pid PID]
 """
 
 from __future__ import annotations
@@ -56,6 +58,10 @@ class Target:
     site: str
     description: str
     sample: Callable[[], Mapping[str, float]] | None = None
+    screen_tokens: Sequence[str] = ()  # one per client; empty: every client sends ``token``
+
+    def headers(self) -> list[dict[str, str]]:
+        return [{"Authorization": f"Bearer {t}"} for t in (self.screen_tokens or (self.token,))]
 
 
 def login(url: str, user: str, password: str) -> str:
@@ -111,6 +117,7 @@ def report(result: LoadResult, *, period_s: float, cores: int) -> str:
     if cpu.get("machine_total"):
         parts.append(f"machine {100 * cpu['machine'] / cpu['machine_total']:.0f} % of {cores} cores")
     lines.append("  CPU (100 % = one core): " + " · ".join(parts))
+    lines.append("  load average {:.2f} {:.2f} {:.2f} (1, 5, 15 min)".format(*result.load_average))
     return "\n".join(lines)
 
 
@@ -118,7 +125,13 @@ def report(result: LoadResult, *, period_s: float, cores: int) -> str:
 def local_target(args: argparse.Namespace) -> Iterator[Target]:
     """A seeded store and the API serving it, for the duration of the bench."""
     from contract.registry import load_registry
-    from ops_center.api.bench_server import ServerProcess, machine_busy_s, seed_store, tree_cpu_s
+    from ops_center.api.bench_server import (
+        ServerProcess,
+        machine_busy_s,
+        screen_tokens,
+        seed_store,
+        tree_cpu_s,
+    )
 
     registry = load_registry(args.registry)
     with contextlib.ExitStack() as stack:
@@ -134,6 +147,7 @@ def local_target(args: argparse.Namespace) -> Iterator[Target]:
             registry_path=args.registry,
             hours=args.seed_hours,
             incident_days=args.incident_days,
+            users=args.users,
         )
         server = stack.enter_context(
             ServerProcess(db_url, workers=args.workers, registry=args.registry, pool_max=args.pool_max)
@@ -151,8 +165,10 @@ def local_target(args: argparse.Namespace) -> Iterator[Target]:
             f"{seeded.batches:,} batches in {args.seed_hours} h, {seeded.incidents:,} incidents, "
             f"{seeded.alerts:,} alerts)"
         )
+        description += f"; {args.clients} screens, each with its own token, of {args.users} users"
         token = login(server.url, seeded.user, seeded.password)
-        yield Target(server.url, token, args.site, description, sample)
+        tokens = screen_tokens(server.secret_key, args.site, users=args.users, screens=args.clients)
+        yield Target(server.url, token, args.site, description, sample, tokens)
 
 
 @contextlib.contextmanager
@@ -174,8 +190,20 @@ def scratch_database(server_url: str) -> Iterator[str]:
 
 @contextlib.contextmanager
 def remote_target(args: argparse.Namespace) -> Iterator[Target]:
+    from ops_center.api.bench_server import machine_busy_s, tree_cpu_s
+
     token = login(args.url, args.user, args.password)
-    yield Target(args.url.rstrip("/"), token, args.site, f"server: {args.url}")
+    pid = args.server_pid
+    sample = None
+    if pid is not None:
+
+        def sample() -> dict[str, float]:
+            busy, total = machine_busy_s()
+            return {"server": tree_cpu_s(pid), "machine": busy, "machine_total": total}
+
+    # One login for every client: logging in 200 times would trip the login rate limit.
+    description = f"server: {args.url} (one token for every client)"
+    yield Target(args.url.rstrip("/"), token, args.site, description, sample)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -183,6 +211,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--url", help="a running API (default: seed a store and start one)")
     p.add_argument("--user", help="with --url: a user who may see --site")
     p.add_argument("--password")
+    p.add_argument("--server-pid", type=int, help="with --url: the server's process, for its CPU")
+    p.add_argument(
+        "--users",
+        type=int,
+        default=20,
+        help="ward users seeded; each screen has its own token of one of them",
+    )
     p.add_argument("--pg", help="PostgreSQL server URL: seed a scratch database there instead of SQLite")
     p.add_argument("--registry", type=Path, default=None, help="registry file (default: the demo registry)")
     p.add_argument("--workers", type=int, default=1, help="uvicorn worker processes of the started server")
@@ -210,7 +245,7 @@ def report_serial(name: str, result: LoadResult) -> str:
     )
     if "server" in result.cpu_s:
         line += f"  server CPU {1000 * result.cpu_s['server'] / max(1, result.requests):.2f} ms per request"
-    return line
+    return line + f"  load {result.load_average[0]:.2f}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -233,7 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 run_load(
                     target.url,
                     routes,
-                    {"Authorization": f"Bearer {target.token}"},
+                    target.headers(),
                     mode=mode,
                     clients=clients,
                     duration_s=args.duration_s,

@@ -17,9 +17,10 @@ Requests sent during the warm-up are not counted.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import urlsplit
@@ -106,6 +107,7 @@ class LoadResult:
     refreshes: int = 0  # screens: completed refresh cycles (both routes)
     late: int = 0  # screens: refreshes still running when the next one was due
     cpu_s: dict[str, float] = field(default_factory=dict)  # "client" and what ``sample`` returns
+    load_average: tuple[float, float, float] = (0.0, 0.0, 0.0)  # 1, 5, 15 min, when the window closed
 
     @property
     def requests(self) -> int:
@@ -115,7 +117,7 @@ class LoadResult:
 async def run_load(
     url: str,
     routes: Mapping[str, str],
-    headers: Mapping[str, str],
+    headers: Sequence[Mapping[str, str]],
     *,
     mode: Mode,
     clients: int,
@@ -126,8 +128,10 @@ async def run_load(
     seed: int = 1,
     sample: Callable[[], Mapping[str, float]] | None = None,
 ) -> LoadResult:
-    """``sample`` returns cumulative CPU seconds by name (server, machine...); it is read when
-    the measured window opens and when it closes, and the differences reported."""
+    """Client i sends ``headers[i % len(headers)]`` (its own token). ``sample`` returns
+    cumulative CPU seconds by name (server, machine...); it is read when the measured window
+    opens and when it closes, and the differences reported, with the load average at the
+    close."""
     loop = asyncio.get_running_loop()
     result = LoadResult(mode, clients, latencies_s={name: [] for name in routes})
     names = list(routes)
@@ -157,7 +161,7 @@ async def run_load(
 
     async def screen(i: int) -> None:
         rng = random.Random(seed * 100_003 + i)
-        conn = Connection(url, headers, timeout_s)
+        conn = Connection(url, headers[i % len(headers)], timeout_s)
         due = began + rng.uniform(0, period_s)
         try:
             while True:
@@ -179,7 +183,7 @@ async def run_load(
             conn.close()
 
     async def closed(i: int) -> None:
-        conn = Connection(url, headers, timeout_s)
+        conn = Connection(url, headers[i % len(headers)], timeout_s)
         k = i
         try:
             while loop.time() < end:
@@ -199,6 +203,7 @@ async def run_load(
     await marker
     first, last = marks
     result.cpu_s = {k: last[k] - first.get(k, last[k]) for k in last}
+    result.load_average = os.getloadavg()
     # Requests are counted by when they were sent: those sent in the window, over the window.
     result.measured_s = end - measure_from
     return result

@@ -35,6 +35,7 @@ from typing import Final
 
 import httpx
 import psycopg
+from argon2 import PasswordHasher
 
 from contract.registry import Registry
 from ops_center.adapters.sqlite import path_from_url, sqlite_time
@@ -104,10 +105,13 @@ def seed_store(
     hours: int = 24,
     incident_days: int = 90,
     rng_seed: int = 7,
+    users: int = 1,
 ) -> SeedSummary:
     """Migrate ``url`` (every component, as ``smartward db migrate``; ``registry`` is the one
     loaded from ``registry_path``), seed ``hours`` of readings and batches and
-    ``incident_days`` of incidents, and add the bench user (ward staff of ``site``)."""
+    ``incident_days`` of incidents, and add the bench user (ward staff of ``site``) and
+    ``users`` - 1 more ward users of ``site`` (``bench_users``: each screen of the bench
+    presents its own user's token, as in a ward office)."""
     from ops_center.adapters.repository import open_repository
     from smartward.db_cli import migrate
 
@@ -140,11 +144,50 @@ def seed_store(
             password=BENCH_PASSWORD,
             actor="bench",
         )
+        # They never log in (the bench mints their tokens): the cheapest argon2 will do.
+        cheap = Passwords(PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+        for name in bench_users(users)[1:]:
+            add_user(
+                repo,
+                cheap,
+                registry,
+                name=name,
+                role="ward_staff",
+                sites=[site],
+                password=BENCH_PASSWORD,
+                actor="bench",
+            )
     finally:
         repo.close()
     return SeedSummary(
         n_readings, n_hourly, n_batches, n_incidents, n_alerts, n_events, site, BENCH_USER, BENCH_PASSWORD
     )
+
+
+def bench_users(n: int) -> list[str]:
+    return [BENCH_USER] + [f"{BENCH_USER}-{i}" for i in range(2, max(1, n) + 1)]
+
+
+def screen_tokens(secret_key: str, site: str, *, users: int, screens: int) -> list[str]:
+    """One access token per screen, signed as the server signs them, for the bench users
+    in turn (screen i is user i mod ``users``): every screen presents its own token, as
+    after each one's own login (logging 200 screens in would trip the login rate limit)."""
+    from ops_center.security.tokens import TokenService
+    from ops_center.settings import OpsSettings
+
+    settings = OpsSettings(environment="production", secret_key=secret_key)
+    tokens = TokenService(
+        settings.signing_key(),
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        access_ttl_s=settings.access_token_ttl_s,
+        refresh_ttl_s=settings.refresh_token_ttl_s,
+    )
+    names = bench_users(users)
+    return [
+        tokens.issue("access", user=names[i % len(names)], role="ward_staff", sites=(site,), version=0).token
+        for i in range(screens)
+    ]
 
 
 def _readings(
@@ -289,6 +332,7 @@ class ServerProcess:
         self.pool_max = pool_max
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.secret_key = secrets.token_urlsafe(48)  # the bench mints its screens' tokens with it
         self.loop = "uvloop" if _installed("uvloop") else "asyncio"
         self.http = "httptools" if _installed("httptools") else "h11"
         self._proc: subprocess.Popen[bytes] | None = None
@@ -301,7 +345,7 @@ class ServerProcess:
         env = dict(os.environ)
         env.update(
             SMARTWARD_DB_URL=self.db_url,
-            SMARTWARD_SECRET_KEY=secrets.token_urlsafe(48),
+            SMARTWARD_SECRET_KEY=self.secret_key,
             SMARTWARD_ENVIRONMENT="production",
             SMARTWARD_DB_POOL_MAX=str(self.pool_max),
         )

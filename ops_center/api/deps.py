@@ -24,6 +24,8 @@ from ops_center.api.errors import ApiError
 from ops_center.api.kpi import KpiService
 from ops_center.api.lifecycle import ActionHook
 from ops_center.api.metrics import ApiMetrics
+from ops_center.api.pagecache import BodyCache
+from ops_center.api.principals import KnownUser, UserRows
 from ops_center.feed import Feed
 from ops_center.security.passwords import Passwords
 from ops_center.security.ratelimit import LoginLimiter
@@ -54,6 +56,9 @@ class AppState:
     kpis: KpiService
     on_action: ActionHook | None
     clock: Callable[[], datetime]
+    users: UserRows
+    # Incident pages by (sites narrowed to the scope, state, limit, offset): pagecache.py.
+    incident_pages: BodyCache[tuple[tuple[str, ...] | None, str | None, int, int]]
     # The app's own threads for blocking calls (the store), while its lifespan runs.
     blocking: ThreadPoolExecutor | None = None
 
@@ -114,6 +119,12 @@ def client_ip(request: Request | None) -> str | None:
 
 
 async def get_state(request: Request) -> AppState:
+    return app_state(request)
+
+
+def app_state(request: Request) -> AppState:
+    """The state without a dependency: for the hot routes, where each dependency FastAPI
+    solves costs tens of µs per request."""
     state: AppState = request.app.state.smartward
     return state
 
@@ -134,33 +145,66 @@ def _unauthorized(code: str = "invalid_token") -> ApiError:
     return ApiError(401, code, headers={"WWW-Authenticate": "Bearer"})
 
 
-def principal_from_token(state: AppState, token: str | None) -> Principal:
-    """Token -> the user as stored now -> their scope. Any mismatch between the token and
-    the user row (disabled, token version, role, sites) is a 401: the token is stale."""
+def _claims(state: AppState, token: str | None) -> TokenClaims:
     if not token:
         raise _unauthorized("not_authenticated")
     try:
-        claims = state.tokens.verify(token, "access")
+        return state.tokens.verify(token, "access")
     except TokenError as exc:
         logger.info("refused token: %s", exc)
         raise _unauthorized() from exc
-    user = state.repo.get_user(claims.sub)
+
+
+def _read_user(state: AppState, name: str) -> KnownUser | None:
+    """The user row now (and the scope it gives), remembered for ``principal_cache_s``."""
+    read_at = state.users.now()
+    user = state.repo.get_user(name)
+    if user is None:
+        state.users.forget(name)
+        return None
+    known = KnownUser(user, Scope.for_user(user.name, user.role, user.sites, state.registry.sites), read_at)
+    state.users.put(known.user, known.scope, read_at)
+    return known
+
+
+def _principal(claims: TokenClaims, known: KnownUser | None) -> Principal:
+    """Any mismatch between the token and the user row (disabled, token version, role,
+    sites) is a 401: the token is stale."""
+    if known is None:
+        raise _unauthorized()
+    user = known.user
     if (
-        user is None
-        or user.disabled
+        user.disabled
         or user.token_version != claims.ver
         or user.role != claims.role
         or tuple(user.sites) != claims.sites
     ):
         raise _unauthorized()
-    scope = Scope.for_user(user.name, user.role, user.sites, state.registry.sites)
-    return Principal(user, claims, scope)
+    return Principal(user, claims, known.scope)
 
 
-async def get_principal(
-    request: Request, state: StateDep, token: Annotated[str | None, Depends(oauth2_scheme)]
-) -> Principal:
-    principal = await state.offload(principal_from_token, state, token)
+def principal_from_token(state: AppState, token: str | None) -> Principal:
+    """Token -> the user as stored now -> their scope (blocking: reads the store)."""
+    claims = _claims(state, token)
+    return _principal(claims, _read_user(state, claims.sub))
+
+
+async def resolve_principal(state: AppState, token: str | None) -> Principal:
+    """``principal_from_token`` with the user row read at most ``principal_cache_s`` ago
+    (ops_center/api/principals.py): on the event loop when it was, else one trip to the
+    pool. The token itself is checked on every request (a verified one is remembered by
+    the token service)."""
+    claims = _claims(state, token)
+    known = state.users.get(claims.sub)
+    if known is None:
+        known = await state.offload(_read_user, state, claims.sub)
+    return _principal(claims, known)
+
+
+async def get_principal(request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]) -> Principal:
+    # The state is read here rather than through ``StateDep``: each dependency FastAPI
+    # resolves costs tens of µs per request, on every route.
+    principal = await resolve_principal(app_state(request), token)
     request.state.actor = principal.user.name
     return principal
 
@@ -168,8 +212,10 @@ async def get_principal(
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
-async def get_scope(principal: PrincipalDep) -> Scope:
-    return principal.scope
+async def get_scope(request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]) -> Scope:
+    # Resolves the principal itself rather than through ``PrincipalDep``: one dependency
+    # fewer for FastAPI to solve on every scoped request.
+    return (await get_principal(request, token)).scope
 
 
 ScopeDep = Annotated[Scope, Depends(get_scope)]
@@ -189,7 +235,7 @@ async def get_stream_principal(
         ),
     ] = None,
 ) -> Principal:
-    principal = await state.offload(principal_from_token, state, token or access_token)
+    principal = await resolve_principal(state, token or access_token)
     request.state.actor = principal.user.name
     return principal
 

@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from ops_center.adapters.repository import RepositoryUnavailable
 from ops_center.messages import message
@@ -93,6 +94,18 @@ _STATUS_CODES = {
 }
 
 
+def allowed_methods(request: Request) -> str:
+    """The ``Allow`` of a 405 (RFC 9110 §15.5.6): every method of every route of the path.
+    Starlette names only the first route's, wrong for a collection served by two routes
+    (``GET`` and ``POST /api/v1/maintenance``)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match != Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return ", ".join(sorted(methods))
+
+
 def install_handlers(app: FastAPI) -> None:
     async def api_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ApiError)
@@ -107,9 +120,11 @@ def install_handlers(app: FastAPI) -> None:
         names = ", ".join(".".join(f.loc[1:] or f.loc) for f in fields) or "?"
         return error_response(422, "validation", fields=fields, params={"names": names})
 
-    async def http_error(_: Request, exc: Exception) -> JSONResponse:
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         code = _STATUS_CODES.get(exc.status_code, "bad_request" if exc.status_code < 500 else "internal")
+        if exc.status_code == 405:
+            exc.headers = {**(exc.headers or {}), "Allow": allowed_methods(request)}
         params: dict[str, object] = {}
         if code == "conflict":
             params["state"] = "?"

@@ -7,13 +7,15 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
+from ops_center.adapters.commands import CommandRecord
 from ops_center.adapters.records import (
     AlertRecord,
     AuditEntry,
     DeadLetterRecord,
     IncidentRecord,
+    MaintenanceWindowRecord,
     SecurityEventRecord,
     TimelineEvent,
 )
@@ -438,3 +440,99 @@ class HealthOut(_Out):
 class ReadyOut(_Out):
     ready: bool
     checks: dict[str, bool]
+
+
+# --- maintenance ---
+
+
+MaintenanceScope = Literal["sensor", "gateway", "site"]
+_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"  # CONTRACT.md identifiers (sites, gateways, sensors)
+
+
+class MaintenanceIn(_In):
+    scope: MaintenanceScope
+    target: Annotated[str, Field(pattern=_ID_PATTERN, description="sensor, gateway or site id")]
+    start: AwareDatetime | None = Field(default=None, description="RFC 3339 with an offset; default: now")
+    end: AwareDatetime | None = Field(default=None, description="after start; none: until ended")
+    reason: Note
+
+
+class MaintenanceOut(_Out):
+    id: str
+    site: str
+    scope: MaintenanceScope
+    target: str
+    start: datetime
+    end: datetime | None
+    set_by: str
+    reason: str
+    active: bool  # in force at the time of the answer
+
+    @classmethod
+    def of(cls, w: MaintenanceWindowRecord, now: datetime) -> MaintenanceOut:
+        return cls(
+            id=w.id,
+            site=w.site,
+            scope=w.scope,
+            target=w.target,
+            start=w.starts_at,
+            end=w.ends_at,
+            set_by=w.set_by,
+            reason=w.reason,
+            active=w.starts_at <= now and (w.ends_at is None or w.ends_at > now),
+        )
+
+
+class MaintenancePage(_Page):
+    items: list[MaintenanceOut]
+
+
+# --- commands ----------------------------------------------------------------------------------
+
+ArgValue = bool | int | float | str | None
+CommandStateOut = Literal["pending", "applied", "failed", "expired"]
+
+
+class CommandIn(_In):
+    sensor: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$", description="mã cảm biến / sensor id")
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,62}$", description="lệnh / command, e.g. set_lamp")
+    args: dict[Annotated[str, StringConstraints(max_length=64)], ArgValue] = Field(
+        default_factory=dict, max_length=16, description='e.g. {"on": true, "dim_pct": 60} or {"auto": true}'
+    )
+    ttl_s: int = Field(default=300, ge=10, le=3600, description="hết hạn sau / expires after (s)")
+
+
+class CommandOut(_Out):
+    id: str
+    site: str
+    gateway: str
+    sensor: str
+    name: str
+    args: dict[str, ArgValue]
+    state: CommandStateOut
+    created_by: str
+    created_at: datetime
+    expires_at: datetime
+    result_at: datetime | None
+    detail: str | None
+
+    @classmethod
+    def of(cls, c: CommandRecord) -> CommandOut:
+        return cls(
+            id=c.id,
+            site=c.site,
+            gateway=c.gateway,
+            sensor=c.sensor,
+            name=c.name,
+            args=c.args,
+            state=c.state,
+            created_by=c.created_by,
+            created_at=c.created_at,
+            expires_at=c.expires_at,
+            result_at=c.result_at,
+            detail=c.detail,
+        )
+
+
+class CommandPage(_Page):
+    items: list[CommandOut]

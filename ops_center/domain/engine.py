@@ -148,14 +148,17 @@ class RuleEngine:
             for spec in gw.sensors:
                 ref = self.registry.sensors[spec.id]
                 resolved = self.rules.resolve(ref)
+                shared: dict[Any, Any] = {}
                 for metric in spec.metrics:
-                    s = self._plan(ref, metric, resolved)
+                    s = self._plan(ref, metric, resolved, shared)
                     self._series[(spec.id, metric)] = s
                     series.append(s)
             self._gateways[gw.id] = _Gateway(gw.id, site.id, series, offline, silent)
 
-    def _plan(self, ref: SensorRef, metric: str, resolved: tuple[RuleBase, ...]) -> _Series:
-        target = Target(ref, metric, self.settings)
+    def _plan(self, ref: SensorRef, metric: str, resolved: tuple[RuleBase, ...],
+              shared: dict[Any, Any] | None = None) -> _Series:
+        lat, lon = self._position(ref)
+        target = Target(ref, metric, self.settings, lat, lon, shared)
         skew: _Bound | None = None
         bounds: _Bound | None = None
         values: list[_Bound] = []
@@ -169,7 +172,8 @@ class RuleEngine:
             ev = build_evaluator(rule, target)
             if ev is None:
                 continue
-            bound = _Bound(rule, ev, self._ctx(rule, ref, metric))
+            # A rule judged across metrics raises its alert on one of them.
+            bound = _Bound(rule, ev, self._ctx(rule, ref, getattr(ev, "alert_metric", metric)))
             if isinstance(ev, ClockSkewEvaluator):
                 skew = bound if skew is None or ev.max_ahead < _skew_of(skew) else skew
             elif isinstance(ev, BoundsEvaluator):
@@ -191,6 +195,17 @@ class RuleEngine:
         if bounds is not None and isinstance(bounds.evaluator, BoundsEvaluator):
             s.lo, s.hi = bounds.evaluator.lo, bounds.evaluator.hi
         return s
+
+    def _position(self, ref: SensorRef) -> tuple[float | None, float | None]:
+        """The sensor's location, else its gateway's, else its site's (for sun-bound rules)."""
+        loc = ref.spec.location
+        if loc is None:
+            gw = self.registry.gateways.get(ref.gateway)
+            loc = gw.location if gw is not None else None
+        if loc is None:
+            site = self.registry.sites.get(ref.site)
+            loc = site.location if site is not None else None
+        return (loc.lat, loc.lon) if loc is not None else (None, None)
 
     @staticmethod
     def _ctx(rule: RuleBase, ref: SensorRef, metric: str) -> AlertContext:
@@ -525,7 +540,9 @@ def evaluate(rule: RuleBase, ref: SensorRef, metric: str, window: Sequence[tuple
     For trying a rule on a stored series ("what would this threshold have done last
     week?"); the engine keeps the same evaluators alive across batches instead.
     """
-    target = Target(ref, metric, settings if settings is not None else EngineSettings())
+    loc = ref.spec.location
+    target = Target(ref, metric, settings if settings is not None else EngineSettings(),
+                    loc.lat if loc is not None else None, loc.lon if loc is not None else None)
     ev = build_evaluator(rule, target)
     if ev is None:
         return None

@@ -14,6 +14,11 @@ Topology: a gateway outage (``gateway_offline`` / ``gateway_silent`` alerts) is 
 ``gateway_offline`` incident that absorbs its sensors' silence alerts; ≥ N gateways of one
 site down within a window become one ``area_outage`` incident that absorbs the gateway
 incidents (they are closed as merged, with ``merged_into`` set).
+
+Memory stays bounded over a long run: a resolved incident is forgotten (with the incidents
+merged into it) once its site's event clock is past its reopen window, when nothing can
+reopen it any more; a recurrence then opens a NEW incident. The store keeps the history;
+the manager keeps only what can still change.
 """
 
 from __future__ import annotations
@@ -159,6 +164,7 @@ class _Pending:
 class ManagerStats:
     suppressed: int = 0    # alert changes ignored under maintenance
     absorbed: int = 0      # silence alerts absorbed by a gateway or area incident
+    forgotten: int = 0     # resolved incidents dropped from memory after their reopen window
 
 
 class IncidentManager:
@@ -204,6 +210,10 @@ class IncidentManager:
             site = ch.alert.site
             if t > self._clock.get(site, float("-inf")):
                 self._clock[site] = t
+                # The site's data moved on: incidents whose members have all been clear for the
+                # hold by now are resolved BEFORE this change is routed, so a new alert long
+                # after does not join an incident that only no tick had resolved yet.
+                self._resolve_held(site, now_s, out)
             self._apply_one(ch, t, now_s, out)
         return out
 
@@ -554,16 +564,8 @@ class IncidentManager:
         for inc in list(self._incs.values()):
             if not inc.live:
                 continue
-            if inc.clear_event is not None and inc.clear_wall is not None and inc.members:
-                event_now = self._clock.get(inc.site, inc.clear_event)
-                if (event_now - inc.clear_event >= s.auto_resolve_hold_s
-                        or now_s - inc.clear_wall >= s.auto_resolve_hold_s):
-                    at = max(inc.clear_event, min(event_now, inc.clear_event + s.auto_resolve_hold_s))
-                    minutes = f"{s.auto_resolve_hold_s / 60:.0f}"
-                    self._resolve(inc, at, "system",
-                                  f"Tự đóng: mọi cảnh báo đã hết trong {minutes} phút",
-                                  f"Auto-resolved: every alert clear for {minutes} min", out)
-                    continue
+            if self._auto_resolve(inc, now_s, out):
+                continue
             after = s.escalate_after_s.get(inc.severity)
             if (after is not None and inc.state == "open" and not inc.escalated
                     and not self._late(inc) and now_s - inc.opened_wall >= after):
@@ -572,7 +574,11 @@ class IncidentManager:
                                     f"Chưa được tiếp nhận sau {after / 60:.0f} phút",
                                     f"Not acknowledged after {after / 60:.0f} min")
                 out.append(self._change("escalated", inc, entry))
+        self._forget_expired()
         for (pi, site, grp), pend in list(self._pending.items()):
+            if not pend.members:
+                del self._pending[(pi, site, grp)]  # groups come and go (sensors, zones)
+                continue
             p = self.patterns.patterns[pi]
             if pend.ready_event is None:
                 continue
@@ -584,6 +590,61 @@ class IncidentManager:
                 self._open_from(pi, p, site, grp, pend, min(t, pend.ready_event + p.open_delay_s),
                                 now_s, out, by=f"pattern:{p.kind}")
         return out
+
+    def _auto_resolve(self, inc: _Inc, now_s: float, out: list[IncidentChange]) -> bool:
+        """Resolve ``inc`` when every member has been clear for the hold (event or wall time)."""
+        if inc.clear_event is None or inc.clear_wall is None or not inc.members:
+            return False
+        hold = self.settings.auto_resolve_hold_s
+        event_now = self._clock.get(inc.site, inc.clear_event)
+        if event_now - inc.clear_event < hold and now_s - inc.clear_wall < hold:
+            return False
+        at = max(inc.clear_event, min(event_now, inc.clear_event + hold))
+        minutes = f"{hold / 60:.0f}"
+        self._resolve(inc, at, "system", f"Tự đóng: mọi cảnh báo đã hết trong {minutes} phút",
+                      f"Auto-resolved: every alert clear for {minutes} min", out)
+        return True
+
+    def _resolve_held(self, site: str, now_s: float, out: list[IncidentChange]) -> None:
+        for inc in list(self._incs.values()):
+            if inc.site == site and inc.live and inc.clear_event is not None:
+                self._auto_resolve(inc, now_s, out)
+
+    def _forget_expired(self) -> None:
+        """Drop resolved incidents whose reopen window has passed on their site's event
+        clock, with every incident merged into them (a merged child still routes its
+        gateway to the parent while the parent can change)."""
+        window = self.settings.reopen_window_s
+        roots = [i for i in self._incs.values()
+                 if i.merged_into is None and i.state == "resolved" and i.resolved_at is not None
+                 and self._clock.get(i.site, float("-inf")) - i.resolved_at > window]
+        if not roots:
+            return
+        children: dict[str, list[str]] = {}
+        for i in self._incs.values():
+            if i.merged_into is not None:
+                children.setdefault(i.merged_into, []).append(i.id)
+        for root in roots:
+            stack = [root.id]
+            while stack:
+                iid = stack.pop()
+                stack.extend(children.get(iid, ()))
+                self._drop(iid)
+
+    def _drop(self, iid: str) -> None:
+        inc = self._incs.pop(iid, None)
+        if inc is None:
+            return
+        self.stats.forgotten += 1
+        ids = self._by_group.get((inc.kind, inc.site, inc.group))
+        if ids is not None:
+            if iid in ids:
+                ids.remove(iid)
+            if not ids:
+                del self._by_group[(inc.kind, inc.site, inc.group)]
+        for aid in inc.members:
+            if self._alert_inc.get(aid) == iid:
+                del self._alert_inc[aid]
 
     def _late(self, inc: _Inc) -> bool:
         return bool(inc.members) and all(m.late for m in inc.members.values())

@@ -15,7 +15,7 @@ into another (a gateway outage absorbed by an area outage) are not counted as pr
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -147,3 +147,42 @@ def score(expected: Sequence[ExpectedIncident], produced: Sequence[ProducedIncid
         missed=tuple(k for k in range(len(expected)) if k not in detected),
         false_positives=tuple(false_pos), duplicates=tuple(dups),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class KindTiming:
+    """Time to detect of one incident kind, judged against its sensors' reporting interval."""
+
+    kind: str
+    count: int                  # expected incidents of this kind
+    interval_s: float           # the slowest reporting interval among them
+    detect_s: float | None      # the latest detection (None: one was missed)
+    max_intervals: float
+
+    @property
+    def intervals(self) -> float | None:
+        return None if self.detect_s is None else self.detect_s / self.interval_s
+
+    @property
+    def passed(self) -> bool:
+        return self.detect_s is not None and self.detect_s <= self.max_intervals * self.interval_s
+
+
+def timing_by_kind(result: Score, expected: Sequence[ExpectedIncident],
+                   interval_of: Callable[[ExpectedIncident], float], *,
+                   max_intervals: float = 2.0) -> tuple[KindTiming, ...]:
+    """Per kind (in ground-truth order): the latest time to detect, in seconds and in
+    reporting intervals (``interval_of(expected)``: the slowest interval of its sensors,
+    or the gateways' flush interval for gateway-level incidents), pass/fail against
+    ``max_intervals``. A missed incident fails its kind."""
+    by_expected = {d.expected: d.detect_s for d in result.detections}
+    kinds: dict[str, list[int]] = {}
+    for k, e in enumerate(expected):
+        kinds.setdefault(e.kind, []).append(k)
+    out: list[KindTiming] = []
+    for kind, idx in kinds.items():
+        times = [by_expected.get(k) for k in idx]
+        detect = None if any(t is None for t in times) else max(t for t in times if t is not None)
+        out.append(KindTiming(kind, len(idx), max(interval_of(expected[k]) for k in idx), detect,
+                              max_intervals))
+    return tuple(out)

@@ -20,8 +20,10 @@ Action = Literal[
     "incident.assign",
     "incident.note",
     "incident.escalate",
+    "maintenance.set",
     "city.read",
     "admin",
+    "device.command",
 ]
 
 PERMISSIONS: Final[MappingProxyType[Action, frozenset[Role]]] = MappingProxyType(
@@ -33,8 +35,13 @@ PERMISSIONS: Final[MappingProxyType[Action, frozenset[Role]]] = MappingProxyType
         "incident.assign": frozenset({"ward_staff", "cluster_manager", "admin"}),
         "incident.note": frozenset({"ward_staff", "cluster_manager", "city_leader", "admin"}),
         "incident.escalate": frozenset({"ward_staff", "cluster_manager", "city_leader", "admin"}),
+        # Maintenance windows silence a site's alerts: set by the people who run that site.
+        "maintenance.set": frozenset({"ward_staff", "cluster_manager", "admin"}),
         "city.read": frozenset({"city_leader", "admin"}),
         "admin": frozenset({"admin"}),
+        # Commands to a site's devices (street lights): the site's own staff and admins;
+        # city leaders watch, they do not switch a ward's lamps (DESIGN.md, Roles).
+        "device.command": frozenset({"ward_staff", "cluster_manager", "admin"}),
     }
 )
 

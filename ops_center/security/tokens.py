@@ -3,14 +3,22 @@
 The algorithm is pinned on both sides: a token whose header says anything but ``HS256``
 (``none``, ``RS256`` with our secret as a "public key"...) is refused before its signature
 is even looked at (RFC 8725 §3.1). ``iss``, ``aud``, ``exp``, ``iat``, ``sub`` and ``typ``
-are required. Claims are only a cache of the user row: the API re-reads the user on every
-request, so a disabled user or a changed role takes effect at once, and ``ver`` (the user's
-token version, bumped by ``passwd``/``disable``) revokes every token issued before.
+are required. Claims are only a cache of the user row: the API re-reads the user (at most
+``principal_cache_s`` apart, ops_center/api/principals.py), so a disabled user or a changed
+role takes effect within that bound, and ``ver`` (the user's token version, bumped by
+``passwd``/``disable``) revokes every token issued before.
+
+A verified access token is remembered (bounded, until it expires): the signature and claims
+of a given token string cannot change, and every open operations screen presents the same
+token twice a second (docs/performance.md, "Ops API"). A different string, however close
+(a tampered claim, another signature), is verified in full.
 """
 
 from __future__ import annotations
 
 import secrets
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -21,6 +29,8 @@ import jwt
 from ops_center.security.roles import Role, is_role
 
 ALGORITHM: Final = "HS256"
+LEEWAY_S: Final = 5
+VERIFIED_MAX: Final = 4096  # access tokens remembered as verified (LRU)
 TokenType = Literal["access", "refresh"]
 
 
@@ -64,6 +74,8 @@ class TokenService:
         self.access_ttl_s = access_ttl_s
         self.refresh_ttl_s = refresh_ttl_s
         self._clock = clock or (lambda: datetime.now(UTC))
+        self._verified: OrderedDict[str, TokenClaims] = OrderedDict()
+        self._verified_lock = threading.Lock()
 
     def issue(
         self, typ: TokenType, *, user: str, role: Role, sites: tuple[str, ...], version: int
@@ -86,6 +98,25 @@ class TokenService:
         return IssuedToken(jwt.encode(claims, self._key, algorithm=ALGORITHM), ttl)
 
     def verify(self, token: str, typ: TokenType) -> TokenClaims:
+        if typ != "access":  # refresh tokens are rare (and rotated): always in full
+            return self._verify(token, typ)
+        with self._verified_lock:
+            known = self._verified.get(token)
+            if known is not None:
+                self._verified.move_to_end(token)
+        if known is not None:
+            if self._clock() < known.exp + timedelta(seconds=LEEWAY_S):
+                return known
+            with self._verified_lock:
+                self._verified.pop(token, None)
+        claims = self._verify(token, typ)  # raises for an expired one, as on first sight
+        with self._verified_lock:
+            self._verified[token] = claims
+            while len(self._verified) > VERIFIED_MAX:
+                self._verified.popitem(last=False)
+        return claims
+
+    def _verify(self, token: str, typ: TokenType) -> TokenClaims:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
@@ -99,7 +130,7 @@ class TokenService:
                 algorithms=[ALGORITHM],
                 audience=self.audience,
                 issuer=self.issuer,
-                leeway=5,
+                leeway=LEEWAY_S,
                 options={"require": ["exp", "iat", "iss", "aud", "sub", "typ", "jti"]},
             )
         except jwt.PyJWTError as exc:

@@ -15,7 +15,7 @@ from ops_center.feed import Feed
 from ops_center.rules.loader import load_patterns, load_rules
 from ops_center.service.service import OpsService, ServiceCounters, ServiceProgress
 from ops_center.service.settings import OpsServiceSettings
-from ops_center.service.state import StateStore, open_state_store
+from ops_center.service.state import StateStore
 
 
 @contextmanager
@@ -29,21 +29,16 @@ def open_service(
     name: str = "ops",
     client_id: str | None = None,
 ) -> Iterator[OpsService]:
-    """A started service (stopped gracefully on exit). ``state`` defaults to the
-    ``ops_service_state`` table of ``settings.db_url``."""
+    """A started service (stopped gracefully on exit). Its rule state lives in ``repo``
+    (``ops_service_state``, written with each step it covers); ``state`` is accepted for
+    compatibility and unused."""
     reg = registry if registry is not None else load_registry(settings.registry)
     rules = load_rules(settings.rule_overlays, registry=reg)
     patterns = load_patterns(settings.ops_patterns)
-    own_state = state is None
-    store = state if state is not None else open_state_store(settings.db_url)
-    try:
-        service = OpsService(settings, reg, repo, feed, store, rules=rules, patterns=patterns, name=name,
-                             client_id=client_id)
-        with service:
-            yield service
-    finally:
-        if own_state:
-            store.close()
+    service = OpsService(settings, reg, repo, feed, state, rules=rules, patterns=patterns, name=name,
+                         client_id=client_id)
+    with service:
+        yield service
 
 
 __all__ = ["OpsService", "OpsServiceSettings", "ServiceCounters", "ServiceProgress", "open_service"]

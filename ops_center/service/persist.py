@@ -1,16 +1,21 @@
-"""Writing what the rules decided: alerts, incidents and their timeline, gateway status; then
-telling the live stream.
+"""Writing what the rules decided: alerts, incidents and their timeline, gateway status, the
+rule-state snapshot; then telling the live stream.
 
-Writes are queued in order and done by :meth:`ChangeWriter.flush`. A database that is down
-(``RepositoryUnavailable``) stops the flush at the failing write, which is retried first
-next time (the service meanwhile takes no new message and acknowledges nothing, so the
-broker holds the rest). A write the database refuses for good (``RepositoryError``) is
-logged, counted and skipped. The feed hears of a change only after it is stored.
+One evaluation step is ONE transaction (``OpsRepository.commit_step``): a crash leaves either
+the whole step or none of it. The service records a step's changes, optionally attaches its
+snapshot (:meth:`ChangeWriter.checkpoint`), and :meth:`ChangeWriter.flush` commits the steps in
+order. A database that is down (``RepositoryUnavailable``) stops the flush at the failing step,
+which is retried first next time (the service meanwhile takes no new message and acknowledges
+nothing, so the broker holds the rest). A step the database refuses for good
+(``RepositoryError``) is retried write by write, so one bad row costs only itself (logged,
+counted, skipped).
 
-Idempotence (a restart replays what the last snapshot lacks): alert and incident ids are
-deterministic and written as upserts; timeline events have no key in the table, so the
-writer compares each with what is stored for its incident (read once per incident, then
-kept while the incident lives).
+Replays (a restart re-evaluates what the last snapshot lacks; alert and incident ids are
+deterministic): the rows are upserts and timeline entries have a key (migration 0003), so the
+store is unchanged by a replay. The live stream must not hear of a replayed change twice
+either: the feed hears of a change only after its step is committed, and only when the step
+found it new — an incident change whose timeline entry was not stored yet, an alert change
+newer than the stored alert, a gateway status newer than the stored one.
 """
 
 from __future__ import annotations
@@ -18,13 +23,20 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from functools import partial
+from dataclasses import dataclass, field
 from typing import Any
 
 from contract.registry import Registry
 from ops_center.adapters.records import AlertRecord, GatewayStatusRecord, IncidentRecord, TimelineEvent
-from ops_center.adapters.repository import OpsRepository, RepositoryError, RepositoryUnavailable
+from ops_center.adapters.repository import (
+    OpsRepository,
+    RepositoryError,
+    RepositoryUnavailable,
+    ServiceSnapshot,
+    StepOutcome,
+    StepWrite,
+    StoredVersion,
+)
 from ops_center.api.errors import Localized
 from ops_center.api.schemas import AlertOut, GatewayOut, IncidentOut
 from ops_center.domain.alerts import Alert, AlertChange
@@ -33,24 +45,79 @@ from ops_center.feed import EventKind, Feed
 
 logger = logging.getLogger(__name__)
 
-TimelineKey = tuple[str, str, str, str | None]  # at (ISO), actor, action, detail
-_Write = tuple[str, Callable[[], None]]
-
-
-def _key(e: TimelineEvent) -> TimelineKey:
-    return (e.at.isoformat(), e.actor, e.action, e.detail)
+AfterCommit = Callable[[bool], None]  # called with True once committed, False when refused for good
 
 
 @dataclass(slots=True)
 class WriterStats:
+    steps_committed: int = 0
     alerts_written: int = 0
     incidents_written: int = 0
     timeline_written: int = 0
     timeline_replayed: int = 0  # already stored: skipped (a replay after a restart)
     gateway_status_written: int = 0
-    refused: int = 0  # permanent errors: skipped
+    snapshots_written: int = 0
+    refused: int = 0  # permanent errors: the write skipped
     unavailable: int = 0  # transient failures (retried)
     feed_events: int = 0
+    feed_replays_suppressed: int = 0  # changes already stored before: not published again
+
+
+@dataclass(slots=True)
+class _AlertEvent:
+    alert: Alert
+    data: dict[str, Any]
+
+
+@dataclass(slots=True)
+class _IncidentEvent:
+    timeline_index: int
+    site: str
+    data: dict[str, Any]
+
+
+@dataclass(slots=True)
+class _GatewayEvent:
+    status: GatewayStatusRecord
+    data: dict[str, Any]
+
+
+@dataclass(slots=True)
+class _Step:
+    alerts: dict[str, AlertRecord] = field(default_factory=dict)
+    incidents: dict[str, IncidentRecord] = field(default_factory=dict)
+    timeline: list[TimelineEvent] = field(default_factory=list)
+    gateways: dict[str, GatewayStatusRecord] = field(default_factory=dict)
+    snapshot: ServiceSnapshot | None = None
+    after: AfterCommit | None = None
+    # The feed events, in the order the changes happened.
+    events: list[_AlertEvent | _IncidentEvent | _GatewayEvent] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.alerts or self.incidents or self.timeline or self.gateways or self.snapshot)
+
+    def write(self) -> StepWrite:
+        return StepWrite(alerts=tuple(self.alerts.values()), incidents=tuple(self.incidents.values()),
+                         timeline=tuple(self.timeline), gateways=tuple(self.gateways.values()),
+                         snapshot=self.snapshot)
+
+
+def _alert_replayed(before: StoredVersion | None, alert: Alert) -> bool:
+    """The stored alert already shows this change (or a later one): it was committed, and
+    published, before a restart. ``updated_at`` is the change's reading time and only moves
+    forward for one alert id."""
+    if before is None:
+        return False
+    return before.updated_at > alert.updated_at or (
+        before.updated_at == alert.updated_at and before.state == f"{alert.state}/{alert.severity}")
+
+
+def _gateway_replayed(before: StoredVersion | None, status: GatewayStatusRecord) -> bool:
+    if before is None:
+        return False
+    return before.updated_at > status.last_seen or (
+        before.updated_at == status.last_seen and before.state == status.state)
 
 
 class ChangeWriter:
@@ -62,23 +129,25 @@ class ChangeWriter:
         self.registry = registry
         self.feed = feed
         self.stats = WriterStats()
-        self._queue: deque[_Write] = deque()
+        self._queue: deque[_Step] = deque()
+        self._open = _Step()
         # The newest Alert object per id: re-linking alerts to the incident that absorbed
         # them (a merge) needs the whole row. Bounded (LRU); a miss only leaves the old link.
         self._alerts: OrderedDict[str, Alert] = OrderedDict()
         self._alert_cache = alert_cache
-        self._timeline: dict[str, set[TimelineKey]] = {}
 
     @property
     def pending(self) -> int:
-        return len(self._queue)
+        """Steps waiting to be committed (the one being recorded included)."""
+        return len(self._queue) + (0 if self._open.empty else 1)
 
-    # --- queueing ------------------------------------------------------------------------------
+    # --- recording a step ------------------------------------------------------------------------
 
     def record(self, alert_changes: Sequence[AlertChange], incident_changes: Sequence[IncidentChange],
                incident_of: Callable[[str], str | None]) -> None:
-        """Queue the writes of one step (after the incident manager has seen the alert changes,
-        so ``incident_of`` gives each alert its final incident)."""
+        """Add changes to the step being recorded (after the incident manager has seen the
+        alert changes, so ``incident_of`` gives each alert its final incident)."""
+        step = self._open
         for ch in alert_changes:
             self._remember(ch.alert)
         touched: dict[str, Alert] = {ch.alert.id: ch.alert for ch in alert_changes}
@@ -86,19 +155,14 @@ class ChangeWriter:
             for aid in ic.alert_ids:
                 if aid not in touched and (cached := self._alerts.get(aid)) is not None:
                     touched[aid] = cached
-        latest: dict[str, IncidentChange] = {}
         for ic in incident_changes:
-            latest[ic.incident.id] = ic
-        for iid, ic in latest.items():
-            self._queue.append((f"incident {iid}", partial(self._upsert_incident,
-                                                           IncidentRecord.from_domain(ic.incident))))
+            step.incidents[ic.incident.id] = IncidentRecord.from_domain(ic.incident)  # the latest wins
+        first_entry = len(step.timeline)
         for ic in incident_changes:
-            ev = TimelineEvent.from_domain(ic.incident, ic.entry)
-            self._queue.append((f"timeline {ev.incident_id}", partial(self._append_timeline, ev)))
+            step.timeline.append(TimelineEvent.from_domain(ic.incident, ic.entry))
         records: dict[str, AlertRecord] = {}
         for aid, alert in touched.items():
-            records[aid] = AlertRecord.from_domain(alert, incident_of(aid))
-            self._queue.append((f"alert {aid}", partial(self._upsert_alert, records[aid])))
+            records[aid] = step.alerts[aid] = AlertRecord.from_domain(alert, incident_of(aid))
         if self.feed is None:
             return
         for ch in alert_changes:
@@ -107,16 +171,23 @@ class ChangeWriter:
             rec = AlertRecord.from_domain(ch.alert, records[ch.alert.id].incident_id)
             data: dict[str, Any] = {"action": ch.action, "notify": ch.notify, "late": ch.late,
                                     "alert": AlertOut.of(rec).model_dump(mode="json")}
-            self._queue.append(("feed", partial(self._publish, "alert", ch.alert.site, data)))
-        for ic in incident_changes:
+            step.events.append(_AlertEvent(ch.alert, data))
+        for k, ic in enumerate(incident_changes):
             irec = IncidentRecord.from_domain(ic.incident)
+            # The entry's own time and alert tell two changes of one incident apart (two
+            # alerts added at one reading time would otherwise read the same).
             idata: dict[str, Any] = {"action": ic.action, "by": ic.entry.by, "notify": ic.notify,
                                      "merged_into": ic.incident.merged_into,
+                                     "entry_at": ic.entry.at.isoformat().replace("+00:00", "Z"),
+                                     "alert_id": ic.entry.alert_id,
                                      "incident": IncidentOut.of(irec).model_dump(mode="json")}
-            self._queue.append(("feed", partial(self._publish, "incident", irec.site, idata)))
+            step.events.append(_IncidentEvent(first_entry + k, irec.site, idata))
 
     def gateway_status(self, status: GatewayStatusRecord, *, changed: bool) -> None:
-        self._queue.append((f"gateway {status.gateway}", partial(self._upsert_status, status)))
+        step = self._open
+        prior = step.gateways.get(status.gateway)
+        if prior is None or prior.last_seen <= status.last_seen:
+            step.gateways[status.gateway] = status
         if self.feed is None or not changed:
             return
         gw = self.registry.gateways.get(status.gateway)
@@ -128,30 +199,120 @@ class ChangeWriter:
             dropped_batches=status.dropped_batches, last_seq=status.last_seq, agent=status.agent,
             sensors=len(gw.sensors) if gw is not None else 0,
         )
-        data = {"gateway": out.model_dump(mode="json")}
-        self._queue.append(("feed", partial(self._publish, "gateway", status.site, data)))
+        step.events.append(_GatewayEvent(status, {"gateway": out.model_dump(mode="json")}))
 
-    # --- flushing ------------------------------------------------------------------------------
+    def checkpoint(self, snapshot: ServiceSnapshot, after: AfterCommit) -> None:
+        """Attach the rule-state snapshot to the step being recorded (the snapshot covers
+        exactly what was evaluated so far, the step's changes included) and close it:
+        both are committed in one transaction. ``after`` hears whether it was committed."""
+        self._open.snapshot = snapshot
+        self._open.after = after
+        self._seal()
+
+    def _seal(self) -> None:
+        if not self._open.empty:
+            self._queue.append(self._open)
+            self._open = _Step()
+
+    # --- committing ---------------------------------------------------------------------------------
 
     def flush(self) -> bool:
-        """Do the queued writes in order; False when the database is unavailable (the rest
-        stays queued, the failed write first)."""
+        """Commit the recorded steps in order; False when the database is unavailable (the
+        rest stays queued, the failed step first)."""
+        self._seal()
         q = self._queue
         while q:
-            what, write = q[0]
+            step = q[0]
             try:
-                write()
+                outcome = self.repo.commit_step(step.write())
             except RepositoryUnavailable as exc:
                 self.stats.unavailable += 1
-                logger.debug("database unavailable (%s): %s", what, exc)
+                logger.debug("database unavailable (a step of %d alerts, %d incidents): %s",
+                             len(step.alerts), len(step.incidents), exc)
                 return False
+            except RepositoryError as exc:
+                logger.warning("the database refused a step (%s); writing it row by row", exc)
+                try:
+                    outcome, ok = self._one_by_one(step)
+                except RepositoryUnavailable:
+                    self.stats.unavailable += 1
+                    return False
+                q.popleft()
+                self._committed(step, outcome, snapshot_ok=ok)
+                continue
+            q.popleft()
+            self._committed(step, outcome, snapshot_ok=True)
+        return True
+
+    def _one_by_one(self, step: _Step) -> tuple[StepOutcome, bool]:
+        """A refused step, each row in its own transaction (a replay of the ones done is a
+        no-op); RepositoryUnavailable propagates and the step is retried whole."""
+        fresh: list[bool] = []
+        alerts_before: dict[str, StoredVersion] = {}
+        gateways_before: dict[str, StoredVersion] = {}
+        parts: list[tuple[str, StepWrite]] = [(f"incident {i.id}", StepWrite(incidents=(i,)))
+                                               for i in step.incidents.values()]
+        parts += [(f"timeline {e.incident_id}", StepWrite(timeline=(e,))) for e in step.timeline]
+        parts += [(f"alert {a.id}", StepWrite(alerts=(a,))) for a in step.alerts.values()]
+        parts += [(f"gateway {g.gateway}", StepWrite(gateways=(g,))) for g in step.gateways.values()]
+        if step.snapshot is not None:
+            parts.append(("snapshot", StepWrite(snapshot=step.snapshot)))
+        snapshot_ok = True
+        for what, part in parts:
+            try:
+                out = self.repo.commit_step(part)
+            except RepositoryUnavailable:
+                raise
             except RepositoryError:
                 self.stats.refused += 1
                 logger.exception("the database refused %s; skipped", what)
-            q.popleft()
-        return True
+                if part.timeline:
+                    fresh.append(False)
+                if part.snapshot is not None:
+                    snapshot_ok = False
+                continue
+            fresh.extend(out.timeline_new)
+            alerts_before.update(out.alerts_before)
+            gateways_before.update(out.gateways_before)
+        return StepOutcome(tuple(fresh), alerts_before, gateways_before), snapshot_ok
 
-    # --- the writes ------------------------------------------------------------------------------
+    def _committed(self, step: _Step, outcome: StepOutcome, *, snapshot_ok: bool) -> None:
+        s = self.stats
+        s.steps_committed += 1
+        s.alerts_written += len(step.alerts)
+        s.incidents_written += len(step.incidents)
+        new = sum(outcome.timeline_new)
+        s.timeline_written += new
+        s.timeline_replayed += len(outcome.timeline_new) - new
+        s.gateway_status_written += len(step.gateways)
+        if step.snapshot is not None and snapshot_ok:
+            s.snapshots_written += 1
+        if self.feed is not None:
+            for ev in step.events:
+                self._publish_if_new(ev, outcome)
+        if step.after is not None:
+            step.after(snapshot_ok)
+
+    def _publish_if_new(self, ev: _AlertEvent | _IncidentEvent | _GatewayEvent, outcome: StepOutcome) -> None:
+        kind: EventKind
+        if isinstance(ev, _AlertEvent):
+            replayed = _alert_replayed(outcome.alerts_before.get(ev.alert.id), ev.alert)
+            kind, site = "alert", ev.alert.site
+        elif isinstance(ev, _IncidentEvent):
+            i = ev.timeline_index
+            replayed = i < len(outcome.timeline_new) and not outcome.timeline_new[i]
+            kind, site = "incident", ev.site
+        else:
+            replayed = _gateway_replayed(outcome.gateways_before.get(ev.status.gateway), ev.status)
+            kind, site = "gateway", ev.status.site
+        if replayed:
+            self.stats.feed_replays_suppressed += 1
+            return
+        assert self.feed is not None
+        self.feed.publish(kind, site, ev.data)
+        self.stats.feed_events += 1
+
+    # --- the alert cache ------------------------------------------------------------------------------
 
     def _remember(self, alert: Alert) -> None:
         cache = self._alerts
@@ -159,36 +320,3 @@ class ChangeWriter:
         cache.move_to_end(alert.id)
         while len(cache) > self._alert_cache:
             cache.popitem(last=False)
-
-    def _upsert_alert(self, rec: AlertRecord) -> None:
-        self.repo.upsert_alert(rec)
-        self.stats.alerts_written += 1
-
-    def _upsert_incident(self, rec: IncidentRecord) -> None:
-        self.repo.upsert_incident(rec)
-        self.stats.incidents_written += 1
-
-    def _append_timeline(self, ev: TimelineEvent) -> None:
-        keys = self._timeline.get(ev.incident_id)
-        if keys is None:
-            detail = self.repo.get_incident(ev.incident_id)
-            keys = {_key(e) for e in detail.timeline} if detail is not None else set()
-            self._timeline[ev.incident_id] = keys
-        k = _key(ev)
-        if k in keys:
-            self.stats.timeline_replayed += 1
-            return
-        self.repo.append_timeline(ev)
-        keys.add(k)
-        self.stats.timeline_written += 1
-        if ev.action in ("resolved", "merged"):
-            self._timeline.pop(ev.incident_id, None)  # over: reloaded if it ever reopens
-
-    def _upsert_status(self, rec: GatewayStatusRecord) -> None:
-        self.repo.upsert_gateway_status(rec)
-        self.stats.gateway_status_written += 1
-
-    def _publish(self, kind: EventKind, site: str, data: dict[str, Any]) -> None:
-        assert self.feed is not None
-        self.feed.publish(kind, site, data)
-        self.stats.feed_events += 1

@@ -14,11 +14,17 @@ Time: rules run on READING time; lateness comes from the message itself (``sent_
 The wall clock drives only the timers (``tick``): silence, auto-resolve holds, escalation.
 
 Restart without re-raising, without missing anything: the worker saves a snapshot of the engine,
-the incident manager and the seqs seen (``ops_service_state``) every few seconds and at stop,
-and acknowledges a message to the broker only once a saved snapshot covers it. After a crash
-the broker redelivers exactly what the snapshot lacks (persistent session, MQTT-4.4.0-1); alert
-and incident ids are deterministic, so replaying it upserts the same rows. A redelivered batch
-whose ``(gateway, seq)`` the state already holds is a no-op.
+the incident manager and the seqs seen (the repository's ``ops_service_state``) every few
+seconds and at stop, and acknowledges a message to the broker only once a saved snapshot covers
+it. After a crash the broker redelivers exactly what the snapshot lacks (persistent session,
+MQTT-4.4.0-1); alert and incident ids are deterministic, so replaying it upserts the same rows,
+timeline entries have a key, and a change the store already had is not published on the feed
+again (ops_center/service/persist.py). A redelivered batch whose ``(gateway, seq)`` the state
+already holds is a no-op.
+
+Each step's writes are one transaction, and a snapshot is committed in the same transaction as
+the step it follows. Changes made by the wall clock (``tick``: silence, escalation, auto-resolve)
+cannot be redelivered by the broker, so a tick that changes anything always carries a snapshot.
 
 People's incident actions (acknowledge, resolve, notes through the API) reach the incident
 manager through :meth:`OpsService.on_action`, applied by the worker thread like everything else,
@@ -43,7 +49,12 @@ from contract.codec import decode_status, decode_telemetry
 from contract.errors import DecodeError, TopicError
 from contract.registry import Registry
 from ops_center.adapters.records import GatewayStatusRecord, IncidentRecord
-from ops_center.adapters.repository import OpsRepository, RepositoryError
+from ops_center.adapters.repository import (
+    OpsRepository,
+    RepositoryError,
+    RepositoryUnavailable,
+    ServiceSnapshot,
+)
 from ops_center.api.lifecycle import HumanAction
 from ops_center.domain.alerts import AlertChange
 from ops_center.domain.correlation import PatternSet
@@ -52,8 +63,8 @@ from ops_center.domain.errors import InvalidTransition, UnknownIncident
 from ops_center.domain.incidents import IncidentChange, IncidentManager
 from ops_center.domain.maintenance import MaintenanceCalendar, MaintenanceWindow
 from ops_center.domain.rules import RuleSet
-from ops_center.feed import Feed
-from ops_center.service.errors import ServiceStopped, StateUnavailable
+from ops_center.feed import Feed, FeedEvent
+from ops_center.service.errors import ServiceStopped
 from ops_center.service.mqtt import Inbound, OpsMqttLink
 from ops_center.service.persist import ChangeWriter
 from ops_center.service.seqs import SeqTracker
@@ -65,7 +76,6 @@ logger = logging.getLogger(__name__)
 STATE_VERSION = 1
 _DRAIN_MAX = 200  # messages handled per step before persisting (bounds the work between ticks)
 _STOP_GRACE_S = 10.0  # a stopping service keeps retrying a database that is down this long
-_MAINTENANCE_REFRESH_S = 30.0
 
 
 def _wall() -> datetime:
@@ -136,7 +146,7 @@ class OpsService:
         registry: Registry,
         repo: OpsRepository,
         feed: Feed | None,
-        state: StateStore,
+        state: StateStore | None = None,
         *,
         rules: RuleSet,
         patterns: PatternSet,
@@ -148,6 +158,8 @@ class OpsService:
         self.registry = registry
         self.repo = repo
         self.feed = feed
+        # Unused since the repository keeps the snapshot in the step's transaction (same
+        # table, ``ops_service_state``); accepted so existing composition roots keep working.
         self.state = state
         self.name = name
         self._clock = clock
@@ -172,6 +184,7 @@ class OpsService:
         self._started = False
         self._give_up_at: float | None = None
         self._open: set[str] = set()  # live incidents (for the progress view)
+        self._unlisten: Callable[[], None] | None = None
         self.link = OpsMqttLink(
             settings.mqtt_urls, client_id=client_id or settings.client_id, sink=self._enqueue,
             receive_maximum=settings.ops_receive_maximum, session_expiry_s=settings.ops_session_expiry_s,
@@ -192,14 +205,22 @@ class OpsService:
 
     def start(self) -> None:
         self._started = True
+        if self.feed is not None:
+            self._unlisten = self.feed.listen(("maintenance",), self._on_maintenance_event)
         self._thread.start()
         self.link.start()
+
+    def _stop_listening(self) -> None:
+        if self._unlisten is not None:
+            self._unlisten()
+            self._unlisten = None
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """Stop taking messages, handle what is queued, save the state, acknowledge, disconnect."""
         if not self._started:
             return
         self._started = False
+        self._stop_listening()
         self.link.accepting = False
         self._stop_requested.set()
         self._put_control("stop")
@@ -214,6 +235,7 @@ class OpsService:
         if not self._started:
             return
         self._started = False
+        self._stop_listening()
         self.link.accepting = False
         self._aborting.set()
         self._stop_requested.set()
@@ -313,6 +335,14 @@ class OpsService:
             return
         self.counters.actions += 1
 
+    def _on_maintenance_event(self, _event: FeedEvent) -> None:
+        """A window was set or ended through the API of this process: re-read them before the
+        next message (the publisher's thread: only enqueue, never wait)."""
+        try:
+            self._queue.put_nowait(_Command(self._load_maintenance))
+        except queue.Full:  # busy: the periodic refresh picks it up
+            logger.info("maintenance change noted; windows re-read at the next refresh")
+
     # --- the paho thread's side ---------------------------------------------------------------------
 
     def _enqueue(self, m: Inbound) -> None:
@@ -348,7 +378,7 @@ class OpsService:
         mono = time.monotonic
         next_tick = mono() + s.ops_tick_interval_s
         next_snapshot = mono() + s.ops_snapshot_interval_s
-        next_maintenance = mono() + _MAINTENANCE_REFRESH_S
+        next_maintenance = mono() + s.ops_maintenance_refresh_s
         retry_s = s.ops_store_retry_initial_ms / 1000
         while True:
             if self.writer.pending:
@@ -386,7 +416,7 @@ class OpsService:
                 next_tick = now + s.ops_tick_interval_s
             if now >= next_maintenance:
                 self._load_maintenance()
-                next_maintenance = now + _MAINTENANCE_REFRESH_S
+                next_maintenance = now + s.ops_maintenance_refresh_s
             if self._pending and not self.writer.pending and (
                     len(self._pending) >= s.ops_snapshot_max_pending or now >= next_snapshot
                     or control == "stop"):
@@ -485,7 +515,10 @@ class OpsService:
         incident_changes += self.manager.tick(now)
         if changes or incident_changes:
             self._record(changes, incident_changes)
-            self._flush()
+            # Wall-clock changes: the broker cannot replay them, so their step carries the
+            # snapshot (otherwise a restart re-decides them at another time: a second
+            # escalation on the timeline).
+            self._snapshot_and_ack()
 
     def _handle(self, m: Inbound) -> list[AlertChange]:
         try:
@@ -576,27 +609,31 @@ class OpsService:
         }
 
     def _snapshot_and_ack(self) -> bool:
-        try:
-            blob = pack(self._state())
-            self.state.save(self.name, blob)
-        except StateUnavailable as exc:
-            self.counters.snapshot_failures += 1
-            logger.warning("rule state not saved (%s); %d messages stay unacknowledged", exc,
-                           len(self._pending))
-            return False
-        self.counters.snapshots += 1
-        self._last_snapshot = self._clock()
-        self.counters.acked += self.link.ack(self._pending)
-        self._pending = []
-        return True
+        """Save the rule state with the step being recorded (one transaction); the messages it
+        covers are acknowledged once it is committed (possibly at a later flush, after the
+        database came back). False when not committed yet."""
+        covers, self._pending = self._pending, []
+
+        def after(ok: bool) -> None:
+            if not ok:
+                self.counters.snapshot_failures += 1
+                logger.warning("rule state not saved; %d messages stay unacknowledged", len(covers))
+                self._pending[:0] = covers
+                return
+            self.counters.snapshots += 1
+            self._last_snapshot = self._clock()
+            self.counters.acked += self.link.ack(covers)
+
+        self.writer.checkpoint(ServiceSnapshot(self.name, pack(self._state())), after)
+        return self._flush()
 
     def _restore(self) -> bool:
         delay = self.settings.ops_store_retry_initial_ms / 1000
         while True:
             try:
-                blob = self.state.load(self.name)
+                blob = self.repo.load_service_state(self.name)
                 break
-            except StateUnavailable as exc:
+            except RepositoryUnavailable as exc:
                 logger.warning("rule state not readable yet (%s); retrying in %.1f s", exc, delay)
                 if self._stop_requested.wait(delay):
                     return False

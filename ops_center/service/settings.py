@@ -51,6 +51,10 @@ class OpsServiceSettings(BaseSettings):
     ops_store_retry_max_ms: Annotated[int, Field(ge=1)] = 5_000
     # How long a person's incident action waits for the service to apply it.
     ops_action_timeout_s: Annotated[float, Field(gt=0)] = 5.0
+    # Maintenance windows are re-read from the store this often. A window set through the
+    # API of the same process reaches the service at once (the feed's `maintenance` event);
+    # this bounds the delay for one set by another process (a separate API, the database).
+    ops_maintenance_refresh_s: Annotated[float, Field(gt=0, le=3600)] = 30.0
     # Seqs remembered above each gateway's contiguous watermark (duplicate detection).
     ops_seq_window: Annotated[int, Field(ge=16)] = 10_000
 

@@ -5,8 +5,10 @@ The row holds a snapshot of the rule engine, the incident manager and the seqs s
 periodically and at stop; a message is acknowledged to the broker only once a saved
 snapshot covers it (see :mod:`ops_center.service.service`).
 
-The ops repository (ops_center/adapters) has no snapshot methods yet, so this module opens
-its own connection to the same database and creates its one table with idempotent DDL.
+The service itself now reads and writes the snapshot through the ops repository
+(``load_service_state``; the write is part of a step's transaction, ``commit_step``), on the
+same table, created by the ops migration 0003. The stores below keep the table usable on its
+own (inspection, tools, composition roots that still open one) and the fake for unit tests.
 """
 
 from __future__ import annotations

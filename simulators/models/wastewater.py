@@ -16,6 +16,13 @@ from simulators.models.base import SensorContext, Stepper, apply_upsets, upsets_
 from simulators.models.shifts import load as shift_load
 from simulators.randomness import Ar1
 
+OUT_OVER_IN = 0.97  # treated outflow / inflow (sludge, evaporation), scatter ±1 %
+
+
+def inflow_m3h(design_m3h: float, load: float) -> float:
+    """Mean inflow at a shift load (the model scatters ~8 % around it)."""
+    return design_m3h * (0.2 + 0.8 * load)
+
 
 def normal_cod_mg_l(load: float) -> float:
     """Mean outlet COD at a given shift load (the model scatters ±10 % around it)."""
@@ -41,7 +48,7 @@ class WastewaterModel:
     def sample(self, t: float) -> dict[str, float]:
         dt = self._step.dt(t)
         load = shift_load(t)
-        flow_in = self._design_m3h * (0.2 + 0.8 * load) * math.exp(self._flow.step(dt))
+        flow_in = inflow_m3h(self._design_m3h, load) * math.exp(self._flow.step(dt))
         ambient = climate.air_temp_c(t, self._ctx.seed)
         values = {
             "ww_ph": 7.3 + 0.1 * load + self._ph.step(dt),
@@ -50,7 +57,7 @@ class WastewaterModel:
             "ww_tss": (18.0 + 14.0 * load) * math.exp(self._tss.step(dt)),
             "ww_nh4": (1.5 + 2.0 * load) * math.exp(self._nh4.step(dt)),
             "ww_flow_in_m3h": flow_in,
-            "ww_flow_out_m3h": flow_in * (0.97 + 0.01 * self._rng.gauss(0.0, 1.0)),
+            "ww_flow_out_m3h": flow_in * (OUT_OVER_IN + 0.01 * self._rng.gauss(0.0, 1.0)),
         }
         apply_upsets(values, self._upsets, t, self._rng)
         return values

@@ -27,7 +27,7 @@ from simulators.faults import LinkOutage, StuckValue
 from simulators.models.shifts import load as shift_load
 from simulators.models.street_light import scheduled_level, switch_on_time
 from simulators.models.waste_bin import collection_time, fill_pct
-from simulators.models.wastewater import normal_cod_mg_l
+from simulators.models.wastewater import OUT_OVER_IN, inflow_m3h, normal_cod_mg_l
 from simulators.scenarios.scenario import ExpectedIncident
 from simulators.timebase import DAY_S, epoch, local_day, to_datetime
 from simulators.world import World
@@ -43,6 +43,7 @@ GAS_ONSET_LEL = 10.0  # a detector's low alarm (10 % LEL; high alarm 20–40 %)
 GAS_CLEAR_LEL = 7.0
 BIN_FULL_PCT = 80.0
 COD_LIMIT_MG_L = {"A": 75.0, "B": 150.0}  # QCVN 40:2011 (§2.3), × Kq × Kf
+BYPASS_MARGIN = 0.10  # outflow above inflow by more than this: the ops center's ww-bypass rule
 
 
 def need_site(registry: Registry, site: str) -> SiteSpec:
@@ -248,6 +249,44 @@ def discharge_breach(registry: Registry, sensor_id: str, at: datetime, duration_
         f"Sự cố xử lý: COD lên {cod_mg_l:g} mg/L (ngưỡng {limit:g} = cột {column} × Kq × Kf, QCVN 40), "
         f"TSS {tss_mg_l:g} mg/L. / Treatment upset: COD to {cod_mg_l:g} mg/L (limit {limit:g} = column "
         f"{column} × Kq × Kf, QCVN 40), TSS {tss_mg_l:g} mg/L."
+    )
+    return (upset,), ExpectedIncident(
+        site=ref.site, kind="discharge_breach", onset=to_datetime(onset),
+        end=None if clear is None else to_datetime(clear),
+        sensors=frozenset({sensor_id}), gateways=frozenset({ref.gateway}), note=note,
+    )
+
+
+def bypass(registry: Registry, sensor_id: str, at: datetime, duration_s: float, *,
+           outflow_m3h: float = 150.0, margin: float = BYPASS_MARGIN) -> Block:
+    """A bypass valve at a wastewater outlet opens: the outflow jumps above the inflow.
+
+    FACTS.md §4.4: out ≈ in normally; "out > in, or out with no in" is a bypass. A valve
+    opens in a minute or two (``ramp_s`` 120), unlike a biological upset. The onset is the
+    first 10 s at which the noise-free outflow exceeds the noise-free inflow by ``margin``.
+    """
+    ref = sensor(registry, sensor_id)
+    for metric in ("ww_flow_in_m3h", "ww_flow_out_m3h"):
+        if metric not in ref.spec.metrics:
+            raise ScenarioError(f"{sensor_id} không đo {metric} / {sensor_id} does not report {metric}")
+    design = float(ref.spec.attrs.get("design_m3h", 120.0))
+    upset = ProcessUpset(sensor_id, at, at + timedelta(seconds=duration_s),
+                         (("ww_flow_out_m3h", outflow_m3h),), ramp_s=120.0)
+
+    def excess(t: float) -> float:
+        inflow = inflow_m3h(design, shift_load(t))
+        w = upset.weight(t)
+        return ((1.0 - w) * OUT_OVER_IN * inflow + w * outflow_m3h) / inflow - 1.0
+
+    t0, t1 = epoch(at), epoch(at) + duration_s + upset.ramp_s
+    onset = _first(_grid(t0, t1, 10), lambda t: excess(t) >= margin)
+    if onset is None:
+        raise ScenarioError("Lưu lượng ra không vượt lưu lượng vào / outflow does not exceed inflow")
+    clear = _first(_grid(onset, t1 + 60, 10), lambda t: excess(t) < margin)
+    note = (
+        f"Mở van xả tắt: lưu lượng ra {outflow_m3h:g} m³/h, vượt lưu lượng vào quá {margin:.0%}; "
+        f"kết thúc khi đóng van. / Bypass valve open: outflow {outflow_m3h:g} m³/h, above the inflow "
+        f"by more than {margin:.0%}; ends when the valve closes."
     )
     return (upset,), ExpectedIncident(
         site=ref.site, kind="discharge_breach", onset=to_datetime(onset),

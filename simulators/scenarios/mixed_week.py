@@ -4,7 +4,8 @@ Days are counted from local midnight of ``start``'s day (D0), so each event fall
 sensible local hour whatever the start: D1 evening storm in Thống Nhất, D2 treatment upset
 at the An Xá outlet, D3 morning signal loss in Quang Trung, D4 evening a street lamp fails
 (repaired D5 morning), D5 a small gas leak in the machine shop (no fire), D5 evening a
-missed waste collection (the bin is full on D6), D6 an air station's PM2.5 freezes.
+missed waste collection (the bin is full on D6), D6 an air station's PM2.5 freezes, and
+in the night of D4 a bypass valve at the An Xá outlet sends more water out than comes in.
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ NAME = "mixed-week"
 DESCRIPTION_VI = (
     "Một tuần tổng hợp: mưa ngập ở Thống Nhất, nước thải vượt QCVN 40 ở An Xá, mất sóng ở Quang "
     "Trung, hỏng đèn đường, rò rỉ khí ở xưởng cơ khí, thùng rác đầy do lỡ thu gom, cảm biến bụi bị "
-    "kẹt. Dự kiến bảy sự cố."
+    "kẹt, xả tắt nước thải ban đêm ở An Xá. Dự kiến tám sự cố."
 )
 DESCRIPTION_EN = (
     "A mixed week: street flooding in Thong Nhat, wastewater over QCVN 40 in An Xa, lost signal in "
     "Quang Trung, a failed street lamp, a gas leak in the machine shop, a full bin after a missed "
-    "collection, a stuck dust sensor. Seven incidents are expected."
+    "collection, a stuck dust sensor, a night-time wastewater bypass in An Xa. Eight incidents "
+    "are expected."
 )
 
 
@@ -45,6 +47,7 @@ def build(*, start: datetime, registry: Registry) -> Scenario:
                         fire_after_s=None),
         blocks.missed_collection(registry, "qt-bin-03", at(5, 12)),
         blocks.stuck_sensor(registry, "tn-aq-02", "pm25", at(6, 0), at(6, 12)),
+        blocks.bypass(registry, "ax-ww-01", at(4, 2), 1.5 * 3600.0),
     ]
     duration = 7 * 86400.0
     events: list[Event] = list(blocks.calm_air(registry, start, start + timedelta(seconds=duration)))

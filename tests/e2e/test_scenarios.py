@@ -5,7 +5,7 @@ TimescaleDB — scored from what the ops center STORED against the scenario's gr
 Targets (issue "[core 3/4]"): recall 1.0, precision ≥ 0.9, ≥ 5 alerts per incident where
 alerts share a cause (a flood, a fire), detection within 2 reporting intervals of the onset
 (early is fine: the flood pattern opens on rain and rising water before the street reaches
-20 cm) for every kind whose rule does not wait by design (``HELD_BY_DESIGN``). And a crash of
+20 cm) for every kind but those in ``NOT_WITHIN_TWO`` (below, with the reason). And a crash of
 the ops service mid-scenario: no duplicate, nothing missed.
 
 The clock runs as fast as the pipeline takes it (the stack's governor); waits are deadlines.
@@ -14,6 +14,7 @@ Run with ``-s`` to see the evaluation tables.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -34,12 +35,12 @@ REGISTRY = load_registry()
 FAST = 20_000.0
 FLUSH_S = 60.0
 SHARED_CAUSE = ("flooding", "fire_risk")
-# Kinds whose default rule waits by design before it may fire, so "2 reporting intervals" does
-# not apply (ops_center/rules/defaults.yaml): ww-qcvn40 and bin-full hold 600 s (and a noisy
-# bin dipping under 80 % restarts the hold), stuck-value needs 1800 s of a flat signal,
-# lamp-out judges only from 19:00 local (the lamp is due on from ~17:30). They are matched by
-# the scoring (detected while the condition lasts), and their times are printed.
-HELD_BY_DESIGN = ("discharge_breach", "bin_full", "sensor_fault", "lighting_fault")
+# A frozen value is told from the signal's own plateaus only after a run its repeat rate
+# makes implausible (stuck-value learns it per series: 4-5 equal readings of a 1-minute PM2.5
+# at 0.01 resolution, where runs of 3 occur by chance in a fleet-week), so "2 intervals"
+# cannot hold without false alarms; its time is printed and bounded below.
+NOT_WITHIN_TWO = ("sensor_fault",)
+STUCK_MAX_INTERVALS = 6
 
 
 def builder(name: str) -> Callable[[datetime], Scenario]:
@@ -71,9 +72,10 @@ def check(ev: Evaluation) -> None:
     assert ev.dead_letters == 0, table
     for d in s.detections:
         e = ev.scenario.expected[d.expected]
-        if e.kind not in HELD_BY_DESIGN:
-            allowed = 2 * reporting_interval_s(e)
-            assert d.detect_s <= allowed, f"{e.kind} detected {d.detect_s:.0f} s after onset\n{table}"
+        allowed = (STUCK_MAX_INTERVALS if e.kind in NOT_WITHIN_TWO else 2) * reporting_interval_s(e)
+        assert d.detect_s <= allowed, f"{e.kind} detected {d.detect_s:.0f} s after onset\n{table}"
+    failing = {t.kind for t in ev.timing if not t.passed}
+    assert failing <= set(NOT_WITHIN_TWO), table
     by_id = {i.id: i for i in ev.incidents}
     for d in s.detections:
         e = ev.scenario.expected[d.expected]
@@ -103,7 +105,7 @@ def test_scenario_scores_on_sqlite(name: str, mosquitto: Any, tmp_path: Path) ->
 def test_mixed_week_scores_on_sqlite(mosquitto: Any, tmp_path: Path) -> None:
     ev = run("mixed-week", tmp_path, mosquitto().url)
     check(ev)
-    assert ev.score.produced == 7
+    assert ev.score.produced == 8
 
 
 def test_flood_evening_scores_on_timescaledb(mosquitto: Any, timescale_db: str, tmp_path: Path) -> None:
@@ -149,6 +151,7 @@ def test_ops_service_crash_mid_flood_loses_nothing_and_duplicates_nothing(
         # Mid-incident, with evaluated but unacknowledged messages (the snapshot lacks them).
         p = stack.service.wait_until(lambda p: p.open_incidents >= 1 and p.pending_acks > 0, 120)
         crash["pending"] = p.pending_acks
+        crash["feed"] = stack.feed
         stack.crash_ops()
         # The fleet goes on for half an hour of its time; the broker keeps it for the service.
         stack.wait_clock(stack.clock.now() + timedelta(minutes=30), 60)
@@ -169,3 +172,8 @@ def test_ops_service_crash_mid_flood_loses_nothing_and_duplicates_nothing(
     # nothing missed.
     assert alert_facts(db_crash) == alert_facts(db_clean)
     assert crashed.score.produced == clean.score.produced == 1
+    # The live stream heard of each change once: the replay after the restart stayed off it.
+    published = [(e.kind, json.dumps(e.data, sort_keys=True)) for e in crash["feed"].recent()
+                 if e.kind in ("alert", "incident")]
+    twice = [p for p in set(published) if published.count(p) > 1]
+    assert published and not twice, f"published twice: {twice}"

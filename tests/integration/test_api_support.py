@@ -49,6 +49,10 @@ def settings(**over: Any) -> OpsSettings:
         "environment": "production",
         "secret_key": SECRET,
         "overview_cache_s": 0,
+        # Functional tests read what they just wrote; the caches' own bounds are tested in
+        # tests/unit/test_api_performance.py.
+        "principal_cache_s": 0,
+        "list_cache_s": 0,
         "kpi_interval_s": 0.2,
     }
     base.update(over)

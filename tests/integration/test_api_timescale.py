@@ -122,6 +122,49 @@ def cases(user: str, op: tuple[str, str]) -> list[Case]:
         if other:
             out.append(Case(method, f"{v1}/incidents/inc-{q}-1/{action}", c200({404}), body))
         return out
+    if path == f"{v1}/maintenance" and method == "GET":
+        out = [Case(method, path, ok), Case(method, f"{path}?site={own}&active=true", ok)]
+        if other:
+            out.append(Case(method, f"{path}?site={other}", ok, empty=True))
+        return out
+    if path == f"{v1}/maintenance":
+        window: dict[str, object] = {"scope": "sensor", "target": f"{p}-aq-01", "reason": f"{user} bảo trì"}
+        out = [
+            Case(method, path, c200({201}) if role in ACTORS else c200({403}), window),
+            Case(method, path, c200({422}), {**window, "target": "no-such-sensor"}),
+            Case(method, path, c200({422}) if role in ACTORS else c200({403}),
+                 {**window, "start": "2026-01-02T00:00:00Z", "end": "2026-01-01T00:00:00Z"}),
+        ]
+        if other:
+            out.append(Case(method, path, c200({404}), {**window, "target": f"{q}-aq-01"}))
+        return out
+    if path == f"{v1}/maintenance/{{window_id}}":
+        may_end = c200({200, 409}) if role in ACTORS else c200({403})
+        out = [Case(method, f"{v1}/maintenance/mw-{p}-1", may_end)]
+        if other:
+            out.append(Case(method, f"{v1}/maintenance/mw-{q}-1", c200({404})))
+        return out
+    if path == f"{v1}/commands" and method == "GET":
+        out = [Case(method, path, ok), Case(method, f"{path}?site={own}&state=pending", ok)]
+        if other:
+            out.append(Case(method, f"{path}?site={other}", ok, empty=True))
+        return out
+    if path == f"{v1}/commands":  # POST; no command link in this app: 503 once allowed
+        lamp = {"name": "set_lamp", "args": {"on": True, "dim_pct": 60}, "ttl_s": 60}
+        mine = f"{p}-lamp-01" if own != "an-xa" else f"{p}-aq-01"  # An Xá has no street lights
+        allowed = c200({503} if own != "an-xa" else {422})
+        out = [Case(method, path, allowed if role in ACTORS else c200({403}), {**lamp, "sensor": mine})]
+        if other:
+            out.append(Case(method, path, c200({404}), {**lamp, "sensor": f"{q}-lamp-01"}))
+        return out
+    if path == f"{v1}/commands/{{command_id}}":
+        return [Case(method, f"{path[: -len('{command_id}')]}no-such-command", c200({404}))]
+    if path in (f"{v1}/exports/readings.csv", f"{v1}/exports/incidents.csv"):
+        span = "start=2026-01-01T00:00:00Z&end=2026-01-02T00:00:00Z"
+        out = [Case(method, f"{path}?{span}", ok), Case(method, f"{path}?site={own}&{span}", ok)]
+        if other:
+            out.append(Case(method, f"{path}?site={other}&{span}", c200({404})))
+        return out
     if path in (f"{v1}/dead-letters", f"{v1}/audit", f"{v1}/security-events"):
         return [Case(method, path, ok if role == "admin" else c200({403}))]
     if path == f"{v1}/stream":
@@ -140,13 +183,25 @@ PUBLIC = {
 }
 
 
+def seed_maintenance(env: Env) -> None:
+    """A window per site (``mw-tn-1``...), in force since an hour, for the DELETE cases."""
+    from ops_center.adapters.records import MaintenanceWindowRecord
+
+    start = datetime.now(UTC) - timedelta(hours=1)
+    for site, p in PREFIX.items():
+        env.repo.upsert_maintenance(MaintenanceWindowRecord(
+            id=f"mw-{p}-1", site=site, scope="site", target=site, starts_at=start, set_by="admin",
+            reason="Bảo trì định kỳ / scheduled"))
+
+
 def operations(env: Env) -> list[tuple[str, str]]:
     schema = env.client.get("/openapi.json").json()
     return sorted((m.upper(), path) for path, item in schema["paths"].items() for m in item)
 
 
 def concrete(path: str) -> str:
-    return path.replace("{site}", "thong-nhat").replace("{incident_id}", "inc-tn-1")
+    path = path.replace("{site}", "thong-nhat").replace("{incident_id}", "inc-tn-1")
+    return path.replace("{window_id}", "mw-tn-1")
 
 
 def test_every_route_refuses_a_missing_or_bad_token(env: Env) -> None:
@@ -168,6 +223,7 @@ def test_every_route_by_every_role_stays_in_scope(env: Env) -> None:
     """S3/S4: for each operation of the OpenAPI schema and each role: own scope answers,
     another site's resource is 404, another site's list filter is empty, forbidden
     actions are 403, and no 2xx body names another site's ids."""
+    seed_maintenance(env)
     ops = operations(env)
     for user in USERS:
         headers = auth(env.tokens[user])
@@ -197,6 +253,12 @@ def test_every_route_by_every_role_stays_in_scope(env: Env) -> None:
     assert ("tn-staff", "scope_filtered") in denied
     assert ("leader", "denied:incident.acknowledge") in denied
     assert ("tn-staff", "denied:admin") in denied
+    assert ("leader", "denied:maintenance.set") in denied
+    # Maintenance windows: each set or ended one is audited with who did it.
+    done = {(a.actor, a.action) for a in audit if a.outcome == "ok"}
+    assert {("tn-staff", "maintenance.set"), ("tn-staff", "maintenance.end"),
+            ("ax-manager", "maintenance.end"), ("admin", "maintenance.set")} <= done
+    assert {w.set_by for w in env.repo.list_maintenance(["an-xa"], None)} == {"admin", "ax-manager"}
 
 
 def test_city_leader_may_annotate_but_not_acknowledge_or_resolve(env: Env) -> None:

@@ -5,6 +5,8 @@ actions through the incident manager, and the Last Will placed in the gateway's 
 
 from __future__ import annotations
 
+import collections
+import json
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -283,3 +285,87 @@ def test_actions_wait_for_the_worker_and_survive_concurrent_traffic(rig: Rig, ga
     assert svc.progress().counters.actions == 1
     timeline = svc.manager.get(incident.id).timeline
     assert any(e.action == "annotated" and e.by == "tran.van.b" for e in timeline)
+
+
+def feed_changes(feed: Feed) -> list[tuple[str, str, str, str]]:
+    """Each alert / incident event of the feed as (kind, id, action, the entity's JSON): a
+    change published twice shows up twice."""
+    out: list[tuple[str, str, str, str]] = []
+    for e in feed.recent():
+        if e.kind in ("alert", "incident"):
+            entity: Any = e.data[e.kind]
+            out.append((e.kind, entity["id"], str(e.data["action"]), json.dumps(entity, sort_keys=True)))
+    return out
+
+
+def test_changes_replayed_after_a_crash_are_not_published_on_the_feed_again(
+        rig: Rig, gateway: Publisher) -> None:
+    telemetry = topics.telemetry(SITE, GW)
+    svc = rig.service(ops_snapshot_interval_s=3600, ops_snapshot_max_pending=900)
+    gateway.send(telemetry, batch(1, T0, 0.0))
+    for k in range(2, 6):
+        gateway.send(telemetry, batch(k, T0 + timedelta(seconds=10 * k), 45.0))
+    through(svc, 5)
+    assert svc.progress().pending_acks == 5  # none of it in a snapshot: all of it comes back
+    published = feed_changes(rig.feed)
+    assert {c[0] for c in published} == {"alert", "incident"}
+    svc.abort()
+    rig.services.remove(svc)
+    for k in range(6, 24):
+        gateway.send(telemetry, batch(k, T0 + timedelta(seconds=10 * k), 0.0))
+
+    again = rig.service()
+    through(again, 23)
+    assert again.progress().counters.telemetry >= 23  # batches 1-5 were evaluated a second time
+    changes = feed_changes(rig.feed)
+    duplicated = {c: n for c, n in collections.Counter(changes).items() if n > 1}
+    assert not duplicated, f"published twice: {duplicated}"
+    assert again.writer.stats.feed_replays_suppressed >= len(published)
+    assert changes[: len(published)] == published
+    # What happened after the crash is on the feed once: the gas alert cleared.
+    alert_id = gas_alerts(rig.repo)[0].id
+    actions = [(c[2], json.loads(c[3])["state"]) for c in changes if c[0] == "alert" and c[1] == alert_id]
+    assert actions[0] == ("raised", "active") and actions[-1][1] == "cleared"
+    assert sum(1 for a in actions if a[1] == "cleared") == 1
+
+
+def test_a_window_set_through_the_api_suppresses_a_reading_and_ending_it_lets_the_next_raise(
+        rig: Rig, gateway: Publisher) -> None:
+    from fastapi.testclient import TestClient
+
+    from ops_center.api.app import create_app
+    from ops_center.security.passwords import Passwords
+    from ops_center.security.users import add_user
+    from ops_center.settings import OpsSettings
+
+    svc = rig.service(ops_maintenance_refresh_s=3600)  # only the API's feed event can tell it
+    passwords = Passwords(__import__("argon2").PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+    add_user(rig.repo, passwords, rig.registry, name="ax-manager", role="cluster_manager", sites=["an-xa"],
+             password="correct-horse-battery", actor="test")
+    settings = OpsSettings(environment="production", secret_key="test-secret-key-0123456789-abcdefghijklmnop")
+    app = create_app(settings, rig.repo, rig.feed, registry=rig.registry, passwords=passwords)
+    telemetry = topics.telemetry(SITE, GW)
+    now = datetime.now(UTC).replace(microsecond=0)
+    with TestClient(app) as client:
+        token = client.post("/api/v1/auth/token",
+                            data={"username": "ax-manager", "password": "correct-horse-battery"}).json()
+        h = {"Authorization": f"Bearer {token['access_token']}"}
+        r = client.post("/api/v1/maintenance", headers=h, json={
+            "scope": "sensor", "target": "ax-gas-01", "start": (now - timedelta(minutes=5)).isoformat(),
+            "reason": "Hiệu chuẩn đầu dò khí / gas detector calibration"})
+        assert r.status_code == 201, r.text
+        window = r.json()
+        assert window["set_by"] == "ax-manager" and window["active"] is True
+        gateway.send(telemetry, batch(1, now - timedelta(seconds=30), 45.0))
+        through(svc, 1)
+        assert gas_alerts(rig.repo) == [] and rig.repo.list_incidents(None, None, 10, 0).items == []
+
+        r = client.delete(f"/api/v1/maintenance/{window['id']}", headers=h)
+        assert r.status_code == 200, r.text
+        assert r.json()["active"] is False
+        gateway.send(telemetry, batch(2, datetime.now(UTC) + timedelta(seconds=1), 45.0))
+        through(svc, 2)
+        assert [a.state for a in gas_alerts(rig.repo)] == ["active"]
+        assert [i.kind for i in rig.repo.list_incidents(None, None, 10, 0).items] == ["gas_leak"]
+    kinds = [e.kind for e in rig.feed.recent()]
+    assert kinds.count("maintenance") == 2

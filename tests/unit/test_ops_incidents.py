@@ -180,11 +180,22 @@ def test_auto_resolve_follows_the_data_clock_of_a_fast_simulation() -> None:
     s = Scene()
     s.set("flood-depth", "tn-flood-01", "warning")
     s.set("flood-depth", "tn-flood-01", None, at=T0 + timedelta(minutes=1))
-    # Wall time has not moved, but the site's data moved 20 minutes on.
-    s.set("noise-laeq-1h", "tn-noise-02", "warning", at=T0 + timedelta(minutes=21))
-    out = s.advance(0)
-    assert [(c.action, c.incident.kind) for c in out] == [("resolved", "flooding")]
+    # Wall time has not moved, but the site's data moved 20 minutes on: the flood is resolved
+    # (at the end of its hold) before the new alert is routed.
+    out = s.set("noise-laeq-1h", "tn-noise-02", "warning", at=T0 + timedelta(minutes=21))
+    assert (out[0].action, out[0].incident.kind) == ("resolved", "flooding")
     assert out[0].incident.resolved_at == T0 + timedelta(minutes=16)
+    assert s.advance(0) == []
+
+
+def test_a_new_alert_long_after_the_last_clear_opens_a_new_incident_without_a_tick() -> None:
+    s = Scene()
+    s.set("ww-qcvn40", "ax-ww-01", "warning")
+    s.set("ww-qcvn40", "ax-ww-01", None, at=T0 + timedelta(hours=6))
+    # No tick ran (a fast simulation), and no other alert of the site came in between.
+    out = s.set("ww-qcvn40", "ax-ww-01", "warning", metric="ww_tss", at=T0 + timedelta(days=2))
+    assert [c.action for c in out] == ["resolved", "opened"]
+    assert out[0].incident.id != out[1].incident.id
 
 
 def test_an_unacknowledged_critical_incident_escalates_once() -> None:
@@ -315,3 +326,59 @@ def test_grouping_by_distance() -> None:
     groups = sorted((i.site, i.sensors) for i in s.mgr.incidents())
     assert groups == [("quang-trung", ("qt-bin-01", "qt-bin-02")), ("thong-nhat", ("tn-bin-01",)),
                       ("thong-nhat", ("tn-bin-02",))]
+
+
+def test_resolved_incidents_are_forgotten_after_the_reopen_window_so_memory_stays_bounded() -> None:
+    s = Scene()
+    sizes = []
+    first_id = None
+    for _ in range(120):  # a flood every 3 hours for 15 days
+        s.set("flood-depth", "tn-flood-01", "warning", at=s.now)
+        s.advance(5)
+        s.set("flood-depth", "tn-flood-01", None, at=s.now)
+        s.advance(16)      # resolved after the 15-min hold
+        s.advance(159)     # the next flood comes 3 h later: long after the 1 h reopen window
+        if first_id is None:
+            first_id = next(c.incident.id for c in s.log if c.action == "opened")
+        sizes.append(len(json.dumps(s.mgr.snapshot())))
+    opened = [c.incident.id for c in s.log if c.action == "opened"]
+    assert len(opened) == len(set(opened)) == 120  # each recurrence after the window is NEW
+    assert not any(c.action == "reopened" for c in s.log)
+    assert max(sizes[10:]) <= sizes[9] * 1.05     # the snapshot does not grow with the run
+    assert len(s.mgr.incidents()) <= 2 and s.mgr.stats.forgotten >= 118
+    with pytest.raises(UnknownIncident):
+        s.mgr.get(first_id)
+    restored = IncidentManager(REGISTRY, PATTERNS)
+    restored.restore(json.loads(json.dumps(s.mgr.snapshot())))
+    assert len(restored.incidents()) == len(s.mgr.incidents())
+
+
+def test_a_recurrence_within_the_window_reopens_the_old_incident_even_after_a_tick() -> None:
+    s = Scene()
+    s.set("flood-depth", "tn-flood-01", "warning")
+    s.set("flood-depth", "tn-flood-01", None)
+    s.advance(16)                                   # resolved
+    inc = next(c.incident for c in s.log if c.action == "resolved")
+    s.set("rain-heavy", "tn-rain-01", "warning", at=s.now)   # the site's event clock moves on
+    s.set("rain-heavy", "tn-rain-01", None, at=s.now)
+    s.advance(30)                                   # ticks inside the window forget nothing
+    s.set("flood-depth", "tn-flood-01", "warning", at=s.now)
+    assert s.log[-2].action == "reopened" and s.log[-2].incident.id == inc.id
+    assert s.mgr.stats.forgotten == 0
+
+
+def test_area_outage_is_forgotten_with_the_gateway_incidents_merged_into_it() -> None:
+    s = Scene()
+    s.set("gateway-offline", None, "warning", gateway="qt-gw-01")
+    s.set("gateway-offline", None, "warning", gateway="qt-gw-02")
+    assert {i.kind for i in s.mgr.incidents(include_merged=True)} == {"gateway_offline", "area_outage"}
+    s.advance(30)
+    s.set("gateway-offline", None, None, gateway="qt-gw-01", at=s.now)
+    s.set("gateway-offline", None, None, gateway="qt-gw-02", at=s.now)
+    s.advance(16)
+    assert [i.state for i in s.mgr.incidents()] == ["resolved"]
+    s.advance(90)
+    s.set("gateway-offline", None, "warning", gateway="qt-gw-03", at=s.now)  # moves the site's clock
+    s.advance(1)
+    kinds = [(i.kind, i.group) for i in s.mgr.incidents(include_merged=True)]
+    assert kinds == [("gateway_offline", "qt-gw-03")] and s.mgr.stats.forgotten == 3

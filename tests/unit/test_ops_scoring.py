@@ -107,3 +107,25 @@ def test_engine_and_manager_turn_an_evening_flood_and_an_outage_into_two_inciden
     flood = next(d for d in s.detections if d.expected == 0)
     assert flood.detect_s < 0  # rain + fast-rising water warned before the street reached 20 cm
     assert all(d.detect_s <= 600 for d in s.detections)
+
+
+def test_time_to_detect_is_judged_per_kind_in_reporting_intervals() -> None:
+    from ops_center.domain.scoring import timing_by_kind
+
+    expected = [Expected("an-xa", "discharge_breach", T0, None, frozenset({"ax-ww-01"})),
+                Expected("thong-nhat", "flooding", T0, None, frozenset({"tn-flood-01"})),
+                Expected("thong-nhat", "flooding", T0 + timedelta(days=1), None, frozenset({"tn-flood-01"})),
+                Expected("quang-trung", "bin_full", T0, None, frozenset({"qt-bin-03"}))]
+    produced = [incident("w", "discharge_breach", T0 + timedelta(seconds=600), site="an-xa",
+                         sensors=("ax-ww-01",)),
+                incident("f1", "flooding", T0 - timedelta(minutes=20), sensors=("tn-flood-01",)),
+                incident("f2", "flooding", T0 + timedelta(days=1, seconds=150), sensors=("tn-flood-01",))]
+    s = score(expected, produced)
+    intervals = {"ax-ww-01": 300.0, "tn-flood-01": 60.0, "qt-bin-03": 300.0}
+    timing = {t.kind: t for t in timing_by_kind(s, expected, lambda e: max(intervals[x] for x in e.sensors))}
+    assert list(timing) == ["discharge_breach", "flooding", "bin_full"]
+    ww, flood, bins = timing["discharge_breach"], timing["flooding"], timing["bin_full"]
+    assert ww.detect_s == 600 and ww.intervals == pytest.approx(2.0) and ww.passed  # 2 intervals: in
+    assert flood.count == 2 and flood.detect_s == 150 and flood.intervals == pytest.approx(2.5)
+    assert not flood.passed                          # the worst of the kind decides
+    assert bins.detect_s is None and not bins.passed  # missed

@@ -209,10 +209,21 @@ def test_mixed_week_lists_its_incidents_and_the_data_shows_them(registry: Regist
     kinds = {i.kind: i for i in sc.expected}
     assert {"flooding", "discharge_breach", "area_outage", "lighting_fault", "gas_leak",
             "bin_full", "sensor_fault"} <= set(kinds)
+    assert len(sc.expected) == 8
     assert [i.onset for i in sc.expected] == sorted(i.onset for i in sc.expected)
     data = run(registry, sc, ("ax-gw-01", "tn-gw-03", "qt-gw-01"))
 
-    breach = kinds["discharge_breach"]
+    breach, bypass = [i for i in sc.expected if i.kind == "discharge_breach"]
+    assert "Bypass" in bypass.note and bypass.end is not None
+    flows = {(r.metric, r.ts): r.value for m in ("ww_flow_in_m3h", "ww_flow_out_m3h")
+             for r in data[("ax-ww-01", m)]}
+    during = [flows[("ww_flow_out_m3h", ts)] / flows[("ww_flow_in_m3h", ts)]
+              for (m, ts) in flows
+              if m == "ww_flow_in_m3h" and bypass.onset + timedelta(minutes=5) <= ts < bypass.end]
+    before = [flows[("ww_flow_out_m3h", ts)] / flows[("ww_flow_in_m3h", ts)]
+              for (m, ts) in flows if m == "ww_flow_in_m3h" and ts < bypass.onset]
+    assert during and min(during) > 1.5    # out well above in while the valve is open
+    assert before and max(before) < 1.02   # out ≈ 0.97 x in otherwise
     assert breach.end is not None
     cod = [r.value for r in data[("ax-ww-01", "ww_cod")]
            if breach.onset + timedelta(minutes=30) <= r.ts <= breach.end - timedelta(minutes=30)]

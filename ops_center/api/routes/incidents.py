@@ -14,6 +14,7 @@ from ops_center.api.deps import (
     AppState,
     ScopeDep,
     StateDep,
+    app_state,
     client_ip,
     list_filter,
     require_action,
@@ -45,22 +46,32 @@ StateFilter = Literal["open", "acknowledged", "resolved"]
 @router.get("", summary="Sự cố / incidents", response_model=IncidentPage)
 async def list_incidents(
     request: Request,
-    state: StateDep,
     scope: ScopeDep,
     site: Annotated[str | None, Query(pattern=SLUG_PATTERN, max_length=63)] = None,
     incident_state: Annotated[StateFilter | None, Query(alias="state")] = None,
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> Response:
-    # Every operations screen polls this: the filter (which may audit), the query and the
-    # JSON body in ONE trip to the thread pool (a plain ``def`` route makes FastAPI hop there
-    # for the endpoint and again for the response's serialization).
+    # Every operations screen polls this. The site filter is narrowed to the scope on the
+    # event loop; asking for a site outside it is audited (a write: in the pool). The page is
+    # the shared answer of its query (ops_center/api/pagecache.py: keyed by the narrowed
+    # sites, so never another scope's rows), or the query and its JSON in ONE trip to the
+    # pool (a plain ``def`` route makes FastAPI hop there for the endpoint and again for the
+    # response's serialization).
+    state = app_state(request)
+    sites = scope.narrow(site)
+    if site is not None and not sites and site in state.registry.sites:
+        await state.offload(list_filter, request, state, scope, site)
+
     def page() -> bytes:
-        sites = list_filter(request, state, scope, site)
         found = state.repo.list_incidents(sites, incident_state, limit, offset)
         return incident_page_json(found.items, total=found.total, limit=limit, offset=offset)
 
-    return Response(await state.offload(page), media_type="application/json")
+    async def compute() -> bytes:
+        return await state.offload(page)
+
+    body = await state.incident_pages.get((sites, incident_state, limit, offset), compute)
+    return Response(body, media_type="application/json")
 
 
 @router.get("/{incident_id}", summary="Chi tiết sự cố / incident with member alerts and timeline")

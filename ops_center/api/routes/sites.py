@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request, Response
 
 from contract.models import SLUG_PATTERN
-from ops_center.api.deps import CityScopeDep, ScopeDep, StateDep, require_visible
+from ops_center.api.deps import CityScopeDep, ScopeDep, StateDep, app_state, require_visible
 from ops_center.api.errors import ERROR_RESPONSES, Localized
 from ops_center.api.schemas import CityOverviewOut, LocationOut, OverviewOut, SiteOut
 
@@ -39,10 +39,11 @@ def list_sites(state: StateDep, scope: ScopeDep) -> list[SiteOut]:
 @router.get(
     "/sites/{site}/overview", summary="Chỉ số vận hành của địa bàn / site KPIs", response_model=OverviewOut
 )
-async def site_overview(request: Request, state: StateDep, scope: ScopeDep, site: SitePath) -> Response:
+async def site_overview(request: Request, scope: ScopeDep, site: SitePath) -> Response:
     # The hot route of every open operations screen: a fresh cached overview is answered on
     # the event loop as the bytes the cache keeps (KpiService); the store, the audit of a
     # denial and a computation run in the thread pool.
+    state = app_state(request)
     exists = site in state.registry.sites
     if not (exists and scope.can_see(site)):
         await state.offload(

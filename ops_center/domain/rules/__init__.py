@@ -18,6 +18,7 @@ from ops_center.domain.errors import RuleError
 from ops_center.domain.rules import (
     anomaly,
     aqi_rule,
+    flow,
     laeq,
     quality,
     rate,
@@ -48,6 +49,7 @@ Rule = Annotated[
     | quality.BoundsRule
     | quality.ClockSkewRule
     | anomaly.AnomalyRule
+    | flow.FlowBalanceRule
     | FreshnessRule
     | GatewayOfflineRule
     | GatewaySilentRule,
@@ -57,7 +59,7 @@ RULE_ADAPTER: TypeAdapter[Rule] = TypeAdapter(Rule)
 
 # Kinds evaluated on values of one series (the rest are handled by the engine itself).
 VALUE_KINDS = frozenset({"threshold", "rate", "rolling_mean", "laeq_hourly", "regulatory_limit",
-                         "nowcast_aqi", "stuck", "anomaly"})
+                         "nowcast_aqi", "stuck", "anomaly", "flow_balance"})
 FILTER_KINDS = frozenset({"out_of_bounds", "clock_skew"})
 SENSOR_KINDS_OF_RULES = VALUE_KINDS | FILTER_KINDS | {"freshness"}
 GATEWAY_KINDS = frozenset({"gateway_offline", "gateway_silent"})
@@ -72,6 +74,7 @@ _BUILDERS: Mapping[str, Callable[[Any, Target], Evaluator | None]] = {
     "nowcast_aqi": aqi_rule.build,
     "stuck": quality.build_stuck,
     "anomaly": anomaly.build,
+    "flow_balance": flow.build,
     "out_of_bounds": quality.build_bounds,
     "clock_skew": quality.build_skew,
 }

@@ -178,11 +178,16 @@ def _cummax(xs: list[int]) -> list[int]:
 
 
 class Machine:
-    """Raise at level ≥ X held for ``raise_after_s``; lower/clear when below the hysteresis
-    threshold for ``clear_after_s`` (reading time). A raise goes to the lowest level seen
-    during the pending period, a lowering to the highest, so durations hold per level."""
+    """Raise at level ≥ X held for ``raise_after_s`` and over at least ``raise_after_n``
+    consecutive readings; lower/clear when below the hysteresis threshold for
+    ``clear_after_s`` (reading time). A raise goes to the lowest level seen during the
+    pending period, a lowering to the highest, so durations hold per level.
 
-    __slots__ = ("down_since", "down_target", "level", "since", "target")
+    A count of readings says "the Nth consecutive reading over the limit" whatever the
+    sensor's reporting interval and its jitter (a hold of exactly one interval in seconds
+    would wait a third reading whenever the second came a millisecond early)."""
+
+    __slots__ = ("down_since", "down_target", "level", "pending_n", "since", "target")
 
     def __init__(self) -> None:
         self.level = 0
@@ -190,9 +195,10 @@ class Machine:
         self.target = 0
         self.down_since: float | None = None
         self.down_target = 0
+        self.pending_n = 0
 
     def step(self, ts: Sequence[float], up: Sequence[int], down: Sequence[int],
-             raise_after_s: float, clear_after_s: float) -> list[tuple[int, int]]:
+             raise_after_s: float, clear_after_s: float, raise_after_n: int = 1) -> list[tuple[int, int]]:
         """Feed one batch; returns (index of the reading, new level) transitions."""
         out: list[tuple[int, int]] = []
         level = self.level
@@ -201,11 +207,12 @@ class Machine:
             u = up[i]
             if u > level:
                 if self.since is None:
-                    self.since, self.target = t, u
-                elif u < self.target:
-                    self.target = u
+                    self.since, self.target, self.pending_n = t, u, 1
+                else:
+                    self.pending_n += 1
+                    self.target = min(self.target, u)
                 self.down_since = None
-                if t - self.since >= raise_after_s:
+                if t - self.since >= raise_after_s and self.pending_n >= raise_after_n:
                     level = self.target
                     out.append((i, level))
                     self.since = None
@@ -231,10 +238,12 @@ class Machine:
         self.down_since = None
 
     def state(self) -> list[Any]:
-        return [self.level, self.since, self.target, self.down_since, self.down_target]
+        return [self.level, self.since, self.target, self.down_since, self.down_target, self.pending_n]
 
     def load(self, s: Sequence[Any]) -> None:
-        self.level, self.since, self.target, self.down_since, self.down_target = s
+        # Snapshots written before the reading count have five fields.
+        self.level, self.since, self.target, self.down_since, self.down_target = s[:5]
+        self.pending_n = int(s[5]) if len(s) > 5 else (1 if self.since is not None else 0)
 
 
 # --- Evaluators ------------------------------------------------------------------------------
@@ -256,6 +265,13 @@ class Target:
     ref: SensorRef
     metric: str
     settings: EngineSettings
+    # Where the sensor is (its own location, else its gateway's, else its site's), for rules
+    # that follow the sun; None when the registry gives no position.
+    lat: float | None = None
+    lon: float | None = None
+    # Scratch space shared by the evaluators of one sensor's metrics (a rule judged across
+    # two metrics, such as the flow balance, keeps one state there); None: not shared.
+    shared: dict[Any, Any] | None = None
 
     def attr(self, name: str) -> Scalar | None:
         return self.ref.spec.attrs.get(name)
@@ -284,6 +300,8 @@ class LeveledRule(RuleBase):
 
     hysteresis: float = Field(default=0.0, ge=0)
     raise_after_s: float = Field(default=0.0, ge=0)
+    # Raise on the Nth consecutive reading at the level (and not before raise_after_s).
+    raise_after_readings: int = Field(default=1, ge=1)
     clear_after_s: float = Field(default=0.0, ge=0)
     # Thresholds are reached at v ≥ at (v ≤ at below); ``strict`` makes it v > at (v < at).
     strict: bool = False
@@ -334,6 +352,16 @@ def parse_hhmm(text: str) -> float:
     return h * 60.0 + m
 
 
+class DarkWindow(Strict):
+    """The hours a street lamp must be lit at the sensor's location: from sunset +
+    ``after_sunset_s`` to sunrise − ``before_sunrise_s`` (``contract.solar``, NOAA). The
+    margins cover the photocell's delay and scatter (FACTS.md §4.3: on ~15 min after
+    sunset, off ~5 min before sunrise)."""
+
+    after_sunset_s: float = Field(default=1200.0, ge=0, le=6 * 3600)
+    before_sunrise_s: float = Field(default=1200.0, ge=0, le=6 * 3600)
+
+
 class Hours(Strict):
     """A local time-of-day window; ``from`` after ``to`` wraps past midnight."""
 
@@ -372,7 +400,8 @@ Attrs = Mapping[str, Scalar]
 
 def run_levels(machine: Machine, lmap: LevelMap, ts: Sequence[float], vals: Sequence[float],
                raise_after_s: float, clear_after_s: float, *,
-               off: Sequence[bool] | None = None, hold: Sequence[bool] | None = None) -> list[Signal]:
+               off: Sequence[bool] | None = None, hold: Sequence[bool] | None = None,
+               raise_after_n: int = 1) -> list[Signal]:
     """Feed derived values through a level map and a machine.
 
     ``off[i]``: the condition does not apply to reading i (e.g. outside the rule's hours):
@@ -396,7 +425,7 @@ def run_levels(machine: Machine, lmap: LevelMap, ts: Sequence[float], vals: Sequ
                 up[i] = 0
                 down[i] = _NO_LOWERING
     out: list[Signal] = []
-    for i, level in machine.step(ts, up, down, raise_after_s, clear_after_s):
+    for i, level in machine.step(ts, up, down, raise_after_s, clear_after_s, raise_after_n):
         v = vals[i]
         out.append(Signal(i, level, v, lmap.limit_for(level, v)))
     return out

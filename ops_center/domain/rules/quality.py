@@ -7,6 +7,7 @@ pollution alert: out-of-bounds and skewed readings are withheld from the value r
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 from pydantic import Field
@@ -17,6 +18,17 @@ from ops_center.domain.rules.base import RuleBase, Signal, Target
 
 
 class StuckRule(RuleBase):
+    """A value repeated exactly (within ``tolerance``) for too long.
+
+    "Too long" is learnt per series: the evaluator counts how often the series repeats its
+    previous value on its own (instruments and rounding make short plateaus: runs of 3-4
+    equal values at 0.01 resolution happen weekly in a fleet). Once it has ``min_history``
+    readings, a run of n equal readings raises as soon as its chance on that repeat rate,
+    p^(n-1), falls below ``max_chance`` (and n ≥ ``min_fast_count``): a lively PM2.5 series
+    is flagged after a few readings, a coarse one only after many. Before that, and as a
+    backstop, the fixed ``min_count`` readings over ``min_duration_s`` apply.
+    """
+
     kind: Literal["stuck"]
     min_count: int = Field(default=30, ge=2)
     min_duration_s: float = Field(default=1800.0, ge=0)
@@ -24,6 +36,11 @@ class StuckRule(RuleBase):
     # A series sitting at exactly 0 is usually a stopped process, not a stuck instrument.
     ignore_zero: bool = True
     severity: Severity = "warning"
+    # Learnt repeat rate: 0 disables it (fixed count and duration only).
+    max_chance: float = Field(default=1e-8, ge=0, lt=1)
+    min_fast_count: int = Field(default=3, ge=2)
+    min_history: int = Field(default=500, ge=10)
+    history: int = Field(default=5000, ge=100)   # readings the repeat rate is learnt over
 
 
 class BoundsRule(RuleBase):
@@ -40,7 +57,7 @@ class ClockSkewRule(RuleBase):
 
 
 class StuckEvaluator:
-    __slots__ = ("_count", "_rank", "_start", "_value", "active", "rule")
+    __slots__ = ("_count", "_need", "_pairs", "_rank", "_repeats", "_start", "_value", "active", "rule")
 
     def __init__(self, rule: StuckRule) -> None:
         self.rule = rule
@@ -49,6 +66,33 @@ class StuckEvaluator:
         self._start = 0.0
         self._count = 0
         self.active = False
+        # The series' own repeat statistics (runs that ended: a stuck run is not learnt
+        # from while it lasts).
+        self._pairs = 0.0
+        self._repeats = 0.0
+        self._need = rule.min_count
+
+    def _learn(self, run: int) -> None:
+        """A run of ``run`` equal readings ended: ``run`` transitions, ``run - 1`` repeats."""
+        r = self.rule
+        self._pairs += run
+        self._repeats += run - 1
+        if self._pairs > r.history:  # forget slowly: the rate follows the season and the site
+            k = r.history / self._pairs
+            self._pairs *= k
+            self._repeats *= k
+        # The needed run length changes slowly: recompute it on repeats and every 64 readings,
+        # not on every reading of a lively series (the engine's per-reading path).
+        if run > 1 or int(self._pairs) % 64 == 0 or self._need >= r.min_count:
+            self._update_need()
+
+    def _update_need(self) -> None:
+        r = self.rule
+        need = r.min_count
+        if r.max_chance > 0 and self._pairs >= r.min_history:
+            p = (self._repeats + 1.0) / (self._pairs + 2.0)  # Laplace: never 0
+            need = min(need, max(r.min_fast_count, 1 + math.ceil(math.log(r.max_chance) / math.log(p))))
+        self._need = need
 
     def feed(self, ts: list[float], vals: list[float], sent_s: float) -> list[Signal]:
         r = self.rule
@@ -58,7 +102,8 @@ class StuckEvaluator:
         for i, (t, v) in enumerate(zip(ts, vals, strict=True)):
             if value is not None and abs(v - value) <= tol:
                 count += 1
-                if (not active and count >= r.min_count and t - start >= r.min_duration_s
+                if (not active and (count >= self._need if self._need < r.min_count
+                                    else count >= r.min_count and t - start >= r.min_duration_s)
                         and not (r.ignore_zero and value == 0)):
                     active = True
                     out.append(Signal(i, self._rank, v, value))
@@ -66,15 +111,20 @@ class StuckEvaluator:
                 if active:
                     active = False
                     out.append(Signal(i, 0, v, value))
+                elif count:
+                    self._learn(count)
                 value, start, count = v, t, 1
         self._value, self._start, self._count, self.active = value, start, count, active
         return out
 
     def state(self) -> Any:
-        return [self._value, self._start, self._count, self.active]
+        return [self._value, self._start, self._count, self.active, self._pairs, self._repeats]
 
     def load(self, state: Any) -> None:
-        self._value, self._start, self._count, self.active = state
+        self._value, self._start, self._count, self.active = state[:4]
+        if len(state) > 4:  # older snapshots have no repeat statistics
+            self._pairs, self._repeats = float(state[4]), float(state[5])
+            self._update_need()
 
 
 class _FlagEvaluator:

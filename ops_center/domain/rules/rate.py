@@ -58,7 +58,8 @@ class RateEvaluator:
                 w.popleft()
             changes.append(x - w[0][1])
         r = self.rule
-        return run_levels(self.machine, self.lmap, ts, changes, r.raise_after_s, r.clear_after_s)
+        return run_levels(self.machine, self.lmap, ts, changes, r.raise_after_s, r.clear_after_s,
+                          raise_after_n=r.raise_after_readings)
 
     def state(self) -> Any:
         return {"m": self.machine.state(), "w": [list(p) for p in self._window]}

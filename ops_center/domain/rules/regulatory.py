@@ -54,6 +54,8 @@ class RegulatoryLimitRule(RuleBase):
     # Above max × this ratio the alert is one severity higher (None: never).
     critical_ratio: float | None = Field(default=None, gt=1)
     raise_after_s: float = Field(default=0.0, ge=0)
+    # Raise on the Nth consecutive reading over the limit (and not before raise_after_s).
+    raise_after_readings: int = Field(default=1, ge=1)
     clear_after_s: float = Field(default=0.0, ge=0)
 
 
@@ -73,7 +75,8 @@ class RegulatoryEvaluator:
                 m.since = None
                 return []
         r = self.rule
-        return run_levels(self.machine, self.lmap, ts, vals, r.raise_after_s, r.clear_after_s)
+        return run_levels(self.machine, self.lmap, ts, vals, r.raise_after_s, r.clear_after_s,
+                          raise_after_n=r.raise_after_readings)
 
     def state(self) -> Any:
         return self.machine.state()
