@@ -34,10 +34,8 @@ from ops_center.domain.errors import RuleError
 from ops_center.feed import Feed
 from ops_center.rules.loader import load_patterns, load_rules
 from ops_center.security.broker_watch import BrokerLogWatcher
-from ops_center.service.errors import ServiceError
 from ops_center.service.service import OpsService
 from ops_center.service.settings import OpsServiceSettings
-from ops_center.service.state import open_state_store
 from ops_center.settings import OpsSettings, SecretKeyError
 
 logger = logging.getLogger(__name__)
@@ -103,14 +101,8 @@ def main(argv: Sequence[str]) -> int:
         # The service writes through its own connection(s): API reads never queue behind it.
         service_repo = open_repository(settings.db_url, pool_min=1, pool_max=2)
         stack.callback(service_repo.close)
-        try:
-            state = open_state_store(settings.db_url)
-        except ServiceError as exc:
-            print(f"Không mở được bảng trạng thái / cannot open the state table: {exc}", file=sys.stderr)
-            return EXIT_FAILED
-        stack.callback(state.close)
         feed = Feed(ring_size=settings.stream_ring_size, queue_max=settings.stream_queue_max)
-        service = OpsService(service_settings, registry, service_repo, feed, state, rules=rules,
+        service = OpsService(service_settings, registry, service_repo, feed, rules=rules,
                              patterns=patterns)
         service.start()
         stack.callback(service.stop)

@@ -278,7 +278,6 @@ def run_pipeline(args: argparse.Namespace, registry: Registry) -> int:
     from ops_center.rules.loader import load_patterns, load_rules
     from ops_center.service.service import OpsService
     from ops_center.service.settings import OpsServiceSettings
-    from ops_center.service.state import open_state_store
     from smartward.stack import MosquittoBroker
 
     start = (datetime.now(UTC) - timedelta(days=3)).replace(second=0, microsecond=0)
@@ -307,11 +306,9 @@ def run_pipeline(args: argparse.Namespace, registry: Registry) -> int:
         repo = open_repository(db_url)
         stack.callback(repo.close)
         repo.migrate()
-        state = open_state_store(db_url)
-        stack.callback(state.close)
         feed = TimedFeed()
         settings = OpsServiceSettings(mqtt_url=mqtt_url, db_url=db_url, ops_session_expiry_s=600)
-        service = OpsService(settings, registry, repo, feed, state, rules=load_rules(registry=registry),
+        service = OpsService(settings, registry, repo, feed, rules=load_rules(registry=registry),
                              patterns=load_patterns(), name=f"bench-{os.getpid()}",
                              client_id=f"smartward-bench-ops-{os.getpid()}")
         service.start()

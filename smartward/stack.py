@@ -65,7 +65,6 @@ from ops_center.feed import Feed
 from ops_center.rules.loader import load_patterns, load_rules
 from ops_center.service.service import OpsService, ServiceProgress
 from ops_center.service.settings import OpsServiceSettings
-from ops_center.service.state import StateStore, open_state_store
 from simulators.faults import LinkOutage
 from simulators.scenarios import Scenario
 
@@ -544,8 +543,6 @@ class Stack:
         self.repo.migrate()
         self._service_repo = open_repository(self.db_url)
         s.callback(self._service_repo.close)
-        self.state: StateStore = open_state_store(self.db_url)
-        s.callback(self.state.close)
 
         # Ingest.
         ingest_settings = IngestSettings(mqtt_url=self.broker_url, db_url=self.db_url,
@@ -609,7 +606,7 @@ class Stack:
     def start_ops(self) -> OpsService:
         if self.service is not None:
             raise StackError("the ops service is running")
-        svc = OpsService(self.ops_settings(), self.registry, self._service_repo, self.feed, self.state,
+        svc = OpsService(self.ops_settings(), self.registry, self._service_repo, self.feed,
                          rules=self._rules, patterns=self._patterns, name=f"ops-{self.tag}",
                          client_id=f"smartward-ops-{self.tag}")
         svc.start()

@@ -1,7 +1,7 @@
 """The ops service: the operations center's own MQTT consumer that runs the rules.
 
-:func:`open_service` builds one from settings (registry, rules, patterns, the ops store and
-the snapshot table); :class:`OpsService` is the running service.
+:func:`open_service` builds one from settings (registry, rules, patterns, the ops store);
+:class:`OpsService` is the running service.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from ops_center.feed import Feed
 from ops_center.rules.loader import load_patterns, load_rules
 from ops_center.service.service import OpsService, ServiceCounters, ServiceProgress
 from ops_center.service.settings import OpsServiceSettings
-from ops_center.service.state import StateStore
 
 
 @contextmanager
@@ -25,17 +24,15 @@ def open_service(
     feed: Feed | None,
     *,
     registry: Registry | None = None,
-    state: StateStore | None = None,
     name: str = "ops",
     client_id: str | None = None,
 ) -> Iterator[OpsService]:
     """A started service (stopped gracefully on exit). Its rule state lives in ``repo``
-    (``ops_service_state``, written with each step it covers); ``state`` is accepted for
-    compatibility and unused."""
+    (``ops_service_state``, written with each step it covers)."""
     reg = registry if registry is not None else load_registry(settings.registry)
     rules = load_rules(settings.rule_overlays, registry=reg)
     patterns = load_patterns(settings.ops_patterns)
-    service = OpsService(settings, reg, repo, feed, state, rules=rules, patterns=patterns, name=name,
+    service = OpsService(settings, reg, repo, feed, rules=rules, patterns=patterns, name=name,
                          client_id=client_id)
     with service:
         yield service

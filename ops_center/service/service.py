@@ -69,7 +69,7 @@ from ops_center.service.mqtt import Inbound, OpsMqttLink
 from ops_center.service.persist import ChangeWriter
 from ops_center.service.seqs import SeqTracker
 from ops_center.service.settings import OpsServiceSettings
-from ops_center.service.state import StateStore, pack, unpack
+from ops_center.service.state import pack, unpack
 
 logger = logging.getLogger(__name__)
 
@@ -146,7 +146,6 @@ class OpsService:
         registry: Registry,
         repo: OpsRepository,
         feed: Feed | None,
-        state: StateStore | None = None,
         *,
         rules: RuleSet,
         patterns: PatternSet,
@@ -158,9 +157,6 @@ class OpsService:
         self.registry = registry
         self.repo = repo
         self.feed = feed
-        # Unused since the repository keeps the snapshot in the step's transaction (same
-        # table, ``ops_service_state``); accepted so existing composition roots keep working.
-        self.state = state
         self.name = name
         self._clock = clock
         self.maintenance = MaintenanceCalendar()

@@ -28,7 +28,6 @@ from ops_center.feed import Feed
 from ops_center.rules.loader import load_patterns, load_rules
 from ops_center.service.service import OpsService
 from ops_center.service.settings import OpsServiceSettings
-from ops_center.service.state import SqliteStateStore, StateStore
 from tests.servers.mosquitto import MosquittoServer
 
 pytestmark = pytest.mark.integration
@@ -74,7 +73,6 @@ class Rig:
     broker: MosquittoServer
     db_url: str
     repo: OpsRepository
-    state: StateStore
     feed: Feed = field(default_factory=Feed)
     registry: Registry = REGISTRY
     services: list[OpsService] = field(default_factory=list)
@@ -88,7 +86,7 @@ class Rig:
 
     def service(self, **kw: Any) -> OpsService:
         repo = open_repository(self.db_url)
-        svc = OpsService(self.settings(**kw), self.registry, repo, self.feed, self.state, rules=RULES,
+        svc = OpsService(self.settings(**kw), self.registry, repo, self.feed, rules=RULES,
                          patterns=PATTERNS, name="test-ops", client_id="test-ops")
         svc.start()
         self.services.append(svc)
@@ -102,12 +100,10 @@ def rig(mosquitto: Any, tmp_path: Path) -> Iterator[Rig]:
     db_url = f"sqlite:///{tmp_path / 'ops.db'}"
     repo = open_repository(db_url)
     repo.migrate()
-    state = SqliteStateStore(str(tmp_path / "ops.db"))
-    r = Rig(broker, db_url, repo, state)
+    r = Rig(broker, db_url, repo)
     yield r
     for svc in r.services:
         svc.stop()
-    state.close()
     repo.close()
 
 
