@@ -43,12 +43,14 @@ from paho.mqtt.enums import CallbackAPIVersion
 from contract import topics
 from contract.codec import decode_ack
 from contract.registry import Registry, load_registry
+from ingest.benchserver import BenchServer, start_bench_server
 
 MAX_SECONDS = 600
 MAX_RATE = 2_000_000
 MAX_READINGS = 10_000_000  # payloads are made in memory before the run
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 _REPO = Path(__file__).resolve().parents[1]
+_COPY_ROWS = 10_000  # rows per transaction of the raw COPY reference
 
 
 @dataclass
@@ -134,6 +136,70 @@ class AckTracker:
         return sum(len(v) for v in self.sent.values())
 
 
+class _Publisher:
+    def publish(self, topic: str, payload: bytes) -> None:
+        raise NotImplementedError
+
+    def flush(self) -> None:
+        """Everything published so far is on its way."""
+
+    def cpu_seconds(self) -> float:
+        """CPU of publishing processes other than this one."""
+        return 0.0
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class _PahoPublisher(_Publisher):
+    """paho in this process, as the edge agent publishes (about 50-90 µs of CPU a message)."""
+
+    def __init__(self, host: str, port: int, run_id: str) -> None:
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{run_id}-pub",
+                                  protocol=mqtt.MQTTv5)
+        self.client.max_inflight_messages_set(1000)
+        self.client.connect(host, port)
+        self.client.loop_start()
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        self.client.publish(topic, payload, qos=1)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+class _CliPublisher(_Publisher):
+    """One ``mosquitto_pub -l -q 1`` (C, libmosquitto) per topic, fed a line per message:
+    takes the publisher's own Python cost out of a run that measures the ingest per message."""
+
+    def __init__(self, host: str, port: int, run_id: str, topic_names: set[str]) -> None:
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        for i, topic in enumerate(sorted(topic_names)):
+            self.procs[topic] = subprocess.Popen(
+                ["mosquitto_pub", "-h", host, "-p", str(port), "-q", "1", "-M", "1000", "-l",
+                 "-i", f"{run_id}-pub{i}", "-t", topic], stdin=subprocess.PIPE)
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        stdin = self.procs[topic].stdin
+        assert stdin is not None and b"\n" not in payload
+        stdin.write(payload + b"\n")
+        stdin.flush()
+
+    def cpu_seconds(self) -> float:
+        return sum(_cpu_seconds(p.pid) for p in self.procs.values())
+
+    def close(self) -> None:
+        for p in self.procs.values():
+            if p.stdin is not None:
+                p.stdin.close()
+        for p in self.procs.values():
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
 def _percentile(values: list[float], p: float) -> float:
     if not values:
         return float("nan")
@@ -149,16 +215,25 @@ def _cpu_seconds(pid: int) -> float:
         return float("nan")
 
 
-def _postgres_cpu() -> float:
-    """CPU seconds of every local process named postgres (the server under test, if local)."""
+def _postgres_cpu(postmaster: int | None = None) -> float:
+    """CPU seconds of the server under test: with a private server its postmaster (including
+    the children it has reaped) and its live children; otherwise every local process named
+    postgres (other local servers' load counts too then)."""
     total = 0.0
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             text = stat.read_text()
         except OSError:
             continue
-        if "(postgres)" in text:
-            fields = text.rsplit(")", 1)[1].split()
+        if "(postgres)" not in text:
+            continue
+        fields = text.rsplit(")", 1)[1].split()
+        pid, ppid = int(stat.parent.name), int(fields[1])
+        if postmaster is None:
+            total += (int(fields[11]) + int(fields[12])) / _CLK_TCK
+        elif pid == postmaster:
+            total += sum(int(f) for f in fields[11:15]) / _CLK_TCK
+        elif ppid == postmaster:
             total += (int(fields[11]) + int(fields[12])) / _CLK_TCK
     return total
 
@@ -227,7 +302,7 @@ def _count_sql(execute: Any, published: dict[str, int]) -> tuple[int, int, int, 
     return int(stored), int(readings), int(dup), int(dead)
 
 
-def _copy_rate(db_url: str, rows: list[tuple[Any, ...]]) -> float:
+def _copy_rate(db_url: str, rows: list[tuple[Any, ...]], pg_pid: int | None) -> float:
     """Rows/s of the plainest bulk load of the same rows into the same database."""
     if db_url.startswith("sqlite"):
         path = db_url.split("sqlite:///", 1)[1]
@@ -248,29 +323,60 @@ def _copy_rate(db_url: str, rows: list[tuple[Any, ...]]) -> float:
     import psycopg
 
     with psycopg.connect(db_url) as pg:
+        # The same physical table as `readings` (columns, unique key, indexes; a hypertable
+        # under TimescaleDB), loaded the plainest way: binary COPY, 10k rows per transaction.
         pg.execute("DROP TABLE IF EXISTS bench_copy")
-        pg.execute("CREATE TABLE bench_copy (time timestamptz, site text, gateway text, sensor text, "
-                   "metric text,"
-                   " value double precision, quality text, UNIQUE (sensor, metric, time))")
+        pg.execute("CREATE TABLE bench_copy (LIKE readings INCLUDING DEFAULTS INCLUDING CONSTRAINTS "
+                   "INCLUDING INDEXES)")
+        if pg.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'").fetchone():
+            pg.execute("SELECT create_hypertable('bench_copy', 'time', "
+                       "chunk_time_interval => INTERVAL '1 day', create_default_indexes => false)")
         pg.commit()
+        cpu0 = _postgres_cpu(pg_pid)
         t0 = time.perf_counter()
-        with pg.cursor() as cur, cur.copy(
-                "COPY bench_copy (time, site, gateway, sensor, metric, value, quality) "
-                "FROM STDIN (FORMAT BINARY)"
-        ) as copy:
-            copy.set_types(["timestamptz", "text", "text", "text", "text", "float8", "text"])
-            for r in rows:
-                copy.write_row(r)
-        pg.commit()
+        for start in range(0, len(rows), _COPY_ROWS):
+            with pg.cursor() as cur, cur.copy(
+                    "COPY bench_copy (time, site, gateway, sensor, metric, value, quality, batch_id) "
+                    "FROM STDIN (FORMAT BINARY)"
+            ) as copy:
+                copy.set_types(["timestamptz", "text", "text", "text", "text", "float8", "text", "int8"])
+                for i, r in enumerate(rows[start:start + _COPY_ROWS], start):
+                    copy.write_row((*r, i // 100))
+            pg.commit()
         dt = time.perf_counter() - t0
+        cpu = _postgres_cpu(pg_pid) - cpu0
         pg.execute("DROP TABLE bench_copy")
         pg.commit()
+        print(f"raw COPY       postgres {cpu / len(rows) * 1e6:.2f} us CPU per row")
         return len(rows) / dt
+
+
+def _pg_counters(db_url: str) -> tuple[int, int]:
+    """(WAL position in bytes, checkpoints so far) of a PostgreSQL server."""
+    import psycopg
+
+    with psycopg.connect(db_url, autocommit=True) as pg:
+        row = pg.execute("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn").fetchone()
+        wal = int(row[0]) if row else 0
+        if pg.execute("SELECT to_regclass('pg_catalog.pg_stat_checkpointer')").fetchone() != (None,):
+            row = pg.execute("SELECT num_timed + num_requested FROM pg_stat_checkpointer").fetchone()
+        else:
+            row = pg.execute("SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter").fetchone()
+        return wal, int(row[0]) if row else 0
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="smartward bench ingest", description=__doc__.split("\n\n")[0])
     p.add_argument("--db", default=None, help="store URL (default: a new SQLite file in a temp dir)")
+    server = p.add_mutually_exclusive_group()
+    server.add_argument("--timescale", action="store_true",
+                        help="start a private TimescaleDB server (fsync on) and use a new database on it")
+    server.add_argument("--postgres", action="store_true",
+                        help="start a private plain PostgreSQL (fsync on) and use a new database on it")
+    p.add_argument("--pg-setting", action="append", default=[], metavar="NAME=VALUE",
+                   help="with --timescale/--postgres: a server setting (repeatable)")
+    p.add_argument("--pg-defaults", action="store_true",
+                   help="with --timescale/--postgres: PostgreSQL's defaults, not our recommended settings")
     p.add_argument("--mqtt", default=None, help="broker URL (default: start Mosquitto on a free port)")
     p.add_argument("--rate", type=float, default=20_000, help="readings per second offered")
     p.add_argument("--seconds", type=float, default=10, help="seconds of publishing")
@@ -278,6 +384,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1,
                    help="ingest worker processes (shared subscription if > 1)")
     p.add_argument("--drain-timeout", type=float, default=120, help="seconds to wait for the last acks")
+    p.add_argument("--publisher", choices=("paho", "mosquitto_pub"), default="paho",
+                   help="paho in this process (as the edge), or one mosquitto_pub -l per gateway (C)")
     p.add_argument("--batch-max-messages", type=int, default=None, help="worker: messages per transaction")
     p.add_argument("--receive-maximum", type=int, default=None, help="worker: MQTT receive maximum")
     return p
@@ -295,7 +403,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="smartward-bench-"))
     procs: list[subprocess.Popen[bytes]] = []
     broker: subprocess.Popen[bytes] | None = None
+    server: BenchServer | None = None
+    pg_pid: int | None = None
     try:
+        if args.timescale or args.postgres:
+            server = start_bench_server("timescaledb" if args.timescale else "postgresql",
+                                        {} if args.pg_defaults else None, args.pg_setting)
+            args.db = server.create_db("swbench")
+            pg_pid = server.postmaster_pid()
+            print(f"server         {server.version} on port {server.port} (private, fsync on; "
+                  f"{'defaults' if args.pg_defaults else 'recommended settings'}"
+                  f"{'; ' + ', '.join(args.pg_setting) if args.pg_setting else ''})")
         if args.mqtt:
             mqtt_url = args.mqtt
         else:
@@ -342,11 +460,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         acks.connect(host, int(port_s))
         acks.subscribe(topics.subscription("ack"), qos=1)
         acks.loop_start()
-        pub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{run_id}-pub", protocol=mqtt.MQTTv5)
-        pub.max_inflight_messages_set(1000)
-        pub.connect(host, int(port_s))
-        pub.loop_start()
-
         source = RowSource(registry, args.batch, datetime.now(UTC).replace(microsecond=0) - timedelta(days=1))
         interval = args.batch / args.rate
         n_batches = int(args.rate * args.seconds / args.batch)
@@ -357,10 +470,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         ready_batches = [(topics.telemetry(f.site, f.gateway), f.gateway, seq, payload)
                          for f, seq, payload in batches]
         del batches
+        pub: _Publisher
+        if args.publisher == "mosquitto_pub":
+            pub = _CliPublisher(host, int(port_s), run_id, {t for t, *_ in ready_batches})
+        else:
+            pub = _PahoPublisher(host, int(port_s), run_id)
         cpu0 = {p.pid: _cpu_seconds(p.pid) for p in procs}
         broker_cpu0 = _cpu_seconds(broker.pid) if broker else float("nan")
-        pg_cpu0 = _postgres_cpu()
-        self_cpu0 = time.process_time()
+        pg_cpu0 = _postgres_cpu(pg_pid)
+        is_pg = not db_url.startswith("sqlite")
+        wal0, ckpt0 = _pg_counters(db_url) if is_pg else (0, 0)
+        self_cpu0 = time.process_time() + pub.cpu_seconds()
         t_start = time.monotonic()
         for k, (topic, gateway, seq, payload) in enumerate(ready_batches):
             due = t_start + k * interval
@@ -368,8 +488,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             if delay > 0:
                 time.sleep(delay)  # pacing the offered load, not waiting for a result
             tracker.published(gateway, seq, time.monotonic())
-            pub.publish(topic, payload, qos=1)
+            pub.publish(topic, payload)
             published[gateway] = seq
+        pub.flush()
         t_published = time.monotonic()
         with tracker.done:
             tracker.done.wait_for(lambda: tracker.outstanding() == 0, timeout=args.drain_timeout)
@@ -378,10 +499,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         t_end = (tracker.last_ack if drained else None) or time.monotonic()
         cpu = {p.pid: _cpu_seconds(p.pid) - cpu0[p.pid] for p in procs}
         broker_cpu = _cpu_seconds(broker.pid) - broker_cpu0 if broker else float("nan")
-        self_cpu = time.process_time() - self_cpu0
-        pg_cpu = _postgres_cpu() - pg_cpu0
-        pub.disconnect()
-        pub.loop_stop()
+        self_cpu = time.process_time() + pub.cpu_seconds() - self_cpu0
+        pg_cpu = _postgres_cpu(pg_pid) - pg_cpu0
+        wal1, ckpt1 = _pg_counters(db_url) if is_pg else (0, 0)
+        pub.close()
         acks.disconnect()
         acks.loop_stop()
         for p in procs:
@@ -410,13 +531,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"duplicates     {dup} batch rows, {extra} readings; dead letters {dead}")
         print("cpu seconds    " + "  ".join(f"worker{i} {cpu[p.pid]:.2f}" for i, p in enumerate(procs))
               + f"  mosquitto {broker_cpu:.2f}  publisher {self_cpu:.2f}"
-              + (f"  postgres(all local) {pg_cpu:.2f}" if not db_url.startswith("sqlite") else ""))
+              + (f"  postgres{'' if pg_pid else '(all local)'} {pg_cpu:.2f}" if is_pg else ""))
+        if committed:
+            per = 1e6 / committed
+            workers_cpu = sum(cpu.values())
+            pg_part = f"  postgres {pg_cpu * per:.2f} us" if is_pg else ""
+            print(f"cpu per reading  workers {workers_cpu * per:.2f} us  mosquitto {broker_cpu * per:.2f} us"
+                  f"  publisher {self_cpu * per:.2f} us{pg_part}")
+        if is_pg and committed:
+            print(f"postgres       WAL {(wal1 - wal0) / committed:.0f} bytes per reading, "
+                  f"{ckpt1 - ckpt0} checkpoint(s) during the run")
         totals = {f.gateway: f.counter for f in source.feeds}
         rows = list(source.rows(registry, totals))
-        copy = _copy_rate(db_url, rows)
+        copy = _copy_rate(db_url, rows, pg_pid)
         kind = "executemany (SQLite)" if db_url.startswith("sqlite") else "COPY BINARY"
-        print(f"raw {kind}  {copy:,.0f} rows/s of the same {len(rows)} rows; "
+        how = f" ({_COPY_ROWS} per transaction, a table like readings)" if is_pg else ""
+        print(f"raw {kind}  {copy:,.0f} rows/s of the same {len(rows)} rows{how}; "
               f"ingest/raw = {committed / elapsed / copy:.2f}")
+        print(f"load average   {' '.join(f'{x:.2f}' for x in os.getloadavg())} (after the run)")
         ok = tracker.outstanding() == 0 and stored_batches == total_batches and readings == total_readings
         return 0 if ok else 1
     finally:
@@ -426,6 +558,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if broker is not None:
             broker.kill()
             broker.wait(10)
+        if server is not None:
+            server.close()
         if os.environ.get("SMARTWARD_BENCH_KEEP") != "1":
             shutil.rmtree(tmp, ignore_errors=True)
 

@@ -6,7 +6,7 @@ without TimescaleDB, ``InfluxMirror``); ``MemoryStore`` is the fake for unit tes
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, Protocol
@@ -60,8 +60,10 @@ class Store(Protocol):
     def migrate(self) -> None:
         """Create or upgrade the schema, idempotently (numbered migrations)."""
 
-    def write(self, batches: Sequence[ValidBatch], dead: Sequence[DeadLetter]) -> WriteResult:
-        """Store batches and dead letters in ONE transaction, idempotently:
+    def write(self, batches: Sequence[ValidBatch], dead: Sequence[DeadLetter], *,
+              watermarks: Mapping[str, int] | None = None) -> WriteResult:
+        """Store batches and dead letters (and ``watermarks``, as ``save_watermarks`` would)
+        in ONE transaction, idempotently:
         a (gateway, seq) already in ``ingest_batches`` is a no-op (duplicate); a reading
         whose (sensor, metric, time) exists with a different value or quality turns its whole
         batch into a ``conflict`` dead letter (never a silent overwrite). Raises

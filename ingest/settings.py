@@ -56,6 +56,9 @@ class IngestSettings(BaseSettings):
     gap_check_interval_ms: Annotated[int, Field(ge=0)] = 500
     store_ping_interval_s: Annotated[float, Field(gt=0)] = 2.0
     liveness_timeout_s: Annotated[float, Field(gt=0)] = 60.0
+    # Readiness goes red while one store call (a transaction) runs longer than this: a locked
+    # table or a saturated disk, when the database still answers pings (RELIABILITY R7).
+    store_stall_s: Annotated[float, Field(gt=0)] = 10.0
 
     # Retention in days (None keeps forever); TimescaleDB drops whole chunks.
     retention_readings_days: Annotated[float, Field(gt=0)] | None = None

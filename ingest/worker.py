@@ -7,6 +7,10 @@ Threads and their jobs (the recorder pattern of Home Assistant: one writer fed b
        the store; only enqueues)                                   transaction) → PUBACK each message
                                                                    → retained ack watermarks
 
+One writer, on purpose: a separate thread that classified the next flush while the writer
+waited for the database was measured (docs/performance.md, "Ingest") and brought nothing — the
+database backend is the serial part, and the extra thread cost ≈ 3 µs of CPU per message.
+
 Delivery: QoS 1, persistent session (MQTT 5 ``clean_start=False`` + Session Expiry Interval,
 MQTT-3.1.2.11.2), ``manual_ack=True``: a PUBACK leaves only after the transaction that holds the
 message committed, so a crash at any point makes the broker redeliver; the store turns the
@@ -35,7 +39,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
@@ -86,6 +90,20 @@ class Inbound:
     generation: int
     received_at: float  # time.time() on receipt
     received_mono: float  # time.monotonic() on receipt
+
+
+@dataclass(slots=True)
+class Flush:
+    """Messages taken together and classified: one transaction."""
+
+    items: list[Inbound]
+    valid: list[ValidBatch] = field(default_factory=list)
+    dead: list[DeadLetter] = field(default_factory=list)
+    # (gateway, dropped_through, received_at) from status messages; the writer keeps those
+    # above the gateway's watermark.
+    drops: list[tuple[str, int, datetime]] = field(default_factory=list)
+    n_telemetry: int = 0
+    in_flush_duplicates: int = 0
 
 
 class MqttLink:
@@ -293,6 +311,7 @@ class IngestWorker:
         self._writer_done = threading.Event()
         self.fatal: BaseException | None = None
         self._store_ok = False
+        self._store_call_started: float | None = None  # monotonic start of the running store call
         self._started = False
         self._heartbeat = time.monotonic()
         self._last_store_contact = 0.0
@@ -312,6 +331,7 @@ class IngestWorker:
             receive_maximum=settings.receive_maximum, session_expiry_s=settings.session_expiry_s,
             keepalive_s=settings.keepalive_s, metrics=self.metrics,
         )
+        self._abandoned = False  # stopping with the store down: the rest stays unacked
         self._writer = threading.Thread(target=self._run_writer, name="ingest-writer", daemon=True)
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -348,7 +368,14 @@ class IngestWorker:
 
     @property
     def ready(self) -> bool:
-        return self.link.connected and self._store_ok and self.live
+        return self.link.connected and self._store_ok and self.live and not self.stalled
+
+    @property
+    def stalled(self) -> bool:
+        """A store call has been running longer than ``store_stall_s`` (a locked table, a
+        saturated disk): not ready, although the database answers pings (RELIABILITY R7)."""
+        started = self._store_call_started
+        return started is not None and time.monotonic() - started > self.settings.store_stall_s
 
     @property
     def live(self) -> bool:
@@ -385,11 +412,12 @@ class IngestWorker:
             while True:
                 self._heartbeat = time.monotonic()
                 items = self._take()
-                if items:
-                    self._process(items)
-                elif self._stopping.is_set():
+                if items and not self._abandoned:
+                    self._commit(self._prepare(items))
+                elif not items and self._stopping.is_set():
+                    self._housekeeping(idle=True)  # the last watermarks: published and saved
                     break
-                self._housekeeping()
+                self._housekeeping(idle=not items)
         except BaseException as exc:  # the writer's top: anything here is fatal and visible
             self.fatal = exc
             self.metrics.loop_errors.labels("writer").inc()
@@ -415,9 +443,10 @@ class IngestWorker:
         items = [first]
         limit = self.settings.batch_max_messages
         deadline = time.monotonic() + self.settings.batch_max_ms / 1000
+        get_nowait = q.get_nowait
         while len(items) < limit:
             try:
-                items.append(q.get_nowait())
+                items.append(get_nowait())
                 continue
             except queue.Empty:
                 pass
@@ -430,55 +459,64 @@ class IngestWorker:
                 break
         return items
 
-    def _process(self, items: list[Inbound]) -> None:
-        m = self.metrics
-        valid: list[ValidBatch] = []
-        dead: list[DeadLetter] = []
-        drops: list[tuple[str, int, datetime]] = []
-        n_telemetry = 0
+    def _prepare(self, items: list[Inbound]) -> Flush:
+        """Classify every message of a flush (no store, no tracker)."""
+        flush = Flush(items)
+        valid, dead = flush.valid, flush.dead
         seen: dict[tuple[str, int], bytes] = {}
-        in_flush_duplicates = 0
+        registry, window = self.registry, self.window
         for item in items:
             received = datetime.fromtimestamp(item.received_at, UTC)
             if item.topic.endswith("/status"):
-                self._classify_status(item, received, dead, drops)
+                self._classify_status(item, received, dead, flush.drops)
                 continue
-            n_telemetry += 1
-            classified = classify(item.topic, item.payload, received, self.registry, self.window)
+            flush.n_telemetry += 1
+            classified = classify(item.topic, item.payload, received, registry, window)
             if isinstance(classified, ValidBatch):
                 # A redelivery of a batch still waiting in this flush: identical bytes are the
                 # same batch; different bytes go to the store, which files a conflict.
                 key = (classified.batch.gateway, classified.batch.seq)
                 if seen.get(key) == item.payload:
-                    in_flush_duplicates += 1
+                    flush.in_flush_duplicates += 1
                     continue
                 seen[key] = item.payload
                 valid.append(classified)
             else:
                 dead.append(classified)
-        m.received.labels("telemetry").inc(n_telemetry)
-        m.received.labels("status").inc(len(items) - n_telemetry)
+        m = self.metrics
+        m.received.labels("telemetry").inc(flush.n_telemetry)
+        m.received.labels("status").inc(len(items) - flush.n_telemetry)
+        return flush
 
+    def _commit(self, flush: Flush) -> None:
+        """Write one flush in one transaction, then ack its messages."""
+        m = self.metrics
+        items, valid, dead = flush.items, flush.valid, flush.dead
+        drops = [d for d in flush.drops if d[1] > self._tracker.watermark(d[0])]
         for gateway, through, at in drops:
             def record(gw: str = gateway, th: int = through, t: datetime = at) -> None:
                 self.store.record_dropped(gw, th, t)
             if self._with_retry("record dropped", record) is None and self._stopping.is_set():
-                return  # gave up while stopping: nothing acked, all redelivered
+                self._abandoned = True  # gave up while stopping: nothing acked, all redelivered
+                return
         result = self._write(valid, dead)
         if result is None:
+            if self._stopping.is_set():
+                self._abandoned = True
             return
         acked = self.link.ack(items)
         now_mono = time.monotonic()
+        observe = m.commit_lag.observe
         for item in items:
             if item.qos:
-                m.commit_lag.observe(now_mono - item.received_mono)
+                observe(now_mono - item.received_mono)
         logger.debug("committed %d messages, acked %d", len(items), acked)
 
         self._tracker.mark_many(result.handled)
         for gateway, through, _ in drops:
             self._tracker.advance_to(gateway, through)
             m.dropped.inc()
-        m.duplicates.inc(in_flush_duplicates)
+        m.duplicates.inc(flush.in_flush_duplicates)
         self._account(valid, dead, result)
 
     def _classify_status(self, item: Inbound, received: datetime, dead: list[DeadLetter],
@@ -500,21 +538,30 @@ class IngestWorker:
             letter("topic_mismatch", f"status of {status.gateway!r} on {item.topic!r} "
                    f"(registered site {self.registry.site_of(t.gateway)!r})", t.gateway, t.site)
             return
-        if status.dropped_through > self._tracker.watermark(t.gateway):
+        if status.dropped_through > 0:
+            # Compared with the watermark in _commit.
             drops.append((t.gateway, status.dropped_through, received))
 
     def _write(self, valid: list[ValidBatch], dead: list[DeadLetter]) -> WriteResult | None:
         if not valid and not dead:
             return WriteResult()
         t0 = time.monotonic()
+        # Watermarks that moved since the last save ride in this transaction (a save of its
+        # own would cost another commit per flush); they describe earlier commits only.
+        marks = dict(self._unsaved)
         try:
-            result = self._with_retry("write", lambda: self.store.write(valid, dead), raise_permanent=True)
+            result = self._with_retry(
+                "write", lambda: self.store.write(valid, dead, watermarks=marks or None),
+                raise_permanent=True)
         except StoreError as exc:
             self.metrics.store_errors.labels("error").inc()
             logger.error("store refused a transaction (%s); isolating the batch that causes it", exc)
             return self._write_isolating(valid, dead)
         if result is None:
             return None
+        for gateway, seq in marks.items():
+            if self._unsaved.get(gateway) == seq:
+                del self._unsaved[gateway]
         self.metrics.write_seconds.observe(time.monotonic() - t0)
         self.metrics.flush_messages.observe(len(valid) + len(dead))
         assert isinstance(result, WriteResult)
@@ -555,6 +602,7 @@ class IngestWorker:
         failures = 0
         while True:
             self._heartbeat = time.monotonic()
+            self._store_call_started = self._heartbeat
             try:
                 out = fn()
             except StoreUnavailable as exc:
@@ -576,6 +624,8 @@ class IngestWorker:
                 self._set_store_ok(True)
                 self._last_store_contact = time.monotonic()
                 return out if out is not None else _DONE
+            finally:
+                self._store_call_started = None
             if self._stopping.is_set():
                 if give_up_at is None:
                     give_up_at = time.monotonic() + s.stop_grace_s
@@ -610,7 +660,7 @@ class IngestWorker:
             m.lag_reading.observe(max(0.0, (vb.received_at - newest).total_seconds()))
             m.lag_sent.observe(max(0.0, (vb.received_at - b.sent_at).total_seconds()))
 
-    def _housekeeping(self) -> None:
+    def _housekeeping(self, *, idle: bool) -> None:
         m = self.metrics
         m.queue_depth.set(self._queue.qsize())
         now = time.monotonic()
@@ -619,7 +669,8 @@ class IngestWorker:
         m.watermark_overflow.set(self._tracker.overflowed)
         if changed:
             self._unsaved.update(changed)
-        if self._unsaved and self._save_watermarks():
+        # Busy: the next write carries them. Idle: a transaction of their own.
+        if self._unsaved and (idle or self._stopping.is_set()) and self._save_watermarks():
             self._unsaved.clear()
         republish = self.link.take_reconnected()
         to_publish = self._tracker.snapshot() if republish else changed

@@ -34,8 +34,10 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
@@ -70,6 +72,9 @@ logger = logging.getLogger(__name__)
 Connection = psycopg.Connection[tuple[Any, ...]]
 Cursor = psycopg.Cursor[tuple[Any, ...]]
 
+# A pooled connection used successfully this recently is handed out without a round trip.
+_CHECK_IDLE_S = 1.0
+
 # Advisory lock keys (any constant bigint unique to this use).
 _MIGRATE_LOCK = 0x534D_5744_0001  # "SMWD" 1
 _ROLLUP_LOCK = 0x534D_5744_0002
@@ -101,15 +106,15 @@ _STAGE_TYPES = ["int4", "timestamptz", "text", "text", "text", "text", "float8",
 
 _CLAIM = """
 INSERT INTO ingest_batches (gateway, seq, site, received_at, readings, outcome, digest)
-SELECT * FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::timestamptz[], %s::int[], %s::text[],
-                     %s::bytea[])
+SELECT * FROM unnest(%b::text[], %b::bigint[], %b::text[], %b::timestamptz[], %b::int[], %b::text[],
+                     %b::bytea[])
 ON CONFLICT (gateway, seq) DO NOTHING
 RETURNING gateway, seq, id
 """
 
 _PREVIOUS = """
 SELECT gateway, seq, outcome, digest FROM ingest_batches
-WHERE (gateway, seq) IN (SELECT * FROM unnest(%s::text[], %s::bigint[]))
+WHERE (gateway, seq) IN (SELECT * FROM unnest(%b::text[], %b::bigint[]))
 """
 
 _INSERT_READINGS = """
@@ -138,7 +143,7 @@ VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
 
 _SAVE_MARKS = """
 INSERT INTO gateway_watermarks AS w (gateway, seq, updated_at)
-SELECT g, s, now() FROM unnest(%s::text[], %s::bigint[]) AS t(g, s)
+SELECT g, s, now() FROM unnest(%b::text[], %b::bigint[]) AS t(g, s)
 ON CONFLICT (gateway) DO UPDATE SET seq = GREATEST(w.seq, excluded.seq), updated_at = excluded.updated_at
 """
 
@@ -209,18 +214,24 @@ _MERGE = """
         avg = (t.sum + excluded.sum) / (t.count + excluded.count), site = excluded.site
 """
 
+# The page's readings are read and aggregated ONCE, per minute; the hours are built from those
+# minute aggregates (count and sum add up, min and max of the minutes), so no reading is
+# materialized twice. That halved the rollup's cost per reading (docs/performance.md).
 _ROLLUP_PAGE = sql.SQL("""
 WITH page AS (
-    SELECT {minute} AS bucket, site, sensor, metric, value FROM readings
+    SELECT {minute} AS bucket, min(site) AS site, sensor, metric, min(value) AS min, max(value) AS max,
+           count(*) AS count, sum(value) AS sum
+    FROM readings
     WHERE batch_id BETWEEN %s AND %s AND batch_id = ANY(%s) AND quality IN ({qualities})
+    GROUP BY 1, sensor, metric
 ), minutes AS (
     INSERT INTO readings_1m AS t (bucket, site, sensor, metric, avg, min, max, count, sum)
-    SELECT bucket, min(site), sensor, metric, avg(value), min(value), max(value), count(*), sum(value)
-    FROM page GROUP BY bucket, sensor, metric
+    SELECT bucket, site, sensor, metric, sum / count, min, max, count, sum FROM page
     {merge}
 )
 INSERT INTO readings_1h AS t (bucket, site, sensor, metric, avg, min, max, count, sum)
-SELECT {hour}, min(site), sensor, metric, avg(value), min(value), max(value), count(*), sum(value)
+SELECT {hour}, min(site), sensor, metric, sum(sum) / sum(count)::bigint, min(min), max(max),
+       sum(count)::bigint, sum(sum)
 FROM page GROUP BY 1, sensor, metric
 {merge}
 """)
@@ -246,11 +257,58 @@ def _rollup_sql(flavor: Flavor) -> bytes:
         merge=sql.SQL(_MERGE)).as_bytes(None)
 
 
+# The BRIN indexes on readings.batch_id (one per chunk under TimescaleDB) of the chunks that
+# may hold the batches of a stream page. Their block ranges written since autovacuum last
+# came by are not summarized yet, and a bitmap scan must read every unsummarized range: a
+# page of 50k readings read 200k rows on a freshly filled table, and the more so the faster
+# the table grows. Summarizing the new ranges first reads each of them once.
+_BATCH_BRINS = """
+SELECT i.indexrelid::regclass::text FROM pg_index i
+JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam
+JOIN pg_attribute att ON att.attrelid = i.indrelid AND att.attnum = i.indkey[0]
+WHERE a.amname = 'brin' AND att.attname = 'batch_id' AND i.indrelid = ANY(%s::regclass[])
+"""
+
+
+def _summarize_batch_ranges(conn: Connection, flavor: Flavor) -> None:
+    """Under TimescaleDB only the chunks of the last two days, which take nearly all the
+    writes; late readings in older chunks are few, and autovacuum summarizes those."""
+    if flavor.startswith("timescaledb"):
+        tables = [r[0] for r in conn.execute(
+            "SELECT show_chunks('readings', newer_than => now() - INTERVAL '2 days')::text").fetchall()]
+    else:
+        tables = ["readings"]
+    if not tables:
+        return
+    indexes = [r[0] for r in conn.execute(_BATCH_BRINS, (tables,)).fetchall()]
+    # Summarizing waits for a VACUUM of the same table (both take SHARE UPDATE EXCLUSIVE):
+    # then skip it, the page is read the slower way.
+    conn.execute("SET LOCAL lock_timeout = '50ms'")
+    for index in indexes:
+        try:
+            with conn.transaction():
+                conn.execute("SELECT brin_summarize_new_values(%s::regclass)", (index,))
+        except psycopg.errors.LockNotAvailable:
+            logger.debug("%s is being vacuumed: not summarized now", index)
+    conn.execute("SET LOCAL lock_timeout TO DEFAULT")
+
+
 def _prefer_batch_index(conn: Connection) -> None:
     """For the rest of the transaction, read readings by batch through the BRIN index even
     when the table has no statistics yet (a fresh or fast-growing table): a scan of the block
-    ranges that may hold the batches is never worse than reading the whole table."""
+    ranges that may hold the batches is never worse than reading the whole table. And sort
+    or hash a page (tens of thousands of rows) in memory: with the default 4 MB the rollup's
+    sort spilled to disk and took a fifth of its time."""
     conn.execute("SET LOCAL enable_seqscan = off")
+    conn.execute("SET LOCAL work_mem = '64MB'")
+
+
+def _rollback(conn: Connection) -> None:
+    """End a failed transaction so the connection goes back to the pool clean (a broken one
+    is discarded by the pool anyway)."""
+    if not conn.broken and not conn.closed:
+        with suppress(psycopg.Error):
+            conn.rollback()
 
 
 def _configure(conn: Connection) -> None:
@@ -278,6 +336,7 @@ class PostgresStore:
         The pool retries connecting with backoff; after ``reconnect_timeout_s`` of failures it
         gives up that attempt and starts a new one when a call asks for a connection."""
         self.url = url
+        self._last_ok: weakref.WeakKeyDictionary[Connection, float] = weakref.WeakKeyDictionary()
         self._timescaledb = timescaledb
         self._flavor: Flavor | None = None
         self._kwargs: dict[str, Any] = {
@@ -300,7 +359,7 @@ class PostgresStore:
             max_size=max_size,
             open=False,
             configure=_configure,
-            check=ConnectionPool.check_connection,
+            check=self._check,
             timeout=acquire_timeout_s,
             reconnect_timeout=reconnect_timeout_s,
             name=name,
@@ -311,11 +370,27 @@ class PostgresStore:
 
     # --- plumbing ------------------------------------------------------------------------
 
+    def _check(self, conn: Connection) -> None:
+        """The pool's ``check=`` (RELIABILITY: without one a pool hands out dead connections
+        after a database restart). A round trip only for a connection idle for more than
+        ``_CHECK_IDLE_S``: the writer takes a connection for every transaction, and an extra
+        round trip each time was a fifth of its wall time with small transactions. A
+        connection that died in the last second fails its next statement instead, which is
+        ``StoreUnavailable`` (the caller retries) and the pool discards it."""
+        if conn.broken or conn.closed:
+            raise psycopg.OperationalError("connection closed")
+        last = self._last_ok.get(conn)
+        if last is not None and time.monotonic() - last < _CHECK_IDLE_S:
+            return
+        ConnectionPool.check_connection(conn)
+
     @contextmanager
     def _connection(self, timeout: float | None = None) -> Iterator[Connection]:
         try:
             with self._pool.connection(timeout=timeout) as conn:
                 yield conn
+                if not conn.broken:
+                    self._last_ok[conn] = time.monotonic()
         except PoolTimeout as exc:
             raise StoreUnavailable(f"postgresql: no connection: {exc}") from exc
         except PoolClosed as exc:
@@ -416,21 +491,42 @@ class PostgresStore:
         if plan.empty and not watermarks:
             return WriteResult()
         self.flavor()  # a clear error when the schema is not there
-        with self._connection() as conn, conn.transaction():
-            return self._write(conn, plan, watermarks)
+        with self._connection() as conn:
+            try:
+                return self._write(conn, plan, watermarks, careful=False)
+            except psycopg.errors.UniqueViolation:
+                # A reading key exists already (a re-sent reading, a conflict, another
+                # worker's batch with the same readings): nothing of this transaction is
+                # kept; do it again the careful way. Rare, so the common path carries no
+                # savepoint (two round trips per write).
+                _rollback(conn)
+            return self._write(conn, plan, watermarks, careful=True)
 
-    def _write(self, conn: Connection, plan: writeplan.Plan,
-               watermarks: Mapping[str, int] | None) -> WriteResult:
+    def _write(self, conn: Connection, plan: writeplan.Plan, watermarks: Mapping[str, int] | None,
+               *, careful: bool) -> WriteResult:
+        """One transaction in as few round trips as the protocol allows: BEGIN and the claims
+        in one pipeline, the readings' COPY, then dead letters, watermarks and COMMIT in one
+        pipeline. Rolled back on any error."""
+        try:
+            result = self._write_txn(conn, plan, watermarks, careful)
+        except BaseException:
+            _rollback(conn)
+            raise
+        return result
+
+    def _write_txn(self, conn: Connection, plan: writeplan.Plan, watermarks: Mapping[str, int] | None,
+                   careful: bool) -> WriteResult:
         cur = conn.cursor()
         new_keys: set[writeplan.BatchKey] = set()
         ids: dict[writeplan.BatchKey, int] = {}
         previous: dict[writeplan.BatchKey, writeplan.Previous] = {}
         claims = plan.claims
         if claims:
-            cur.execute(_CLAIM, (
-                [c.gateway for c in claims], [c.seq for c in claims], [c.site for c in claims],
-                [c.received_at for c in claims], [c.readings for c in claims], [c.outcome for c in claims],
-                [c.digest for c in claims]))
+            with conn.pipeline():  # BEGIN rides along
+                cur.execute(_CLAIM, (
+                    [c.gateway for c in claims], [c.seq for c in claims], [c.site for c in claims],
+                    [c.received_at for c in claims], [c.readings for c in claims],
+                    [c.outcome for c in claims], [c.digest for c in claims]))
             ids = {(g, s): i for g, s, i in cur.fetchall()}
             new_keys = set(ids)
             refused = [c.key for c in claims if c.key not in new_keys]
@@ -443,29 +539,29 @@ class PostgresStore:
         conflicts: dict[int, DeadLetter] = {}
         if settled.store:
             batch_ids = [ids[(vb.batch.gateway, vb.batch.seq)] for vb in settled.store]
-            try:
-                # The normal case: no reading key exists yet. COPY straight into readings
-                # (multi-row inserts: the fastest way in), under a savepoint in case one does.
-                with conn.transaction():
-                    inserted = self._copy_readings(cur, settled.store, batch_ids)
-            except psycopg.errors.UniqueViolation:
-                # A re-sent reading, a conflict, or another worker's batch holding the same
-                # readings: the careful path.
+            if careful:
                 conflicts, inserted = self._insert_checked(cur, settled.store, batch_ids)
-                if conflicts:
-                    cur.execute(_MARK_CONFLICTS, ([d.gateway for d in conflicts.values()],
-                                                  [d.seq for d in conflicts.values()]))
+            else:
+                # The normal case: no reading key exists yet. COPY straight into readings
+                # (multi-row inserts: the fastest way in); a UniqueViolation sends the whole
+                # call down the careful path (``write``).
+                inserted = self._copy_readings(cur, settled.store, batch_ids)
             result.stored_readings = inserted
             result.stored_batches = len(settled.store) - len(conflicts)
 
         letters = [*settled.letters, *conflicts.values()]
-        if letters:
-            cur.executemany(_INSERT_DEAD, [
-                (d.received_at, d.topic, d.gateway, d.site, d.seq, d.reason, d.detail, d.payload)
-                for d in letters])
+        with conn.pipeline():
+            if conflicts:
+                cur.execute(_MARK_CONFLICTS, ([d.gateway for d in conflicts.values()],
+                                              [d.seq for d in conflicts.values()]))
+            if letters:
+                cur.executemany(_INSERT_DEAD, [
+                    (d.received_at, d.topic, d.gateway, d.site, d.seq, d.reason, d.detail, d.payload)
+                    for d in letters])
+            if watermarks:
+                self._save_marks(cur, watermarks)
+            conn.commit()
         result.dead_letters = letters
-        if watermarks:
-            self._save_marks(cur, watermarks)
         return result
 
     @staticmethod
@@ -576,6 +672,7 @@ class PostgresStore:
             checkpoint, taken, _ = self._stream_page(conn, checkpoint, limit)
             found = []
             if taken:
+                _summarize_batch_ranges(conn, self.flavor())
                 _prefer_batch_index(conn)
                 found = conn.execute(_STREAM_ROWS, (min(taken), max(taken), taken)).fetchall()
         return MirrorPage([MirrorRow(*r) for r in found], checkpoint)
@@ -622,6 +719,7 @@ class PostgresStore:
             if new_checkpoint == checkpoint:
                 return 0
             if taken:
+                _summarize_batch_ranges(conn, flavor)
                 _prefer_batch_index(conn)
                 conn.execute(_rollup_sql(flavor), (min(taken), max(taken), taken))
             conn.execute(_SAVE_CHECKPOINT, (_ROLLUPS, new_checkpoint))

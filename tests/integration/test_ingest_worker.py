@@ -5,8 +5,9 @@ broker failover."""
 from __future__ import annotations
 
 import json
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,7 +16,7 @@ import pytest
 from contract import topics
 from contract.registry import load_registry
 from ingest.pipeline import TimeWindow, classify
-from ingest.ports import DeadLetter
+from ingest.ports import DeadLetter, ValidBatch, WriteResult
 from ingest.settings import IngestSettings
 from ingest.worker import IngestWorker
 from tests.integration.test_ingest_support import (
@@ -276,3 +277,45 @@ def test_stop_finishes_the_transaction_acks_and_restores_watermarks(
         assert w2.watermarks()[gw] == 50
         pub.send(site, gw, pairs, [51])
         assert acks.wait_for(gw, 51)
+
+
+class SlowStore(FakeStore):
+    """A FakeStore whose writes wait until released: the database busy with a transaction."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+        self.writing = threading.Event()
+        # (watermarks carried by a write, highest seq per gateway committed before it)
+        self.watermark_writes: list[tuple[dict[str, int], dict[str, int]]] = []
+
+    def write(self, batches: Sequence[ValidBatch], dead: Sequence[DeadLetter], *,
+              watermarks: Mapping[str, int] | None = None) -> WriteResult:
+        self.writing.set()
+        assert self.release.wait(30)
+        if watermarks:
+            committed: dict[str, int] = {}
+            for g, seq in self.batches:
+                committed[g] = max(seq, committed.get(g, 0))
+            self.watermark_writes.append((dict(watermarks), committed))
+        return super().write(batches, dead, watermarks=watermarks)
+
+
+def test_watermarks_ride_in_the_next_write_transaction(
+    broker: Any, pub: Publisher, acks: AckWatcher
+) -> None:
+    store = SlowStore()
+    store.release.set()
+    site, gw, pairs = gateways()[0]
+    with IngestWorker(settings_for(broker_url(broker), batch_max_messages=1), store, REG,
+                      client_id="test-marks-in-write") as w:
+        wait_until(lambda: w.ready, 10, "ready")
+        for seq in range(1, 6):
+            pub.send(site, gw, pairs, [seq])
+            assert acks.wait_for(gw, seq)
+    assert store.marks[gw] == 5
+    # Busy, they are saved in the data's transactions (not one of their own per flush), and
+    # each write carries watermarks of earlier commits only, never ahead of the data.
+    assert store.watermark_writes
+    for marks, committed in store.watermark_writes:
+        assert marks[gw] <= committed[gw]

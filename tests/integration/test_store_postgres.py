@@ -416,3 +416,34 @@ def test_times_are_stored_in_utc_whatever_the_sender_offset(pg_store: PostgresSt
     pg_store.write([ValidBatch(b.site, b.topic, b.received_at, shifted, encode(shifted))], [])
     assert scalar(pg_store.url, "SELECT time FROM readings") == T0
     assert scalar(pg_store.url, "SELECT time::text FROM readings") == "2026-11-28 05:00:00+00"
+
+
+def test_a_connection_killed_right_after_use_costs_one_retry_at_most(pg_store: PostgresStore,
+                                                                      postgres_db: str) -> None:
+    # The pool skips its check round trip for a connection used in the last second; a backend
+    # that died meanwhile must surface as StoreUnavailable (retried), never as a lost write.
+    assert pg_store.write([batch(1, ("tn-aq-01", "pm25", 0, 1.0))], []).stored_batches == 1
+    with psycopg.connect(postgres_db, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                      "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+    try:
+        r = pg_store.write([batch(2, ("tn-aq-01", "pm25", 60, 2.0))], [])
+    except StoreUnavailable:
+        r = pg_store.write([batch(2, ("tn-aq-01", "pm25", 60, 2.0))], [])
+    assert r.stored_batches == 1
+    assert scalar(postgres_db, "SELECT count(*) FROM readings") == 2
+
+
+def test_a_reading_conflict_found_by_copy_redoes_the_whole_transaction_carefully(
+        ts_store: PostgresStore, timescale_db: str) -> None:
+    # No savepoint around the COPY: the UniqueViolation rolls back the claims too, and the
+    # careful path claims again, so the new batch is stored and the clash is a dead letter.
+    assert ts_store.write([batch(1, ("tn-aq-01", "pm25", 0, 1.0))], []).stored_batches == 1
+    r = ts_store.write([batch(2, ("tn-aq-01", "pm25", 0, 9.0)), batch(3, ("tn-aq-01", "pm25", 60, 3.0))], [],
+                       watermarks={GW: 1})
+    assert (r.stored_batches, r.stored_readings) == (1, 1)
+    assert [d.reason for d in r.dead_letters] == ["conflict"]
+    assert sorted(r.handled) == [(GW, 2), (GW, 3)]
+    assert rows(timescale_db, "SELECT seq, outcome FROM ingest_batches ORDER BY seq") == [
+        (1, "stored"), (2, "dead_letter"), (3, "stored")]
+    assert ts_store.watermarks() == {GW: 1}

@@ -5,7 +5,7 @@ tests/integration/test_ingest_*.py."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
 from ingest.errors import StoreUnavailable
@@ -38,9 +38,14 @@ class FakeStore:
     def migrate(self) -> None:
         self._check()
 
-    def write(self, batches: Sequence[ValidBatch], dead: Sequence[DeadLetter]) -> WriteResult:
+    def write(self, batches: Sequence[ValidBatch], dead: Sequence[DeadLetter], *,
+              watermarks: Mapping[str, int] | None = None) -> WriteResult:
         with self.lock:
             self._check()
+            if watermarks:
+                self.calls.append("save_watermarks")
+                for gw, seq in watermarks.items():
+                    self.marks[gw] = max(seq, self.marks.get(gw, 0))
             res = WriteResult()
             for vb in batches:
                 b = vb.batch
