@@ -109,8 +109,8 @@ class TcpProxy:
                 if not data or self._mode == "reset":
                     break
                 dst.sendall(data)  # read while passing: delivered, as TCP would
-        except OSError:
-            pass  # the other side closed it: end this connection
+        except (OSError, ValueError):
+            pass  # closed under us (by the other pump or a mode switch: fd -1): end this connection
         finally:
             self._close(src)
             self._close(dst)
