@@ -4,6 +4,7 @@
     smartward sim run --scenario flood-evening --speed 60 [--seed 1] [--duration 600]
     smartward sim evaluate --scenario flood-evening [--speed 900] [--seed 1]
                            [--broker mosquitto|embedded|mqtt://host:port] [--db URL] [--fast]
+                           [--start 2026-11-16T00:00]
 
 ``run`` drives one edge agent per gateway of the registry (simulated sensors, one shared
 simulated clock) against the broker at ``SMARTWARD_MQTT_URL``, as a real fleet would.
@@ -13,7 +14,9 @@ service → store) on a fast clock until the scenario's simulated end, then scor
 the ops center STORED against the scenario's ground truth (``ops_center.domain.scoring``):
 precision, recall, alert compression, time to detect. The clock starts far enough in the past
 that it never reaches the wall clock before the scenario ends (a simulated clock never runs
-ahead of the wall clock: the ingest refuses readings from the future).
+ahead of the wall clock: the ingest refuses readings from the future). ``--start`` pins the
+start instead (local time): the simulated world depends on the date and the noise on how many
+readings precede an event, so only a pinned start reproduces a run.
 """
 
 from __future__ import annotations
@@ -139,6 +142,33 @@ def plan_scenario(build: Callable[[datetime], Scenario], *, tail_s: float, margi
     return build(start)
 
 
+def parse_start(text: str) -> datetime:
+    """``--start``: an ISO 8601 date-time, local time (Asia/Ho_Chi_Minh) unless it carries an
+    offset."""
+    start = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    return start.replace(tzinfo=LOCAL) if start.tzinfo is None else start
+
+
+class StartTooLateError(ValueError):
+    """A pinned start whose scenario would end after the wall clock."""
+
+
+def pinned_scenario(build: Callable[[datetime], Scenario], start: datetime, *, tail_s: float,
+                    now: datetime | None = None) -> Scenario:
+    """The scenario from ``start``; its end (plus ``tail_s``) must be behind the wall clock,
+    as :func:`plan_scenario` ensures for a start it chooses."""
+    sc = build(start)
+    wall = now or datetime.now(UTC)
+    ends = sc.end + timedelta(seconds=tail_s)
+    if ends > wall:
+        raise StartTooLateError(
+            f"Kịch bản từ {start.isoformat()} kết thúc lúc {ends.astimezone(LOCAL):%Y-%m-%d %H:%M}, "
+            f"sau giờ hiện tại / the scenario from {start.isoformat()} ends (with its tail) at "
+            f"{ends.astimezone(LOCAL):%Y-%m-%d %H:%M} local, after now: start earlier"
+        )
+    return sc
+
+
 def default_speed(duration_s: float) -> float:
     return max(60.0, duration_s / _TARGET_REAL_S)
 
@@ -156,15 +186,18 @@ def evaluate(
     timeout_s: float | None = None,
     workdir: Path | None = None,
     on_running: Callable[[object], None] | None = None,
+    start: datetime | None = None,
 ) -> Evaluation:
     """Run the scenario ``build(start)`` through the pipeline and score what was stored.
 
+    ``start`` pins the scenario's start (default: :func:`plan_scenario` picks one in the past).
     ``on_running(stack)`` is called once the stack is up (tests use it to crash and restart the
     ops service mid-run)."""
     from smartward.stack import Stack
 
     tail_s = 2 * flush_s + 60.0
-    sc = plan_scenario(build, tail_s=tail_s)
+    sc = (plan_scenario(build, tail_s=tail_s) if start is None
+          else pinned_scenario(build, start, tail_s=tail_s))
     chosen = _FAST_SPEED if fast else (speed or default_speed(sc.duration_s))
     budget = timeout_s if timeout_s is not None else 4 * (sc.duration_s + tail_s) / min(chosen, 5000) + 180
     stop_at = sc.end + timedelta(seconds=tail_s)
@@ -214,7 +247,8 @@ def format_evaluation(ev: Evaluation) -> str:
     sc = ev.scenario
     hours = sc.duration_s / 3600
     lines = [
-        f"Kịch bản / scenario: {sc.name}  (seed {ev.seed}, ×{ev.speed:g}, {ev.backend}; "
+        f"Kịch bản / scenario: {sc.name}  (từ / --start {sc.start.astimezone(LOCAL):%Y-%m-%dT%H:%M}, "
+        f"seed {ev.seed}, ×{ev.speed:g}, {ev.backend}; "
         f"{hours:.1f} h mô phỏng trong / simulated in {ev.real_s:.0f} s"
         + (f", đồng hồ chờ / clock held {ev.clock_held_s:.0f} s" if ev.clock_held_s >= 1 else "") + ")",
         f"  số đo đã lưu / readings stored       {ev.readings_stored}",
@@ -292,9 +326,21 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--fast", action="store_true",
                     help="nhanh nhất hệ thống chịu được / as fast as the pipeline can take")
     ev.add_argument("--timeout", type=float, help="giới hạn thời gian thực / real-time limit, s")
+    ev.add_argument("--start", type=_start_arg,
+                    help="đầu kịch bản, giờ Việt Nam / scenario start, ISO local time (Asia/Ho_Chi_Minh), "
+                         "e.g. 2026-11-16T00:00, to reproduce a run (default: in the past, ending "
+                         "before now); older than 30 days needs SMARTWARD_WINDOW_PAST_S")
     ev.add_argument("--check", action="store_true",
                     help="mã thoát 1 nếu recall < 1 hoặc precision < 0.9 / exit 1 below the targets")
     return p
+
+
+def _start_arg(text: str) -> datetime:
+    try:
+        return parse_start(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"không phải ngày giờ ISO / not an ISO date-time: {text!r}") from exc
 
 
 def main(argv: Sequence[str]) -> int:
@@ -334,7 +380,10 @@ def _evaluate(args: argparse.Namespace, registry: Registry) -> int:
 
     try:
         ev = evaluate(build, registry=registry, speed=args.speed, seed=args.seed, broker=args.broker,
-                      db_url=args.db, fast=args.fast, timeout_s=args.timeout)
+                      db_url=args.db, fast=args.fast, timeout_s=args.timeout, start=args.start)
+    except StartTooLateError as exc:
+        print(f"{exc}", file=sys.stderr)
+        return EXIT_USAGE
     except (StackError, TimeoutError) as exc:
         print(f"Đánh giá thất bại / evaluation failed: {exc}", file=sys.stderr)
         return EXIT_FAILED
