@@ -221,6 +221,7 @@ class MqttPublisher:
         self._link_epoch = 0  # bumped on every link-up, to cut a back-off short
         self._closing = False
         self._leave_with_will = True
+        self._disconnect_timeout_s = self._connect_timeout_s
         self._session: _Session | None = None
         self._thread: threading.Thread | None = None
 
@@ -246,6 +247,10 @@ class MqttPublisher:
             # Without an acknowledged offline status, leave with the Will: the broker then
             # publishes the offline status itself.
             self._leave_with_will = not acked
+            # A clean DISCONNECT gets the whole shutdown budget to leave: if it cannot and the
+            # connection is cut instead, the broker publishes the Will, whose status (made at
+            # connect time) would overwrite the acknowledged final one with an older seq.
+            self._disconnect_timeout_s = max(self._connect_timeout_s, timeout_s)
             self._closing = True
             self._cond.notify_all()
         if self._thread is not None:
@@ -490,7 +495,7 @@ class MqttPublisher:
             else:
                 client.disconnect()
             with self._cond:
-                sent = self._cond.wait_for(lambda: session.closed, timeout=self._connect_timeout_s)
+                sent = self._cond.wait_for(lambda: session.closed, timeout=self._disconnect_timeout_s)
             if not sent:
                 # The DISCONNECT cannot leave (dead link): end the connection ourselves,
                 # else paho's thread lingers until the keepalive expires.
