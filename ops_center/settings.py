@@ -55,6 +55,10 @@ class OpsSettings(BaseSettings):
     # The API's command link (ops_center/api/command_link.py), with its own broker account
     # (`ops-api` in the generated ACL); unset: commands cannot be sent (503).
     commands_mqtt_url: SecretStr | None = None
+    # How long the broker keeps the command link's session, and the command results queued in
+    # it, while no API process is connected (MQTT 5 Session Expiry Interval); 1 h covers the
+    # longest command TTL. MQTT 3.1.1 has no such interval: the broker's own applies.
+    commands_session_expiry_s: int = Field(default=3600, ge=0, le=0xFFFF_FFFF)
     registry: Path | None = None
     secret_key: SecretStr | None = None
     # The Mosquitto log file (with `log_type debug`: deploy/mosquitto/smartward.conf) whose

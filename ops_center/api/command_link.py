@@ -1,7 +1,7 @@
 """The API process's own MQTT link for operator commands (CONTRACT.md ``cmd`` / ``cmd/result``).
 
-``CommandLink`` publishes each command QoS 1 to its gateway's ``cmd`` topic and subscribes to
-every gateway's ``cmd/result``. With MQTT 5 that is the shared subscription
+``CommandLink`` publishes each command QoS 1 to its gateway's ``cmd`` topic and subscribes
+(QoS 1) to every gateway's ``cmd/result``. With MQTT 5 that is the shared subscription
 ``$share/ops-api/smartward/v1/+/+/cmd/result`` (MQTT-4.8.2): several API workers split the
 results between them, and each result is recorded once by whichever worker gets it (the
 store, not the worker's memory, holds the state, so any worker answers ``GET`` for any
@@ -13,9 +13,32 @@ Its broker account is its own (``ops-api`` in the generated ACL: write ``+/+/cmd
 each other's session over. So it connects only when ``SMARTWARD_COMMANDS_MQTT_URL`` is set;
 without it the API answers a command with 503 ``broker_unavailable``.
 
-Clean session: results that arrive while no API worker is connected are not kept; the
-command then shows as ``expired`` once its TTL passes (the edge may have applied it: its
-telemetry tells).
+Persistent session (the paho client comes from ``ops_center/mqtt_client.py``): MQTT 5
+``clean_start=False`` with a Session Expiry Interval of ``SMARTWARD_COMMANDS_SESSION_EXPIRY_S``
+(1 h by default, the longest command TTL), MQTT 3.1.1 ``clean_session=False``. A result that
+the edge publishes while the API is stopped or cut off waits in the broker and arrives when the
+link reconnects with the same client id; the command is then recorded as the edge answered
+(a late answer wins over the TTL: the edge judged expiry when the command reached it), not
+shown as ``expired``. The client id is stable across restarts: the broker account's name
+under the shipped ``use_username_as_clientid true``, else ``smartward-ops-api-{hostname}``
+(one API process with a command link per host and account). Past the expiry the broker drops
+the session and what it queued: the command then shows ``expired``.
+
+Mosquitto 2.0.11, measured (the shared subscription of a session that is away): the broker
+queues the results for that session and delivers them when it resumes
+(``session present``), also across a broker restart with persistence; but it hands the
+messages of a share group round-robin to *every* session in the group, connected or not, so
+a second session that stays away (another client id that never comes back) takes its share
+into its queue until its own expiry, and Mosquitto then drops them rather than passing them
+to the group (MQTT 5 §4.8.2 says SHOULD; eclipse-mosquitto/mosquitto#2662). Hence the stable
+client id: a restarted API resumes its session instead of leaving one behind. The demo's
+embedded amqtt 0.12 answers ``session present`` but did not deliver a result published while
+the link was away (measured): there such a result is still lost.
+
+QoS 1 may deliver a result twice (a redelivery after a reconnect, or a retried command that
+the edge answers again): :meth:`CommandDesk.on_result` applies only the first answer of the
+command's gateway to a pending command (``CommandStore.record_result`` changes nothing
+otherwise), so a copy writes nothing and tells no live screen.
 
 ``CommandDesk`` is the glue the routes use: the store, the link, the feed.
 """
@@ -23,7 +46,6 @@ telemetry tells).
 from __future__ import annotations
 
 import logging
-import os
 import socket
 import threading
 from collections.abc import Callable, Mapping
@@ -31,22 +53,23 @@ from datetime import datetime
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from contract import topics
-from contract.brokers import BrokerUrl, BrokerUrlError, parse_broker_urls
+from contract.brokers import BrokerUrlError, parse_broker_urls
 from contract.codec import decode_command_result
 from contract.errors import ContractError
 from contract.models import CommandResult
 from ops_center.adapters.commands import CommandRecord, CommandStore, open_command_store
 from ops_center.adapters.repository import OpsRepository, RepositoryError
 from ops_center.feed import Feed
+from ops_center.mqtt_client import BrokerClient, SessionOptions, url_set_problem
 from ops_center.settings import OpsSettings
 
 logger = logging.getLogger(__name__)
 
 SHARE_GROUP = "ops-api"
+DEFAULT_SESSION_EXPIRY_S = 3600
 ResultSink = Callable[[str, str, CommandResult], None]  # (site, gateway, result)
 
 
@@ -55,30 +78,28 @@ class CommandLinkError(Exception):
 
 
 class CommandLink:
-    def __init__(self, url: str, *, client_id: str, on_result: ResultSink, keepalive_s: int = 30) -> None:
+    def __init__(self, url: str, *, client_id: str, on_result: ResultSink, keepalive_s: int = 30,
+                 session_expiry_s: int = DEFAULT_SESSION_EXPIRY_S) -> None:
         try:
-            self._urls: list[BrokerUrl] = parse_broker_urls(url)
+            urls = parse_broker_urls(url)
         except BrokerUrlError as exc:
             raise CommandLinkError(str(exc)) from exc
-        self._mqtt5 = self._urls[0].mqtt5
-        self._index = 0
+        problem = url_set_problem(urls)
+        if problem is not None:
+            raise CommandLinkError(problem)
         self._on_result = on_result
-        self._keepalive_s = keepalive_s
-        self._stopping = False
         self.subscribed = threading.Event()
         self.results = 0
         self.bad_results = 0
-        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                        protocol=mqtt.MQTTv5 if self._mqtt5 else mqtt.MQTTv311)
-        c.on_connect = self._on_connect
-        c.on_disconnect = self._on_disconnect
-        c.on_connect_fail = self._on_connect_fail
-        c.on_subscribe = self._on_subscribe
-        c.on_message = self._on_message
-        c.reconnect_delay_set(min_delay=1, max_delay=10)
-        if self._urls[0].tls:
-            c.tls_set()
-        self._client = c
+        self._broker = BrokerClient(
+            urls,
+            SessionOptions(client_id=client_id, keepalive_s=keepalive_s, session_expiry_s=session_expiry_s),
+            log=logger, on_connect=self._on_connect, on_disconnect=self._on_disconnect,
+            on_connect_fail=self._on_connect_fail, on_subscribe=self._on_subscribe,
+            on_message=self._on_message,
+        )
+        self._mqtt5 = self._broker.mqtt5
+        self._client = self._broker.client
 
     @property
     def connected(self) -> bool:
@@ -86,13 +107,12 @@ class CommandLink:
 
     def start(self) -> None:
         """Connect in the background (the API starts while the broker is down)."""
-        self._connect_async(self._urls[0])
-        self._client.loop_start()
+        self._broker.start()
 
     def stop(self) -> None:
-        self._stopping = True
-        self._client.disconnect()
-        self._client.loop_stop()
+        """Disconnect; the session, and the results that arrive meanwhile, stay on the broker
+        for the session expiry."""
+        self._broker.stop()
 
     def publish(self, site: str, gateway: str, payload: bytes) -> bool:
         """Hand one command to the network (QoS 1, not retained: a command is for now, not
@@ -102,24 +122,17 @@ class CommandLink:
         info = self._client.publish(topics.cmd(site, gateway), payload, qos=1)
         return info.rc == mqtt.MQTT_ERR_SUCCESS
 
-    def _connect_async(self, url: BrokerUrl) -> None:
-        self._client.username_pw_set(url.username, url.password)
-        self._client.connect_async(url.host, url.port, keepalive=self._keepalive_s)
-
-    def _rotate(self) -> None:
-        if self._stopping or len(self._urls) == 1:
-            return
-        self._index = (self._index + 1) % len(self._urls)
-        self._connect_async(self._urls[self._index])
-
     # --- paho callbacks (network thread: never raise) --------------------------------------
 
-    def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason_code: Any, _p: Any) -> None:
+    def _on_connect(self, client: mqtt.Client, _u: Any, flags: Any, reason_code: Any, _p: Any) -> None:
         try:
             if reason_code.is_failure:
-                logger.warning("command link refused by %s: %s", self._urls[self._index], reason_code)
+                logger.warning("command link refused by %s: %s", self._broker.url, reason_code)
                 return
-            logger.info("command link connected to %s", self._urls[self._index])
+            logger.info("command link connected to %s (session present: %s)", self._broker.url,
+                        getattr(flags, "session_present", "?"))
+            # Subscribing again on a resumed session replaces the same subscription (MQTT-3.8.4-3):
+            # the results queued meanwhile are already on their way.
             if self._mqtt5:
                 filt = topics.subscription("cmd/result", share_group=SHARE_GROUP)
                 client.subscribe([(filt, SubscribeOptions(qos=1))])
@@ -136,12 +149,12 @@ class CommandLink:
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason_code: Any, _p: Any) -> None:
         self.subscribed.clear()
-        if not self._stopping:
+        if not self._broker.stopping:
             logger.warning("command link disconnected: %s", reason_code)
-            self._rotate()
+            self._broker.rotate()
 
     def _on_connect_fail(self, _c: mqtt.Client, _u: Any) -> None:
-        self._rotate()
+        self._broker.rotate()
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         # An exception here would kill paho's network thread (RELIABILITY.md).
@@ -178,8 +191,11 @@ class CommandDesk:
         desk = cls(open_command_store(repo), feed, clock)
         url = settings.commands_mqtt_url
         if url is not None:
-            client_id = f"smartward-ops-api-{socket.gethostname()}-{os.getpid()}"[:64]
-            desk.link = CommandLink(url.get_secret_value(), client_id=client_id, on_result=desk.on_result)
+            # Stable across restarts, so a restarted API resumes its persistent session (and the
+            # results queued in it) instead of leaving it behind (see the module docstring).
+            client_id = f"smartward-ops-api-{socket.gethostname()}"[:64]
+            desk.link = CommandLink(url.get_secret_value(), client_id=client_id, on_result=desk.on_result,
+                                    session_expiry_s=settings.commands_session_expiry_s)
         return desk
 
     def start(self) -> None:

@@ -15,6 +15,10 @@ blind the rules.
 - ``on_message`` only hands the message over (never raises, never blocks on work): an
   exception there would kill paho's network thread (RELIABILITY.md).
 
+The paho client itself (session options, reconnect back-off, TLS, failover over the URLs of
+``SMARTWARD_MQTT_URL``) comes from ``ops_center/mqtt_client.py``, shared with the API's
+command link.
+
 A packet identifier means something only on the connection that delivered it: every message
 carries the connection generation it came on, and only current-generation messages are acked
 (earlier ones are redelivered on the new connection and acked then).
@@ -31,13 +35,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from contract import topics
 from contract.brokers import BrokerUrl, BrokerUrlError
+from ops_center.mqtt_client import BrokerClient, SessionOptions, url_set_problem
 from ops_center.service.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -81,69 +83,41 @@ class OpsMqttLink:
     ) -> None:
         if not urls:
             raise ConfigError("no MQTT URL (SMARTWARD_MQTT_URL)")
-        self._urls = [parse_broker_url(u) for u in urls]
-        if len({u.tls for u in self._urls}) > 1:
-            raise ConfigError("all MQTT URLs must use the same scheme (mqtt:// or mqtts://)")
-        if len({u.protocol for u in self._urls}) > 1:
-            raise ConfigError("all MQTT URLs must use the same protocol (5 or 3.1.1)")
-        self._mqtt5 = self._urls[0].mqtt5
-        self._index = 0
+        parsed = [parse_broker_url(u) for u in urls]
+        problem = url_set_problem(parsed)
+        if problem is not None:
+            raise ConfigError(problem)
         self._sink = sink
         self._on_state = on_state
-        self._keepalive_s = keepalive_s
         self._lock = threading.Lock()
-        self._stopping = False
         self.generation = 0
         self.connected = False
         self.accepting = True  # False: new messages are left unacked (redelivered later)
         self.subscribed = threading.Event()  # the broker granted the subscriptions (SUBACK)
         self.received = 0
         self.callback_errors = 0
-        self._props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        self._props.ReceiveMaximum = receive_maximum
-        self._props.SessionExpiryInterval = session_expiry_s
-        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                        protocol=mqtt.MQTTv5 if self._mqtt5 else mqtt.MQTTv311,
-                        clean_session=None if self._mqtt5 else False, manual_ack=True)
-        c.on_connect = self._on_connect
-        c.on_disconnect = self._on_disconnect
-        c.on_connect_fail = self._on_connect_fail
-        c.on_message = self._on_message
-        c.on_subscribe = self._on_subscribe
-        c.reconnect_delay_set(min_delay=1, max_delay=10)
-        if self._urls[0].tls:
-            c.tls_set()
-        self.client = c
+        self._broker = BrokerClient(
+            parsed,
+            SessionOptions(client_id=client_id, keepalive_s=keepalive_s, session_expiry_s=session_expiry_s,
+                           receive_maximum=receive_maximum, manual_ack=True),
+            log=logger, on_connect=self._on_connect, on_disconnect=self._on_disconnect,
+            on_connect_fail=self._on_connect_fail, on_subscribe=self._on_subscribe,
+            on_message=self._on_message,
+        )
+        self._mqtt5 = self._broker.mqtt5
+        self.client = self._broker.client
 
     # --- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._connect_async(self._urls[0])
-        self.client.loop_start()
+        self._broker.start()
 
     def stop(self) -> None:
         """Disconnect (the session stays on the broker for its expiry) and stop the thread."""
-        self._stopping = True
         self.accepting = False
-        self.client.disconnect()
-        self.client.loop_stop()
+        self._broker.stop()
         with self._lock:
             self.connected = False
-
-    def _connect_async(self, url: BrokerUrl) -> None:
-        self.client.username_pw_set(url.username, url.password)
-        if self._mqtt5:
-            self.client.connect_async(url.host, url.port, keepalive=self._keepalive_s, clean_start=False,
-                                      properties=self._props)
-        else:  # the session persists through clean_session=False, set on the client
-            self.client.connect_async(url.host, url.port, keepalive=self._keepalive_s)
-
-    def _rotate(self) -> None:
-        if self._stopping or len(self._urls) == 1:
-            return
-        self._index = (self._index + 1) % len(self._urls)
-        logger.info("MQTT failover: next attempt on %s", self._urls[self._index])
-        self._connect_async(self._urls[self._index])
 
     def _set_state(self, connected: bool) -> None:
         if self._on_state is not None:
@@ -154,12 +128,12 @@ class OpsMqttLink:
     def _on_connect(self, client: mqtt.Client, _u: Any, flags: Any, reason_code: Any, _p: Any) -> None:
         try:
             if reason_code.is_failure:
-                logger.warning("MQTT connect refused by %s: %s", self._urls[self._index], reason_code)
+                logger.warning("MQTT connect refused by %s: %s", self._broker.url, reason_code)
                 return
             with self._lock:
                 self.generation += 1
                 self.connected = True
-            logger.info("ops service connected to %s (session present: %s)", self._urls[self._index],
+            logger.info("ops service connected to %s (session present: %s)", self._broker.url,
                         getattr(flags, "session_present", "?"))
             filters = (topics.subscription("telemetry"), topics.subscription("status"))
             if self._mqtt5:
@@ -189,18 +163,18 @@ class OpsMqttLink:
                 was = self.connected
                 self.connected = False
             self.subscribed.clear()
-            if was and not self._stopping:
-                logger.warning("ops service disconnected from %s: %s", self._urls[self._index], reason_code)
+            if was and not self._broker.stopping:
+                logger.warning("ops service disconnected from %s: %s", self._broker.url, reason_code)
             self._set_state(False)
-            self._rotate()
+            self._broker.rotate()
         except Exception:
             self.callback_errors += 1
             logger.exception("on_disconnect failed")
 
     def _on_connect_fail(self, _c: mqtt.Client, _u: Any) -> None:
         try:
-            logger.debug("MQTT connect to %s failed", self._urls[self._index])
-            self._rotate()
+            logger.debug("MQTT connect to %s failed", self._broker.url)
+            self._broker.rotate()
         except Exception:
             self.callback_errors += 1
             logger.exception("on_connect_fail failed")

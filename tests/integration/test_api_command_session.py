@@ -1,0 +1,299 @@
+"""The command link's persistent session, through a real Mosquitto (the shipped configuration
+with the generated accounts): a ``cmd/result`` the edge publishes while no API process is
+connected waits in the broker and is recorded, once, when the API comes back; past the
+session expiry (``SMARTWARD_COMMANDS_SESSION_EXPIRY_S``) it is gone and the command shows
+``expired``. And the client factory both MQTT links of the ops center share
+(``ops_center/mqtt_client.py``) fails over from a dead broker to the next URL."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from fastapi.testclient import TestClient
+from paho.mqtt.enums import CallbackAPIVersion
+
+from contract import topics
+from contract.codec import decode_command_result, encode
+from contract.models import CommandResult
+from edge.app import open_agent
+from edge.drivers.simulated import open_simulation
+from ops_center.adapters.commands import open_command_store
+from ops_center.adapters.sqlite import SqliteOpsRepository
+from ops_center.api.app import create_app
+from ops_center.api.command_link import CommandDesk, CommandLink
+from ops_center.feed import Feed, FeedEvent
+from ops_center.security.mqtt_credentials import generate, read_credentials
+from ops_center.service.mqtt import OpsMqttLink
+from tests.integration.test_api_commands import GW, REG, SET_LAMP, SIM_T, V1, until
+from tests.integration.test_api_support import (
+    FAST_PASSWORDS,
+    add_users,
+    auth,
+    login,
+    migrate_ingest_sqlite,
+    seed,
+    settings,
+    sqlite_rows,
+)
+from tests.integration.test_edge_mqtt import fast_settings
+from tests.servers._proc import free_port
+from tests.servers.mosquitto import MosquittoFactory, MosquittoServer
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
+
+SITE = "thong-nhat"
+
+
+def secured_broker(mosquitto: MosquittoFactory, tmp_path: Path,
+                   **overrides: str) -> tuple[MosquittoServer, dict[str, str]]:
+    """The shipped configuration with the generated password file and ACL; the accounts."""
+    creds = tmp_path / "mqtt"
+    generate(REG, creds)
+    return mosquitto(credentials=creds, overrides=overrides), read_credentials(creds / "credentials.txt")
+
+
+@pytest.fixture
+def secured(mosquitto: MosquittoFactory, tmp_path: Path) -> tuple[MosquittoServer, dict[str, str]]:
+    return secured_broker(mosquitto, tmp_path)
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Iterator[SqliteOpsRepository]:
+    """One store that outlives the API processes of a test."""
+    path = tmp_path / "api.db"
+    migrate_ingest_sqlite(path)
+    r = SqliteOpsRepository(path)
+    try:
+        r.migrate()
+        seed(r, sqlite_rows(path))
+        add_users(r)
+        yield r
+    finally:
+        r.close()
+
+
+class Events:
+    """The ``command`` events of one API process's live stream."""
+
+    def __init__(self, feed: Feed) -> None:
+        self.items: list[FeedEvent] = []
+        self._cond = threading.Condition()
+        feed.listen(("command",), self._on_event)
+
+    def _on_event(self, event: FeedEvent) -> None:
+        with self._cond:
+            self.items.append(event)
+            self._cond.notify_all()
+
+    def of(self, ident: str) -> list[dict[str, Any]]:
+        with self._cond:
+            return [dict(e.data) for e in self.items if e.data["id"] == ident]
+
+    def wait(self, ident: str, timeout_s: float) -> list[dict[str, Any]]:
+        with self._cond:
+            assert self._cond.wait_for(lambda: bool(self.of(ident)), timeout_s), \
+                f"no command event for {ident} within {timeout_s} s: {self.items}"
+            return self.of(ident)
+
+
+@contextmanager
+def api(repo: SqliteOpsRepository, url: str, feed: Feed,
+        **over: Any) -> Iterator[tuple[CommandDesk, TestClient]]:
+    """One API process: its own feed and command link, on the shared store; leaving the block
+    stops it (the link disconnects, its session stays on the broker)."""
+    app = create_app(settings(commands_mqtt_url=url, **over), repo, feed, registry=REG,
+                     passwords=FAST_PASSWORDS)
+    with TestClient(app) as client:
+        desk: CommandDesk = app.state.commands
+        assert desk.link is not None and desk.link.subscribed.wait(10), "the results subscription was refused"
+        yield desk, client
+    assert not desk.link.connected
+
+
+class Client:
+    """A plain MQTT 5 client on one of the generated accounts (the broker names it after the
+    account: ``use_username_as_clientid``)."""
+
+    def __init__(self, server: MosquittoServer, user: str, password: str) -> None:
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=user, protocol=mqtt.MQTTv5)
+        self.client.username_pw_set(user, password)
+        self.payloads: list[bytes] = []
+        self._cond = threading.Condition()
+        subscribed = threading.Event()
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = lambda *_a: subscribed.set()
+        self.client.connect(server.host, server.port)
+        self.client.loop_start()
+        self._subscribed = subscribed
+
+    def subscribe(self, topic: str) -> None:
+        self._subscribed.clear()
+        self.client.subscribe(topic, qos=1)
+        assert self._subscribed.wait(5)
+
+    def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        with self._cond:
+            self.payloads.append(bytes(msg.payload))
+            self._cond.notify_all()
+
+    def wait(self, n: int, timeout_s: float, what: str) -> list[bytes]:
+        with self._cond:
+            assert self._cond.wait_for(lambda: len(self.payloads) >= n, timeout_s), (what, self.payloads)
+            return list(self.payloads)
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        """QoS 1, back when the broker has PUBACKed it (so it is routed, queued included)."""
+        self.client.publish(topic, payload, qos=1).wait_for_publish(5)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@contextmanager
+def lighting_cabinet(tmp_path: Path, url: str) -> Iterator[Any]:
+    """The real edge agent of the Thống Nhất lighting cabinet (persistent session, outbox in
+    ``tmp_path``): a second run resumes the first one's session."""
+    sim = open_simulation(REG, GW, speed=1.0, start=SIM_T)
+    with open_agent(fast_settings(tmp_path, url), REG, GW, clock=sim.clock, driver=sim.driver,
+                    link=sim.driver) as agent:
+        thread = threading.Thread(target=agent.run, name="edge-agent")
+        thread.start()
+        try:
+            agent.wait_until(lambda s: s.connected and s.counters.status_published >= 1, 10)
+            yield agent
+        finally:
+            agent.stop()
+            thread.join(timeout=20)
+            assert not thread.is_alive()
+
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_a_result_published_while_the_api_is_down_is_recorded_once_when_it_comes_back(
+    secured: tuple[MosquittoServer, dict[str, str]], repo: SqliteOpsRepository, tmp_path: Path, protocol: str
+) -> None:
+    server, accounts = secured
+    query = "" if protocol == "5" else "?protocol=3.1.1"
+    url = f"mqtt://ops-api:{accounts['ops-api']}@127.0.0.1:{server.port}{query}"
+    edge_url = f"mqtt://{GW}:{accounts[GW]}@127.0.0.1:{server.port}"
+    # Sees every result of the gateway as the broker routes it (the ops service's account).
+    watch = Client(server, "ops", accounts["ops"])
+    try:
+        watch.subscribe(topics.cmd_result(SITE, GW))
+        # The edge has a session on the broker (its cmd subscription) but is away.
+        with lighting_cabinet(tmp_path, edge_url):
+            pass
+        with api(repo, url, Feed()) as (_desk, client):
+            staff = auth(login(client, "tn-staff"))
+            r = client.post(V1, json={**SET_LAMP, "ttl_s": 10}, headers=staff)
+            assert r.status_code == 202, r.text
+            ident: str = r.json()["id"]
+        # The API is down. The edge comes back, applies the queued command and answers.
+        with lighting_cabinet(tmp_path, edge_url) as agent:
+            agent.wait_until(lambda s: s.counters.commands_applied == 1, 10)
+            [answer] = watch.wait(1, 10, "the edge's answer reached the broker")
+        # The same answer once more, as a QoS 1 redelivery would bring it.
+        edge = Client(server, GW, accounts[GW])
+        try:
+            edge.publish(topics.cmd_result(SITE, GW), answer)
+        finally:
+            edge.close()
+        watch.wait(2, 10, "the copy reached the broker")
+    finally:
+        watch.close()
+    result = decode_command_result(answer)
+    assert (result.id, result.ok, result.detail) == (ident, True, "applied")
+    # Without the result, the command would show expired by now (its TTL is 10 s).
+    later = datetime.now(UTC) + timedelta(days=1)
+    store = open_command_store(repo)
+    seen = store.get(ident, later)
+    assert seen is not None and seen.state == "expired"
+
+    feed = Feed()
+    events = Events(feed)
+    with api(repo, url, feed) as (desk, client):
+        event = events.wait(ident, 10)[0]
+        assert desk.link is not None
+        until(lambda: desk.link is not None and desk.link.results == 2, 10, "both copies delivered")
+        staff = auth(login(client, "tn-staff"))
+        client.app.state.smartward.clock = lambda: later  # type: ignore[attr-defined]
+        got = client.get(f"{V1}/{ident}", headers=staff)
+        assert got.status_code == 200, got.text
+        shown = got.json()
+        assert desk.link.bad_results == 0
+    assert (event["state"], event["detail"], event["gateway"]) == ("applied", "applied", GW)
+    assert events.of(ident) == [event], "the copy must change nothing and tell no screen"
+    assert (shown["state"], shown["detail"]) == ("applied", "applied")
+    stored = store.get(ident, later)
+    assert stored is not None and (stored.state, stored.result_at) == ("applied", result.ts)
+
+
+def test_past_the_session_expiry_a_result_is_lost_and_the_command_shows_expired(
+    mosquitto: MosquittoFactory, repo: SqliteOpsRepository, tmp_path: Path
+) -> None:
+    # A second log, to a file: Mosquitto flushes it per line (its stdout is block-buffered).
+    broker_log = tmp_path / "broker.log"
+    server, accounts = secured_broker(mosquitto, tmp_path, log_dest=f"file {broker_log}")
+    url = f"mqtt://ops-api:{accounts['ops-api']}@127.0.0.1:{server.port}"
+    edge = Client(server, GW, accounts[GW])
+    try:
+        edge.subscribe(topics.cmd(SITE, GW))
+        with api(repo, url, Feed(), commands_session_expiry_s=1) as (_desk, client):
+            staff = auth(login(client, "tn-staff"))
+            r = client.post(V1, json={**SET_LAMP, "ttl_s": 10}, headers=staff)
+            assert r.status_code == 202, r.text
+            ident: str = r.json()["id"]
+            edge.wait(1, 10, "the command reached the edge")
+        # Mosquitto drops the session one second after the link left (its own log says when).
+        until(lambda: "Expiring client ops-api due to timeout" in broker_log.read_text(errors="replace"), 10,
+              "the broker expired the command link's session")
+        ts = datetime.now(UTC)
+        lost = CommandResult(v=1, id=ident, ok=True, detail="applied", ts=ts)
+        edge.publish(topics.cmd_result(SITE, GW), encode(lost))
+        feed = Feed()
+        events = Events(feed)
+        with api(repo, url, feed) as (desk, _client):
+            # A result published after the link is back arrives; the lost one would have come first.
+            edge.publish(topics.cmd_result(SITE, GW), encode(CommandResult(v=1, id="marker", ok=True,
+                                                                           detail="applied", ts=ts)))
+            until(lambda: desk.link is not None and desk.link.results >= 1, 10, "the marker arrived")
+            assert desk.link is not None and desk.link.results == 1
+    finally:
+        edge.close()
+    assert events.of(ident) == []
+    seen = open_command_store(repo).get(ident, datetime.now(UTC) + timedelta(days=1))
+    assert seen is not None and seen.state == "expired"
+
+
+@pytest.mark.parametrize("owner", ["command link", "ops service"])
+def test_both_links_fail_over_from_a_dead_broker_to_the_next_url(
+    mosquitto: MosquittoFactory, caplog: pytest.LogCaptureFixture, owner: str
+) -> None:
+    """The shared client factory (ops_center/mqtt_client.py): a refused first URL, the next
+    one of the list is tried, and the failover is logged under the owner's logger."""
+    server = mosquitto()
+    urls = [f"mqtt://127.0.0.1:{free_port('127.0.0.1')}", server.url]
+    link: CommandLink | OpsMqttLink
+    if owner == "command link":
+        link = CommandLink(",".join(urls), client_id="test-api-failover", on_result=lambda *_a: None)
+        logger_name = "ops_center.api.command_link"
+    else:
+        link = OpsMqttLink(urls, client_id="test-ops-failover", sink=lambda _m: None, receive_maximum=10,
+                           session_expiry_s=60, keepalive_s=30)
+        logger_name = "ops_center.service.mqtt"
+    caplog.set_level(logging.INFO, logger=logger_name)
+    link.start()
+    try:
+        assert link.subscribed.wait(15), f"{owner} did not reach the second broker"
+    finally:
+        link.stop()
+    assert any(r.name == logger_name and r.getMessage() == f"MQTT failover: next attempt on {server.url}"
+               for r in caplog.records), caplog.text
