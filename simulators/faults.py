@@ -60,7 +60,10 @@ def _bounds(start: datetime, end: datetime | None) -> tuple[float, float]:
 
 @dataclass(frozen=True)
 class StuckValue:
-    """From ``start`` the sensor repeats the value it had then (all metrics, or ``metrics``)."""
+    """From ``start`` the sensor repeats its last reading before ``start`` (all metrics, or
+    ``metrics``): the instrument hung between two readings, so the first reading at or after
+    ``start`` is already wrong, and ``start`` is the ground-truth onset of the fault. (A
+    simulation that begins inside the window holds its first reading.)"""
 
     sensor: str
     start: datetime
@@ -167,8 +170,9 @@ DataFault = SensorFault | ClockSkew
 class FaultLayer:
     """Applies the data faults of one sensor to its clean readings, step by step.
 
-    Stateful only for :class:`StuckValue` (the value held), kept here so that splitting a
-    run into several ``advance()`` calls gives the same readings as one call.
+    Stateful only for :class:`StuckValue` (the last reading and the value held), kept here
+    so that splitting a run into several ``advance()`` calls gives the same readings as one
+    call.
     """
 
     def __init__(self, sensor: str, interval_s: int, faults: Iterable[SensorFault]) -> None:
@@ -179,6 +183,7 @@ class FaultLayer:
         self._drifts: list[tuple[float, float, str, float]] = []
         self._spikes: list[tuple[float, str, float | None, Quality]] = []
         self._flags: list[tuple[float, float, Quality]] = []
+        self._last: dict[str, float] = {}  # the last reading reported, for a value to hold
         for f in faults:
             if isinstance(f, Dropout):
                 self._dropouts.append(_bounds(f.start, f.end))
@@ -195,11 +200,12 @@ class FaultLayer:
         """Rewrite ``values`` in place for time ``t``; return (quality, dropped)."""
         if any(_covers(s, e, t) for s, e in self._dropouts):
             return "good", True
+        last = self._last
         for s, e, metrics, held in self._stuck:
             if _covers(s, e, t):
                 for m, value in values.items():
                     if not metrics or m in metrics:
-                        values[m] = held.setdefault(m, value)
+                        values[m] = held.setdefault(m, last.get(m, value))
         for s, e, m, per_hour in self._drifts:
             if m in values and _covers(s, e, t):
                 values[m] += per_hour * (t - s) / 3600.0
@@ -212,5 +218,7 @@ class FaultLayer:
         for s, e, q in self._flags:
             if _covers(s, e, t):
                 quality = q
+        if self._stuck:
+            last.update(values)
         return quality, False
 

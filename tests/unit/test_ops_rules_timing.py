@@ -98,6 +98,29 @@ def test_stuck_on_a_coarse_series_needs_a_longer_run() -> None:
     assert out == [] or out[0][0] - tail[0][0] >= 5 * 60  # not within the lively series' 4
 
 
+def run_at_raise(rule: dict[str, Any], history: list[float]) -> int | None:
+    """How many equal readings the run has when it is raised, the last good reading included
+    (a hung instrument repeats its last reading), or None."""
+    ev = evaluator(rule, "tn-aq-02", "pm25")
+    series = [(T0 + 60 * k, v) for k, v in enumerate([*history, *[history[-1]] * 12])]
+    raised = [t for t, level in levels(ev, series) if level > 0]
+    return None if not raised else round((raised[0] - series[len(history) - 1][0]) / 60) + 1
+
+
+def test_the_shipped_rule_raises_a_frozen_lively_pm25_at_its_4th_equal_reading() -> None:
+    """The default ``stuck-value`` on a 1-minute PM2.5 that moves ~1 µg/m³ a reading (the
+    simulated stations: a chance repeat about one reading in 250): the hung instrument's
+    first wrong reading repeats the last good one, and the 3rd wrong one (the 4th equal
+    reading, 2 intervals after the onset) raises; a chance pair or triple does not."""
+    shipped = load_rules(registry=REGISTRY).get("stuck-value").model_dump()
+    rng = random.Random(11)
+    lively_hours = [round(25 + 0.7 * rng.gauss(0, 1), 2) for _ in range(3000)]
+    assert run_at_raise(shipped, lively_hours) == 4
+    coarse = [float(round(25 + 0.7 * rng.gauss(0, 1))) for _ in range(3000)]  # whole µg/m³
+    need = run_at_raise(shipped, coarse)
+    assert need is None or need >= 6  # plateaus are normal there: not within 12 more readings
+
+
 def test_stuck_before_enough_history_falls_back_to_count_and_duration() -> None:
     ev = evaluator(STUCK, "tn-aq-02", "pm25")
     series = [(T0 + 60 * k, v) for k, v in enumerate([*lively(100), *[7.5] * 40])]

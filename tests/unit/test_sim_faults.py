@@ -65,6 +65,19 @@ def test_a_stuck_sensor_repeats_one_value_and_only_inside_its_window(registry: R
     assert all(r.quality == "good" for r in rs)  # the device does not know
 
 
+def test_a_stuck_sensor_holds_its_last_reading_so_the_first_wrong_one_is_at_start(registry: Registry) -> None:
+    """The instrument hangs between two readings: the reading at ``start`` already repeats the
+    one before it, and that is the fault's ground-truth onset (the first wrong reading)."""
+    clean = series(run(registry, "tn-gw-01"), "tn-aq-01", "pm25")
+    pm = series(run(registry, "tn-gw-01", StuckValue("tn-aq-01", at(60), at(120), frozenset({"pm25"}))),
+                "tn-aq-01", "pm25")
+    before = next(r for r in pm if r.ts == at(59))
+    first = next(r for r in pm if r.ts == at(60))
+    assert before.value == next(r for r in clean if r.ts == at(59)).value
+    assert first.value == before.value
+    assert first.value != next(r for r in clean if r.ts == at(60)).value  # the true value moved on
+
+
 def test_stuck_faults_do_not_change_other_sensors(registry: Registry) -> None:
     clean = run(registry, "tn-gw-01")
     faulty = run(registry, "tn-gw-01", StuckValue("tn-aq-01", at(60)))
