@@ -151,6 +151,7 @@ def _serve_api(stack: Stack, host: str, port: int) -> uvicorn.Server:
     thread = threading.Thread(target=server.run, name="demo-api", daemon=True)
     thread.start()
     print(f"API: http://{host}:{port}/api/v1  (OpenAPI /docs)", flush=True)
+    print(f"Màn hình điều hành / operations screen: http://{host}:{port}/screen/", flush=True)
     print("Người dùng demo / demo users (name: password): " +
           ", ".join(f"{n}: {pw}" for n, pw in sorted(users.items())), flush=True)
     return server

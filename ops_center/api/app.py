@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, FastAPI
 from fastapi.concurrency import run_in_threadpool
 from fastapi.routing import APIRoute
+from fastapi.staticfiles import StaticFiles
 
 from contract.registry import Registry, load_registry
 from ops_center.adapters.repository import OpsRepository, RepositoryError
@@ -48,6 +49,7 @@ from ops_center.security.passwords import Passwords
 from ops_center.security.ratelimit import LoginLimiter
 from ops_center.security.tokens import TokenService
 from ops_center.settings import OpsSettings
+from ops_center.web import SCREEN_PATH, WEB_DIR
 
 logger = logging.getLogger(__name__)
 
@@ -142,6 +144,9 @@ def create_app(
     include_flat(app.router, commands.router, prefix=API_PREFIX)
     include_flat(app.router, exports.router, prefix=API_PREFIX)
     include_flat(app.router, ops.router)
+    # The operations screen (static files, ops_center/web/): under its own prefix, so a catch-all
+    # mount never answers for an API path (nor turns an API 405 into its 404).
+    app.mount(SCREEN_PATH, StaticFiles(directory=WEB_DIR, html=True), name="screen")
     # Outermost last: metrics see every answer, the 413s of the body limit included.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
