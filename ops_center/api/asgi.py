@@ -10,6 +10,12 @@ multiply by N (ops_center/security/ratelimit.py), each process computes a site's
 most once per ``overview_cache_s``, and the live stream of a worker carries only what that
 worker publishes (its KPI events, the actions it served); a deployment that runs the ops
 service in-process must feed every worker's stream, or run one worker.
+
+Device commands: with ``SMARTWARD_COMMANDS_MQTT_URL`` set, every worker opens its own command
+link on that broker account, and under the shipped Mosquitto configuration
+(``use_username_as_clientid``) two workers on one account take each other's session over. Give
+each worker its own account (``smartward mqtt credentials`` makes one, ``ops-api``), or run the
+API with commands as a single worker.
 """
 
 from __future__ import annotations
