@@ -1,0 +1,45 @@
+"""``smartward dashboards export DIR | push``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from dashboards.export import DEFAULT_DASHBOARDS_PATH, export
+from dashboards.push import GrafanaError, push
+from dashboards.settings import DashboardsSettings
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="smartward dashboards",
+                                     description="Bảng điều khiển Grafana / Grafana dashboards")
+    sub = parser.add_subparsers(dest="command", required=True)
+    exp = sub.add_parser("export", help="ghi tệp cấp phát Grafana / write Grafana provisioning files")
+    exp.add_argument("dir", type=Path)
+    exp.add_argument("--dashboards-path", default=DEFAULT_DASHBOARDS_PATH,
+                     help="nơi Grafana đọc các tệp JSON / where Grafana reads the JSON files "
+                          f"(default {DEFAULT_DASHBOARDS_PATH})")
+    sub.add_parser("push", help="đẩy thư mục và bảng lên Grafana / push folders and dashboards "
+                                "(SMARTWARD_GRAFANA_URL, SMARTWARD_GRAFANA_TOKEN)")
+    args = parser.parse_args(argv)
+    if args.command == "export":
+        try:
+            written = export(args.dir, args.dashboards_path)
+        except OSError as exc:
+            print(f"Không ghi được tệp / cannot write the files: {exc}", file=sys.stderr)
+            return 1
+        for path in written:
+            print(path)
+        return 0
+    settings = DashboardsSettings(_env_file=os.environ.get("SMARTWARD_CONFIG"))
+    try:
+        done = push(settings)
+    except GrafanaError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    for p in done:
+        print(f"{p.kind} {p.uid}: {p.action}" + (f" (version {p.version})" if p.version is not None else ""))
+    print(f"Đã đẩy {len(done)} mục lên {settings.grafana_url} / pushed {len(done)} items")
+    return 0

@@ -1,0 +1,152 @@
+"""``smartward dashboards push`` against a recorded contract of Grafana's HTTP API
+(tests/grafana_contract.py: a local HTTP server with Grafana's documented endpoints, status
+codes and body shapes, checking the Bearer token). No Grafana server runs here."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import pytest
+
+from dashboards.cli import main
+from dashboards.definitions import folders
+from dashboards.model import render
+from dashboards.push import (
+    GrafanaConflict,
+    GrafanaForbidden,
+    GrafanaResponseError,
+    GrafanaUnauthorized,
+    GrafanaUnreachable,
+    push,
+)
+from dashboards.settings import DashboardsSettings
+from tests.grafana_contract import grafana
+
+TOKEN = "glsa_test_editor_token_0123456789"
+VIEWER = "glsa_test_viewer_token_0123456789"
+TOKENS = {TOKEN: "Admin", VIEWER: "Viewer"}
+
+
+def settings(url: str, token: str | None = TOKEN) -> DashboardsSettings:
+    return DashboardsSettings(grafana_url=url, grafana_token=token, grafana_timeout_s=5)
+
+
+def expected() -> dict[str, tuple[str, dict[str, Any]]]:
+    return {d.uid: (f.uid, render(d)) for f in folders() for d in f.dashboards}
+
+
+def test_push_creates_folders_and_dashboards_then_is_idempotent() -> None:
+    with grafana(TOKENS) as (url, state):
+        first = push(settings(url))
+        assert {f.uid: f.title for f in folders()} == {u: f["title"] for u, f in state.folders.items()}
+        want = expected()
+        assert set(state.dashboards) == set(want)
+        for uid, (folder_uid, model) in want.items():
+            stored = state.dashboards[uid]
+            assert stored["folderUid"] == folder_uid
+            assert stored["dashboard"]["panels"] == model["panels"]
+            assert stored["dashboard"]["templating"] == model["templating"]
+            assert stored["version"] == 1
+        assert all(p.action == "created" for p in first)
+        # Every call but the health check carried the token.
+        assert all(auth == f"Bearer {TOKEN}" for m, p, auth in state.requests if p != "/api/health")
+
+        n_folders, ids = len(state.folders), {u: d["id"] for u, d in state.dashboards.items()}
+        before = len(state.requests)
+        second = push(settings(url))
+        assert len(state.folders) == n_folders and {u: d["id"] for u, d in state.dashboards.items()} == ids
+        assert [p.uid for p in second] == [p.uid for p in first]
+        assert {p.action for p in second if p.kind == "folder"} == {"unchanged"}
+        assert {p.action for p in second if p.kind == "dashboard"} == {"updated"}
+        assert all(d["version"] == 2 for d in state.dashboards.values())
+        # The second push creates nothing: no folder POST, only the overwriting dashboard saves.
+        assert not any(m == "POST" and p == "/api/folders" for m, p, _ in state.requests[before:])
+
+
+def test_push_renames_a_folder_someone_renamed_back() -> None:
+    with grafana(TOKENS) as (url, state):
+        push(settings(url))
+        uid = folders()[0].uid
+        state.folders[uid]["title"] = "Renamed by hand"
+        done = push(settings(url))
+        assert next(p for p in done if p.uid == uid).action == "updated"
+        assert state.folders[uid]["title"] == folders()[0].title
+
+
+def test_search_lists_what_was_pushed() -> None:
+    import httpx
+
+    with grafana(TOKENS) as (url, _state):
+        push(settings(url))
+        for folder in folders():
+            hits = httpx.get(f"{url}/api/search", params={"type": "dash-db", "folderUIDs": folder.uid},
+                             headers={"Authorization": f"Bearer {TOKEN}"}).json()
+            assert {h["uid"] for h in hits} == {d.uid for d in folder.dashboards}
+            assert all(h["folderUid"] == folder.uid and h["type"] == "dash-db" for h in hits)
+
+
+def test_bad_or_missing_token_is_a_clear_401() -> None:
+    with grafana(TOKENS) as (url, state):
+        with pytest.raises(GrafanaUnauthorized) as err:
+            push(settings(url, "glsa_wrong"))
+        assert "401" in str(err.value) and "SMARTWARD_GRAFANA_TOKEN" in str(err.value)
+        assert str(err.value).startswith("Grafana từ chối")
+        with pytest.raises(GrafanaUnauthorized, match="Thiếu SMARTWARD_GRAFANA_TOKEN"):
+            push(settings(url, None))
+        assert not state.folders and not state.dashboards
+
+
+def test_viewer_token_is_a_clear_403() -> None:
+    with grafana(TOKENS) as (url, state), pytest.raises(GrafanaForbidden, match="403"):
+        push(settings(url, VIEWER))
+    assert not state.folders
+
+
+@pytest.mark.parametrize(("status", "words"), [("version-mismatch", "lệch phiên bản"),
+                                               ("name-exists", "cùng tên")])
+def test_precondition_failed_names_the_reason(status: str, words: str) -> None:
+    with grafana(TOKENS) as (url, state):
+        state.fail_next[("POST", "/api/dashboards/db")] = (412, {"message": "x", "status": status})
+        with pytest.raises(GrafanaConflict, match="412") as err:
+            push(settings(url))
+        assert words in str(err.value)
+
+
+def test_a_dashboard_with_the_same_title_under_another_uid_is_refused_by_the_contract() -> None:
+    with grafana(TOKENS) as (url, state):
+        push(settings(url))
+        d = next(iter(state.dashboards.values()))
+        state.dashboards["hand-made"] = {**d, "id": 999, "dashboard": {**d["dashboard"], "uid": "hand-made"}}
+        with pytest.raises(GrafanaConflict, match="cùng tên"):
+            push(settings(url))
+
+
+def test_server_errors_are_reported() -> None:
+    with grafana(TOKENS) as (url, state):
+        state.fail_next[("POST", "/api/folders")] = (500, {"message": "database is locked"})
+        with pytest.raises(GrafanaResponseError, match=r"500.*database is locked"):
+            push(settings(url))
+
+
+def test_unreachable_grafana() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # bound, not listening: connection refused
+        with pytest.raises(GrafanaUnreachable, match="Không kết nối được Grafana"):
+            push(settings(f"http://127.0.0.1:{port}"))
+
+
+def test_cli_push_exit_codes_and_messages(monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    with grafana(TOKENS) as (url, state):
+        monkeypatch.setenv("SMARTWARD_GRAFANA_URL", url)
+        monkeypatch.setenv("SMARTWARD_GRAFANA_TOKEN", TOKEN)
+        assert main(["push"]) == 0
+        out = capsys.readouterr().out
+        assert "Đã đẩy" in out and "smartward-city-overview" in out
+        assert len(state.dashboards) == sum(len(f.dashboards) for f in folders())
+        monkeypatch.setenv("SMARTWARD_GRAFANA_TOKEN", "nope")
+        assert main(["push"]) == 1
+        err = capsys.readouterr().err
+        assert "401" in err and TOKEN not in err and "nope" not in err
