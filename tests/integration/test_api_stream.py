@@ -13,35 +13,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
 from ops_center.feed import Feed
-from tests.integration.test_api_support import Env, auth, sqlite_env
-from tests.servers._proc import free_port
+from tests.integration.test_api_support import Env, Server, auth, sqlite_env
 
 pytestmark = pytest.mark.integration
-
-
-class Server:
-    def __init__(self, env: Env) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.feed: Feed = env.app.state.smartward.feed
-        config = uvicorn.Config(env.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> Server:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.01)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
 
 
 @pytest.fixture

@@ -5,13 +5,16 @@ the seed itself, so the helpers fail loudly if the ingest's schema moves."""
 from __future__ import annotations
 
 import sqlite3
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import psycopg
+import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -26,6 +29,7 @@ from ops_center.feed import Feed
 from ops_center.security.passwords import Passwords
 from ops_center.security.users import add_user
 from ops_center.settings import OpsSettings
+from tests.servers._proc import free_port
 
 REG: Registry = load_registry()
 PASSWORD = "correct-horse-battery"
@@ -349,3 +353,28 @@ def test_seed_is_visible_through_the_repository(tmp_path: Path) -> None:
         assert {i.site for i in page.items} == set(SITES)
         assert env.repo.latest_values([("tn-aq-01", "pm25")], env.seed.now - timedelta(minutes=5))
         assert env.repo.batch_stats(["tn-gw-01"], env.seed.now - timedelta(hours=1))[0].stored == 9
+
+
+class Server:
+    """uvicorn serving the app on a free port, in a thread of this process (so a test can
+    publish on the app's feed the way the ops service does)."""
+
+    def __init__(self, env: Env) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.feed: Feed = env.app.state.smartward.feed
+        config = uvicorn.Config(env.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> Self:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True  # clients (a browser and its streams) close first
+        self.thread.join(10)

@@ -8,7 +8,6 @@ own counters; none is a sleep."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -17,14 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
-import uvicorn
 
 from ops_center.adapters.records import IncidentRecord, TimelineEvent
 from ops_center.api.schemas import IncidentOut
 from ops_center.feed import Feed
 from ops_center.web import SCREEN_PATH
-from tests.integration.test_api_support import PASSWORD, REG, Env, auth, sqlite_env
-from tests.servers._proc import free_port, missing_server
+from tests.integration.test_api_support import PASSWORD, REG, Env, Server, auth, sqlite_env
+from tests.servers._proc import missing_server
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -36,30 +34,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 DEADLINE_MS = 5000  # an event on the feed reaches the screen well within this (SSE: < 1 s)
 
 
-class Server:
-    """uvicorn serving the app on a free port, in a thread of this process (so a test can
-    publish on the app's feed the way the ops service does)."""
-
-    def __init__(self, env: Env) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.feed: Feed = env.app.state.smartward.feed
-        config = uvicorn.Config(env.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> Server:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.01)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True  # the browser context (and its streams) closed first
-        self.thread.join(10)
-
+class ScreenServer(Server):
     def wait_subscribers(self, n: int) -> None:
         deadline = time.monotonic() + 10
         while self.feed.stats.subscribers < n:
@@ -91,7 +66,7 @@ def env(tmp_path: Path) -> Iterator[Env]:
 
 @pytest.fixture
 def server(env: Env) -> Iterator[Server]:
-    with Server(env) as srv:
+    with ScreenServer(env) as srv:
         yield srv
 
 
