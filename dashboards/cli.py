@@ -7,7 +7,9 @@ import os
 import sys
 from pathlib import Path
 
-from dashboards.export import DEFAULT_DASHBOARDS_PATH, export
+from contract.errors import RegistryError
+from contract.registry import load_registry
+from dashboards.export import DEFAULT_DASHBOARDS_PATH, export, plan_orgs
 from dashboards.push import GrafanaError, push
 from dashboards.settings import DashboardsSettings
 
@@ -21,12 +23,24 @@ def main(argv: list[str]) -> int:
     exp.add_argument("--dashboards-path", default=DEFAULT_DASHBOARDS_PATH,
                      help="nơi Grafana đọc các tệp JSON / where Grafana reads the JSON files "
                           f"(default {DEFAULT_DASHBOARDS_PATH})")
+    exp.add_argument("--org", action="append", default=[], metavar="SITE=ORG_ID",
+                     help="một tổ chức Grafana cho địa bàn, lặp lại được / "
+                          "a Grafana organisation for a site, repeatable (one data source each)")
+    exp.add_argument("--city-org", type=int, metavar="ORG_ID",
+                     help="tổ chức của lãnh đạo thành phố (vai trò --all-sites) / "
+                          "the city leaders' organisation")
     sub.add_parser("push", help="đẩy thư mục và bảng lên Grafana / push folders and dashboards "
                                 "(SMARTWARD_GRAFANA_URL, SMARTWARD_GRAFANA_TOKEN)")
     args = parser.parse_args(argv)
     if args.command == "export":
         try:
-            written = export(args.dir, args.dashboards_path)
+            orgs = plan_orgs(args.org, args.city_org, load_registry(os.environ.get("SMARTWARD_REGISTRY"))) \
+                if args.org or args.city_org is not None else ()
+        except (ValueError, RegistryError) as exc:
+            print(f"Tham số sai / invalid options: {exc}", file=sys.stderr)
+            return 2
+        try:
+            written = export(args.dir, args.dashboards_path, orgs)
         except OSError as exc:
             print(f"Không ghi được tệp / cannot write the files: {exc}", file=sys.stderr)
             return 1

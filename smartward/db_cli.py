@@ -60,8 +60,9 @@ def main(argv: list[str]) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     mig = sub.add_parser("migrate", help="tạo/nâng cấp lược đồ / create or upgrade the schema")
     mig.add_argument("--url", help="mặc định / default: SMARTWARD_DB_URL")
-    sub.add_parser("grant-readonly", help="vai trò chỉ đọc cho một địa bàn / read-only role for a site "
-                                          "(--site S [--url URL])")
+    sub.add_parser("grant-readonly", help="vai trò chỉ đọc cho một địa bàn hoặc toàn thành phố / "
+                                          "read-only role for a site or every site "
+                                          "(--site S | --all-sites [--url URL])")
     args = parser.parse_args(argv)
     url = args.url or os.environ.get("SMARTWARD_DB_URL", DEFAULT_DB_URL)
     try:

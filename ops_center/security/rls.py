@@ -1,14 +1,17 @@
 """Row-level security for PostgreSQL / TimescaleDB (RELIABILITY S7): a ward's read-only
-database role (what its Grafana data source uses) sees only that ward's rows.
+database role (what its Grafana data source uses) sees only that ward's rows; the city's
+sees every site's, and writes nothing either.
 
 ``apply_rls(conn)`` (idempotent; ``smartward db migrate`` runs it after the ingest's and the
 ops center's migrations, and ``grant_readonly`` runs it again):
 
 - enables row-level security on every table of the schema that has a ``site`` column, and
   on ``sites`` (whose ``id`` is the site), whoever created them;
-- adds two policies to each: ``smartward_site_read`` for members of the group role
+- adds three policies to each: ``smartward_site_read`` for members of the group role
   ``smartward_readonly`` (SELECT, rows whose site is mapped to the current role in
-  ``smartward_rls_sites``), and ``smartward_service_all`` for members of
+  ``smartward_rls_sites``), ``smartward_all_sites_read`` for members of
+  ``smartward_readonly_all_sites`` (SELECT, every row: the city), and
+  ``smartward_service_all`` for members of
   ``smartward_service`` (everything; for deployments that run the ingest or the ops center
   as a non-owner role);
 - makes every view of the schema ``security_invoker`` (PostgreSQL 15+), so that a view
@@ -24,6 +27,18 @@ roles (``grant_readonly`` grants tables only).
 ``grant_readonly(url, site)`` creates (or re-keys) the login role ``smartward_ro_<site>``:
 read-only transactions, a statement timeout, member of ``smartward_readonly``, mapped to
 the site. Returns (role, password).
+
+``grant_all_sites(url)`` creates (or re-keys) ``smartward_ro_city``, the city leaders' data
+source: the same login role and table grants, plus membership of the group
+``smartward_readonly_all_sites``, which a third policy on each table,
+``smartward_all_sites_read`` (SELECT, ``USING (true)``), lets read every row. A group policy
+rather than one ``smartward_rls_sites`` row per site: a site added to the registry later
+is visible without re-granting, the ward policy's expression is unchanged (a ward role is
+not a member of the group, so it matches only its own mapping as before), and the scope
+of a role shows in ``pg_auth_members`` and ``pg_policies`` instead of in data. Nothing is
+writable either way: no INSERT/UPDATE/DELETE privilege is granted, whatever the session's
+``transaction_read_only``. The two kinds do not mix: re-granting a ward role that is the
+all-sites role, or the all-sites role over a role mapped to sites, is refused.
 """
 
 from __future__ import annotations
@@ -44,6 +59,10 @@ READONLY_GROUP: Final = "smartward_readonly"
 SERVICE_GROUP: Final = "smartward_service"
 MAP_TABLE: Final = "smartward_rls_sites"
 READ_POLICY: Final = "smartward_site_read"
+# Members read every site's rows (the city leaders' role, grant_all_sites).
+ALL_SITES_GROUP: Final = "smartward_readonly_all_sites"
+ALL_SITES_POLICY: Final = "smartward_all_sites_read"
+ALL_SITES_ROLE: Final = "smartward_ro_city"
 SERVICE_POLICY: Final = "smartward_service_all"
 # Site-scoped tables a ward's dashboard has no business reading (admin data), or that hold
 # raw payloads: row-level security still applies to them, but they are not granted.
@@ -83,6 +102,7 @@ def apply_rls(conn: psycopg.Connection[tuple[object, ...]]) -> list[str]:
     caller's transaction (commit it)."""
     _ensure_group(conn, READONLY_GROUP)
     _ensure_group(conn, SERVICE_GROUP)
+    _ensure_group(conn, ALL_SITES_GROUP)
     conn.execute(
         sql.SQL(
             'CREATE TABLE IF NOT EXISTS {} (role_name name NOT NULL, site text COLLATE "C" NOT NULL, '
@@ -104,7 +124,7 @@ def apply_rls(conn: psycopg.Connection[tuple[object, ...]]) -> list[str]:
     for table, column in site_tables(conn):
         t = sql.Identifier(table)
         conn.execute(sql.SQL("ALTER TABLE {} ENABLE ROW LEVEL SECURITY").format(t))
-        for policy in (READ_POLICY, SERVICE_POLICY):
+        for policy in (READ_POLICY, ALL_SITES_POLICY, SERVICE_POLICY):
             conn.execute(sql.SQL("DROP POLICY IF EXISTS {} ON {}").format(sql.Identifier(policy), t))
         conn.execute(
             sql.SQL(
@@ -116,6 +136,11 @@ def apply_rls(conn: psycopg.Connection[tuple[object, ...]]) -> list[str]:
                 sql.Identifier(READONLY_GROUP),
                 sql.Identifier(column),
                 sql.Identifier(MAP_TABLE),
+            )
+        )
+        conn.execute(
+            sql.SQL("CREATE POLICY {} ON {} FOR SELECT TO {} USING (true)").format(
+                sql.Identifier(ALL_SITES_POLICY), t, sql.Identifier(ALL_SITES_GROUP)
             )
         )
         conn.execute(
@@ -191,6 +216,56 @@ def _grant_select(conn: psycopg.Connection[tuple[object, ...]], table: str, hype
     )
 
 
+def _is_member(conn: psycopg.Connection[tuple[object, ...]], role: str, group: str) -> bool:
+    row = conn.execute(
+        "SELECT 1 FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.member "
+        "JOIN pg_roles g ON g.oid = m.roleid WHERE r.rolname = %s AND g.rolname = %s",
+        (role, group),
+    ).fetchone()
+    return row is not None
+
+
+def _login_role(conn: psycopg.Connection[tuple[object, ...]], role: str, password: str) -> None:
+    """Create or re-key ``role`` as a read-only login of ``smartward_readonly``, and grant
+    the group the tables a dashboard reads (``apply_rls`` has run in this transaction)."""
+    r = sql.Identifier(role)
+    tables = site_tables(conn)
+    exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+    verb = "ALTER" if exists else "CREATE"
+    conn.execute(
+        sql.SQL(
+            verb + " ROLE {} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS "
+            "INHERIT PASSWORD {}"
+        ).format(r, sql.Literal(password))
+    )
+    conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(READONLY_GROUP), r))
+    conn.execute(sql.SQL("ALTER ROLE {} SET default_transaction_read_only = on").format(r))
+    conn.execute(
+        sql.SQL("ALTER ROLE {} SET statement_timeout = {}").format(r, sql.Literal(STATEMENT_TIMEOUT))
+    )
+    dbname = conn.info.dbname
+    conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(dbname), r))
+    conn.execute(
+        sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(
+            sql.Identifier(str(conn.execute("SELECT current_schema()").fetchone()[0])),  # type: ignore[index]
+            sql.Identifier(READONLY_GROUP),
+        )
+    )
+    existing_public = [
+        t
+        for t in PUBLIC_TABLES
+        if conn.execute(
+            "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = current_schema() AND c.relname = %s",
+            (t,),
+        ).fetchone()
+    ]
+    hyper = hypertables(conn)
+    for table in [t for t, _ in tables if t not in NOT_GRANTED] + existing_public:
+        conn.execute(_grant_select(conn, table, table in hyper))
+    harden_chunks(conn)
+
+
 def grant_readonly(url: str, site: str) -> tuple[str, str]:
     """Create or re-key the read-only login role of ``site``; (role, password)."""
     import re
@@ -199,44 +274,12 @@ def grant_readonly(url: str, site: str) -> tuple[str, str]:
         raise ValueError(f"not a site id: {site!r}")
     role = role_name(site)
     password = secrets.token_urlsafe(24)
-    r = sql.Identifier(role)
     with psycopg.connect(url) as conn:
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('smartward_rls'))")
-        tables = apply_rls(conn)
-        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
-        verb = "ALTER" if exists else "CREATE"
-        conn.execute(
-            sql.SQL(
-                verb + " ROLE {} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS "
-                "INHERIT PASSWORD {}"
-            ).format(r, sql.Literal(password))
-        )
-        conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(READONLY_GROUP), r))
-        conn.execute(sql.SQL("ALTER ROLE {} SET default_transaction_read_only = on").format(r))
-        conn.execute(
-            sql.SQL("ALTER ROLE {} SET statement_timeout = {}").format(r, sql.Literal(STATEMENT_TIMEOUT))
-        )
-        dbname = conn.info.dbname
-        conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(dbname), r))
-        conn.execute(
-            sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(
-                sql.Identifier(str(conn.execute("SELECT current_schema()").fetchone()[0])),  # type: ignore[index]
-                sql.Identifier(READONLY_GROUP),
-            )
-        )
-        existing_public = [
-            t
-            for t in PUBLIC_TABLES
-            if conn.execute(
-                "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                "WHERE n.nspname = current_schema() AND c.relname = %s",
-                (t,),
-            ).fetchone()
-        ]
-        hyper = hypertables(conn)
-        for table in [t for t in tables if t not in NOT_GRANTED] + existing_public:
-            conn.execute(_grant_select(conn, table, table in hyper))
-        harden_chunks(conn)
+        apply_rls(conn)
+        if _is_member(conn, role, ALL_SITES_GROUP):
+            raise RlsError(f"{role} là vai trò toàn thành phố / is the all-sites role, not a ward's")
+        _login_role(conn, role, password)
         conn.execute(
             sql.SQL("INSERT INTO {} (role_name, site) VALUES (%s, %s) ON CONFLICT DO NOTHING").format(
                 sql.Identifier(MAP_TABLE)
@@ -246,13 +289,46 @@ def grant_readonly(url: str, site: str) -> tuple[str, str]:
     return role, password
 
 
+def grant_all_sites(url: str) -> tuple[str, str]:
+    """Create or re-key ``smartward_ro_city``, which reads every site (present and future)
+    and writes nothing; (role, password)."""
+    role = ALL_SITES_ROLE
+    password = secrets.token_urlsafe(24)
+    with psycopg.connect(url) as conn:
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('smartward_rls'))")
+        apply_rls(conn)
+        mapped = conn.execute(
+            sql.SQL("SELECT site FROM {} WHERE role_name = %s ORDER BY site").format(
+                sql.Identifier(MAP_TABLE)
+            ),
+            (role,),
+        ).fetchall()
+        if mapped:
+            raise RlsError(
+                f"{role} đã gắn với địa bàn {', '.join(str(m[0]) for m in mapped)} / "
+                f"is already a ward role (mapped to {', '.join(str(m[0]) for m in mapped)})"
+            )
+        _login_role(conn, role, password)
+        conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(ALL_SITES_GROUP), sql.Identifier(role)))
+    return role, password
+
+
 def grant_readonly_main(argv: Sequence[str]) -> int:
-    """``smartward db grant-readonly --site S [--url URL]``: prints the role and password."""
+    """``smartward db grant-readonly (--site S | --all-sites) [--url URL]``: prints the role
+    and password."""
     p = argparse.ArgumentParser(
         prog="smartward db grant-readonly",
-        description="Vai trò chỉ đọc cho một địa bàn / a read-only role for one site",
+        description="Vai trò chỉ đọc cho một địa bàn hoặc toàn thành phố / "
+        "a read-only role for one site or for every site",
     )
-    p.add_argument("--site", required=True)
+    scope = p.add_mutually_exclusive_group(required=True)
+    scope.add_argument("--site", help="một phường/cụm / one ward or cluster")
+    scope.add_argument(
+        "--all-sites",
+        action="store_true",
+        help=f"mọi địa bàn, kể cả địa bàn thêm sau ({ALL_SITES_ROLE}) / "
+        f"every site, including sites added later ({ALL_SITES_ROLE})",
+    )
     p.add_argument("--url", help="default: SMARTWARD_DB_URL")
     args = p.parse_args(list(argv))
     url = args.url or OpsSettings(environment="local").db_url
@@ -260,7 +336,7 @@ def grant_readonly_main(argv: Sequence[str]) -> int:
         print("Cần PostgreSQL / needs a postgresql:// database (SQLite has no roles)", file=sys.stderr)
         return 1
     try:
-        role, password = grant_readonly(url, args.site)
+        role, password = grant_all_sites(url) if args.all_sites else grant_readonly(url, args.site)
     except (ValueError, RlsError, psycopg.Error) as exc:
         print(f"Không tạo được vai trò / cannot create the role: {exc}", file=sys.stderr)
         return 1

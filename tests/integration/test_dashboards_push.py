@@ -5,12 +5,16 @@ codes and body shapes, checking the Bearer token). No Grafana server runs here."
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from contract.registry import load_registry
 from dashboards.cli import main
 from dashboards.definitions import folders
+from dashboards.export import export, plan_orgs
 from dashboards.model import render
 from dashboards.push import (
     GrafanaConflict,
@@ -62,6 +66,22 @@ def test_push_creates_folders_and_dashboards_then_is_idempotent() -> None:
         assert all(d["version"] == 2 for d in state.dashboards.values())
         # The second push creates nothing: no folder POST, only the overwriting dashboard saves.
         assert not any(m == "POST" and p == "/api/folders" for m, p, _ in state.requests[before:])
+
+
+def test_pushed_dashboards_name_the_data_source_each_organisation_provisions(tmp_path: Path) -> None:
+    """A service-account token belongs to one organisation: pushing the same models into a
+    ward's organisation and into the city's works because each provisions the one uid."""
+    export(tmp_path, orgs=plan_orgs(["thong-nhat=2", "an-xa=4"], 5, load_registry()))
+    provisioned = set()
+    for path in (tmp_path / "provisioning" / "datasources").glob("*.yaml"):
+        (ds,) = yaml.safe_load(path.read_text(encoding="utf-8"))["datasources"]
+        provisioned.add((ds["orgId"], ds["uid"]))
+    assert {org for org, _ in provisioned} == {2, 4, 5}
+    with grafana(TOKENS) as (url, state):
+        push(settings(url))
+        used = {t["datasource"]["uid"] for d in state.dashboards.values()
+                for p in d["dashboard"]["panels"] for t in [p, *p["targets"]]}
+    assert used and {(org, uid) for org in (2, 4, 5) for uid in used} == provisioned
 
 
 def test_push_renames_a_folder_someone_renamed_back() -> None:

@@ -14,7 +14,6 @@ from urllib.parse import quote
 
 import psycopg
 import pytest
-from psycopg import sql
 
 from contract import topics
 from contract.codec import encode
@@ -27,7 +26,7 @@ from ingest.stores.postgres import PostgresStore
 from ops_center.adapters.postgres import PostgresOpsRepository
 from ops_center.adapters.records import AlertRecord, IncidentRecord
 from ops_center.domain.alerts import Severity
-from ops_center.security.rls import MAP_TABLE, grant_readonly
+from ops_center.security.rls import grant_all_sites, grant_readonly
 from simulators.fleet import fleet
 from smartward.db_cli import migrate
 from tests.grafana_sql import expand
@@ -112,12 +111,8 @@ def store(timescale: TimescaleServer) -> Iterator[Store]:
     for site in ("thong-nhat", "an-xa"):
         role, pw = grant_readonly(url, site)
         roles[site] = _as(timescale, url, role, pw)
-    # The city leader's data source: one read-only role mapped to every site.
-    role, pw = grant_readonly(url, "city")
-    with psycopg.connect(url) as conn:
-        for (site,) in conn.execute("SELECT id FROM sites").fetchall():
-            conn.execute(sql.SQL("INSERT INTO {} VALUES (%s, %s) ON CONFLICT DO NOTHING").format(
-                sql.Identifier(MAP_TABLE)), (role, site))
+    # The city leader's data source: `smartward db grant-readonly --all-sites`.
+    role, pw = grant_all_sites(url)
     roles["city"] = _as(timescale, url, role, pw)
     yield Store(url, now, roles)
 

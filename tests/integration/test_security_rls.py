@@ -1,5 +1,6 @@
 """S7: a ward's read-only database role (its Grafana data source) sees only that ward's rows,
-with real queries against TimescaleDB."""
+and the city's all-sites role sees every site's (including a site added after the grant);
+neither can write. Real queries against TimescaleDB."""
 
 from __future__ import annotations
 
@@ -10,7 +11,16 @@ import psycopg
 import pytest
 
 from ops_center.adapters.postgres import PostgresOpsRepository
-from ops_center.security.rls import apply_rls, grant_readonly, grant_readonly_main, role_name
+from ops_center.security.rls import (
+    ALL_SITES_GROUP,
+    ALL_SITES_ROLE,
+    RlsError,
+    apply_rls,
+    grant_all_sites,
+    grant_readonly,
+    grant_readonly_main,
+    role_name,
+)
 from tests.integration.test_api_support import add_users, migrate_ingest_pg, pg_rows, seed
 from tests.servers.timescale import TimescaleServer
 
@@ -137,3 +147,105 @@ def test_grant_readonly_command(db: str, capsys: pytest.CaptureFixture[str]) -> 
     assert "role=smartward_ro_thong_nhat" in out and "password=" in out
     assert grant_readonly_main(["--site", "Bad Site", "--url", db]) == 1
     assert grant_readonly_main(["--site", "x", "--url", "sqlite:///x.db"]) == 1
+    assert grant_readonly_main(["--all-sites", "--url", db]) == 0
+    out = capsys.readouterr().out
+    assert f"role={ALL_SITES_ROLE}" in out and "password=" in out
+    for bad in (["--url", db], ["--site", "thong-nhat", "--all-sites", "--url", db]):
+        with pytest.raises(SystemExit) as exc:
+            grant_readonly_main(bad)
+        assert exc.value.code == 2  # argparse: exactly one of --site, --all-sites
+
+
+WRITES = (
+    "INSERT INTO readings VALUES (now(), 'thong-nhat', 'tn-gw-01', 'tn-aq-01', 'pm25', 1, 'good')",
+    "INSERT INTO sites (id, name_vi, name_en, kind) VALUES ('x-site', 'x', 'x', 'ward')",
+    "UPDATE incidents SET state = 'resolved'",
+    "DELETE FROM alerts",
+    "TRUNCATE sensors",
+    "CREATE TABLE smuggled (site text)",
+)
+
+
+def owner_sites(db: str, table: str) -> set[str]:
+    column = "id" if table == "sites" else "site"
+    with psycopg.connect(db) as conn:
+        return {r[0] for r in conn.execute(f"SELECT DISTINCT {column} FROM {table}").fetchall()}
+
+
+def test_all_sites_role_reads_every_site_even_one_added_later(timescale: TimescaleServer, db: str) -> None:
+    ward_role, ward_pw = grant_readonly(db, "thong-nhat")
+    role, password = grant_all_sites(db)
+    assert role == ALL_SITES_ROLE == "smartward_ro_city"
+    city = as_role(timescale, db, role, password)
+    with psycopg.connect(city) as conn:
+        for table in (*SCOPED, "sites"):
+            column = "id" if table == "sites" else "site"
+            sites = {r[0] for r in conn.execute(f"SELECT DISTINCT {column} FROM {table}").fetchall()}
+            assert sites == owner_sites(db, table), table
+        assert {r[0] for r in conn.execute("SELECT id FROM sites").fetchall()} == {
+            "thong-nhat", "quang-trung", "an-xa"}
+    # A site registered after the grant, with a reading old enough to open a new chunk: no
+    # re-grant, no migrate, and the city role reads it; the ward role still does not.
+    with psycopg.connect(db) as conn:
+        chunks = "SELECT count(*) FROM show_chunks('readings')"
+        chunks_before = conn.execute(chunks).fetchone()
+        conn.execute(
+            "INSERT INTO sites (id, name_vi, name_en, kind) VALUES ('nam-moi', 'Mới', 'New', 'ward')"
+        )
+        conn.execute("INSERT INTO gateways (id, site) VALUES ('nm-gw-01', 'nam-moi')")
+        conn.execute(
+            "INSERT INTO readings VALUES (now() - interval '400 days', 'nam-moi', 'nm-gw-01', 'nm-aq-01', "
+            "'pm25', 7, 'good')"
+        )
+        assert conn.execute(chunks).fetchone() != chunks_before  # a new chunk, created after the grant
+    with psycopg.connect(city) as conn:
+        assert ("nam-moi",) in conn.execute("SELECT id FROM sites").fetchall()
+        assert conn.execute("SELECT value FROM readings WHERE site = 'nam-moi'").fetchall() == [(7.0,)]
+        assert conn.execute("SELECT site FROM gateways WHERE id = 'nm-gw-01'").fetchall() == [("nam-moi",)]
+        # Its own mapping is empty: the reach comes from the group, not from rows per site.
+        assert conn.execute("SELECT count(*) FROM smartward_rls_sites").fetchone() == (0,)
+    # Ward roles keep their semantics (the ward policy is unchanged).
+    with psycopg.connect(as_role(timescale, db, ward_role, ward_pw)) as conn:
+        for table in SCOPED:
+            sites = {r[0] for r in conn.execute(f"SELECT DISTINCT site FROM {table}").fetchall()}
+            assert sites <= {"thong-nhat"}, (table, sites)
+        assert {r[0] for r in conn.execute("SELECT id FROM sites").fetchall()} == {"thong-nhat"}
+        assert conn.execute("SELECT count(*) FROM readings WHERE site = 'nam-moi'").fetchone() == (0,)
+
+
+@pytest.mark.parametrize("kind", ["city", "ward"])
+def test_read_only_roles_cannot_write_even_in_a_read_write_transaction(
+    timescale: TimescaleServer, db: str, kind: str
+) -> None:
+    role, password = grant_all_sites(db) if kind == "city" else grant_readonly(db, "thong-nhat")
+    ro = as_role(timescale, db, role, password)
+    with psycopg.connect(db) as conn:
+        counts = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone() for t in ("readings", "alerts")}
+    admin = ("SELECT * FROM users", "SELECT * FROM audit_log", "SELECT * FROM dead_letters")
+    for statement in (*WRITES, *admin):
+        with psycopg.connect(ro, autocommit=True) as conn:
+            # transaction_read_only is only a default a session can turn off: privileges are
+            # what must refuse.
+            conn.execute("SET default_transaction_read_only = off")
+            assert conn.execute("SHOW transaction_read_only").fetchone() == ("off",)
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(statement)
+    with psycopg.connect(db) as conn:
+        assert {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone() for t in counts} == counts
+
+
+def test_ward_and_all_sites_roles_do_not_mix(db: str) -> None:
+    grant_all_sites(db)
+    with pytest.raises(RlsError, match="all-sites"):
+        grant_readonly(db, "city")  # smartward_ro_city is taken by the city
+    grant_all_sites(db)  # re-keying it is fine
+
+
+def test_all_sites_role_refuses_a_ward_role_of_the_same_name(db: str) -> None:
+    # Roles are per cluster, not per database: another test's city role may exist already.
+    with psycopg.connect(db) as conn:
+        if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (ALL_SITES_ROLE,)).fetchone():
+            conn.execute(f"REVOKE {ALL_SITES_GROUP} FROM {ALL_SITES_ROLE}")
+    grant_readonly(db, "city")
+    with pytest.raises(RlsError, match="ward role"):
+        grant_all_sites(db)

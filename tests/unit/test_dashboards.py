@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 import yaml
 
+from contract.registry import load_registry
 from dashboards import limits
 from dashboards.cli import main
 from dashboards.definitions import folders
-from dashboards.export import ENV_PLACEHOLDERS, export
+from dashboards.export import ENV_PLACEHOLDERS, export, plan_orgs
 from dashboards.model import DATASOURCE_UID, GRID_WIDTH, render
 from tests.grafana_sql import expand
 
@@ -149,6 +150,77 @@ def test_export_writes_provisioning_files_without_secrets(tmp_path: Path) -> Non
     before = {p: p.read_bytes() for p in written}
     export(tmp_path, "/srv/grafana/dashboards")
     assert {p: p.read_bytes() for p in written} == before
+
+
+def _yaml(path: Path) -> dict[str, Any]:
+    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    assert isinstance(doc, dict)
+    return doc
+
+
+def test_export_per_org_gives_each_role_its_own_data_source_under_the_one_uid(tmp_path: Path) -> None:
+    export(tmp_path, "/srv/d")  # an earlier single-org export into the same directory
+    orgs = plan_orgs(["thong-nhat=2", "quang-trung=3", "an-xa=4"], 5, load_registry())
+    written = export(tmp_path, "/srv/d", orgs)
+    prov = tmp_path / "provisioning"
+    keys = ["thong-nhat", "quang-trung", "an-xa", "city"]
+    names = sorted(f"smartward-{k}.yaml" for k in keys)
+    # The single-org files are gone: no data source is left behind in organisation 1.
+    assert sorted(p.name for p in (prov / "datasources").iterdir()) == names
+    assert sorted(p.name for p in (prov / "dashboards").iterdir()) == names
+    want_org = dict(zip(keys, (2, 3, 4, 5), strict=True))
+    want_folders = {"thong-nhat": {"smartward-ward"}, "quang-trung": {"smartward-ward"},
+                    "an-xa": {"smartward-cluster"}, "city": set(UIDS)}
+    provider_names = []
+    for key in keys:
+        sources = _yaml(prov / "datasources" / f"smartward-{key}.yaml")["datasources"]
+        assert len(sources) == 1, "one data source per organisation: nothing else to pick"
+        ds = sources[0]
+        suffix = key.upper().replace("-", "_")
+        assert ds["orgId"] == want_org[key] and ds["uid"] == DATASOURCE_UID
+        assert ds["user"] == f"${{SMARTWARD_GRAFANA_DB_USER_{suffix}}}"
+        assert ds["secureJsonData"] == {"password": f"${{SMARTWARD_GRAFANA_DB_PASSWORD_{suffix}}}"}
+        assert (ds["url"], ds["jsonData"]["database"], ds["jsonData"]["sslmode"]) == (
+            ENV_PLACEHOLDERS["url"], ENV_PLACEHOLDERS["database"], ENV_PLACEHOLDERS["sslmode"])
+        providers = _yaml(prov / "dashboards" / f"smartward-{key}.yaml")["providers"]
+        assert {p["orgId"] for p in providers} == {want_org[key]}
+        assert {p["folderUid"] for p in providers} == want_folders[key]
+        assert all(p["options"]["path"] == f"/srv/d/{p['folderUid']}" for p in providers)
+        provider_names += [p["name"] for p in providers]
+        # Every dashboard this organisation loads names only the data source uid it provisions.
+        for folder in want_folders[key]:
+            for path in (tmp_path / "dashboards" / folder).glob("*.json"):
+                model = json.loads(path.read_text(encoding="utf-8"))
+                refs = {p["datasource"]["uid"] for p in model["panels"]}
+                refs |= {v["datasource"]["uid"] for v in model["templating"]["list"]}
+                assert refs == {ds["uid"]}, path
+    assert len(provider_names) == len(set(provider_names))
+    # No secret anywhere: every user and password is a placeholder.
+    for path in (p for p in written if p.suffix == ".yaml"):
+        text = path.read_text(encoding="utf-8")
+        for value in re.findall(r"(?:user|password): (.*)", text):
+            placeholder = r"\$\{SMARTWARD_GRAFANA_DB_(USER|PASSWORD)_[A-Z_]+\}"
+            assert re.fullmatch(placeholder, value.strip("'\"")), value
+    before = {p: p.read_bytes() for p in written}
+    assert export(tmp_path, "/srv/d", orgs) == written
+    assert {p: p.read_bytes() for p in written} == before
+    # And back to one organisation: the per-org files go.
+    export(tmp_path, "/srv/d")
+    assert [p.name for p in (prov / "datasources").iterdir()] == ["smartward.yaml"]
+
+
+@pytest.mark.parametrize(("pairs", "city", "words"), [
+    (["thong-nhat=2", "quang-trung=2"], None, "tổ chức riêng"),
+    (["thong-nhat=2"], 2, "tổ chức riêng"),
+    (["thong-nhat=0"], None, "tổ chức riêng"),
+    (["city=3"], None, "--city-org"),
+    (["nowhere=3"], None, "sổ đăng ký"),
+    (["thong-nhat"], None, "SITE=ORG_ID"),
+    (["thong-nhat=2", "thong-nhat=3"], None, "lặp lại"),
+])
+def test_plan_orgs_refuses_what_would_mix_roles(pairs: list[str], city: int | None, words: str) -> None:
+    with pytest.raises(ValueError, match=words):
+        plan_orgs(pairs, city, load_registry())
 
 
 def test_cli_export(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
