@@ -77,6 +77,7 @@ def create_app(
     now = clock or (lambda: datetime.now(UTC))
     metrics = ApiMetrics(feed)
     desk = CommandDesk.build(settings, repo, feed, now)  # the command link runs with the lifespan
+    desk.register_metrics(metrics.registry)
     state = AppState(
         settings=settings,
         repo=repo,

@@ -40,6 +40,21 @@ the edge answers again): :meth:`CommandDesk.on_result` applies only the first an
 command's gateway to a pending command (``CommandStore.record_result`` changes nothing
 otherwise), so a copy writes nothing and tells no live screen.
 
+A result survives a store outage: the link acknowledges by hand (paho ``manual_ack``) and a
+PUBACK leaves only once the result is recorded, or is known to need no recording (a copy, an
+unknown command, a malformed payload). paho's network thread only queues what arrives; one
+worker thread (:class:`InOrderAcks`) records the results in arrival order and acks each when
+it is done, so PUBACKs leave in the order the PUBLISHes came (MQTT 5 §4.6). While the store
+fails (``RepositoryError``) the result at the head stays unacknowledged and is retried, 0.5 s
+doubling to 10 s; the ones behind it wait. The Receive Maximum the link sends (100,
+MQTT-3.1.2.11.3; over 3.1.1 the broker's ``max_inflight_messages``, 100 in deploy/mosquitto)
+caps what the broker has out to us, so the queue is bounded and the rest waits in the broker's
+session. A result still
+unacknowledged when the link stops or loses its connection is redelivered by the broker on the
+next connect (MQTT-4.4.0-1) and recorded then. A packet identifier means something only on the
+connection that delivered it: a reconnect drops what is queued from the earlier connection
+(it comes again) and an ack never crosses to another connection (as in ``ingest/worker.py``).
+
 ``CommandDesk`` is the glue the routes use: the store, the link, the feed.
 """
 
@@ -54,6 +69,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.subscribeoptions import SubscribeOptions
+from prometheus_client import CollectorRegistry, Gauge
 
 from contract import topics
 from contract.brokers import BrokerUrlError, parse_broker_urls
@@ -62,6 +78,7 @@ from contract.errors import ContractError
 from contract.models import CommandResult
 from ops_center.adapters.commands import CommandRecord, CommandStore, open_command_store
 from ops_center.adapters.repository import OpsRepository, RepositoryError
+from ops_center.api.result_queue import RETRY_MAX_S, RETRY_MIN_S, Delivery, InOrderAcks
 from ops_center.feed import Feed
 from ops_center.mqtt_client import BrokerClient, SessionOptions, url_set_problem
 from ops_center.settings import OpsSettings
@@ -70,6 +87,9 @@ logger = logging.getLogger(__name__)
 
 SHARE_GROUP = "ops-api"
 DEFAULT_SESSION_EXPIRY_S = 3600
+# Unacknowledged results the broker may have out to the link (MQTT 5 Receive Maximum): the
+# bound of the link's queue while the store is down.
+RESULTS_RECEIVE_MAXIMUM = 100
 ResultSink = Callable[[str, str, CommandResult], None]  # (site, gateway, result)
 
 
@@ -79,7 +99,9 @@ class CommandLinkError(Exception):
 
 class CommandLink:
     def __init__(self, url: str, *, client_id: str, on_result: ResultSink, keepalive_s: int = 30,
-                 session_expiry_s: int = DEFAULT_SESSION_EXPIRY_S) -> None:
+                 session_expiry_s: int = DEFAULT_SESSION_EXPIRY_S,
+                 receive_maximum: int = RESULTS_RECEIVE_MAXIMUM, retry_min_s: float = RETRY_MIN_S,
+                 retry_max_s: float = RETRY_MAX_S) -> None:
         try:
             urls = parse_broker_urls(url)
         except BrokerUrlError as exc:
@@ -91,9 +113,16 @@ class CommandLink:
         self.subscribed = threading.Event()
         self.results = 0
         self.bad_results = 0
+        # The connection a delivery came on; changed (with ``_acking``) under ``_lock`` by the
+        # connect and disconnect callbacks, so an ack never reaches another connection.
+        self._lock = threading.Lock()
+        self._generation = 0
+        self._acking = False
+        self._acks = InOrderAcks(self._handle, self._ack, retry_min_s=retry_min_s, retry_max_s=retry_max_s)
         self._broker = BrokerClient(
             urls,
-            SessionOptions(client_id=client_id, keepalive_s=keepalive_s, session_expiry_s=session_expiry_s),
+            SessionOptions(client_id=client_id, keepalive_s=keepalive_s, session_expiry_s=session_expiry_s,
+                           receive_maximum=receive_maximum, manual_ack=True),
             log=logger, on_connect=self._on_connect, on_disconnect=self._on_disconnect,
             on_connect_fail=self._on_connect_fail, on_subscribe=self._on_subscribe,
             on_message=self._on_message,
@@ -105,13 +134,26 @@ class CommandLink:
     def connected(self) -> bool:
         return self._client.is_connected()
 
+    @property
+    def pending(self) -> int:
+        """Results received and not yet acknowledged (waiting for the store, or in line)."""
+        return self._acks.pending
+
+    @property
+    def retries(self) -> int:
+        """Failed attempts to record a result (total)."""
+        return self._acks.retries
+
     def start(self) -> None:
         """Connect in the background (the API starts while the broker is down)."""
+        self._acks.start()
         self._broker.start()
 
     def stop(self) -> None:
-        """Disconnect; the session, and the results that arrive meanwhile, stay on the broker
-        for the session expiry."""
+        """Let the result being recorded finish (and its ack out), then disconnect; the session,
+        the results not yet acknowledged and those that arrive meanwhile stay on the broker for
+        the session expiry."""
+        self._acks.stop()
         self._broker.stop()
 
     def publish(self, site: str, gateway: str, payload: bytes) -> bool:
@@ -129,6 +171,11 @@ class CommandLink:
             if reason_code.is_failure:
                 logger.warning("command link refused by %s: %s", self._broker.url, reason_code)
                 return
+            with self._lock:
+                self._generation += 1
+                self._acking = True
+                generation = self._generation
+            self._acks.new_generation(generation)
             logger.info("command link connected to %s (session present: %s)", self._broker.url,
                         getattr(flags, "session_present", "?"))
             # Subscribing again on a resumed session replaces the same subscription (MQTT-3.8.4-3):
@@ -148,31 +195,60 @@ class CommandLink:
         self.subscribed.set()
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason_code: Any, _p: Any) -> None:
-        self.subscribed.clear()
-        if not self._broker.stopping:
-            logger.warning("command link disconnected: %s", reason_code)
-            self._broker.rotate()
+        try:
+            self.subscribed.clear()
+            with self._lock:
+                self._generation += 1
+                self._acking = False
+                generation = self._generation
+            self._acks.new_generation(generation)
+            if not self._broker.stopping:
+                logger.warning("command link disconnected: %s", reason_code)
+                self._broker.rotate()
+        except Exception:
+            logger.exception("command link on_disconnect failed")
 
     def _on_connect_fail(self, _c: mqtt.Client, _u: Any) -> None:
         self._broker.rotate()
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        # An exception here would kill paho's network thread (RELIABILITY.md).
+        # An exception here would kill paho's network thread (RELIABILITY.md). Only queued: the
+        # worker records it and acks it (manual_ack), never this thread.
         try:
-            where = topics.parse(msg.topic)
+            self._acks.put(Delivery(msg.topic, bytes(msg.payload), msg.mid, msg.qos, self._generation))
+        except Exception:
+            logger.exception("queueing a command result failed; unacknowledged, it comes back")
+
+    # --- the results worker (InOrderAcks) ---------------------------------------------------
+
+    def _handle(self, d: Delivery) -> str | None:
+        """Record one result; None when it needs no retry (recorded, a copy, unknown, malformed)."""
+        try:
+            where = topics.parse(d.topic)
             if where.kind != "cmd/result":
-                return
-            result = decode_command_result(bytes(msg.payload))
+                return None
+            result = decode_command_result(d.payload)
         except ContractError as exc:
             self.bad_results += 1
-            logger.warning("ignoring a bad command result on %s: %s", msg.topic, exc)
-            return
+            logger.warning("ignoring a bad command result on %s: %s", d.topic, exc)
+            return None
         try:
             self._on_result(where.site, where.gateway, result)
-            self.results += 1
+        except RepositoryError as exc:
+            return f"could not record the command result {result.id} of {where.gateway}: {exc}"
         except Exception:
             self.bad_results += 1
-            logger.exception("recording the command result %s failed", result.id)
+            logger.exception("handling the command result %s failed; acknowledged, not retried", result.id)
+            return None
+        self.results += 1
+        return None
+
+    def _ack(self, d: Delivery) -> bool:
+        """PUBACK ``d`` if it came on the current connection (else the broker sends it again)."""
+        with self._lock:
+            if not self._acking or d.generation != self._generation:
+                return False
+            return self._client.ack(d.mid, d.qos) == mqtt.MQTT_ERR_SUCCESS
 
 
 class CommandDesk:
@@ -217,13 +293,23 @@ class CommandDesk:
 
         return checks
 
+    def register_metrics(self, registry: CollectorRegistry) -> None:
+        """The command link's gauges in the app's metrics registry (nothing without a link)."""
+        link = self.link
+        if link is None:
+            return
+        pending = Gauge("smartward_api_command_results_pending",
+                        "command results received and not yet recorded and acknowledged", registry=registry)
+        pending.set_function(lambda: link.pending)
+        retries = Gauge("smartward_api_command_result_retries",
+                        "failed attempts to record a command result (total)", registry=registry)
+        retries.set_function(lambda: link.retries)
+
     def on_result(self, site: str, gateway: str, result: CommandResult) -> None:
-        """A result from the broker (paho's thread): record it, tell the live screens."""
-        try:
-            updated = self.store.record_result(result.id, gateway, result.ok, result.detail, result.ts)
-        except RepositoryError:
-            logger.exception("could not record command result %s", result.id)
-            raise
+        """A result from the broker (the link's worker thread): record it, tell the live
+        screens. ``RepositoryError`` propagates: the link keeps the result unacknowledged and
+        tries again."""
+        updated = self.store.record_result(result.id, gateway, result.ok, result.detail, result.ts)
         if updated is None:
             logger.debug("command result %s from %s changed nothing (unknown, redelivered or late)",
                          result.id, gateway)

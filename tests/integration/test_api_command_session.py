@@ -2,14 +2,16 @@
 with the generated accounts): a ``cmd/result`` the edge publishes while no API process is
 connected waits in the broker and is recorded, once, when the API comes back; past the
 session expiry (``SMARTWARD_COMMANDS_SESSION_EXPIRY_S``) it is gone and the command shows
-``expired``. And the client factory both MQTT links of the ops center share
+``expired``. A result that arrives while the database is down stays unacknowledged and is
+recorded, once, when the database is back, also when the API stops meanwhile (the broker
+redelivers it to the next run). And the client factory both MQTT links of the ops center share
 (``ops_center/mqtt_client.py``) fails over from a dead broker to the next URL."""
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,6 +28,8 @@ from contract.models import CommandResult
 from edge.app import open_agent
 from edge.drivers.simulated import open_simulation
 from ops_center.adapters.commands import open_command_store
+from ops_center.adapters.postgres import PostgresOpsRepository
+from ops_center.adapters.repository import OpsRepository
 from ops_center.adapters.sqlite import SqliteOpsRepository
 from ops_center.api.app import create_app
 from ops_center.api.command_link import CommandDesk, CommandLink
@@ -38,7 +42,9 @@ from tests.integration.test_api_support import (
     add_users,
     auth,
     login,
+    migrate_ingest_pg,
     migrate_ingest_sqlite,
+    pg_rows,
     seed,
     settings,
     sqlite_rows,
@@ -46,6 +52,8 @@ from tests.integration.test_api_support import (
 from tests.integration.test_edge_mqtt import fast_settings
 from tests.servers._proc import free_port
 from tests.servers.mosquitto import MosquittoFactory, MosquittoServer
+from tests.servers.postgres import PostgresServer
+from tests.servers.timescale import TimescaleServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
@@ -103,9 +111,19 @@ class Events:
                 f"no command event for {ident} within {timeout_s} s: {self.items}"
             return self.of(ident)
 
+    def answers(self, ident: str) -> list[dict[str, Any]]:
+        """The events of the edge's answers (not the ``pending`` one of sending)."""
+        return [e for e in self.of(ident) if e["state"] != "pending"]
+
+    def wait_answer(self, ident: str, timeout_s: float) -> list[dict[str, Any]]:
+        with self._cond:
+            assert self._cond.wait_for(lambda: bool(self.answers(ident)), timeout_s), \
+                f"no answer event for {ident} within {timeout_s} s: {self.items}"
+            return self.answers(ident)
+
 
 @contextmanager
-def api(repo: SqliteOpsRepository, url: str, feed: Feed,
+def api(repo: OpsRepository, url: str, feed: Feed,
         **over: Any) -> Iterator[tuple[CommandDesk, TestClient]]:
     """One API process: its own feed and command link, on the shared store; leaving the block
     stops it (the link disconnects, its session stays on the broker)."""
@@ -297,3 +315,87 @@ def test_both_links_fail_over_from_a_dead_broker_to_the_next_url(
         link.stop()
     assert any(r.name == logger_name and r.getMessage() == f"MQTT failover: next attempt on {server.url}"
                for r in caplog.records), caplog.text
+
+
+@contextmanager
+def pg_repo(server: PostgresServer) -> Iterator[PostgresOpsRepository]:
+    """The store on a private PostgreSQL with TimescaleDB (the ingest's schema; the test stops
+    and starts the server), outliving the API processes of the test."""
+    url = server.fresh_db("commands")
+    migrate_ingest_pg(url)
+    r = PostgresOpsRepository(url, min_size=1, max_size=4)
+    r.open()
+    try:
+        r.migrate()
+        seed(r, pg_rows(url))
+        add_users(r)
+        yield r
+    finally:
+        r.close()
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("api_restarts", [False, True], ids=["api-stays", "api-restarts"])
+def test_a_result_that_arrives_while_the_database_is_down_is_recorded_once_when_it_is_back(
+    secured: tuple[MosquittoServer, dict[str, str]], make_timescale: Callable[[], TimescaleServer],
+    api_restarts: bool,
+) -> None:
+    server, accounts = secured
+    pg = make_timescale()
+    url = f"mqtt://ops-api:{accounts['ops-api']}@127.0.0.1:{server.port}"
+    # The edge, simulated on the gateway's own account: it receives the command and answers.
+    edge = Client(server, GW, accounts[GW])
+    try:
+        edge.subscribe(topics.cmd(SITE, GW))
+        with pg_repo(pg) as repo:
+            feed = Feed()
+            events = Events(feed)
+            with api(repo, url, feed) as (desk, client):
+                link = desk.link
+                assert link is not None
+                staff = auth(login(client, "tn-staff"))
+                r = client.post(V1, json={**SET_LAMP, "ttl_s": 10}, headers=staff)
+                assert r.status_code == 202, r.text
+                ident: str = r.json()["id"]
+                edge.wait(1, 10, "the command reached the edge")
+                pg.stop_immediate()
+                answer = CommandResult(v=1, id=ident, ok=True, detail="applied", ts=datetime.now(UTC))
+                edge.publish(topics.cmd_result(SITE, GW), encode(answer))
+                until(lambda: link.retries >= 1, 30, "an attempt to record the result failed")
+                assert (link.pending, link.results, link.bad_results) == (1, 0, 0)
+                assert events.answers(ident) == []
+                if not api_restarts:
+                    pg.start()
+                    recorded = events.wait_answer(ident, 60)
+                    until(lambda: link.pending == 0, 10, "the result acknowledged once recorded")
+                    assert (link.results, link.bad_results) == (1, 0)
+            if api_restarts:
+                # The API stopped with the result unacknowledged: the broker keeps it in the
+                # session and hands it to the next run, once the database is back.
+                assert events.answers(ident) == []
+                pg.start()
+                feed = Feed()
+                events = Events(feed)
+                with api(repo, url, feed) as (desk, _client):
+                    link = desk.link
+                    assert link is not None
+                    recorded = events.wait_answer(ident, 60)
+                    until(lambda: link.pending == 0, 10, "the redelivered result acknowledged")
+                    assert (link.results, link.bad_results) == (1, 0)
+            # Acknowledged means gone from the broker: the next run gets only what is new.
+            feed = Feed()
+            later_events = Events(feed)
+            with api(repo, url, feed) as (desk, _client):
+                link = desk.link
+                assert link is not None
+                edge.publish(topics.cmd_result(SITE, GW), encode(CommandResult(
+                    v=1, id="marker", ok=True, detail="applied", ts=datetime.now(UTC))))
+                until(lambda: link.results >= 1, 10, "the marker arrived")
+                assert link.results == 1 and link.pending == 0
+            assert later_events.answers(ident) == []
+            stored = open_command_store(repo).get(ident, datetime.now(UTC) + timedelta(days=1))
+    finally:
+        edge.close()
+    assert events.answers(ident) == recorded, "one command event for the answer"
+    assert [(e["state"], e["detail"], e["gateway"]) for e in recorded] == [("applied", "applied", GW)]
+    assert stored is not None and (stored.state, stored.result_at) == ("applied", answer.ts)
