@@ -549,13 +549,17 @@ class OpsService:
         self.counters.readings += len(readings)
         changes = self.engine.ingest(readings, batch.sent_at, gateway, m.received_at)
         self.seqs.mark(gateway, batch.seq, sent)
+        self._gateway_heard(gateway, sent, m.received_at.timestamp())
+        return changes
+
+    def _gateway_heard(self, gateway: str, sent: float, recv: float) -> None:
+        """The gateway said something stamped ``sent`` (its clock) that arrived at ``recv``
+        (wall time): the base from which a later Last Will is placed."""
         gc = self._gw.get(gateway)
-        recv = m.received_at.timestamp()
         if gc is None:
             self._gw[gateway] = _GatewayClock(sent, recv)
         elif sent >= gc.last_sent:
             gc.last_sent, gc.last_received = sent, recv
-        return changes
 
     def _status(self, m: Inbound, site: str, gateway: str) -> list[AlertChange]:
         self.counters.statuses += 1
@@ -570,6 +574,12 @@ class OpsService:
             self.counters.invalid += 1
             return []
         ts = status.ts
+        if status.state == "online" and not m.retain:
+            # A live status is stamped by the gateway's clock like a batch: a Will must not be
+            # placed before it. (On a fast simulated clock the gateway's time runs ahead of the
+            # wall time between its last batch and a later status; placed from the batch
+            # alone, the Will looked older than that status and was ignored.)
+            self._gateway_heard(gateway, ts.timestamp(), m.received_at.timestamp())
         gc = self._gw.get(gateway)
         if status.state == "offline" and not m.retain and gc is not None:
             # A Last Will carries the time its gateway CONNECTED (it is written then), in the
