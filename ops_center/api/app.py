@@ -32,6 +32,7 @@ from ops_center.api.routes import (
     admin,
     alerts,
     auth,
+    catalog,
     commands,
     exports,
     gateways,
@@ -139,7 +140,7 @@ def create_app(
     app.state.smartward = state
     app.state.commands = desk
     install_handlers(app)
-    for module in (auth, me, sites, gateways, sensors, readings, alerts, incidents, stream, admin):
+    for module in (auth, me, catalog, sites, gateways, sensors, readings, alerts, incidents, stream, admin):
         include_flat(app.router, module.router, prefix=API_PREFIX)
     include_flat(app.router, maintenance.router, prefix=API_PREFIX)
     include_flat(app.router, commands.router, prefix=API_PREFIX)

@@ -57,6 +57,24 @@ class MeOut(_Out):
     permissions: list[str]
 
 
+class KindOut(_Out):
+    code: str
+    name: Localized
+    metrics: list[str]
+
+
+class MetricOut(_Out):
+    code: str
+    name: Localized
+    unit: str
+    boolean: bool
+
+
+class CatalogOut(_Out):
+    kinds: list[KindOut]
+    metrics: list[MetricOut]
+
+
 # --- sites and KPIs ----------------------------------------------------------------------------
 
 

@@ -80,7 +80,7 @@ def cases(user: str, op: tuple[str, str]) -> list[Case]:
     ok, c200 = frozenset({200}), frozenset
     method, path = op
     v1 = "/api/v1"
-    if path == f"{v1}/me" or path == f"{v1}/sites":
+    if path in (f"{v1}/me", f"{v1}/sites", f"{v1}/catalog"):
         return [Case(method, path, ok)]
     if path == f"{v1}/sites/{{site}}/overview":
         out = [Case(method, f"{v1}/sites/{own}/overview", ok)]

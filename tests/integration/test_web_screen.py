@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
+from contract.catalog import METRICS, SENSOR_KINDS
 from ops_center.adapters.records import IncidentRecord, TimelineEvent
 from ops_center.api.schemas import IncidentOut
 from ops_center.feed import Feed
@@ -157,6 +158,11 @@ def test_ward_staff_sees_only_their_ward_in_vietnamese(page: Page, env: Env, tmp
     assert sorted(sensors.evaluate_all("els => els.map(e => e.dataset.id)")) == sorted(tn_sensors)
     expect(page.locator("#sensors td.fresh").first).to_contain_text("mới")
     expect(page.locator("#sensors td.stale").first).to_contain_text("trước")
+    # Kinds and metrics by their names from the catalog, not their codes.
+    air = page.locator('#sensors tr[data-id="tn-aq-01"]')
+    expect(air).to_contain_text(SENSOR_KINDS["air_quality"].name_vi)
+    expect(air).to_contain_text(METRICS["pm25"].name_vi)
+    expect(air).not_to_contain_text("air_quality")
     # The incident's detail: member alert and timeline.
     row.click()
     expect(page.locator("#detail-title")).to_have_text("Ô nhiễm thong-nhat")
@@ -168,6 +174,7 @@ def test_ward_staff_sees_only_their_ward_in_vietnamese(page: Page, env: Env, tmp
     expect(page.locator("#user-role")).to_have_text("Ward staff")
     expect(row).to_contain_text("Pollution thong-nhat")
     expect(row).to_contain_text("Critical")
+    expect(air).to_contain_text(SENSOR_KINDS["air_quality"].name_en)
     page.click("header .lang-toggle")
     expect(row).to_contain_text("Nghiêm trọng")
 

@@ -156,3 +156,18 @@ def test_demo_users_one_per_role(tmp_path: Path) -> None:
     }
     assert set(created) == set(roles) and create_demo_users(repo, REG) == {}
     repo.close()
+
+
+def test_catalog_names_every_kind_and_metric_vietnamese_first(env: Env) -> None:
+    from contract.catalog import METRICS, SENSOR_KINDS
+
+    c = env.client
+    assert c.get("/api/v1/catalog").status_code == 401
+    body = c.get("/api/v1/catalog", headers=auth(env.tokens["tn-staff"])).json()
+    kinds = {k["code"]: k for k in body["kinds"]}
+    metrics = {m["code"]: m for m in body["metrics"]}
+    assert set(kinds) == set(SENSOR_KINDS) and set(metrics) == set(METRICS)
+    air = SENSOR_KINDS["air_quality"]
+    assert kinds["air_quality"]["name"] == {"vi": "Trạm quan trắc không khí", "en": air.name_en}
+    assert metrics["pm25"]["unit"] == "µg/m³" and metrics["pm25"]["name"]["vi"] == "Bụi PM2.5"
+    assert kinds["air_quality"]["metrics"] == list(SENSOR_KINDS["air_quality"].metrics)

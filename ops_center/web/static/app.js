@@ -22,6 +22,8 @@ const state = {
   detail: null, // IncidentDetailOut
   kpi: null, // {kind: "site", ov} | {kind: "city", ov}
   sensors: [],
+  kinds: new Map(), // code -> KindOut (names of sensor kinds, from /catalog)
+  metrics: new Map(), // code -> MetricOut (names and units of metrics)
   netOk: true,
   streamOk: true,
 };
@@ -133,9 +135,13 @@ async function onLogin(event) {
 // --- the screen -----------------------------------------------------------------------------------
 
 async function enterScreen() {
-  const [me, sites] = await Promise.all([client.api("/me"), client.api("/sites")]);
+  const [me, sites, catalog] = await Promise.all([
+    client.api("/me"), client.api("/sites"), client.api("/catalog"),
+  ]);
   state.me = me;
   state.sites = sites;
+  state.kinds = new Map(catalog.kinds.map((k) => [k.code, k]));
+  state.metrics = new Map(catalog.metrics.map((m) => [m.code, m]));
   const global = GLOBAL_ROLES.has(me.role);
   if (!(global && state.selected === "") && !sites.some((s) => s.id === state.selected)) {
     state.selected = global ? "" : (sites[0]?.id ?? "");
@@ -377,12 +383,16 @@ function renderSensors() {
   const rows = state.sensors.map((s) => {
     const newest = s.values.reduce((m, v) => (m == null || v.age_s < m ? v.age_s : m), null);
     const fresh = s.online && s.values.some((v) => v.fresh);
-    const values = s.values.map((v) => `${v.metric} ${v.value.toLocaleString(currentLang() === "vi" ? "vi-VN" : "en-GB")} ${v.unit}`);
+    const values = s.values.map((v) => {
+      const m = state.metrics.get(v.metric);
+      return `${m ? loc(m.name) : v.metric} ${v.value.toLocaleString(currentLang() === "vi" ? "vi-VN" : "en-GB")} ${v.unit}`;
+    });
+    const kind = state.kinds.get(s.kind);
     return el(
       "tr",
       { "data-id": s.id, "data-fresh": String(fresh) },
       s.name ? el("td", {}, loc(s.name), el("small", {}, ` ${s.id}`)) : el("td", {}, s.id),
-      el("td", {}, s.kind),
+      el("td", { title: s.kind }, kind ? loc(kind.name) : s.kind),
       el("td", {}, siteName(s.site)),
       el("td", {}, values.join(" · ")),
       el(
