@@ -174,6 +174,7 @@ class _Session:
         # PUBACKs that arrived before publish() returned their mid to us (paho calls
         # on_publish from its thread, possibly before publish() returns in ours).
         self.early: dict[int, tuple[bool, str]] = {}
+        self.unsubscribed = threading.Event()  # the UNSUBACK of the ack topic (clean stop)
 
     @property
     def ready(self) -> bool:
@@ -444,10 +445,14 @@ class MqttPublisher:
                 return
             self._sink(WatermarkReceived(ack.seq))
 
+        def on_unsubscribe(_c: mqtt.Client, _u: Any, _mid: int, _rcs: Any, _p: Any) -> None:
+            session_box[0].unsubscribed.set()
+
         client.on_connect = on_connect
         client.on_disconnect = on_disconnect
         client.on_publish = on_publish
         client.on_message = on_message
+        client.on_unsubscribe = on_unsubscribe
         return client
 
     def _connect(self, url: BrokerUrl) -> tuple[_Session | None, str]:
@@ -477,6 +482,19 @@ class MqttPublisher:
         self._end(session, with_will=False)
         return None, reason
 
+    def _stop_acks(self, session: _Session) -> None:
+        """Before a clean DISCONNECT, stop the watermark flow and wait for the UNSUBACK (the
+        acks that were on their way arrive before it and are read). paho closes the socket
+        right after writing DISCONNECT; with an ack PUBLISH still unread the kernel sends a
+        reset, the broker may lose the DISCONNECT with it, and publishes the Will — an offline
+        status made at connect time, over the acknowledged final one. The ack topic is
+        retained, so the next connection's subscription gets the watermark back; the command
+        subscription stays, so commands sent while the agent is stopped still wait for it."""
+        rc, _mid = session.client.unsubscribe(self._ack_topic)
+        wait_s = min(self._disconnect_timeout_s, 2.0)
+        if rc == mqtt.MQTT_ERR_SUCCESS and not session.unsubscribed.wait(wait_s):
+            logger.debug("no UNSUBACK for %s before disconnecting", self._ack_topic)
+
     def _end(self, session: _Session, *, with_will: bool) -> str:
         """Disconnect (if still connected) and stop the session's network thread."""
         client = session.client
@@ -493,6 +511,8 @@ class MqttPublisher:
                 client.disconnect(reasoncode=ReasonCode(PacketTypes.DISCONNECT,
                                                          identifier=_DISCONNECT_WITH_WILL))
             else:
+                if session.ready:
+                    self._stop_acks(session)
                 client.disconnect()
             with self._cond:
                 sent = self._cond.wait_for(lambda: session.closed, timeout=self._disconnect_timeout_s)

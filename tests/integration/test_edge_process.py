@@ -158,4 +158,6 @@ def test_edge_agent_killed_while_the_broker_is_down_loses_nothing(
                         and (s.last_seq == k2 or not acknowledged), 10,
                         "the offline status of the stopped agent")
     except AssertionError as exc:
-        raise AssertionError(f"{exc}; last status {ingest.last_status(GW)}; agent: {stopped[-1]}") from exc
+        links = [line for line in second.lines if "connect" in line or "link" in line or "status" in line]
+        raise AssertionError(f"{exc}; last status {ingest.last_status(GW)}; agent: {stopped[-1]}; "
+                             "the agent's connections:\n" + "\n".join(links[-20:])) from exc
