@@ -237,7 +237,14 @@ def test_a_persons_acknowledgement_goes_through_the_incident_manager(rig: Rig, g
     assert row.incident.state == "acknowledged" and row.incident.severity == "emergency"
 
 
-def test_the_last_will_is_placed_after_the_gateways_last_batch(rig: Rig, gateway: Publisher) -> None:
+@pytest.mark.parametrize("heartbeat_after_s", [None, 20.0])
+def test_the_last_will_is_placed_after_the_gateways_last_batch_or_status(
+        rig: Rig, gateway: Publisher, heartbeat_after_s: float | None) -> None:
+    """The Will carries the time its gateway connected; it is placed after the last thing the
+    gateway sent. With ``heartbeat_after_s``, a fleet on a fast clock: the periodic online
+    status, sent a moment of wall time after the last batch, is already 20 s later in the
+    gateway's time, and the Will must not be placed before it (it then looked older than the
+    status and was dropped: mixed-week once missed its area outage so)."""
     svc = rig.service()
     telemetry, status = topics.telemetry(SITE, GW), topics.status(SITE, GW)
     connected_at = T0 - timedelta(hours=3)
@@ -245,39 +252,21 @@ def test_the_last_will_is_placed_after_the_gateways_last_batch(rig: Rig, gateway
     for k in range(1, 4):
         gateway.send(telemetry, batch(k, T0 + timedelta(seconds=10 * k), 0.0))
     through(svc, 3)
+    last_sent = T0 + timedelta(seconds=31)
+    statuses = 2
+    if heartbeat_after_s is not None:
+        last_sent += timedelta(seconds=heartbeat_after_s)
+        gateway.send(status, encode(Status(v=1, gateway=GW, state="online", ts=last_sent)), retain=True)
+        statuses += 1
     # The Will was written when the gateway connected, three hours of its time earlier.
     gateway.send(status, encode(Status(v=1, gateway=GW, state="offline", ts=connected_at)), retain=True)
-    svc.wait_until(lambda p: p.counters.statuses >= 2 and p.queue_depth == 0, WAIT_S)
+    svc.wait_until(lambda p: p.counters.statuses >= statuses and p.queue_depth == 0, WAIT_S)
     svc.wait_until(lambda p: p.open_incidents >= 1, WAIT_S)
     offline = [a for a in rig.repo.list_alerts(None, None, 100, 0).items if a.rule == "gateway-offline"]
     assert len(offline) == 1
-    last_sent = T0 + timedelta(seconds=31)
     assert last_sent <= offline[0].opened_at < last_sent + timedelta(seconds=WAIT_S)
     gws = {g.gateway: g for g in rig.repo.list_gateway_status(None)}
     assert gws[GW].state == "offline"
-
-
-def test_the_last_will_is_placed_after_a_live_status_sent_after_the_last_batch(
-        rig: Rig, gateway: Publisher) -> None:
-    """A fleet on a fast clock: the gateway's periodic online status, sent a moment of wall
-    time after its last batch, is already 20 s later in its own time. Its Will must be placed
-    after that status, not before it (where it looked older than the status and was dropped:
-    mixed-week once missed its area outage so)."""
-    svc = rig.service()
-    telemetry, status = topics.telemetry(SITE, GW), topics.status(SITE, GW)
-    connected_at = T0 - timedelta(hours=3)
-    gateway.send(status, encode(Status(v=1, gateway=GW, state="online", ts=connected_at)), retain=True)
-    for k in range(1, 4):
-        gateway.send(telemetry, batch(k, T0 + timedelta(seconds=10 * k), 0.0))
-    through(svc, 3)
-    heartbeat = T0 + timedelta(seconds=31 + 20)
-    gateway.send(status, encode(Status(v=1, gateway=GW, state="online", ts=heartbeat)), retain=True)
-    gateway.send(status, encode(Status(v=1, gateway=GW, state="offline", ts=connected_at)), retain=True)
-    svc.wait_until(lambda p: p.counters.statuses >= 3 and p.queue_depth == 0, WAIT_S)
-    svc.wait_until(lambda p: p.open_incidents >= 1, WAIT_S)
-    offline = [a for a in rig.repo.list_alerts(None, None, 100, 0).items if a.rule == "gateway-offline"]
-    assert len(offline) == 1
-    assert heartbeat <= offline[0].opened_at < heartbeat + timedelta(seconds=WAIT_S)
 
 
 def test_actions_wait_for_the_worker_and_survive_concurrent_traffic(rig: Rig, gateway: Publisher) -> None:
