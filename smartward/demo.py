@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+_API_STOP_S = 10.0  # the API finishes its requests and stops its command link
 _SEVERITY_VI = {"info": "thông tin", "warning": "cảnh báo", "critical": "nghiêm trọng",
                 "emergency": "khẩn cấp"}
 
@@ -102,7 +103,7 @@ def main(argv: list[str]) -> int:
         with Stack(registry, broker=args.broker, scenario=scenario, speed=args.speed, seed=args.seed,
                    start=start, workdir=workdir, clear_broker=args.broker not in {"embedded", "mosquitto"}
                    ) as stack:
-            server = None if args.no_api else _serve_api(stack, args.host, args.port)
+            api = None if args.no_api else _serve_api(stack, args.host, args.port)
             print(f"smartward demo: {len(stack.gateway_ids)} cổng / gateways, "
                   f"{len(registry.sensors)} cảm biến / sensors, kịch bản / scenario "
                   f"{args.scenario or '-'}, ×{args.speed:g}; broker {stack.broker_url}; "
@@ -115,8 +116,11 @@ def main(argv: list[str]) -> int:
                         break
                 _print_summary(stack)
             finally:
-                if server is not None:
+                if api is not None:
+                    # The API (and its command link) ends before the stack stops the broker.
+                    server, thread = api
                     server.should_exit = True
+                    thread.join(_API_STOP_S)
     except StackError as exc:
         print(f"Demo không khởi động được / the demo could not start: {exc}", file=sys.stderr)
         return EXIT_FAILED
@@ -124,7 +128,7 @@ def main(argv: list[str]) -> int:
     return EXIT_OK
 
 
-def _serve_api(stack: Stack, host: str, port: int) -> uvicorn.Server:
+def _serve_api(stack: Stack, host: str, port: int) -> tuple[uvicorn.Server, threading.Thread]:
     """The operations API on ``host:port`` in a thread, with one demo user per role.
     (uvicorn installs signal handlers only on the main thread: the demo keeps its own.)"""
     import uvicorn
@@ -154,7 +158,7 @@ def _serve_api(stack: Stack, host: str, port: int) -> uvicorn.Server:
     print(f"Màn hình điều hành / operations screen: http://{host}:{port}/screen/", flush=True)
     print("Người dùng demo / demo users (name: password): " +
           ", ".join(f"{n}: {pw}" for n, pw in sorted(users.items())), flush=True)
-    return server
+    return server, thread
 
 
 def _print_summary(stack: Stack) -> None:
