@@ -123,14 +123,17 @@ def test_edge_keeps_batches_until_the_ack_watermark_covers_them(
         stats = agent.wait_until(lambda s: s.at > end + 2 * FLUSH, 20)
         n = stats.outbox.last_seq
         stats = agent.wait_until(lambda s: s.counters.batches_published >= n, 10)
-        assert stats.outbox.batches == n  # all PUBACKed, all kept
+        # A loaded agent may seal its last batch after the clock passed ``end`` (one more seq):
+        # every count below is against the seqs it had at that moment.
+        assert stats.outbox.batches == stats.outbox.last_seq >= n  # all PUBACKed, all kept
         half = n // 2
         ingest.set_acking(True, limit=half)
         stats = agent.wait_until(lambda s: s.watermark == half, 10)
-        assert stats.outbox.batches == n - half
+        assert stats.outbox.batches == stats.outbox.last_seq - half
         ingest.set_acking(True)
         stats = agent.wait_until(lambda s: s.outbox.batches == 0, 10)
-    assert stats.watermark == n and stats.counters.batches_acked == n
+    last = stats.outbox.last_seq
+    assert last >= n and stats.watermark == last and stats.counters.batches_acked == last
     assert stats.outbox.bytes == 0
 
 
