@@ -250,7 +250,8 @@ class MqttPublisher:
             self._leave_with_will = not acked
             # A clean DISCONNECT gets the whole shutdown budget to leave: if it cannot and the
             # connection is cut instead, the broker publishes the Will, whose status (made at
-            # connect time) would overwrite the acknowledged final one with an older seq.
+            # connect time) would overwrite the acknowledged final one with an older seq. (The
+            # other way a clean leave turned into a cut, an unread ack at close: _stop_acks.)
             self._disconnect_timeout_s = max(self._connect_timeout_s, timeout_s)
             self._closing = True
             self._cond.notify_all()

@@ -32,7 +32,8 @@ class StuckRule(RuleBase):
 
     Scaling p by how much the series moves right now (a quiet night repeats more often) was
     tried on a simulated year of the demo fleet and did not pay: at the same false-alarm rate
-    it caught fewer freezes within 2 readings (noise in the short-window estimate).
+    it caught fewer freezes within 2 reporting intervals (noise in the short-window
+    estimate).
     """
 
     kind: Literal["stuck"]
