@@ -14,10 +14,16 @@ BENCHES: dict[str, str] = {
 }
 
 
+USAGE = ("Cách dùng / usage: smartward bench {" + "|".join(BENCHES) + "} [tùy chọn/options]\n"
+         "  smartward bench <tên/name> --help: tùy chọn của từng phép đo / each benchmark's options")
+
+
 def main(argv: list[str]) -> int:
+    if argv[:1] in (["-h"], ["--help"]):
+        print(USAGE)
+        return 0
     if not argv or argv[0] not in BENCHES:
-        print("Cách dùng / usage: smartward bench {" + "|".join(BENCHES) + "} [tùy chọn/options]",
-              file=sys.stderr)
+        print(USAGE, file=sys.stderr)
         return 2
     try:
         module = importlib.import_module(BENCHES[argv[0]])

@@ -11,8 +11,7 @@ import argparse
 import logging
 import os
 import sys
-
-import psycopg
+from collections.abc import Sequence
 
 from contract.errors import RegistryError
 from contract.registry import load_registry
@@ -42,6 +41,8 @@ def migrate(url: str, registry_path: str | None) -> list[str]:
         repo.close()
     if not url.startswith(("postgresql://", "postgres://")):
         return []
+    import psycopg
+
     from ops_center.security.rls import apply_rls
 
     with psycopg.connect(url) as conn:
@@ -50,10 +51,45 @@ def migrate(url: str, registry_path: str | None) -> list[str]:
     return tables
 
 
+def grant_readonly_main(argv: Sequence[str]) -> int:
+    """``smartward db grant-readonly (--site S | --all-sites) [--url URL]``: prints the role
+    and password (ops_center/security/rls.py)."""
+    p = argparse.ArgumentParser(
+        prog="smartward db grant-readonly",
+        description="Vai trò chỉ đọc cho một địa bàn hoặc toàn thành phố / "
+        "a read-only role for one site or for every site",
+    )
+    scope = p.add_mutually_exclusive_group(required=True)
+    scope.add_argument("--site", help="một phường/cụm / one ward or cluster")
+    scope.add_argument(
+        "--all-sites",
+        action="store_true",
+        help="mọi địa bàn, kể cả địa bàn thêm sau (smartward_ro_city) / "
+        "every site, including sites added later (smartward_ro_city)",
+    )
+    p.add_argument("--url", help="mặc định / default: SMARTWARD_DB_URL")
+    args = p.parse_args(list(argv))
+    # psycopg (ingest/ops extras) only now: --help works without it.
+    import psycopg
+
+    from ops_center.security.rls import RlsError, grant_all_sites, grant_readonly
+    from ops_center.settings import OpsSettings
+
+    url = args.url or OpsSettings(environment="local").db_url
+    if not url.startswith(("postgresql://", "postgres://")):
+        print("Cần PostgreSQL / needs a postgresql:// database (SQLite has no roles)", file=sys.stderr)
+        return 1
+    try:
+        role, password = grant_all_sites(url) if args.all_sites else grant_readonly(url, args.site)
+    except (ValueError, RlsError, psycopg.Error) as exc:
+        print(f"Không tạo được vai trò / cannot create the role: {exc}", file=sys.stderr)
+        return 1
+    print(f"role={role}\npassword={password}")
+    return 0
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] == ["grant-readonly"]:
-        from ops_center.security.rls import grant_readonly_main
-
         return grant_readonly_main(argv[1:])
     parser = argparse.ArgumentParser(prog="smartward db",
                                      description="Cơ sở dữ liệu / database schema and roles")
