@@ -11,7 +11,7 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from contract.errors import RegistryError
 from contract.registry import load_registry
@@ -21,26 +21,37 @@ logger = logging.getLogger(__name__)
 DEFAULT_DB_URL = "sqlite:///./smartward.db"
 
 
-def migrate(url: str, registry_path: str | None) -> list[str]:
-    """Run every migration against ``url``; returns the tables put under row-level security."""
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def migrate(url: str, registry_path: str | None,
+            progress: Callable[[str], None] = lambda _line: None) -> list[str]:
+    """Run every migration against ``url``; returns the tables put under row-level security.
+    ``progress`` is told each step (the CLI prints it on stderr)."""
+    postgres = url.startswith(("postgresql://", "postgres://"))
+    steps = 3 if postgres else 2
     from ingest.housekeeping import sync_registry
     from ingest.stores import open_store
     from ops_center.adapters.repository import open_repository
 
     registry = load_registry(registry_path)
+    progress(f"[1/{steps}] kho số đo và sổ đăng ký / readings store and registry")
     store = open_store(url)
     try:
         store.migrate()
         sync_registry(store, registry)
     finally:
         store.close()
+    progress(f"[2/{steps}] trung tâm điều hành / operations center")
     repo = open_repository(url)
     try:
         repo.migrate()
     finally:
         repo.close()
-    if not url.startswith(("postgresql://", "postgres://")):
+    if not postgres:
         return []
+    progress(f"[3/{steps}] bảo mật theo hàng / row-level security")
     import psycopg
 
     from ops_center.security.rls import apply_rls
@@ -102,7 +113,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     url = args.url or os.environ.get("SMARTWARD_DB_URL", DEFAULT_DB_URL)
     try:
-        tables = migrate(url, os.environ.get("SMARTWARD_REGISTRY"))
+        tables = migrate(url, os.environ.get("SMARTWARD_REGISTRY"), progress=_stderr)
     except RegistryError as exc:
         print(f"Sổ đăng ký sai / invalid registry: {exc}", file=sys.stderr)
         return 2

@@ -26,7 +26,7 @@ def smartward(cwd: Path, db_url: str | None, *args: str) -> subprocess.Completed
     env["SMARTWARD_MQTT_URL"] = "mqtt://127.0.0.1:9"
     if db_url is not None:
         env["SMARTWARD_DB_URL"] = db_url
-    return subprocess.run([sys.executable, "-m", "smartward.cli", *args], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, "-m", "smartward.cli", *args], cwd=cwd, env=env, check=False,
                           capture_output=True, text=True, timeout=120)
 
 
