@@ -4,19 +4,15 @@ paho, numpy, fastapi, grafana-client...) cannot be imported."""
 
 from __future__ import annotations
 
-import argparse
-import importlib
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NoReturn
 
 import pytest
 
-from smartward.bench import BENCHES
 from smartward.cli import COMMANDS
+from smartward.cli_reference import command_tree, render_markdown
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -39,48 +35,7 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-class _Captured(Exception):
-    def __init__(self, parser: argparse.ArgumentParser) -> None:
-        self.parser = parser
-
-
-def _parser_of(main: Any, argv: list[str]) -> argparse.ArgumentParser:
-    """The parser ``main(argv)`` builds: captured at its first ``parse_args``."""
-
-    def capture(self: argparse.ArgumentParser, *args: object, **kwargs: object) -> NoReturn:
-        raise _Captured(self)
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(argparse.ArgumentParser, "parse_args", capture)
-        try:
-            main(argv)
-        except _Captured as got:
-            return got.parser
-    raise AssertionError(f"{main.__module__}.main({argv}) parsed no arguments")
-
-
-def _walk(parser: argparse.ArgumentParser, path: tuple[str, ...]) -> Iterator[tuple[str, ...]]:
-    yield path
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for name, sub in action.choices.items():
-                yield from _walk(sub, (*path, name))
-
-
-def command_paths() -> list[tuple[str, ...]]:
-    paths: list[tuple[str, ...]] = [()]
-    for name, (module_name, _) in COMMANDS.items():
-        main = importlib.import_module(module_name).main
-        if name == "bench":
-            paths.append(("bench",))
-            for bench, bench_module in BENCHES.items():
-                paths += _walk(_parser_of(importlib.import_module(bench_module).main, []), ("bench", bench))
-            continue
-        paths += _walk(_parser_of(main, []), (name,))
-    return paths
-
-
-PATHS = command_paths()
+PATHS = [path for path, _ in command_tree()]
 
 
 def test_the_tree_has_every_command() -> None:
@@ -98,3 +53,9 @@ def test_help_works_without_optional_libraries(path: tuple[str, ...], tmp_path: 
     assert result.returncode == 0, result.stderr
     assert "usage" in result.stdout.lower() or "cách dùng" in result.stdout.lower()
     assert list(tmp_path.iterdir()) == []  # --help creates nothing (no ./smartward.db)
+
+
+def test_the_command_reference_is_current() -> None:
+    """docs/operations.md is rendered from the parsers: regenerate it when they change."""
+    current = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
+    assert current == render_markdown(), "python3 -m smartward.cli_reference > docs/operations.md"
