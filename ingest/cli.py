@@ -213,10 +213,6 @@ def _status(settings: IngestSettings, timeout_s: float) -> int:
     from ingest.worker import parse_broker_url
     from smartward.database import missing_database, redact
 
-    missing = missing_database(settings.db_url, timeout_s=timeout_s)
-    if missing is not None:
-        print(missing, file=sys.stderr)
-        return EXIT_FAILED
     ok = True
     for url in settings.mqtt_urls:
         try:
@@ -227,6 +223,10 @@ def _status(settings: IngestSettings, timeout_s: float) -> int:
         except (OSError, IngestError) as exc:
             ok = False
             print(f"máy chủ MQTT / broker  {redact(url)}: KHÔNG kết nối được / UNREACHABLE ({exc})")
+    missing = missing_database(settings.db_url, timeout_s=timeout_s)
+    if missing is not None:  # nothing opened, nothing created
+        print(missing, file=sys.stderr)
+        return EXIT_FAILED
     db = redact(settings.db_url)
     try:
         store = open_store(settings.db_url)

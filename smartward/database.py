@@ -34,11 +34,11 @@ def _missing(url: str, detail_vi: str, detail_en: str) -> str:
 
 
 def missing_database(url: str, *, timeout_s: float = 5.0) -> str | None:
-    """None when ``url`` names an existing database, else why not (Vietnamese first).
+    """None when ``url`` names an existing database that answers, else why not (Vietnamese
+    first): no such database, or a server that does not answer.
 
     SQLite: the file must exist (it is never opened here). PostgreSQL: one connection with
-    ``connect_timeout``; only "database does not exist" is an answer — a server that does not
-    answer is left to the command, which reports it as unreachable."""
+    ``connect_timeout``, nothing else."""
     if url.startswith("sqlite:"):
         path = url[len(_SQLITE_PREFIX):] if url.startswith(_SQLITE_PREFIX) else ""
         if not path:
@@ -61,4 +61,6 @@ def missing_database(url: str, *, timeout_s: float = 5.0) -> str | None:
         if exc.sqlstate == _INVALID_CATALOG_NAME or re.search(r'database ".*" does not exist', str(exc)):
             return _missing(url, "máy chủ trả lời nhưng không có cơ sở dữ liệu này",
                             "the server answers but has no such database")
-        return None
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return (f"Máy chủ cơ sở dữ liệu tại {redact(url)} không trả lời / the database server at "
+                f"{redact(url)} does not answer: {reason}")
