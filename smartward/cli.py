@@ -78,6 +78,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging()
     try:
         return entry(rest)
+    except BrokenPipeError:
+        # The reader left (`smartward ingest status | head`): no traceback, and none at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except ModuleNotFoundError as exc:
         # An optional library is imported when a command runs (so --help works without it).
         if exc.name is None or exc.name.split(".")[0] in _OWN_PACKAGES:
