@@ -123,7 +123,10 @@ class GrafanaClient:
         from grafana_client.api import GrafanaApi
 
         self.url = url.rstrip("/")
-        self._api = GrafanaApi.from_url(self.url, credential=token, timeout=timeout_s)
+        # from_url appends "api" to the URL's path as written: a Grafana served under a path
+        # (https://host/grafana) needs the trailing slash to become /grafana/api.
+        self._api = GrafanaApi.from_url(self.url + "/", credential=token, timeout=timeout_s)
+        self.api_url: str = self._api.client.url
 
     def __enter__(self) -> GrafanaClient:
         return self
@@ -132,6 +135,7 @@ class GrafanaClient:
         self.close()
 
     def close(self) -> None:
+        # grafana-client has no close(); its niquests session is ``client.s``.
         self._api.client.s.close()
 
     @contextmanager

@@ -17,6 +17,7 @@ from dashboards.definitions import folders
 from dashboards.export import export, plan_orgs
 from dashboards.model import render
 from dashboards.push import (
+    GrafanaClient,
     GrafanaConflict,
     GrafanaForbidden,
     GrafanaResponseError,
@@ -170,3 +171,14 @@ def test_cli_push_exit_codes_and_messages(monkeypatch: pytest.MonkeyPatch,
         assert main(["push"]) == 1
         err = capsys.readouterr().err
         assert "401" in err and TOKEN not in err and "nope" not in err
+
+
+@pytest.mark.parametrize(("url", "api"), [
+    ("http://127.0.0.1:3000", "http://127.0.0.1:3000/api"),
+    ("http://127.0.0.1:3000/", "http://127.0.0.1:3000/api"),
+    ("https://city.example/grafana", "https://city.example/grafana/api"),
+    ("https://city.example/grafana/", "https://city.example/grafana/api"),
+])
+def test_a_grafana_under_a_path_is_called_under_that_path(url: str, api: str) -> None:
+    with GrafanaClient(url, TOKEN) as client:
+        assert client.api_url == api
