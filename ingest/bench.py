@@ -488,6 +488,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         is_pg = not db_url.startswith("sqlite")
         wal0, ckpt0 = _pg_counters(db_url) if is_pg else (0, 0)
         self_cpu0 = time.process_time() + pub.cpu_seconds()
+        print(f"đang gửi / publishing {len(ready_batches)} batches for {args.seconds:g} s", file=sys.stderr,
+              flush=True)
         t_start = time.monotonic()
         for k, (topic, gateway, seq, payload) in enumerate(ready_batches):
             due = t_start + k * interval
@@ -499,6 +501,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             published[gateway] = seq
         pub.flush()
         t_published = time.monotonic()
+        print("đang chờ xác nhận / waiting for the acks", file=sys.stderr, flush=True)
         with tracker.done:
             tracker.done.wait_for(lambda: tracker.outstanding() == 0, timeout=args.drain_timeout)
         drained = tracker.outstanding() == 0

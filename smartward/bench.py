@@ -30,5 +30,8 @@ def main(argv: list[str]) -> int:
     except ModuleNotFoundError as exc:
         print(f"Chưa có / not built yet: bench {argv[0]} ({exc.name})", file=sys.stderr)
         return 2
+    if not {"-h", "--help"} & set(argv[1:]):
+        print(f"smartward bench {argv[0]}: đang đo, kết quả trên stdout / measuring, results on stdout",
+              file=sys.stderr, flush=True)
     result: int = module.main(argv[1:])
     return result

@@ -92,7 +92,7 @@ def render_markdown() -> str:
         "- Lệnh chỉ đọc không bao giờ tạo cơ sở dữ liệu / read-only commands (`ingest status`, "
         "`users list`) never create a database: on a URL with none they say so and exit 1.",
         "- Việc dài báo tiến độ trên stderr / long operations (`db migrate`, `dashboards export`, "
-        "`dashboards push`, `sim evaluate`) report progress on stderr; results go to stdout.",
+        "`dashboards push`, `sim evaluate`, `bench`) report progress on stderr; results go to stdout.",
         "- Cài đặt qua biến môi trường `SMARTWARD_*` (hoặc tệp dotenv trong `SMARTWARD_CONFIG`) / "
         "settings come from `SMARTWARD_*` environment variables (or the dotenv file named by "
         "`SMARTWARD_CONFIG`), e.g. `SMARTWARD_DB_URL` (default `sqlite:///./smartward.db`), "
