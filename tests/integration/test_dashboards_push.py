@@ -4,6 +4,7 @@ codes and body shapes, checking the Bearer token). No Grafana server runs here."
 
 from __future__ import annotations
 
+import re
 import socket
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,10 @@ def test_push_creates_folders_and_dashboards_then_is_idempotent() -> None:
         assert all(p.action == "created" for p in first)
         # Every call but the health check carried the token.
         assert all(auth == f"Bearer {TOKEN}" for m, p, auth in state.requests if p != "/api/health")
+        # grafana-client calls only the documented endpoints of the recorded contract.
+        documented = re.compile(r"GET /api/health|GET /api/folders/[\w-]+|POST /api/folders"
+                                r"|PUT /api/folders/[\w-]+|POST /api/dashboards/db")
+        assert all(documented.fullmatch(f"{m} {p}") for m, p, _ in state.requests), state.requests
 
         n_folders, ids = len(state.folders), {u: d["id"] for u, d in state.dashboards.items()}
         before = len(state.requests)
