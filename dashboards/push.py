@@ -28,6 +28,7 @@ work without the ``dashboards`` extra.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -123,6 +124,7 @@ class GrafanaClient:
         from grafana_client.api import GrafanaApi
 
         self.url = url.rstrip("/")
+        self.shown = re.sub(r"//[^/@]*@", "//", self.url)  # for messages: no user:password
         # from_url appends "api" to the URL's path as written: a Grafana served under a path
         # (https://host/grafana) needs the trailing slash to become /grafana/api.
         self._api = GrafanaApi.from_url(self.url + "/", credential=token, timeout=timeout_s)
@@ -148,7 +150,7 @@ class GrafanaClient:
             yield
         except GrafanaTimeoutError as exc:
             raise GrafanaUnreachable(
-                f"Grafana không trả lời kịp tại {self.url} khi {what} / Grafana at {self.url} timed out: "
+                f"Grafana không trả lời kịp tại {self.shown} khi {what} / Grafana at {self.shown} timed out: "
                 f"{exc.message}"
             ) from exc
         except GrafanaClientError as exc:
@@ -159,22 +161,29 @@ class GrafanaClient:
             if exc.status_code == 0:  # a transport error grafana-client wrapped
                 raise self._unreachable(exc.message) from exc
             raise _error_for(exc.status_code, exc.response, what) from exc
+        except ValueError as exc:  # a 2xx body that is not JSON (niquests' JSONDecodeError is one)
+            raise self._not_json(what) from exc
         except niquests.RequestException as exc:  # refused, reset, DNS: not wrapped by grafana-client
             raise self._unreachable(str(exc)) from exc
-        except ValueError as exc:  # a 2xx body that is not JSON
-            raise GrafanaResponseError(
-                f"Grafana trả về dữ liệu không phải JSON khi {what} / Grafana answered non-JSON"
-            ) from exc
+
+    def _not_json(self, what: str) -> GrafanaResponseError:
+        return GrafanaResponseError(
+            f"{self.shown} trả về dữ liệu không phải JSON khi {what}: SMARTWARD_GRAFANA_URL có phải địa chỉ "
+            f"Grafana không? / {self.shown} answered something other than JSON: is SMARTWARD_GRAFANA_URL "
+            f"Grafana's address?"
+        )
 
     def _unreachable(self, detail: str) -> GrafanaUnreachable:
         return GrafanaUnreachable(
-            f"Không kết nối được Grafana tại {self.url} (SMARTWARD_GRAFANA_URL) / cannot reach Grafana "
-            f"at {self.url}: {detail}"
+            f"Không kết nối được Grafana tại {self.shown} (SMARTWARD_GRAFANA_URL) / cannot reach Grafana "
+            f"at {self.shown}: {detail}"
         )
 
     def _call(self, what: str, call: Callable[[], object], *, not_found_ok: bool = False) -> dict[str, Any]:
         with self._translated(what, not_found_ok=not_found_ok):
             body = call()
+        if isinstance(body, str):  # grafana-client returns a text/* answer as text
+            raise self._not_json(what)
         if not isinstance(body, dict):
             raise GrafanaResponseError(f"Phản hồi không đúng dạng khi {what} / unexpected response shape")
         return body

@@ -187,3 +187,36 @@ def test_cli_push_exit_codes_and_messages(monkeypatch: pytest.MonkeyPatch,
 def test_a_grafana_under_a_path_is_called_under_that_path(url: str, api: str) -> None:
     with GrafanaClient(url, TOKEN) as client:
         assert client.api_url == api
+
+
+def test_a_server_that_is_not_grafana_is_named_not_mistaken_for_unreachable() -> None:
+    """A reverse proxy's login page (200 text/html) or a 200 with a body that is not JSON."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class NotGrafana(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b"<html>login</html>"
+            self.send_response(200)
+            self.send_header("Content-Type", self.server.content_type)  # type: ignore[attr-defined]
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), NotGrafana)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://sa:hunter2@127.0.0.1:{server.server_address[1]}"
+        for content_type in ("text/html", "application/json"):
+            server.content_type = content_type  # type: ignore[attr-defined]
+            with pytest.raises(GrafanaResponseError, match="không phải JSON") as err:
+                push(settings(url))
+            assert "hunter2" not in str(err.value) and TOKEN not in str(err.value)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
