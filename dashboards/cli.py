@@ -39,6 +39,7 @@ def main(argv: list[str]) -> int:
         except (ValueError, RegistryError) as exc:
             print(f"Tham số sai / invalid options: {exc}", file=sys.stderr)
             return 2
+        print(f"Đang ghi tệp cấp phát vào / writing provisioning files to {args.dir}", file=sys.stderr)
         try:
             written = export(args.dir, args.dashboards_path, orgs)
         except OSError as exc:
@@ -49,7 +50,7 @@ def main(argv: list[str]) -> int:
         return 0
     settings = DashboardsSettings(_env_file=os.environ.get("SMARTWARD_CONFIG"))
     try:
-        done = push(settings)
+        done = push(settings, progress=lambda line: print(line, file=sys.stderr, flush=True))
     except GrafanaError as exc:
         print(str(exc), file=sys.stderr)
         return 1

@@ -19,19 +19,17 @@ import threading
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
-
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
+from typing import TYPE_CHECKING, Any
 
 from contract import topics
 from contract.brokers import BrokerUrl
 from contract.codec import decode_telemetry, encode
 from contract.models import Ack, Reading
 from contract.registry import load_registry
-from edge.app import open_agent
 from edge.clock import SystemClock
-from edge.settings import EdgeSettings
+
+if TYPE_CHECKING:  # paho-mqtt: imported when the benchmark runs, so --help works without it
+    import paho.mqtt.client as mqtt
 
 T0 = datetime(2026, 11, 28, tzinfo=UTC)
 
@@ -64,6 +62,9 @@ class Acker:
         self._seqs: set[int] = set()
         self.mark = 0
         self._connected = threading.Event()
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-acker-{gateway}",
                                   protocol=mqtt.MQTTv5)
         self._telemetry_topic = topics.telemetry(site, gateway)
@@ -101,6 +102,9 @@ class Acker:
 
 
 def run(url: str, *, gateway: str, readings: int, batch: int, per_poll: int, window: int) -> dict[str, Any]:
+    from edge.app import open_agent
+    from edge.settings import EdgeSettings
+
     registry = load_registry()
     site = registry.site_of(gateway)
     if site is None:

@@ -18,19 +18,21 @@ import sys
 import threading
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
 from contract.errors import RegistryError
 from contract.registry import Registry, load_registry
-from edge.app import open_agent
 from edge.clock import Clock, ScaledClock, SystemClock
 from edge.counters import EdgeStats
 from edge.drivers.base import Driver, LinkProbe
 from edge.drivers.simulated import open_simulation
 from edge.drivers.synthetic import ScheduledLink, SyntheticDriver
 from edge.errors import EdgeError
-from edge.settings import EdgeSettings
+
+if TYPE_CHECKING:  # paho-mqtt (the edge extra) comes with these: imported when a command runs
+    from edge.settings import EdgeSettings
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(list(argv))
+    from edge.settings import EdgeSettings
+
     try:
         settings = EdgeSettings(_env_file=os.environ.get("SMARTWARD_CONFIG"))
         if args.outbox:
@@ -119,6 +123,8 @@ def main(argv: Sequence[str]) -> int:
 
 def _run(args: argparse.Namespace, settings: EdgeSettings, registry: Registry, gateway: str,
          driver_name: str) -> int:
+    from edge.app import open_agent
+
     clock: Clock
     driver: Driver
     link: LinkProbe | None

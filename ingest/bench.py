@@ -34,16 +34,17 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 from contract import topics
 from contract.codec import decode_ack
 from contract.registry import Registry, load_registry
 from ingest.benchserver import BenchServer, start_bench_server
+
+if TYPE_CHECKING:  # paho-mqtt: imported when the benchmark runs, so --help works without it
+    import paho.mqtt.client as mqtt
 
 MAX_SECONDS = 600
 MAX_RATE = 2_000_000
@@ -155,6 +156,9 @@ class _PahoPublisher(_Publisher):
     """paho in this process, as the edge agent publishes (about 50-90 µs of CPU a message)."""
 
     def __init__(self, host: str, port: int, run_id: str) -> None:
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{run_id}-pub",
                                   protocol=mqtt.MQTTv5)
         self.client.max_inflight_messages_set(1000)
@@ -451,6 +455,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         tracker = AckTracker()
         host, port_s = mqtt_url.split("://", 1)[1].split("@")[-1].rsplit(":", 1)
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
         acks = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{run_id}-acks", protocol=mqtt.MQTTv5)
 
         def on_ack(client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
@@ -481,6 +488,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         is_pg = not db_url.startswith("sqlite")
         wal0, ckpt0 = _pg_counters(db_url) if is_pg else (0, 0)
         self_cpu0 = time.process_time() + pub.cpu_seconds()
+        print(f"đang gửi / publishing {len(ready_batches)} batches for {args.seconds:g} s", file=sys.stderr,
+              flush=True)
         t_start = time.monotonic()
         for k, (topic, gateway, seq, payload) in enumerate(ready_batches):
             due = t_start + k * interval
@@ -492,6 +501,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             published[gateway] = seq
         pub.flush()
         t_published = time.monotonic()
+        print("đang chờ xác nhận / waiting for the acks", file=sys.stderr, flush=True)
         with tracker.done:
             tracker.done.wait_for(lambda: tracker.outstanding() == 0, timeout=args.drain_timeout)
         drained = tracker.outstanding() == 0

@@ -25,7 +25,6 @@ from contract.registry import load_registry
 from ingest import housekeeping
 from ingest.errors import IngestError, StoreUnavailable
 from ingest.housekeeping import sync_registry
-from ingest.metrics import HealthServer, IngestMetrics
 from ingest.ports import Store
 from ingest.settings import IngestSettings
 
@@ -88,6 +87,7 @@ def open_store(url: str) -> Store:
 
 
 def _run_one(settings: IngestSettings, *, client_id: str | None, index: int | None, migrate: bool) -> int:
+    from ingest.metrics import HealthServer, IngestMetrics
     from ingest.mirror import InfluxMirror
     from ingest.worker import IngestWorker
 
@@ -209,7 +209,9 @@ def _supervise(settings: IngestSettings, args: argparse.Namespace) -> int:
 
 
 def _status(settings: IngestSettings, timeout_s: float) -> int:
+    """Read-only: never creates the database (a missing one is an error, exit 1)."""
     from ingest.worker import parse_broker_url
+    from smartward.database import missing_database, redact
 
     ok = True
     for url in settings.mqtt_urls:
@@ -217,42 +219,50 @@ def _status(settings: IngestSettings, timeout_s: float) -> int:
             b = parse_broker_url(url)
             with socket.create_connection((b.host, b.port), timeout=timeout_s):
                 pass
-            print(f"broker  {b}: reachable / kết nối được")
+            print(f"máy chủ MQTT / broker  {b}: kết nối được / reachable")
         except (OSError, IngestError) as exc:
             ok = False
-            print(f"broker  {url.split('@')[-1]}: UNREACHABLE / không kết nối được ({exc})")
+            print(f"máy chủ MQTT / broker  {redact(url)}: KHÔNG kết nối được / UNREACHABLE ({exc})")
+    missing = missing_database(settings.db_url, timeout_s=timeout_s)
+    if missing is not None:  # nothing opened, nothing created
+        print(missing, file=sys.stderr)
+        return EXIT_FAILED
+    db = redact(settings.db_url)
     try:
         store = open_store(settings.db_url)
     except IngestError as exc:
-        print(f"store   {_redact(settings.db_url)}: cannot open / không mở được ({exc})")
+        print(f"kho / store  {db}: không mở được / cannot open ({exc})")
         return EXIT_FAILED
     try:
         alive = store.ping()
-        state = "ready / sẵn sàng" if alive else "NOT ANSWERING / không trả lời"
-        print(f"store   {_redact(settings.db_url)}: {state}")
+        state = "sẵn sàng / ready" if alive else "KHÔNG trả lời / NOT ANSWERING"
+        print(f"kho / store  {db}: {state}")
         ok &= alive
         if alive:
-            marks = store.watermarks()
-            print(f"gateways with an ack watermark / cổng đã xác nhận: {len(marks)}")
-            for gw, seq in sorted(marks.items()):
-                print(f"  {gw:<24} seq ≤ {seq}")
-            completeness = getattr(store, "completeness", None)
-            if callable(completeness):
-                for row in completeness():
-                    print(f"  {row}")
+            _print_progress(store)
     except IngestError as exc:
         ok = False
-        print(f"store error / lỗi: {exc} (chưa migrate? / not migrated? `smartward db migrate`)")
+        print(f"lỗi kho / store error: {exc} (chưa migrate? / not migrated? `smartward db migrate`)")
     finally:
         store.close()
     return EXIT_OK if ok else EXIT_FAILED
 
 
-def _redact(url: str) -> str:
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return url
+def _print_progress(store: Store) -> None:
+    marks = store.watermarks()
+    print(f"cổng đã xác nhận / gateways with an ack watermark: {len(marks)}")
+    for gw, seq in sorted(marks.items()):
+        print(f"  {gw:<24} seq ≤ {seq}")
+    completeness = getattr(store, "completeness", None)
+    rows = completeness() if callable(completeness) else []
+    if not rows:
+        return
+    print(f"  {'cổng/gateway':<24} {'địa bàn/site':<16} {'dự kiến/expected':>16} {'đã lưu/stored':>14} "
+          f"{'thư chết/dead':>13} {'mất/lost':>9} {'chờ/pending':>11} {'đủ/complete':>11}")
+    for r in rows:
+        pct = "—" if r.completeness_pct is None else f"{r.completeness_pct:.2f} %"
+        print(f"  {r.gateway:<24} {r.site or '—':<16} {r.expected:>16} {r.stored:>14} "
+              f"{r.dead_lettered:>13} {r.lost:>9} {r.pending:>11} {pct:>11}")
 
 
 if __name__ == "__main__":

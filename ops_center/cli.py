@@ -24,6 +24,7 @@ import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
@@ -32,11 +33,10 @@ from contract.registry import Registry, load_registry
 from ops_center.adapters.repository import OpsRepository, RepositoryUnavailable, open_repository
 from ops_center.domain.errors import RuleError
 from ops_center.feed import Feed
-from ops_center.rules.loader import load_patterns, load_rules
-from ops_center.security.broker_watch import BrokerLogWatcher
-from ops_center.service.service import OpsService
-from ops_center.service.settings import OpsServiceSettings
 from ops_center.settings import OpsSettings, SecretKeyError
+
+if TYPE_CHECKING:  # numpy, paho (the ops extra) come with these: imported when a command runs
+    from ops_center.service.service import OpsService
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +59,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str]) -> int:
     args = _parser().parse_args(list(argv))
+    from ops_center.rules.loader import load_patterns, load_rules
+    from ops_center.security.broker_watch import BrokerLogWatcher
+    from ops_center.service.service import OpsService
+    from ops_center.service.settings import OpsServiceSettings
+
     env_file = os.environ.get("SMARTWARD_CONFIG")
     try:
         settings = OpsSettings(_env_file=env_file)

@@ -20,9 +20,7 @@ from collections.abc import Sequence
 from contract.errors import RegistryError
 from contract.registry import load_registry
 from ops_center.adapters.repository import OpsRepository, RepositoryError, UserExists, open_repository
-from ops_center.security.passwords import PasswordPolicyError, Passwords
 from ops_center.security.roles import ROLES
-from ops_center.security.users import UserAdminError, add_user, set_disabled, set_password
 from ops_center.settings import OpsSettings
 
 
@@ -45,6 +43,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _password(from_stdin: bool) -> str:
+    from ops_center.security.users import UserAdminError
+
     if from_stdin:
         return sys.stdin.readline().rstrip("\r\n")
     first = getpass.getpass("Mật khẩu / password: ")
@@ -62,15 +62,27 @@ def _actor() -> str:
 
 def main(argv: Sequence[str]) -> int:
     args = _parser().parse_args(list(argv))
+    # argon2 (the ops extra) comes with these: imported when a command runs, not for --help.
+    from ops_center.security.passwords import PasswordPolicyError
+    from ops_center.security.users import UserAdminError
+
     # Managing users needs the database, not the signing key.
     settings = OpsSettings(environment="local")
+    if args.command == "list":  # read-only: never creates the database
+        from smartward.database import missing_database
+
+        missing = missing_database(settings.db_url)
+        if missing is not None:
+            print(missing, file=sys.stderr)
+            return 1
     try:
         repo: OpsRepository = open_repository(settings.db_url)
     except (RepositoryError, ValueError) as exc:
         print(f"Không mở được cơ sở dữ liệu / cannot open the database: {exc}", file=sys.stderr)
         return 1
     try:
-        repo.migrate()
+        if args.command != "list":
+            repo.migrate()
         return _run(args, repo, settings)
     except (UserAdminError, PasswordPolicyError, RegistryError) as exc:
         print(str(exc), file=sys.stderr)
@@ -86,12 +98,15 @@ def main(argv: Sequence[str]) -> int:
 
 
 def _run(args: argparse.Namespace, repo: OpsRepository, settings: OpsSettings) -> int:
+    from ops_center.security.passwords import Passwords
+    from ops_center.security.users import add_user, set_disabled, set_password
+
     if args.command == "list":
-        print(f"{'name':<24} {'role':<16} {'sites':<32} state")
+        print(f"{'tên/name':<24} {'vai trò/role':<16} {'địa bàn/sites':<32} trạng thái/state")
         for u in repo.list_users():
             print(
                 f"{u.name:<24} {u.role:<16} {','.join(u.sites) or '*':<32} "
-                f"{'disabled' if u.disabled else 'active'}"
+                f"{'đã khóa/disabled' if u.disabled else 'hoạt động/active'}"
             )
         return 0
     if args.command in ("disable", "enable"):

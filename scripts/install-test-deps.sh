@@ -89,7 +89,10 @@ else
     log "pip install -e '.[dev]' playwright"
     # playwright is the Python package only; browsers are never downloaded, the tests use
     # Debian's /usr/bin/chromium.
-    "$python" -m pip install -q -e "$repo[dev]" playwright
+    # grafana-client needs niquests, which needs urllib3-future: its wheel replaces the
+    # installed urllib3 package (used by influxdb-client, requests) at every interpreter
+    # start; built from source with URLLIB3_NO_OVERRIDE it installs beside urllib3 instead.
+    URLLIB3_NO_OVERRIDE=1 "$python" -m pip install -q --no-binary urllib3-future -e "$repo[dev]" playwright
     $sudo mkdir -p "$cache/stamps"
     $sudo touch "$stamp"
 fi

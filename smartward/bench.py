@@ -14,15 +14,24 @@ BENCHES: dict[str, str] = {
 }
 
 
+USAGE = ("Cách dùng / usage: smartward bench {" + "|".join(BENCHES) + "} [tùy chọn/options]\n"
+         "  smartward bench <tên/name> --help: tùy chọn của từng phép đo / each benchmark's options")
+
+
 def main(argv: list[str]) -> int:
+    if argv[:1] in (["-h"], ["--help"]):
+        print(USAGE)
+        return 0
     if not argv or argv[0] not in BENCHES:
-        print("Cách dùng / usage: smartward bench {" + "|".join(BENCHES) + "} [tùy chọn/options]",
-              file=sys.stderr)
+        print(USAGE, file=sys.stderr)
         return 2
     try:
         module = importlib.import_module(BENCHES[argv[0]])
     except ModuleNotFoundError as exc:
         print(f"Chưa có / not built yet: bench {argv[0]} ({exc.name})", file=sys.stderr)
         return 2
+    if not {"-h", "--help"} & set(argv[1:]):
+        print(f"smartward bench {argv[0]}: đang đo, kết quả trên stdout / measuring, results on stdout",
+              file=sys.stderr, flush=True)
     result: int = module.main(argv[1:])
     return result

@@ -39,10 +39,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
-
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
+from typing import TYPE_CHECKING, Any
 
 from contract import topics
 from contract.brokers import BrokerUrl
@@ -50,6 +47,9 @@ from contract.codec import decode_ack, encode
 from contract.models import Reading, TelemetryBatch
 from contract.registry import Registry, load_registry
 from ops_center.feed import EventKind, Feed, FeedEvent
+
+if TYPE_CHECKING:  # paho-mqtt: imported when the benchmark runs, so --help works without it
+    import paho.mqtt.client as mqtt
 
 MAX_SECONDS = 600
 MAX_READINGS = 5_000_000
@@ -144,6 +144,9 @@ class Load:
     """Publishes the plan on time from one thread; watches the ack watermarks."""
 
     def __init__(self, url: str, registry: Registry) -> None:
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
         b = BrokerUrl.parse(url)
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"smartward-bench-{os.getpid()}",
                                   protocol=mqtt.MQTTv5 if b.mqtt5 else mqtt.MQTTv311)

@@ -28,6 +28,18 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 EXIT_NOT_BUILT = 2
 
+# The extra that brings each command's libraries (pyproject.toml), for "missing dependency".
+EXTRAS: dict[str, str] = {
+    "demo": "demo", "edge": "edge", "ingest": "ingest", "ops": "ops", "sim": "demo", "db": "ingest,ops",
+    "users": "ops", "mqtt": "ops", "dashboards": "dashboards", "bench": "dev",
+}
+
+
+def missing_extra(command: str, module: str | None) -> str:
+    extra = EXTRAS.get(command, "all")
+    return (f"Thiếu thư viện {module!r} cho lệnh '{command}': pip install 'smartward[{extra}]' "
+            f"/ missing dependency {module!r} for '{command}': pip install 'smartward[{extra}]'")
+
 
 def _usage() -> str:
     lines = ["Cách dùng / usage: smartward <lệnh/command> ...", ""]
@@ -60,12 +72,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         if exc.name and (exc.name == module_name or module_name.startswith(exc.name + ".")):
             print(f"Lệnh '{name}' chưa được xây dựng / '{name}' is not built yet", file=sys.stderr)
             return EXIT_NOT_BUILT
-        print(f"Thiếu thư viện / missing dependency {exc.name!r}: "
-              f"pip install 'smartward[{name}]' hoặc/or 'smartward[all]'", file=sys.stderr)
+        print(missing_extra(name, exc.name), file=sys.stderr)
         return EXIT_NOT_BUILT
     entry: Callable[[list[str]], int] = module.main
     _configure_logging()
-    return entry(rest)
+    try:
+        return entry(rest)
+    except BrokenPipeError:
+        # The reader left (`smartward ingest status | head`): no traceback, and none at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except ModuleNotFoundError as exc:
+        # An optional library is imported when a command runs (so --help works without it).
+        if exc.name is None or exc.name.split(".")[0] in _OWN_PACKAGES:
+            raise
+        print(missing_extra(name, exc.name), file=sys.stderr)
+        return EXIT_NOT_BUILT
+
+
+_OWN_PACKAGES = frozenset({"contract", "edge", "ingest", "ops_center", "dashboards", "simulators",
+                           "smartward"})
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -187,12 +187,14 @@ def evaluate(
     workdir: Path | None = None,
     on_running: Callable[[object], None] | None = None,
     start: datetime | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> Evaluation:
     """Run the scenario ``build(start)`` through the pipeline and score what was stored.
 
     ``start`` pins the scenario's start (default: :func:`plan_scenario` picks one in the past).
     ``on_running(stack)`` is called once the stack is up (tests use it to crash and restart the
-    ops service mid-run)."""
+    ops service mid-run). ``progress`` is told the simulated time every few seconds (the CLI
+    prints it on stderr)."""
     from smartward.stack import Stack
 
     tail_s = 2 * flush_s + 60.0
@@ -208,7 +210,8 @@ def evaluate(
                tick_interval_s=0.2) as stack:
         if on_running is not None:
             on_running(stack)
-        stack.wait_drained(timeout_s=max(1.0, budget - (time.monotonic() - t0)))
+        with _reporting(progress, stack.clock.now, sc.start, stop_at):
+            stack.wait_drained(timeout_s=max(1.0, budget - (time.monotonic() - t0)))
         real_s = time.monotonic() - t0
         counters = stack.counters()
         produced, alerts = stored_incidents(stack.repo)
@@ -222,6 +225,31 @@ def evaluate(
                       alerts=alerts, real_s=real_s, clock_held_s=counters.clock_held_s,
                       readings_stored=sum(counters.readings_stored.values()),
                       dead_letters=counters.dead_letters, backend=backend, timing=timing, flush_s=flush_s)
+
+
+@contextlib.contextmanager
+def _reporting(progress: Callable[[str], None] | None, now: Callable[[], datetime], start: datetime,
+               end: datetime, every_s: float = 5.0) -> Iterator[None]:
+    """Tells ``progress`` how far the simulated clock is, every ``every_s`` real seconds."""
+    if progress is None:
+        yield
+        return
+    stop = threading.Event()
+    total_s = max(1.0, (end - start).total_seconds())
+
+    def report() -> None:
+        while not stop.wait(every_s):
+            t = now()
+            done = min(100.0, max(0.0, (t - start).total_seconds() / total_s * 100))
+            progress(f"đồng hồ mô phỏng / simulated clock {t.astimezone(LOCAL):%d/%m %H:%M} ({done:.0f} %)")
+
+    thread = threading.Thread(target=report, name="evaluate-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=every_s)
 
 
 def reporting_interval_s(registry: Registry, expected: ExpectedIncident, flush_s: float) -> float:
@@ -380,7 +408,8 @@ def _evaluate(args: argparse.Namespace, registry: Registry) -> int:
 
     try:
         ev = evaluate(build, registry=registry, speed=args.speed, seed=args.seed, broker=args.broker,
-                      db_url=args.db, fast=args.fast, timeout_s=args.timeout, start=args.start)
+                      db_url=args.db, fast=args.fast, timeout_s=args.timeout, start=args.start,
+                      progress=lambda line: print(line, file=sys.stderr, flush=True))
     except StartTooLateError as exc:
         print(f"{exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -43,17 +43,13 @@ all-sites role, or the all-sites role over a role mapped to sites, is refused.
 
 from __future__ import annotations
 
-import argparse
 import secrets
-import sys
-from collections.abc import Sequence
 from typing import Final
 
 import psycopg
 from psycopg import sql
 
 from contract.models import SLUG_PATTERN
-from ops_center.settings import OpsSettings
 
 READONLY_GROUP: Final = "smartward_readonly"
 SERVICE_GROUP: Final = "smartward_service"
@@ -311,34 +307,3 @@ def grant_all_sites(url: str) -> tuple[str, str]:
         _login_role(conn, role, password)
         conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(ALL_SITES_GROUP), sql.Identifier(role)))
     return role, password
-
-
-def grant_readonly_main(argv: Sequence[str]) -> int:
-    """``smartward db grant-readonly (--site S | --all-sites) [--url URL]``: prints the role
-    and password."""
-    p = argparse.ArgumentParser(
-        prog="smartward db grant-readonly",
-        description="Vai trò chỉ đọc cho một địa bàn hoặc toàn thành phố / "
-        "a read-only role for one site or for every site",
-    )
-    scope = p.add_mutually_exclusive_group(required=True)
-    scope.add_argument("--site", help="một phường/cụm / one ward or cluster")
-    scope.add_argument(
-        "--all-sites",
-        action="store_true",
-        help=f"mọi địa bàn, kể cả địa bàn thêm sau ({ALL_SITES_ROLE}) / "
-        f"every site, including sites added later ({ALL_SITES_ROLE})",
-    )
-    p.add_argument("--url", help="default: SMARTWARD_DB_URL")
-    args = p.parse_args(list(argv))
-    url = args.url or OpsSettings(environment="local").db_url
-    if not url.startswith(("postgresql://", "postgres://")):
-        print("Cần PostgreSQL / needs a postgresql:// database (SQLite has no roles)", file=sys.stderr)
-        return 1
-    try:
-        role, password = grant_all_sites(url) if args.all_sites else grant_readonly(url, args.site)
-    except (ValueError, RlsError, psycopg.Error) as exc:
-        print(f"Không tạo được vai trò / cannot create the role: {exc}", file=sys.stderr)
-        return 1
-    print(f"role={role}\npassword={password}")
-    return 0

@@ -4,6 +4,7 @@ codes and body shapes, checking the Bearer token). No Grafana server runs here."
 
 from __future__ import annotations
 
+import re
 import socket
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from dashboards.definitions import folders
 from dashboards.export import export, plan_orgs
 from dashboards.model import render
 from dashboards.push import (
+    GrafanaClient,
     GrafanaConflict,
     GrafanaForbidden,
     GrafanaResponseError,
@@ -55,6 +57,10 @@ def test_push_creates_folders_and_dashboards_then_is_idempotent() -> None:
         assert all(p.action == "created" for p in first)
         # Every call but the health check carried the token.
         assert all(auth == f"Bearer {TOKEN}" for m, p, auth in state.requests if p != "/api/health")
+        # grafana-client calls only the documented endpoints of the recorded contract.
+        documented = re.compile(r"GET /api/health|GET /api/folders/[\w-]+|POST /api/folders"
+                                r"|PUT /api/folders/[\w-]+|POST /api/dashboards/db")
+        assert all(documented.fullmatch(f"{m} {p}") for m, p, _ in state.requests), state.requests
 
         n_folders, ids = len(state.folders), {u: d["id"] for u, d in state.dashboards.items()}
         before = len(state.requests)
@@ -170,3 +176,47 @@ def test_cli_push_exit_codes_and_messages(monkeypatch: pytest.MonkeyPatch,
         assert main(["push"]) == 1
         err = capsys.readouterr().err
         assert "401" in err and TOKEN not in err and "nope" not in err
+
+
+@pytest.mark.parametrize(("url", "api"), [
+    ("http://127.0.0.1:3000", "http://127.0.0.1:3000/api"),
+    ("http://127.0.0.1:3000/", "http://127.0.0.1:3000/api"),
+    ("https://city.example/grafana", "https://city.example/grafana/api"),
+    ("https://city.example/grafana/", "https://city.example/grafana/api"),
+])
+def test_a_grafana_under_a_path_is_called_under_that_path(url: str, api: str) -> None:
+    with GrafanaClient(url, TOKEN) as client:
+        assert client.api_url == api
+
+
+def test_a_server_that_is_not_grafana_is_named_not_mistaken_for_unreachable() -> None:
+    """A reverse proxy's login page (200 text/html) or a 200 with a body that is not JSON."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class NotGrafana(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b"<html>login</html>"
+            self.send_response(200)
+            self.send_header("Content-Type", self.server.content_type)  # type: ignore[attr-defined]
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), NotGrafana)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://sa:hunter2@127.0.0.1:{server.server_address[1]}"
+        for content_type in ("text/html", "application/json"):
+            server.content_type = content_type  # type: ignore[attr-defined]
+            with pytest.raises(GrafanaResponseError, match="không phải JSON") as err:
+                push(settings(url))
+            assert "hunter2" not in str(err.value) and TOKEN not in str(err.value)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

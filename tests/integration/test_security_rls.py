@@ -18,9 +18,9 @@ from ops_center.security.rls import (
     apply_rls,
     grant_all_sites,
     grant_readonly,
-    grant_readonly_main,
     role_name,
 )
+from smartward.db_cli import grant_readonly_main
 from tests.integration.test_api_support import add_users, migrate_ingest_pg, pg_rows, seed
 from tests.servers.timescale import TimescaleServer
 
