@@ -8,6 +8,7 @@ anything outside the supported grammar."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,9 @@ import pytest
 import requests
 from frost_sta_client.service.auth_handler import AuthHandler
 
-from tests.integration.test_api_support import REG, Env, Server, pg_env, sqlite_env
+from contract.models import Reading
+from simulators.fleet import GatewaySimulator
+from tests.integration.test_api_support import REG, Env, Server, pg_env, pg_rows, sqlite_env, sqlite_rows
 from tests.servers.timescale import TimescaleServer
 
 pytestmark = pytest.mark.integration
@@ -44,17 +47,30 @@ class Bearer(AuthHandler):  # type: ignore[misc]
         return BearerAuth(self.token)
 
 
+SIM_GW, SIM_END = "tn-gw-02", datetime(2026, 11, 28, 12, 0, tzinfo=UTC)  # a rainy-season hour
+
+
 @pytest.fixture(params=["sqlite", "timescaledb"])
 def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Env, Server]]:
     if request.param == "sqlite":
-        envs = sqlite_env(tmp_path / "sta.db")
+        envs, rows = sqlite_env(tmp_path / "sta.db"), sqlite_rows(tmp_path / "sta.db")
     else:
         ts: TimescaleServer = request.getfixturevalue("timescale")
         ts.ensure_running()
-        envs = pg_env(ts.fresh_db())
+        url = ts.fresh_db()
+        envs, rows = pg_env(url), pg_rows(url)
     for env in envs:
+        # An hour of the simulated drainage gateway of Thống Nhất, beside the seed.
+        rows.insert("readings", ["time", "site", "gateway", "sensor", "metric", "value", "quality"],
+                    [[r.ts, "thong-nhat", SIM_GW, r.sensor, r.metric, r.value, r.quality]
+                     for r in simulated()])
         with Server(env) as srv:
             yield env, srv
+
+
+def simulated() -> list[Reading]:
+    sim = GatewaySimulator(REG, SIM_GW, seed=3, start=SIM_END - timedelta(hours=1))
+    return sim.advance(SIM_END)
 
 
 def service(env: Env, srv: Server, user: str) -> Any:
@@ -103,6 +119,26 @@ def test_a_ward_reads_its_things_datastreams_and_observations_with_an_sta_client
     # Sensors and ObservedProperties of the catalog (Vietnamese first).
     assert sta.sensors().find("tn-aq-01").description.startswith("Trạm quan trắc không khí")
     assert sta.observed_properties().find("pm25").name == "Bụi PM2.5"
+
+
+def test_simulated_readings_read_back_through_the_client(server: tuple[Env, Server]) -> None:
+    env, srv = server
+    sta = service(env, srv, "tn-staff")
+    readings = simulated()
+    for sensor, metric in {(r.sensor, r.metric) for r in readings}:
+        want = sorted((r.ts, r.value) for r in readings if (r.sensor, r.metric) == (sensor, metric))
+        ds = sta.datastreams().find(f"{sensor}:{metric}")
+        got = ds.get_observations().query().filter(f"phenomenonTime le {SIM_END.isoformat()}") \
+            .orderby("phenomenonTime", "asc").top(25).count().list()  # the seed's own reading is later
+        assert got.count == len(want)
+        assert [(datetime.fromisoformat(o.phenomenon_time), o.result) for o in got] == want
+    # A time window on one series, as a provincial system polls it.
+    lo, hi = SIM_END - timedelta(minutes=20), SIM_END - timedelta(minutes=10)
+    flood = [r for r in readings if (r.sensor, r.metric) == ("tn-flood-01", "water_level_cm")
+             and lo <= r.ts < hi]
+    window = sta.datastreams().find("tn-flood-01:water_level_cm").get_observations().query() \
+        .filter(f"phenomenonTime ge {lo.isoformat()} and phenomenonTime lt {hi.isoformat()}").list()
+    assert [o.result for o in window] == [r.value for r in flood] and flood
 
 
 def test_another_wards_entities_are_absent_or_404(server: tuple[Env, Server]) -> None:
