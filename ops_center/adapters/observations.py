@@ -14,14 +14,31 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final, Protocol
+from typing import Final, Literal, Protocol
 
 from ops_center.adapters.repository import OpsRepository
 from ops_center.adapters.sql import SqlOpsRepository, utc
-from ops_center.api.sta.query import Condition, Order
 
 _OPS: Final = {"eq": "=", "ne": "<>", "gt": ">", "ge": ">=", "lt": "<", "le": "<="}
 _COLUMNS: Final = {"time": "time", "result": "value", "id": "sensor, metric, time"}
+
+
+Op = Literal["eq", "ne", "gt", "ge", "lt", "le"]
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """``field op value``: field ``time`` with a datetime, or ``result`` with a float."""
+
+    field: Literal["time", "result"]
+    op: Op
+    value: datetime | float
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    key: str  # time | result | id | name
+    descending: bool = False
 
 
 @dataclass(frozen=True, slots=True)

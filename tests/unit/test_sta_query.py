@@ -9,10 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ops_center.adapters.observations import Condition, Order
 from ops_center.api.sta.query import (
     COLLECTIONS,
-    Condition,
-    Order,
     Path,
     StaQueryError,
     parse_options,

@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from typing import Final, Literal
 
 from contract.bounds import MAX_TIME, MIN_TIME, safe_text
+from ops_center.adapters.observations import Condition, Op, Order
 
 COLLECTIONS: Final = ("Things", "Locations", "Datastreams", "Sensors", "ObservedProperties", "Observations")
 
@@ -47,7 +48,6 @@ MAX_SKIP: Final = 10_000_000
 _MAX_OPTION_CHARS = 2000
 _MAX_TERMS = 16
 
-Op = Literal["eq", "ne", "gt", "ge", "lt", "le"]
 _FLIP: Final[dict[str, Op]] = {"eq": "eq", "ne": "ne", "gt": "lt", "ge": "le", "lt": "gt", "le": "ge"}
 _OP_NAMES: Final[dict[str, Op]] = {o: o for o in _FLIP.values()}
 TimeProperty = Literal["phenomenonTime", "resultTime"]
@@ -62,21 +62,6 @@ class StaQueryError(Exception):
         super().__init__(en)
         self.vi = safe_text(vi, 300)
         self.en = safe_text(en, 300)
-
-
-@dataclass(frozen=True, slots=True)
-class Condition:
-    """``field op value``: field ``time`` with a datetime, or ``result`` with a float."""
-
-    field: Literal["time", "result"]
-    op: Op
-    value: datetime | float
-
-
-@dataclass(frozen=True, slots=True)
-class Order:
-    key: str  # time | result | id | name
-    descending: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,7 +42,6 @@ from ops_center.api.sta.query import (
     NAVIGATION,
     Expand,
     Options,
-    Order,
     Path,
     StaQueryError,
     parse_options,
@@ -211,8 +210,7 @@ class Resolver:
             assert isinstance(ds, Ent)
             series = split_datastream_id(ds.id)
             sites = None  # the Datastream itself was checked against the scope
-        orderby: tuple[Order, ...] = opts.orderby
-        q = ObservationQuery(sites, series, opts.filter, orderby, opts.top + 1, opts.skip)
+        q = ObservationQuery(sites, series, opts.filter, opts.orderby, opts.top + 1, opts.skip)
         rows: list[Item] = list(self.store.observations(q)) if opts.top > 0 else []
         count = self.store.count(q) if opts.count else None
         return rows[:opts.top], count, len(rows) > opts.top
