@@ -112,6 +112,11 @@ def test_senml_is_stored_once_and_never_moves_a_watermark(
     hum = store.query_readings("tn-aq-01", "humidity_pct", now - timedelta(minutes=5), now)
     assert len(hum) == 1 and hum[0].value == 70.0  # relative time: 30 s before receipt
     assert not store.dead_letter_rows()
+    # Redelivered later, once its readings are in the store (another flush, another transaction).
+    stored = worker.metrics.stored_batches._value.get()
+    publish(pub, message)
+    wait_until(lambda: worker.metrics.stored_batches._value.get() > stored, 15, "the redelivery handled")
+    assert len(store.query_readings("tn-aq-01", "pm25", start, end)) == 2 and not store.dead_letter_rows()
     # No watermark moved and no batch was claimed: seqs 1..3 are still all the gateway has.
     assert store.batch_outcomes(GW) == {1: "stored", 2: "stored", 3: "stored"}
     assert worker.watermarks()[GW] == 3 and store.watermarks().get(GW, 3) == 3
