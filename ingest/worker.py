@@ -590,7 +590,8 @@ class IngestWorker:
                 b = vb.batch
                 letters.append(deadletters.build(
                     topic=vb.topic, raw=vb.raw, received_at=vb.received_at, reason="schema",
-                    detail=f"store refused the batch: {exc}", gateway=b.gateway, site=vb.site, seq=b.seq))
+                    detail=f"store refused the batch: {exc}", gateway=b.gateway, site=vb.site,
+                    seq=b.seq if vb.sequenced else None))  # SenML: no seq, acknowledges nothing
                 continue
             if r is None:
                 return None

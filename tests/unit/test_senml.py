@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -71,3 +72,26 @@ def test_any_bytes_become_records_or_a_dead_letter(raw: bytes) -> None:
     assert isinstance(out, ValidBatch | DeadLetter)
     if isinstance(out, DeadLetter):
         assert out.seq is None and "unexpected error" not in out.detail
+
+
+def test_stores_keep_an_unsequenced_batch_once_and_claim_nothing(tmp_path: Path) -> None:
+    from ingest.stores.memory import MemoryStore
+    from ingest.stores.sqlite import SqliteStore
+
+    t0 = NOW.timestamp() - 60
+    raw = json.dumps([{"bn": "urn:dev:sw:tn-aq-01:", "bt": t0, "n": "pm25", "v": 7}]).encode()
+    other = raw.replace(b'"v": 7', b'"v": 8')
+    first, again, clash = (classify_senml(TOPIC, r, NOW, REG, TimeWindow()) for r in (raw, raw, other))
+    assert isinstance(first, ValidBatch) and isinstance(again, ValidBatch) and isinstance(clash, ValidBatch)
+    sqlite = SqliteStore(tmp_path / "s.db")
+    sqlite.migrate()
+    for store in (MemoryStore(), sqlite):
+        r1 = store.write([first], [])
+        r2 = store.write([again, clash], [])
+        assert (r1.stored_readings, r2.stored_readings, r1.handled, r2.handled) == (1, 0, [], [])
+        [letter] = r2.dead_letters
+        assert (letter.reason, letter.seq, letter.payload) == ("conflict", None, other)
+        rows = store.query_readings("tn-aq-01", "pm25", NOW - timedelta(hours=1), NOW)
+        assert [(r.value, r.quality) for r in rows] == [(7.0, "good")]
+        assert store.batch_outcomes("tn-gw-01") == {} and store.watermarks() == {}
+    sqlite.close()
