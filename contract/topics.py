@@ -9,12 +9,13 @@ from typing import Literal
 from contract.errors import TopicError
 
 ROOT = "smartward/v1"
-TopicKind = Literal["telemetry", "status", "ack", "cmd", "cmd/result"]
-KINDS: tuple[TopicKind, ...] = ("telemetry", "status", "ack", "cmd", "cmd/result")
+# ``senml``: SenML JSON (RFC 8428) from third-party devices behind a gateway (docs/interfaces.md).
+TopicKind = Literal["telemetry", "status", "ack", "cmd", "cmd/result", "senml"]
+KINDS: tuple[TopicKind, ...] = ("telemetry", "status", "ack", "cmd", "cmd/result", "senml")
 
 _SLUG = r"[a-z0-9][a-z0-9-]{0,62}"
 _TOPIC_RE = re.compile(
-    rf"^smartward/v1/(?P<site>{_SLUG})/(?P<gateway>{_SLUG})/(?P<kind>telemetry|status|ack|cmd/result|cmd)$"
+    rf"^smartward/v1/(?P<site>{_SLUG})/(?P<gateway>{_SLUG})/(?P<kind>telemetry|status|ack|cmd/result|cmd|senml)$"
 )
 _SLUG_RE = re.compile(rf"^{_SLUG}$")
 
@@ -63,6 +64,10 @@ def cmd(site: str, gateway: str) -> str:
 
 def cmd_result(site: str, gateway: str) -> str:
     return build(site, gateway, "cmd/result")
+
+
+def senml(site: str, gateway: str) -> str:
+    return build(site, gateway, "senml")
 
 
 def subscription(kind: TopicKind, *, share_group: str | None = None) -> str:

@@ -40,6 +40,9 @@ class ValidBatch:
     received_at: datetime
     batch: TelemetryBatch
     raw: bytes  # kept so that a conflicting re-send can be dead-lettered with its bytes
+    # False for a batch without a wire seq (SenML, ingest/senml.py): it claims no
+    # (gateway, seq), moves no watermark, and is idempotent by its readings' keys alone.
+    sequenced: bool = True
 
 
 @dataclass(slots=True)

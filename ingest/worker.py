@@ -61,6 +61,7 @@ from ingest.errors import IngestError, StoreError, StoreUnavailable
 from ingest.metrics import IngestMetrics
 from ingest.pipeline import TimeWindow, classify
 from ingest.ports import DeadLetter, Store, ValidBatch, WriteResult
+from ingest.senml import classify_senml, is_senml
 from ingest.settings import IngestSettings
 from ingest.watermarks import HandledSeqSource, WatermarkTracker
 
@@ -321,6 +322,7 @@ class IngestWorker:
         self._handled_source = store if isinstance(store, HandledSeqSource) else None
         subs = [
             topics.subscription("telemetry", share_group=settings.share_group),
+            topics.subscription("senml", share_group=settings.share_group),  # ingest/senml.py
             # Status is retained, and retained messages are not sent to shared subscriptions
             # (MQTT-4.8.2): every worker reads every status; record_dropped is idempotent.
             topics.subscription("status"),
@@ -471,6 +473,13 @@ class IngestWorker:
                 self._classify_status(item, received, dead, flush.drops)
                 continue
             flush.n_telemetry += 1
+            if is_senml(item.topic):  # no seq: nothing to de-duplicate here, the store does it
+                senml = classify_senml(item.topic, item.payload, received, registry, window)
+                if isinstance(senml, ValidBatch):
+                    valid.append(senml)
+                else:
+                    dead.append(senml)
+                continue
             classified = classify(item.topic, item.payload, received, registry, window)
             if isinstance(classified, ValidBatch):
                 # A redelivery of a batch still waiting in this flush: identical bytes are the
@@ -581,7 +590,8 @@ class IngestWorker:
                 b = vb.batch
                 letters.append(deadletters.build(
                     topic=vb.topic, raw=vb.raw, received_at=vb.received_at, reason="schema",
-                    detail=f"store refused the batch: {exc}", gateway=b.gateway, site=vb.site, seq=b.seq))
+                    detail=f"store refused the batch: {exc}", gateway=b.gateway, site=vb.site,
+                    seq=b.seq if vb.sequenced else None))  # SenML: no seq, acknowledges nothing
                 continue
             if r is None:
                 return None

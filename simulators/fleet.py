@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from contract import commands
 from contract.catalog import METRICS
 from contract.models import Quality, Reading
 from contract.registry import Registry, SensorSpec
@@ -22,7 +23,9 @@ from simulators.errors import SimulatorError
 from simulators.faults import ClockSkew, FaultLayer, SensorFault
 from simulators.models import build_model
 from simulators.models.base import DEFAULT_LAT, DEFAULT_LON, SensorContext, SensorModel
+from simulators.models.drainage_level import DrainageLevelModel
 from simulators.models.street_light import StreetLightModel
+from simulators.models.wastewater import WastewaterModel
 from simulators.scenarios.scenario import Scenario
 from simulators.timebase import epoch, require_aware, to_datetime
 from simulators.world import World
@@ -140,22 +143,26 @@ class GatewaySimulator:
     def command(self, name: str, sensor: str, args: Mapping[str, Any], *, at: datetime) -> tuple[bool, str]:
         """Apply an operator command (CONTRACT.md ``cmd``) from ``at`` on; returns (ok, detail).
 
-        ``set_lamp`` with ``{"on": bool, "dim_pct": 0..100}`` overrides the schedule of a
-        street light; ``{"auto": true}`` gives it back to the schedule.
+        The kinds and arguments are the contract's (contract/commands.py): ``set_lamp``
+        overrides a street light's schedule, ``set_pump`` runs or stops the drainage pumps of
+        the site's channel, ``set_valve`` opens or closes a wastewater outlet's bypass valve;
+        ``{"auto": true}`` gives a lamp or the pumps back to their own control.
         """
         runner = next((r for r in self._runners if r.spec.id == sensor), None)
         if runner is None:
             return False, "unknown_sensor"
-        if name != "set_lamp" or not isinstance(runner.model, StreetLightModel):
+        verdict = commands.judge(runner.spec.kind, name, args)
+        if verdict != "ok":
+            return False, "unsupported_command" if verdict == "unsupported" else "bad_args"
+        t, model, auto = epoch(at), runner.model, args.get("auto") is True
+        if isinstance(model, StreetLightModel):
+            model.override(t, None if auto else (args.get("dim_pct", 100) / 100.0 if args["on"] else 0.0))
+        elif isinstance(model, DrainageLevelModel):
+            model.override_pump(t, None if auto else bool(args["on"]))
+        elif isinstance(model, WastewaterModel):
+            model.set_bypass(t, bool(args["open"]))
+        else:  # pragma: no cover - a kind of the contract's table without a simulated device
             return False, "unsupported_command"
-        if args.get("auto") is True:
-            level: float | None = None
-        else:
-            on, dim = args.get("on", True), args.get("dim_pct", 100)
-            if not isinstance(on, bool) or not isinstance(dim, int | float) or not 0 <= dim <= 100:
-                return False, "bad_args"
-            level = float(dim) / 100.0 if on else 0.0
-        runner.model.override(epoch(at), level)
         return True, "applied"
 
 

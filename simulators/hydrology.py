@@ -80,6 +80,19 @@ class Channel:
         # within a window; packed arrays keep that to 9 bytes a minute (~5 MB a year).
         self._excess = array("d", [0.0])  # water above base level, cm
         self._pump = bytearray(1)
+        self._forced: list[tuple[float, bool | None]] = []  # operator overrides (set_pump)
+
+    def override_pump(self, t: float, on: bool | None) -> None:
+        """From ``t`` on, the pumps run (True) or stand (False) whatever the level; None gives
+        them back to the level switch. Minutes already computed keep their history."""
+        self._forced.append((t, on))
+
+    def _forced_at(self, t: float) -> bool | None:
+        state: bool | None = None
+        for since, on in self._forced:
+            if since <= t:
+                state = on
+        return state
 
     def _dry(self, t: float) -> tuple[float, bool]:
         fb = self.params.base_freeboard_cm - tide_cm(t)
@@ -100,6 +113,9 @@ class Channel:
                 on = fb < p.base_freeboard_cm - p.pump_off_margin_cm and e > 0.0
             else:
                 on = fb <= p.pump_on_cm
+            if self._forced:
+                forced = self._forced_at(t + STEP_S)
+                on = on if forced is None else forced
             excess.append(e)
             pump.append(on)
 

@@ -80,6 +80,8 @@ class MemoryStore:
             for i, vb in enumerate(settled.store):
                 b = vb.batch
                 if i in conflicts:
+                    if not vb.sequenced:
+                        continue
                     self._batches[(b.gateway, b.seq)] = writeplan.Previous(
                         "dead_letter", self._batches[(b.gateway, b.seq)].digest)
                     continue

@@ -85,7 +85,7 @@ _ROLLUP_LOCK = 0x534D_5744_0002
 _SESSION_SETUP = b"""
 CREATE TEMP TABLE IF NOT EXISTS readings_stage (
     b        integer NOT NULL,
-    batch_id bigint NOT NULL,
+    batch_id bigint,
     time    timestamptz NOT NULL,
     site    text COLLATE "C" NOT NULL,
     gateway text COLLATE "C" NOT NULL,
@@ -538,7 +538,9 @@ class PostgresStore:
 
         conflicts: dict[int, DeadLetter] = {}
         if settled.store:
-            batch_ids = [ids[(vb.batch.gateway, vb.batch.seq)] for vb in settled.store]
+            # An unsequenced batch (SenML) has no ingest_batches row: its readings' batch_id is NULL.
+            batch_ids = [ids[(vb.batch.gateway, vb.batch.seq)] if vb.sequenced else None
+                         for vb in settled.store]
             if careful:
                 conflicts, inserted = self._insert_checked(cur, settled.store, batch_ids)
             else:
@@ -565,7 +567,7 @@ class PostgresStore:
         return result
 
     @staticmethod
-    def _copy_readings(cur: Cursor, batches: Sequence[ValidBatch], batch_ids: Sequence[int]) -> int:
+    def _copy_readings(cur: Cursor, batches: Sequence[ValidBatch], batch_ids: Sequence[int | None]) -> int:
         with cur.copy(_READINGS_COPY) as copy:
             copy.set_types(_READINGS_TYPES)
             write_row = copy.write_row
@@ -576,7 +578,7 @@ class PostgresStore:
         return cur.rowcount
 
     def _insert_checked(self, cur: Cursor, batches: Sequence[ValidBatch],
-                        batch_ids: Sequence[int]) -> tuple[dict[int, DeadLetter], int]:
+                        batch_ids: Sequence[int | None]) -> tuple[dict[int, DeadLetter], int]:
         """Stage the readings, find the batches that conflict with stored readings or with each
         other, insert the rest with ON CONFLICT DO NOTHING (exact repeats are no-ops)."""
         with cur.copy(_STAGE_COPY) as copy:

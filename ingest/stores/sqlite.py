@@ -57,7 +57,7 @@ _TRANSIENT = {
 }
 
 # time, site, gateway, sensor, metric, value, quality, batch_id
-_Row = tuple[str, str, str, str, str, float, str, int]
+_Row = tuple[str, str, str, str, str, float, str, int | None]
 
 _QUALITIES_SQL = ", ".join(f"'{q}'" for q in ROLLUP_QUALITIES)
 
@@ -263,7 +263,7 @@ class SqliteStore:
         per_batch: list[list[_Row]] = []
         for vb in settled.store:
             site, gateway = vb.site, vb.batch.gateway
-            batch_id = ids[(gateway, vb.batch.seq)]
+            batch_id = ids[(gateway, vb.batch.seq)] if vb.sequenced else None
             rows: list[_Row] = []
             for r in vb.batch.readings:
                 t = times.get(r.ts)
@@ -285,7 +285,7 @@ class SqliteStore:
         result.stored_readings = inserted
         result.stored_batches = len(settled.store) - len(conflicts)
         c.executemany("UPDATE ingest_batches SET outcome = 'dead_letter' WHERE gateway = ? AND seq = ?",
-                      [(d.gateway, d.seq) for d in conflicts.values()])
+                      [(d.gateway, d.seq) for d in conflicts.values() if d.seq is not None])
 
         letters = [*settled.letters, *conflicts.values()]
         c.executemany(

@@ -15,6 +15,9 @@ Then the readings of the batches to store go in, and ``reading_conflicts`` names
 with a reading whose ``(sensor, metric, time)`` is stored (or accepted earlier in the call)
 with another value or quality: that whole batch becomes a ``conflict`` dead letter instead,
 never an overwrite. A reading stored again with the same value and quality is a no-op.
+
+An unsequenced batch (SenML, ``ValidBatch.sequenced`` False) claims nothing: it is always to
+be stored, its readings then de-duplicated or refused as conflicts like any other.
 """
 
 from __future__ import annotations
@@ -80,6 +83,9 @@ def plan_write(batches: Sequence[ValidBatch], dead: Sequence[DeadLetter]) -> Pla
     claims: dict[BatchKey, Claim] = {}
     for vb in batches:
         b = vb.batch
+        if not vb.sequenced:
+            items.append(Item(vb, None, None))
+            continue
         claim = Claim(b.gateway, b.seq, vb.site, vb.received_at, len(b.readings), "stored",
                       payload_digest(vb.raw))
         claims.setdefault(claim.key, claim)
@@ -119,8 +125,11 @@ def settle(plan: Plan, new_keys: Set[BatchKey], previous: Mapping[BatchKey, Prev
     for item in plan.items:
         claim = item.claim
         if claim is None:
-            assert item.letter is not None
-            out.letters.append(item.letter)
+            if item.batch is not None:  # unsequenced
+                out.store.append(item.batch)
+            else:
+                assert item.letter is not None
+                out.letters.append(item.letter)
             continue
         key = claim.key
         if key not in handled:
@@ -188,4 +197,5 @@ def reading_conflicts(batches: Sequence[ValidBatch],
 def _letter(vb: ValidBatch, detail: str) -> DeadLetter:
     b = vb.batch
     return deadletters.build(topic=vb.topic, raw=vb.raw, received_at=vb.received_at, reason="conflict",
-                             detail=detail, gateway=b.gateway, site=vb.site, seq=b.seq)
+                             detail=detail, gateway=b.gateway, site=vb.site,
+                             seq=b.seq if vb.sequenced else None)

@@ -45,6 +45,7 @@ from ops_center.api.routes import (
     sites,
     stream,
 )
+from ops_center.api.sta import router as sta
 from ops_center.feed import Feed
 from ops_center.security.passwords import Passwords
 from ops_center.security.ratelimit import LoginLimiter
@@ -146,6 +147,7 @@ def create_app(
     include_flat(app.router, commands.router, prefix=API_PREFIX)
     include_flat(app.router, exports.router, prefix=API_PREFIX)
     include_flat(app.router, ops.router)
+    include_flat(app.router, sta.router)  # OGC SensorThings API 1.1 at /sta/v1.1 (read-only)
     # The operations screen (static files, ops_center/web/): under its own prefix, so a catch-all
     # mount never answers for an API path (nor turns an API 405 into its 404).
     app.mount(SCREEN_PATH, StaticFiles(directory=WEB_DIR, html=True), name="screen")

@@ -61,6 +61,7 @@ def gateway_acl(site: str, gateway: str) -> list[str]:
     return [
         f"user {gateway}",
         f"topic write {base}/telemetry",
+        f"topic write {base}/senml",  # SenML (RFC 8428) from third-party devices behind it
         # Retained status and the Last Will (the broker checks the will topic at CONNECT).
         f"topic write {base}/status",
         f"topic write {base}/cmd/result",
@@ -84,7 +85,9 @@ def service_acl(account: str) -> list[str]:
             f"user {account}",
             f"topic read {ROOT}/+/+/telemetry",
             f"topic read {ROOT}/+/+/status",
+            f"topic read {ROOT}/+/+/senml",
             f"topic read $share/ingest/{ROOT}/+/+/telemetry",
+            f"topic read $share/ingest/{ROOT}/+/+/senml",
             f"topic write {ROOT}/+/+/ack",
         ]
     elif role == "ops":

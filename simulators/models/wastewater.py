@@ -5,6 +5,8 @@
 NH₄⁺-N 0.5–6; flow follows shifts, outflow ≈ inflow. The normal values below stay under
 QCVN 40:2011 column B × Kq × Kf of the demo outlet (COD 135, TSS 90, NH₄⁺ 9 mg/L), so
 every discharge breach is one a scenario injects (:class:`~simulators.events.ProcessUpset`).
+An operator's ``set_valve`` (contract/commands.py) opens the bypass to the emergency holding
+pond: while it is open the outlet discharges nothing (outflow 0).
 """
 
 from __future__ import annotations
@@ -44,6 +46,18 @@ class WastewaterModel:
         self._tss = Ar1(rng, 0.15, 3600.0)
         self._nh4 = Ar1(rng, 0.2, 7200.0)
         self._upsets = upsets_of(ctx)
+        self._bypass: list[tuple[float, bool]] = []
+
+    def set_bypass(self, t: float, open_: bool) -> None:
+        """From ``t`` on, the bypass valve is open (effluent to the holding pond) or closed."""
+        self._bypass.append((t, open_))
+
+    def _bypass_open(self, t: float) -> bool:
+        state = False
+        for since, open_ in self._bypass:
+            if since <= t:
+                state = open_
+        return state
 
     def sample(self, t: float) -> dict[str, float]:
         dt = self._step.dt(t)
@@ -60,4 +74,6 @@ class WastewaterModel:
             "ww_flow_out_m3h": flow_in * (OUT_OVER_IN + 0.01 * self._rng.gauss(0.0, 1.0)),
         }
         apply_upsets(values, self._upsets, t, self._rng)
+        if self._bypass and self._bypass_open(t):
+            values["ww_flow_out_m3h"] = 0.0
         return values

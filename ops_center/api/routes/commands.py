@@ -18,6 +18,7 @@ from typing import Annotated, Any, Final
 from fastapi import APIRouter, Depends, Path, Query, Request
 
 from contract.codec import encode
+from contract.commands import BY_KIND
 from contract.models import SLUG_PATTERN, Command
 from ops_center.adapters.commands import CommandRecord, CommandState
 from ops_center.api.command_link import CommandDesk
@@ -32,23 +33,11 @@ router = APIRouter(prefix="/commands", tags=["commands"], responses=ERROR_RESPON
 CommandId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
 
 
-def _set_lamp(args: Mapping[str, Any]) -> bool:
-    """``{"on": bool, "dim_pct": 0..100}`` (dim optional) or ``{"auto": true}`` (back to the
-    schedule): what the lamp controller takes (simulators/models/street_light.py)."""
-    if dict(args) == {"auto": True}:
-        return True
-    if "on" not in args or not set(args) <= {"on", "dim_pct"}:
-        return False
-    dim = args.get("dim_pct", 100)
-    dim_ok = isinstance(dim, int) and not isinstance(dim, bool) and 0 <= dim <= 100
-    return isinstance(args["on"], bool) and dim_ok
-
-
-# sensor kind -> command name -> (argument check, the expected shape for the 422's text)
+# sensor kind -> command name -> (argument check, the expected shape for the 422's text);
+# the table itself is the contract's (contract/commands.py), shared with the simulated devices.
 COMMANDS: Final[dict[str, dict[str, tuple[Callable[[Mapping[str, Any]], bool], str]]]] = {
-    "street_light": {
-        "set_lamp": (_set_lamp, '{"on": true|false, "dim_pct": 0..100} | {"auto": true}'),
-    },
+    kind: {name: (spec.check, spec.expected) for name, spec in specs.items()}
+    for kind, specs in BY_KIND.items()
 }
 
 
