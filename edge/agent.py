@@ -28,7 +28,7 @@ from edge.batching import Batcher, seal
 from edge.clock import Clock
 from edge.commands import CommandHandler
 from edge.counters import Counters, EdgeStats
-from edge.drivers.base import Driver, LinkProbe
+from edge.drivers.base import Driver, ErrorSource, LinkProbe
 from edge.outbox import Outbox, OutboxStats
 from edge.publisher import (
     BadAck,
@@ -249,6 +249,9 @@ class Agent:
             self.counters.driver_errors += 1
             logger.exception("driver poll failed")
             return
+        finally:
+            if isinstance(self._driver, ErrorSource):
+                self.counters.driver_errors += self._driver.take_errors()
         self.counters.readings += len(readings)
         self._batcher.add(readings, now)
 
