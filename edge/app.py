@@ -46,6 +46,7 @@ def open_agent(
             connect_timeout_s=settings.edge_connect_timeout_s,
             reconnect_min_s=settings.edge_reconnect_min_s, reconnect_max_s=settings.edge_reconnect_max_s,
             rng=random.Random(),
+            ca_file=str(settings.edge_mqtt_ca_file) if settings.edge_mqtt_ca_file else None,
         )
 
     # Commands go to the driver when it has the hook (the simulated driver has); otherwise
