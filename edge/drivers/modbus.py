@@ -53,6 +53,10 @@ def pymodbus_client(spec: ModbusSpec, timeout_s: float) -> ModbusClient:
     except ImportError as exc:
         raise DriverError(f"cannot load pymodbus ({exc}); install the 'edge' extra: "
                           "pip install 'smartward[edge]'") from exc
+    # pymodbus logs every failed read as an error of its own; ours (one line, counted) suffice.
+    pm = logging.getLogger("pymodbus")
+    if pm.level == logging.NOTSET:
+        pm.setLevel(logging.CRITICAL)
     client: ModbusClient
     if isinstance(spec, ModbusTcpDriver):
         client = ModbusTcpClient(spec.host, port=spec.port, timeout=timeout_s, retries=0)
