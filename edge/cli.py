@@ -186,6 +186,10 @@ def _run(args: argparse.Namespace, settings: EdgeSettings, registry: Registry, g
             timer.start()
         if devices is not None:
             devices.start()
+        feed = sdnotify.watchdog_interval_s()
+        if feed is not None and settings.edge_status_interval_s > feed:
+            logger.warning("SMARTWARD_EDGE_STATUS_INTERVAL_S=%s feeds systemd's watchdog too rarely "
+                           "(every %.0f s needed): raise WatchdogSec", settings.edge_status_interval_s, feed)
         sdnotify.notify("READY=1")
         try:
             stats = agent.run()
