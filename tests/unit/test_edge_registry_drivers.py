@@ -153,3 +153,18 @@ def test_one_serial_port_has_one_setting() -> None:
     with pytest.raises(RegistryError, match="other settings") as info:
         parse_registry(text)
     assert info.value.line == 49
+
+
+def test_simulate_overrides_a_lorawan_sensor_that_reports_its_radio_link() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from edge.drivers.simulated import open_simulation
+
+    text = _GOOD.replace("            kind: air_quality\n",
+                         "            kind: air_quality\n"
+                         "            metrics: [pm25, pm10, battery_pct, lora_rssi_dbm, lora_snr_db]\n")
+    reg = parse_registry(text)
+    t0 = datetime(2026, 12, 7, tzinfo=UTC)
+    sim = open_simulation(reg, "tn-gw-01", start=t0)
+    got = sim.driver.poll(t0 + timedelta(minutes=5))
+    assert {r.metric for r in got if r.sensor == "tn-aq-05"} == {"pm25", "pm10"}
