@@ -107,7 +107,7 @@ def check_rows(drivers: DeviceDrivers, sensors: Sequence[SensorSpec], *, wait_s:
     if lw is not None:
         lw.start()
         try:
-            if not lw.connected.wait(min(wait_s, 10.0) if wait_s > 0 else 10.0):
+            if not lw.connected.wait(10.0):
                 error = "không kết nối được máy chủ mạng / cannot reach the network server"
                 seen: dict[tuple[str, str], Reading] = {}
             else:

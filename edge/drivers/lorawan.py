@@ -168,7 +168,7 @@ class LorawanDriver:
         self._lock = threading.Lock()
         self._pending: list[Reading] = []
         self._errors = 0
-        self.connected = threading.Event()
+        self.connected = threading.Event()  # connected and subscribed
         self._topics = [f"application/{application_id}/device/{eui}/event/{kind}"
                         for eui in sorted(self.devices.by_eui) for kind in ("up", "status")]
         self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"smartward-edge-{gateway}-lorawan",
@@ -180,6 +180,7 @@ class LorawanDriver:
         self._client.reconnect_delay_set(min_delay=1, max_delay=60)
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
+        self._client.on_subscribe = self._on_subscribe
         self._url = url
 
     def start(self) -> None:
@@ -208,6 +209,13 @@ class LorawanDriver:
             return
         if self._topics:
             client.subscribe([(t, 1) for t in self._topics])
+        else:
+            self.connected.set()
+
+    def _on_subscribe(self, _c: Any, _u: Any, _mid: Any, codes: Any, _p: Any) -> None:
+        if any(getattr(c, "is_failure", False) for c in codes):
+            logger.warning("LoRaWAN network server refused a subscription: %s", codes)
+        # Set once the SUBACK is in: an uplink published from now on reaches us.
         self.connected.set()
         logger.info("LoRaWAN: subscribed to %d device(s) on %s", len(self.devices.by_eui), self._url)
 

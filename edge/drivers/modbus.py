@@ -211,7 +211,12 @@ class ModbusDriver:
             now = self._monotonic()
             for p in line.polls:
                 if now >= p.due:
-                    self._read_poll(line, p)
+                    try:
+                        self._read_poll(line, p)
+                    except Exception:  # the line thread's top: a bug must not end the polling
+                        logger.exception("%s: poll failed", line.name)
+                        with self._lock:
+                            self._errors += 1
                     # Next round one period later; after a stall past it, one period from now.
                     nxt, after = p.due + p.period_s, self._monotonic()
                     p.due = nxt if nxt > after else after + p.period_s

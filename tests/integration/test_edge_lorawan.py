@@ -161,3 +161,36 @@ def test_the_driver_reads_a_network_servers_mqtt_integration(mosquitto: Mosquitt
         driver.close()
         ns.loop_stop()
         ns.disconnect()
+
+
+def test_check_shows_the_uplinks_that_arrive_while_it_waits(tmp_path: Path,
+                                                             mosquitto: MosquittoFactory) -> None:
+    from edge.clock import SystemClock
+    from edge.drivers.devices import check_rows, open_devices
+    from edge.settings import EdgeSettings
+
+    broker = mosquitto()
+    settings = EdgeSettings(edge_lorawan_mqtt_url=broker.url, edge_lorawan_application_id=APP,
+                            edge_outbox=str(tmp_path / "outbox"))
+    drivers = open_devices(settings, GW, SENSORS, SystemClock())
+    assert drivers.lorawan is not None
+    url = BrokerUrl.parse(broker.url)
+    ns = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="chirpstack-test")
+    ns.connect(url.host, url.port)
+    ns.loop_start()
+
+    def publish_once_subscribed() -> None:
+        assert drivers.lorawan is not None
+        if drivers.lorawan.connected.wait(10):
+            ns.publish(f"application/{APP}/device/{EUI}/event/up", json.dumps(UP), qos=1)
+
+    t = threading.Thread(target=publish_once_subscribed)
+    t.start()
+    try:
+        rows = {(r.sensor, r.metric): r for r in check_rows(drivers, SENSORS, wait_s=2)}
+    finally:
+        t.join(10)
+        ns.loop_stop()
+        ns.disconnect()
+    assert rows["tn-aq-05", "pm25"].value == 48.2 and rows["tn-aq-05", "pm25"].error is None
+    assert rows["tn-aq-06", "pm25"].value is None and "no uplink" in str(rows["tn-aq-06", "pm25"].error)
