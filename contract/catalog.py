@@ -90,6 +90,11 @@ _METRICS: Final = (
     # Power.
     _m("power_kw", "kW", "Công suất tiêu thụ", "Active power", 0, 20_000),
     _m("power_factor", "", "Hệ số công suất", "Power factor", 0, 1),
+    # Radio link and battery of a wireless (LoRaWAN) device; a sensor reports them when its
+    # `metrics` lists them (docs/edge-devices.md).
+    _m("battery_pct", "%", "Mức pin", "Battery level", 0, 100),
+    _m("lora_rssi_dbm", "dBm", "Cường độ tín hiệu LoRa (RSSI)", "LoRa signal strength (RSSI)", -150, 0),
+    _m("lora_snr_db", "dB", "Tỉ số tín hiệu/nhiễu LoRa (SNR)", "LoRa signal-to-noise ratio (SNR)", -30, 30),
 )
 
 METRICS: Final = MappingProxyType({m.code: m for m in _METRICS})

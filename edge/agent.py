@@ -26,9 +26,10 @@ from contract.codec import encode
 from contract.models import GatewayState, Status
 from edge.batching import Batcher, seal
 from edge.clock import Clock
+from edge.clockguard import ClockGuard
 from edge.commands import CommandHandler
 from edge.counters import Counters, EdgeStats
-from edge.drivers.base import Driver, LinkProbe
+from edge.drivers.base import Driver, ErrorSource, LinkProbe
 from edge.outbox import Outbox, OutboxStats
 from edge.publisher import (
     BadAck,
@@ -70,6 +71,7 @@ class Agent:
         monotonic: Callable[[], float] = time.monotonic,
         on_stats: Callable[[EdgeStats], None] | None = None,
         commands: CommandHandler | None = None,
+        guard: ClockGuard | None = None,
     ) -> None:
         self.gateway = gateway
         self._settings = settings
@@ -81,6 +83,8 @@ class Agent:
         self._monotonic = monotonic
         self._on_stats = on_stats
         self._commands = commands
+        self._guard = guard
+        self._guard_dropped = 0
         self._results: deque[bytes] = deque()
         self._publisher: Publisher | None = None  # while run() is connected
         self._batcher = Batcher(max_readings=settings.edge_batch_max_readings,
@@ -141,7 +145,9 @@ class Agent:
 
     def _step(self, publisher: Publisher, sender: Sender) -> None:
         now = self._clock.now()
-        if now >= self._next_poll:
+        # A clock set back (a gateway that booted in 1970 and got NTP, then lost it) must not
+        # leave the next poll decades away.
+        if now >= self._next_poll or self._next_poll - now > self._poll_interval:
             self._poll(now)
             self._next_poll = now + self._poll_interval
         up = True if self._link is None else self._link.link_up(now)
@@ -249,7 +255,18 @@ class Agent:
             self.counters.driver_errors += 1
             logger.exception("driver poll failed")
             return
+        finally:
+            if isinstance(self._driver, ErrorSource):
+                self.counters.driver_errors += self._driver.take_errors()
         self.counters.readings += len(readings)
+        if self._guard is not None:
+            readings = self._guard.admit(readings, now)
+            self.counters.clock_untrusted_polls = self._guard.untrusted_polls
+            self.counters.readings_restamped = self._guard.restamped
+            self.counters.readings_dropped += self._guard.dropped - self._guard_dropped
+            self._guard_dropped = self._guard.dropped
+            if not readings:
+                return
         self._batcher.add(readings, now)
 
     def _seal(self, now: datetime, sender: Sender, *, force: bool = False) -> None:

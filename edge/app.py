@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from contract.registry import Registry
 from edge.agent import Agent
 from edge.clock import Clock
+from edge.clockguard import ClockGuard
 from edge.commands import CommandHandler
 from edge.counters import EdgeStats
 from edge.drivers.base import CommandTarget, Driver, LinkProbe
@@ -32,6 +33,7 @@ def open_agent(
     driver: Driver,
     link: LinkProbe | None = None,
     on_stats: Callable[[EdgeStats], None] | None = None,
+    guard: ClockGuard | None = None,
 ) -> Iterator[Agent]:
     """An agent for ``gateway`` with its outbox open; ``agent.run()`` connects and runs it."""
     site = registry.site_of(gateway)
@@ -46,6 +48,7 @@ def open_agent(
             connect_timeout_s=settings.edge_connect_timeout_s,
             reconnect_min_s=settings.edge_reconnect_min_s, reconnect_max_s=settings.edge_reconnect_max_s,
             rng=random.Random(),
+            ca_file=str(settings.edge_mqtt_ca_file) if settings.edge_mqtt_ca_file else None,
         )
 
     # Commands go to the driver when it has the hook (the simulated driver has); otherwise
@@ -54,4 +57,4 @@ def open_agent(
     commands = CommandHandler(gateway, (s.id for s in registry.sensors_of(gateway)), target)
     with SqliteOutbox(settings.outbox_dir(gateway), max_bytes=settings.edge_outbox_max_bytes) as outbox:
         yield Agent(settings=settings, gateway=gateway, clock=clock, driver=driver, outbox=outbox,
-                    connect=connect, link=link, on_stats=on_stats, commands=commands)
+                    connect=connect, link=link, on_stats=on_stats, commands=commands, guard=guard)

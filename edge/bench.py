@@ -145,6 +145,11 @@ def run(url: str, *, gateway: str, readings: int, batch: int, per_poll: int, win
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if argv is not None and any(a == "--drivers" or a.startswith("--drivers=") for a in argv):
+        # The edge budget with real device drivers (docs/performance.md).
+        from edge.bench_modbus import main as modbus_main
+
+        return modbus_main(argv)
     parser = argparse.ArgumentParser(prog="python -m edge.bench",
                                      description="Đo thông lượng tác tử biên / edge agent throughput")
     parser.add_argument("--url", default="mqtt://127.0.0.1:1883", help="broker (default %(default)s)")

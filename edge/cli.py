@@ -2,6 +2,8 @@
 
     smartward edge run --gateway tn-gw-01 --simulate --speed 60 --stats
     python -m edge.cli run --gateway tn-gw-01 --driver synthetic --speed 120
+    smartward edge run --gateway tn-gw-01          # the devices of the registry (Modbus, LoRaWAN)
+    smartward edge check --gateway tn-gw-01        # read every device once, print a table
 
 Settings come from the environment (``SMARTWARD_*``, see :mod:`edge.settings`) or from the
 dotenv file named by ``SMARTWARD_CONFIG``; the options below override them.
@@ -24,14 +26,17 @@ from pydantic import ValidationError
 
 from contract.errors import RegistryError
 from contract.registry import Registry, load_registry
+from edge import sdnotify
 from edge.clock import Clock, ScaledClock, SystemClock
+from edge.clockguard import ClockGuard, kernel_clock_synced
 from edge.counters import EdgeStats
 from edge.drivers.base import Driver, LinkProbe
 from edge.drivers.simulated import open_simulation
 from edge.drivers.synthetic import ScheduledLink, SyntheticDriver
-from edge.errors import EdgeError
+from edge.errors import ConfigError, EdgeError
 
 if TYPE_CHECKING:  # paho-mqtt (the edge extra) comes with these: imported when a command runs
+    from edge.drivers.devices import DeviceDrivers
     from edge.settings import EdgeSettings
 
 logger = logging.getLogger(__name__)
@@ -86,6 +91,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--stats", action="store_true",
                      help="in bộ đếm (JSON) định kỳ và khi dừng / print counters (JSON) "
                           "periodically and at exit")
+    check = sub.add_parser("check", help="đọc mọi thiết bị một lần / read every device once",
+                           description="Đọc mỗi cảm biến của cổng qua trình điều khiển của nó một lần và in "
+                                       "bảng / read each sensor of the gateway once through its driver and "
+                                       "print a table")
+    check.add_argument("--gateway", required=True,
+                       help="mã cổng trong sổ đăng ký / gateway id in the registry")
+    check.add_argument("--wait", type=float, default=5.0,
+                       help="số giây chờ bản tin LoRaWAN / seconds to wait for LoRaWAN uplinks (default 5)")
     return parser
 
 
@@ -95,7 +108,7 @@ def main(argv: Sequence[str]) -> int:
 
     try:
         settings = EdgeSettings(_env_file=os.environ.get("SMARTWARD_CONFIG"))
-        if args.outbox:
+        if getattr(args, "outbox", None):
             settings = settings.model_copy(update={"edge_outbox": args.outbox})
     except ValidationError as exc:
         print(f"Cấu hình sai / invalid settings:\n{exc}", file=sys.stderr)
@@ -109,13 +122,20 @@ def main(argv: Sequence[str]) -> int:
     if gateway not in registry.gateways:
         print(f"Không có cổng / unknown gateway: {gateway}", file=sys.stderr)
         return EXIT_USAGE
-    driver_name = "simulated" if args.simulate else args.driver
-    if driver_name is None:
-        print("Chưa có trình điều khiển phần cứng: dùng --simulate hoặc --driver synthetic / "
-              "no hardware driver yet: use --simulate or --driver synthetic", file=sys.stderr)
-        return EXIT_USAGE
+    if args.command == "check":
+        from edge.check import run_check
+
+        try:
+            return run_check(settings, registry, gateway, wait_s=args.wait)
+        except EdgeError as exc:
+            print(f"Lỗi / error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+    driver_name = "simulated" if args.simulate else args.driver or "devices"
     try:
         return _run(args, settings, registry, gateway, driver_name)
+    except ConfigError as exc:
+        print(f"Cấu hình sai / invalid configuration: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except EdgeError as exc:
         logger.error("edge agent failed: %s", exc)
         return EXIT_FAILED
@@ -124,11 +144,20 @@ def main(argv: Sequence[str]) -> int:
 def _run(args: argparse.Namespace, settings: EdgeSettings, registry: Registry, gateway: str,
          driver_name: str) -> int:
     from edge.app import open_agent
+    from edge.drivers.devices import open_devices
 
     clock: Clock
     driver: Driver
     link: LinkProbe | None
-    if driver_name == "simulated":
+    devices: DeviceDrivers | None = None
+    guard: ClockGuard | None = None
+    if driver_name == "devices":
+        clock = SystemClock()
+        devices = open_devices(settings, gateway, registry.sensors_of(gateway), clock)
+        driver, link = devices, None
+        guard = ClockGuard(state_file=settings.outbox_dir(gateway) / "clock-floor",
+                           synced=kernel_clock_synced)
+    elif driver_name == "simulated":
         sim = open_simulation(registry, gateway, speed=args.speed, seed=args.seed, scenario=args.scenario,
                               start=args.start)
         clock, driver, link = sim.clock, sim.driver, sim.driver
@@ -143,8 +172,15 @@ def _run(args: argparse.Namespace, settings: EdgeSettings, registry: Registry, g
     def print_stats(stats: EdgeStats) -> None:
         print(json.dumps(stats.as_dict(), ensure_ascii=False), flush=True)
 
+    def on_stats(stats: EdgeStats) -> None:
+        # Called from the agent's loop every status interval: the systemd watchdog's proof
+        # that the loop runs (WatchdogSec in deploy/systemd/smartward-edge@.service).
+        sdnotify.notify("WATCHDOG=1")
+        if args.stats:
+            print_stats(stats)
+
     with open_agent(settings, registry, gateway, clock=clock, driver=driver, link=link,
-                    on_stats=print_stats if args.stats else None) as agent:
+                    on_stats=on_stats, guard=guard) as agent:
         def on_signal(signum: int, _frame: object) -> None:
             logger.info("signal %s: stopping", signal.Signals(signum).name)
             agent.stop()
@@ -156,11 +192,21 @@ def _run(args: argparse.Namespace, settings: EdgeSettings, registry: Registry, g
         if timer is not None:
             timer.daemon = True
             timer.start()
+        if devices is not None:
+            devices.start()
+        feed = sdnotify.watchdog_interval_s()
+        if feed is not None and settings.edge_status_interval_s > feed:
+            logger.warning("SMARTWARD_EDGE_STATUS_INTERVAL_S=%s feeds systemd's watchdog too rarely "
+                           "(every %.0f s needed): raise WatchdogSec", settings.edge_status_interval_s, feed)
+        sdnotify.notify("READY=1")
         try:
             stats = agent.run()
         finally:
+            sdnotify.notify("STOPPING=1")
             if timer is not None:
                 timer.cancel()
+            if devices is not None:
+                devices.close()
     if args.stats:
         print_stats(stats)
     return EXIT_OK

@@ -33,6 +33,8 @@ class Counters:
     bad_acks: int = 0
     status_published: int = 0
     driver_errors: int = 0
+    clock_untrusted_polls: int = 0  # polls while the clock could not be trusted (edge.clockguard)
+    readings_restamped: int = 0  # readings held then, stamped once the clock was good
     commands_received: int = 0  # messages on our cmd topic, redeliveries included
     commands_applied: int = 0  # applied by the driver
     commands_rejected: int = 0  # answered ok=false (bad payload, expired, unknown sensor...)

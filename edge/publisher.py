@@ -197,6 +197,7 @@ class MqttPublisher:
         reconnect_min_s: float = 0.5,
         reconnect_max_s: float = 60.0,
         rng: random.Random | None = None,
+        ca_file: str | None = None,
     ) -> None:
         if not urls:
             raise ConfigError("no broker URL")
@@ -211,6 +212,7 @@ class MqttPublisher:
         self._reconnect_min_s = reconnect_min_s
         self._reconnect_max_s = reconnect_max_s
         self._rng = rng or random.Random()
+        self._ca_file = ca_file  # mqtts:// trusts this CA file (PEM) instead of the system's
         self._telemetry_topic = topics.telemetry(site, gateway)
         self._status_topic = topics.status(site, gateway)
         self._ack_topic = topics.ack(site, gateway)
@@ -381,7 +383,7 @@ class MqttPublisher:
         )
         client.username_pw_set(url.username or self._gateway, url.password)
         if url.tls:
-            client.tls_set()
+            client.tls_set(ca_certs=self._ca_file)
         client.connect_timeout = self._connect_timeout_s
         client.max_inflight_messages_set(self._window + 2)
         client.will_set(self._status_topic, self._will(), qos=1, retain=True)

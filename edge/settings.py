@@ -58,6 +58,16 @@ class EdgeSettings(BaseSettings):
     edge_status_interval_s: Annotated[float, Field(gt=0)] = 30.0
     edge_shutdown_timeout_s: Annotated[float, Field(ge=0)] = 5.0
 
+    # mqtts:// verifies the broker against this CA file (PEM); unset: the system's CAs.
+    edge_mqtt_ca_file: Path | None = None
+
+    # LoRaWAN: the network server's MQTT integration (ChirpStack v4), read by the `lorawan`
+    # driver: its URL (mqtt[s]://user:pass@host:port), the application id (UUID; "+" for
+    # every application the login may read) and the CA file for mqtts://.
+    edge_lorawan_mqtt_url: SecretStr | None = None
+    edge_lorawan_application_id: str = "+"
+    edge_lorawan_ca_file: Path | None = None
+
     # Connection (MQTT 5).
     edge_keepalive_s: Annotated[int, Field(ge=5, le=3600)] = 30
     edge_session_expiry_s: Annotated[int, Field(ge=0)] = 7 * 86_400

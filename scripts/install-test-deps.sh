@@ -34,6 +34,8 @@ packages=(
     iproute2         # network namespaces, veth pairs and tc for partition / slow-link tests
     iptables         # partitions between namespaces
     util-linux       # unshare, flock, setpriv (used by the fixtures and timescaledb-root.sh)
+    socat            # a pseudo-terminal pair: the serial line of the Modbus RTU tests
+    systemd          # systemd-analyze verify checks deploy/systemd/smartward-edge@.service
 )
 if [ "$python" = "$repo/.venv/bin/python" ]; then
     packages+=(python3-venv)  # Debian's python3 refuses pip (PEP 668): use a virtualenv

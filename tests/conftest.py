@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 pytest_plugins: list[str] = [
+    "tests.servers.modbus",
     "tests.servers.mosquitto",
     "tests.servers.postgres",
     "tests.servers.timescale",

@@ -31,6 +31,16 @@ class LinkProbe(Protocol):
 
 
 @runtime_checkable
+class ErrorSource(Protocol):
+    """The optional error count of a driver whose reads fail apart from ``poll`` (a device
+    read on the driver's own thread): the agent adds it to ``driver_errors``."""
+
+    def take_errors(self) -> int:
+        """Failed reads since the previous call."""
+        ...
+
+
+@runtime_checkable
 class CommandTarget(Protocol):
     """The optional command hook of a driver (CONTRACT.md ``cmd``). Called on the agent's
     thread, like ``poll``, so a driver needs no locking between the two."""

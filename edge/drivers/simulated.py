@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from contract.catalog import SENSOR_KINDS
 from contract.models import Reading
 from contract.registry import Registry
 from edge.clock import Clock
@@ -35,6 +36,25 @@ class SimulatedDriver:
 
     def command(self, name: str, sensor: str, args: Mapping[str, Any], *, at: datetime) -> tuple[bool, str]:
         return self._sim.command(name, sensor, args, at=at)
+
+
+def simulable(registry: Registry) -> Registry:
+    """``registry`` with each sensor's metrics cut to its kind's: the simulators model a kind's
+    metrics, not the radio link or battery a real device also reports (``lora_rssi_dbm``...)."""
+    sites = []
+    changed = False
+    for site in registry.spec.sites:
+        gateways = []
+        for gw in site.gateways:
+            sensors = []
+            for s in gw.sensors:
+                kind = SENSOR_KINDS[s.kind].metrics
+                keep = tuple(m for m in s.metrics if m in kind)
+                changed |= keep != s.metrics
+                sensors.append(s.model_copy(update={"metrics": keep}) if keep != s.metrics else s)
+            gateways.append(gw.model_copy(update={"sensors": tuple(sensors)}))
+        sites.append(site.model_copy(update={"gateways": tuple(gateways)}))
+    return Registry(registry.spec.model_copy(update={"sites": tuple(sites)})) if changed else registry
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +85,7 @@ def open_simulation(
     try:
         clock = SimClock(speed=speed, start=start)
         t0 = clock.start
+        registry = simulable(registry)
         scen = get_scenario(scenario, start=t0, registry=registry) if scenario else None
         sim = GatewaySimulator(registry, gateway, seed=seed, scenario=scen, start=t0)
     except (SimulatorError, ValueError) as exc:

@@ -1,0 +1,74 @@
+"""``smartward edge check``: the command a technician runs after wiring a device."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.servers._proc import free_port
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+
+ROOT = Path(__file__).parents[2]
+
+
+def test_check_reads_every_device_once_and_prints_a_table(tmp_path: Path, modbus_devices: Any) -> None:
+    dev = modbus_devices(units=(3,))
+    dev.set_holding(3, 0, [1234, 4000])
+    dead = free_port()
+    registry = tmp_path / "registry.yaml"
+    registry.write_text(f"""version: 1
+sites:
+  - id: thong-nhat
+    name: {{vi: "Phường Thống Nhất", en: "Thong Nhat ward"}}
+    kind: ward
+    location: {{lat: 20.44, lon: 106.168}}
+    gateways:
+      - id: tn-gw-01
+        sensors:
+          - id: tn-flood-01
+            kind: flood_depth
+            driver:
+              type: modbus-tcp
+              host: 127.0.0.1
+              port: {dev.port}
+              unit: 3
+              registers:
+                - {{metric: water_level_cm, address: 0, type: int16, scale: 0.1}}
+          - id: tn-flood-02
+            kind: flood_depth
+            driver:
+              type: modbus-tcp
+              host: 127.0.0.1
+              port: {dev.port}
+              unit: 3
+              registers: [{{metric: water_level_cm, address: 1, type: int16, scale: 0.1}}]
+          - id: tn-flood-03
+            kind: flood_depth
+            driver:
+              type: modbus-tcp
+              host: 127.0.0.1
+              port: {dead}
+              timeout_s: 1
+              registers: [{{metric: water_level_cm, address: 0}}]
+          - id: tn-noise-01
+            kind: noise
+""")
+    env = {**os.environ, "SMARTWARD_REGISTRY": str(registry), "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "smartward.cli", "edge", "check", "--gateway", "tn-gw-01"],
+                          capture_output=True, text=True, env=env, timeout=45, check=False)
+    out = proc.stdout
+    assert proc.returncode == 1, proc.stderr  # one device did not answer
+    lines = {line.split()[0]: line for line in out.splitlines() if line.startswith("tn-")}
+    assert "Cảm biến / Sensor" in out and "Kết quả / Result" in out
+    assert "123.4" in lines["tn-flood-01"] and "cm" in lines["tn-flood-01"]
+    assert lines["tn-flood-01"].rstrip().endswith("OK")
+    assert "400" in lines["tn-flood-02"] and "quality bad" in lines["tn-flood-02"]  # over 300 cm
+    assert "LỖI / ERROR" in lines["tn-flood-03"]
+    assert "tn-noise-01" in out.split("not read (simulated):")[1]
+    assert "2/3" in out
