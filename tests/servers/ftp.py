@@ -51,7 +51,8 @@ def self_signed(directory: Path) -> tuple[Path, Path]:
 
 
 class FtpReceiver:
-    def __init__(self, root: Path, *, tls: tuple[Path, Path] | None = None, directory: str = "/inbox") -> None:
+    def __init__(self, root: Path, *, tls: tuple[Path, Path] | None = None,
+                 directory: str = "/inbox") -> None:
         self.root = root
         self.tls = tls
         self.directory = directory

@@ -74,7 +74,8 @@ def test_worst_status_and_values() -> None:
     assert worst_status(["good", "calibrating"]) == "01"
     assert worst_status(["calibrating", "bad", "good"]) == "02"
     assert worst_status(["maintenance"]) == "01"
-    assert [format_value(v) for v in (7.1234, 35.0, 0.0004, -0.0001, 120.5)] == ["7.123", "35", "0", "0", "120.5"]
+    values = (7.1234, 35.0, 0.0004, -0.0001, 120.5)
+    assert [format_value(v) for v in values] == ["7.123", "35", "0", "0", "120.5"]
 
 
 def _r(t: datetime, metric: str, value: float, quality: str = "good", sensor: str = "ax-ww-01") -> Reading:
@@ -162,7 +163,8 @@ class FakeReceiver:
             on_sent(f)
 
 
-def _feed(tmp_path: Path, rows: list[Reading], clock: Clock) -> tuple[Tt10Feed, FakeReceiver, MemoryUploadLog]:
+def _feed(tmp_path: Path, rows: list[Reading], clock: Clock
+          ) -> tuple[Tt10Feed, FakeReceiver, MemoryUploadLog]:
     receiver, log = FakeReceiver(), MemoryUploadLog()
     feed = Tt10Feed([WW], MemoryReadings(rows), Spool(tmp_path / "tt10"), receiver, UploadLog(log), clock,
                     delay=timedelta(seconds=60), retry=timedelta(seconds=60))
