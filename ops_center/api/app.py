@@ -32,6 +32,7 @@ from ops_center.api.routes import (
     admin,
     alerts,
     auth,
+    cap,
     catalog,
     commands,
     exports,
@@ -141,6 +142,7 @@ def create_app(
     app.state.smartward = state
     app.state.commands = desk
     install_handlers(app)
+    include_flat(app.router, cap.router, prefix=API_PREFIX)  # before incidents: /incidents/{id}.cap
     for module in (auth, me, catalog, sites, gateways, sensors, readings, alerts, incidents, stream, admin):
         include_flat(app.router, module.router, prefix=API_PREFIX)
     include_flat(app.router, maintenance.router, prefix=API_PREFIX)
