@@ -162,6 +162,7 @@ def _push_out(p: tuple[float, float], center: tuple[float, float], km: float) ->
 def area_of(registry: Registry, incident: IncidentRecord, alerts: Sequence[AlertRecord]) -> Area:
     site = registry.sites.get(incident.site)
     located: dict[str, Location] = {}
+    estimated = False  # a position the registry marks (or places near one it marks) as a placeholder
     names_vi: list[str] = []
     names_en: list[str] = []
     for a in alerts:
@@ -171,6 +172,9 @@ def area_of(registry: Registry, incident: IncidentRecord, alerts: Sequence[Alert
             located[ref.id] = ref.spec.location
         elif gw is not None and gw.location is not None:
             located[gw.id] = gw.location
+        else:
+            continue
+        estimated = estimated or bool(gw is not None and gw.location is not None and gw.location.placeholder)
         if gw is not None and gw.name is not None and gw.name.vi not in names_vi:
             names_vi.append(gw.name.vi)
             names_en.append(gw.name.en)
@@ -183,7 +187,8 @@ def area_of(registry: Registry, incident: IncidentRecord, alerts: Sequence[Alert
     if not located:  # a site that left the registry: no position to give
         return Area(desc_vi, desc_en, (0.0, 0.0), 0.0)
     points = [(loc.lat, loc.lon) for loc in located.values()]
-    margin = PLACEHOLDER_MARGIN_KM if any(loc.placeholder for loc in located.values()) else MARGIN_KM
+    estimated = estimated or any(loc.placeholder for loc in located.values())
+    margin = PLACEHOLDER_MARGIN_KM if estimated else MARGIN_KM
     center = (sum(p[0] for p in points) / len(points), sum(p[1] for p in points) / len(points))
     radius = max(_km(center, p) for p in points) + margin
     hull = _hull(points)
@@ -268,6 +273,13 @@ def cap_document(detail: IncidentDetail, registry: Registry, sender: str) -> byt
 # --- the Atom feed -------------------------------------------------------------------------------
 
 
+def _atom(parent: ET.Element, tag: str, text: str | None = None) -> ET.Element:
+    el = ET.SubElement(parent, tag)
+    if text is not None:
+        el.text = clean(text)
+    return el
+
+
 def atom_feed(site_id: str, details: Sequence[IncidentDetail], registry: Registry, sender: str,
               self_url: str, cap_url: str, now: datetime) -> bytes:
     """RFC 4287 feed of the site's current warnings, one entry per incident with its CAP
@@ -275,30 +287,33 @@ def atom_feed(site_id: str, details: Sequence[IncidentDetail], registry: Registr
     site = registry.sites.get(site_id)
     name_vi = site.name.vi if site else site_id
     name_en = site.name.en if site else site_id
-    feed = ET.Element(f"{{{ATOM_NS}}}feed")
-    _sub(feed, "id", f"urn:smartward:cap:{site_id}", ATOM_NS)
-    _sub(feed, "title", f"Cảnh báo hiện hành - {name_vi} / Current warnings - {name_en}", ATOM_NS)
+    # Atom elements are written unqualified under a default namespace declared on the root:
+    # ElementTree's `default_namespace` refuses the unqualified attributes Atom needs (rel,
+    # href, type), and registering "" as a prefix would change every other document.
+    feed = ET.Element("feed", {"xmlns": ATOM_NS})
+    _atom(feed, "id", f"urn:smartward:cap:{site_id}")
+    _atom(feed, "title", f"Cảnh báo hiện hành - {name_vi} / Current warnings - {name_en}")
     updated = max((d.incident.updated_at for d in details), default=now)
-    _sub(feed, "updated", cap_time(updated), ATOM_NS)
-    author = _sub(feed, "author", None, ATOM_NS)
-    _sub(author, "name", "smartward", ATOM_NS)
-    link = _sub(feed, "link", None, ATOM_NS)
+    _atom(feed, "updated", cap_time(updated))
+    author = _atom(feed, "author")
+    _atom(author, "name", "smartward")
+    link = _atom(feed, "link")
     link.set("rel", "self")
     link.set("href", self_url)
     for d in details:
         inc = d.incident
-        entry = _sub(feed, "entry", None, ATOM_NS)
-        _sub(entry, "id", f"urn:smartward:cap:{identifier(inc.id, inc.updated_at)}", ATOM_NS)
-        _sub(entry, "title", f"{inc.title_vi} / {inc.title_en}", ATOM_NS)
-        _sub(entry, "updated", cap_time(inc.updated_at), ATOM_NS)
-        _sub(entry, "published", cap_time(inc.opened_at), ATOM_NS)
-        alt = _sub(entry, "link", None, ATOM_NS)
+        entry = _atom(feed, "entry")
+        _atom(entry, "id", f"urn:smartward:cap:{identifier(inc.id, inc.updated_at)}")
+        _atom(entry, "title", f"{inc.title_vi} / {inc.title_en}")
+        _atom(entry, "updated", cap_time(inc.updated_at))
+        _atom(entry, "published", cap_time(inc.opened_at))
+        alt = _atom(entry, "link")
         alt.set("rel", "alternate")
         alt.set("type", CAP_MEDIA_TYPE)
         alt.set("href", cap_url.format(id=inc.id))
-        _sub(entry, "summary", f"{SEVERITY[inc.severity]}: {inc.title_vi} / {inc.title_en}", ATOM_NS)
-        content = _sub(entry, "content", None, ATOM_NS)
+        _atom(entry, "summary", f"{SEVERITY[inc.severity]}: {inc.title_vi} / {inc.title_en}")
+        content = _atom(entry, "content")
         content.set("type", CAP_MEDIA_TYPE)
         content.append(cap_alert(d, registry, sender))
-    out: bytes = ET.tostring(feed, encoding="utf-8", xml_declaration=True, default_namespace=ATOM_NS)
+    out: bytes = ET.tostring(feed, encoding="utf-8", xml_declaration=True)
     return out
