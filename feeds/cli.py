@@ -5,15 +5,17 @@
     smartward feeds tt10 export --start T --end T --out DIR   # files for past cycles, from the store
     smartward feeds tt10 run                                  # every cycle: write, upload, retry
 
-Times are ISO 8601 (``2026-12-07T08:00:00+07:00``) or TT 10 stamps (``20261207080000``); a
-time without an offset is Vietnam time. ``export`` covers the cycles whose labels lie in
-(start, end].
+Settings: environment ``SMARTWARD_*`` or the dotenv file named by ``SMARTWARD_CONFIG``
+(feeds/tt10/settings.py). Times are ISO 8601 (``2026-12-07T08:00:00+07:00``) or TT 10
+stamps (``20261207080000``); a time without an offset is Vietnam time. ``export`` covers
+the cycles whose labels lie in (start, end].
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -66,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     try:
-        settings = Tt10Settings()
+        settings = Tt10Settings(_env_file=os.environ.get("SMARTWARD_CONFIG"))
         stations = stations_of(load_registry(settings.registry))
     except (ValidationError, RegistryError, StationError) as exc:
         print(f"Cấu hình sai / invalid configuration: {exc}", file=sys.stderr)
