@@ -135,7 +135,10 @@ class Tt10Feed:
             if not files:
                 self._recovered(report)
                 return
+            before = len(report.sent)
             if self.uploader is None or not self._send_slice(self.uploader, files, now, report):
+                return
+            if len(report.sent) == before:  # an uploader that took nothing and said nothing
                 return
 
     def _send_slice(self, uploader: Uploader, files: Sequence[SpoolFile], now: datetime,

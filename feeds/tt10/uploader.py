@@ -30,6 +30,19 @@ logger = logging.getLogger(__name__)
 _TRANSIENT: tuple[type[BaseException], ...] = (ftplib.Error, OSError, EOFError)
 
 
+class _FtpTls(ftplib.FTP_TLS):
+    """FTPS whose data connections resume the control connection's TLS session: servers such
+    as vsftpd (``require_ssl_reuse``, its default) and FileZilla Server refuse a data
+    connection that does not (RFC 4217 §10.2 leaves it to them), and ``ftplib`` does not."""
+
+    def ntransfercmd(self, cmd: str, rest: int | str | None = None) -> tuple[socket.socket, int | None]:
+        conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)
+        if self._prot_p:  # type: ignore[attr-defined]
+            session = self.sock.session if isinstance(self.sock, ssl.SSLSocket) else None
+            conn = self.context.wrap_socket(conn, server_hostname=self.host, session=session)
+        return conn, size
+
+
 @dataclass(frozen=True, slots=True)
 class Upload:
     name: str
@@ -101,7 +114,7 @@ class FtpUploader:
         ftp: ftplib.FTP
         if t.tls:
             ctx = ssl.create_default_context(cafile=str(self._ca_file) if self._ca_file else None)
-            tls = ftplib.FTP_TLS(context=ctx, timeout=self._timeout_s)
+            tls = _FtpTls(context=ctx, timeout=self._timeout_s)
             tls.connect(t.host, t.port)
             tls.auth()
             tls.login(t.user, t.password)
@@ -142,7 +155,12 @@ class FtpUploader:
             # answer was lost): it is the same cycle, so replace it.
             ftp.delete(f.name)
             ftp.rename(tmp, f.name)
-        size = ftp.size(f.name)
+        try:
+            size = ftp.size(f.name)
+        except ftplib.error_perm as exc:
+            if not str(exc).startswith(("500", "502", "504")):
+                raise
+            return  # SIZE is an extension (RFC 3659) the receiver lacks: the transfer's 226 stands
         if size != len(f.data):
             raise ftplib.error_reply(f"{f.name}: {size} bytes on the receiver, {len(f.data)} sent")
 

@@ -155,6 +155,29 @@ def test_t1_receiver_outage_every_cycle_kept_and_resent_oldest_first(
     assert status["SO2"] == "02" and status["PM"] == "00"
 
 
+def test_receiver_failing_mid_batch_keeps_the_order_and_loses_nothing(
+    tmp_path: Path, sqlite_store: tuple[str, Env, Rows]
+) -> None:
+    db_url, env, rows = sqlite_store
+    rows.insert("readings", COLS, readings(T0 - timedelta(hours=1), T0))
+    receiver = FtpReceiver(tmp_path / "receiver")
+    clock = Clock(T0 + timedelta(seconds=61))
+    feed = make_feed(db_url, receiver, tmp_path / "tt10", clock, None)
+    with receiver:
+        receiver.stor_budget = 5  # the receiver's disk fills after five files
+        first = feed.tick()
+        assert len(first.sent) == 5 and first.error and "451" in first.error
+        assert len(feed.spool.pending()) == 2 * 12 - 5
+        body = report(env, "ax-manager")
+        assert (body["sent"], body["failed"], body["pending"]) == (5, 2 * 12 - 5, 0)
+        receiver.stor_budget = None
+        clock.t += timedelta(minutes=1)
+        second = feed.tick()
+        assert second.error is None and len(second.sent) == 2 * 12 - 5
+    assert receiver.received == sorted(receiver.received, key=lambda n: (n[-18:], n))
+    assert len(receiver.files()) == 2 * 12 and not [n for n in receiver.files() if n.endswith(".tmp")]
+
+
 @pytest.fixture
 def timescale_store(timescale_db: str) -> Iterator[tuple[str, Env, Rows]]:
     for env in pg_env(timescale_db):

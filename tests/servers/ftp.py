@@ -3,7 +3,8 @@ on a loopback port that survives a stop and a start again (a receiver's outage).
 
 ``FtpReceiver(root, tls_cert=...)``: ``start()``, ``stop()``, ``url`` (with the test
 account), ``received`` (names in the order their uploads completed), ``files()`` (what is on
-the server). ``self_signed(dir)`` writes a certificate and key for 127.0.0.1 / localhost.
+the server), ``stor_budget`` (uploads accepted before it refuses the rest with 451).
+``self_signed(dir)`` writes a certificate and key for 127.0.0.1 / localhost.
 """
 
 from __future__ import annotations
@@ -58,6 +59,9 @@ class FtpReceiver:
         self.directory = directory
         self.port = free_port()
         self.received: list[str] = []
+        # STORs accepted before the receiver starts answering 451 (a full disk, a cut link);
+        # None: no limit.
+        self.stor_budget: int | None = None
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -81,6 +85,15 @@ class FtpReceiver:
         base: type[Any] = TLS_FTPHandler if self.tls else FTPHandler
 
         class Handler(base):  # type: ignore[misc,valid-type]
+            def ftp_STOR(self, file: str, mode: str = "w") -> Any:
+                with receiver._lock:
+                    if receiver.stor_budget is not None:
+                        if receiver.stor_budget <= 0:
+                            self.respond("451 Requested action aborted: local error in processing.")
+                            return None
+                        receiver.stor_budget -= 1
+                return super().ftp_STOR(file, mode)
+
             def on_file_received(self, file: str) -> None:
                 with receiver._lock:
                     receiver.received.append(Path(file).name.removesuffix(".tmp"))
