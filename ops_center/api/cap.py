@@ -81,7 +81,9 @@ _NOT_XML = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-
 
 
 def clean(text: str) -> str:
-    return _NOT_XML.sub("", text)
+    """``text`` as XML carries it: without the characters XML 1.0 cannot hold, and with line
+    ends as ``\n`` (a parser turns a literal CR into LF anyway, XML 1.0 §2.11)."""
+    return _NOT_XML.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
 
 
 def cap_time(t: datetime) -> str:

@@ -1,7 +1,7 @@
 """An FTP / FTPS receiver for tests (pyftpdlib; its TLS handler needs pyOpenSSL), in a thread,
 on a loopback port that survives a stop and a start again (a receiver's outage).
 
-``FtpReceiver(root, tls_cert=...)``: ``start()``, ``stop()``, ``url`` (with the test
+``FtpReceiver(root, tls=(cert, key))``: ``start()``, ``stop()``, ``url`` (with the test
 account), ``received`` (names in the order their uploads completed), ``files()`` (what is on
 the server), ``stor_budget`` (uploads accepted before it refuses the rest with 451).
 ``self_signed(dir)`` writes a certificate and key for 127.0.0.1 / localhost.
