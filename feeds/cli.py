@@ -28,7 +28,7 @@ from pydantic import ValidationError
 from contract.errors import RegistryError
 from contract.registry import load_registry
 from feeds.errors import FeedConfigError, FeedError, StoreUnavailable
-from feeds.tt10.cycles import VIETNAM, Station, StationError, parse_stamp, stations_of
+from feeds.tt10.cycles import VIETNAM, Station, StationError, last_ended, parse_stamp, stations_of
 from feeds.tt10.reader import open_readings
 from feeds.tt10.runner import Tt10Feed, export
 from feeds.tt10.settings import Tt10Settings
@@ -89,8 +89,10 @@ def _export(settings: Tt10Settings, stations: list[Station], args: argparse.Name
     if args.end - args.start > timedelta(days=MAX_EXPORT_DAYS):
         print(f"Khoảng quá dài / range longer than {MAX_EXPORT_DAYS} days", file=sys.stderr)
         return EXIT_CONFIG
+    # Past cycles only: a cycle that has not ended yet would be exported with part of its readings.
+    end = min(args.end, last_ended(datetime.now(UTC)))
     try:
-        paths = export(stations, open_readings(settings.db_url), args.start, args.end, Path(args.out))
+        paths = export(stations, open_readings(settings.db_url), args.start, end, Path(args.out))
     except StoreUnavailable as exc:
         print(f"Không đọc được kho dữ liệu / store unavailable: {exc}", file=sys.stderr)
         return EXIT_STORE

@@ -12,6 +12,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 from feeds.errors import StoreUnavailable
@@ -74,7 +75,8 @@ class SqliteReadings:
         sql = _SQL.format(marks=", ".join("?" * len(sensors)), p="?", limit=MAX_ROWS + 1)
         try:
             # Read-only, one connection per query: the feed holds nothing open between cycles.
-            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=self._timeout_s)
+            uri = Path(self.path).resolve().as_uri() + "?mode=ro"
+            conn = sqlite3.connect(uri, uri=True, timeout=self._timeout_s)
             try:
                 rows = conn.execute(sql, [*sensors, sqlite_time(start), sqlite_time(end)]).fetchall()
             finally:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from contract.registry import load_registry, parse_registry
-from feeds.errors import ReceiverUnavailable
+from feeds.errors import ReceiverUnavailable, StoreUnavailable
 from feeds.tt10.cycles import (
     CYCLE,
     PARAMETERS,
@@ -249,3 +249,26 @@ def test_upload_log_outage_is_caught_up(tmp_path: Path) -> None:
     clock.t += timedelta(minutes=1)
     feed.tick()
     assert [r["state"] for r in log.rows.values()] == ["sent"]
+
+
+class DownStore(MemoryReadings):
+    def readings(self, sensors: Sequence[str], start: datetime, end: datetime) -> list[Reading]:
+        raise StoreUnavailable("store is down")
+
+
+def test_store_outage_delays_new_cycles_but_not_sending_the_spooled_ones(tmp_path: Path) -> None:
+    rows = [_r(T0 + timedelta(minutes=1), "ww_ph", 7.0)]
+    clock = Clock(T0 + CYCLE + timedelta(seconds=61))
+    feed, receiver, _ = _feed(tmp_path, rows, clock)
+    receiver.up = False
+    feed.tick()
+    assert len(feed.spool.pending()) == 1
+    feed.readings = DownStore()
+    receiver.up = True
+    clock.t += CYCLE
+    report = feed.tick()
+    assert report.error and "store is down" in report.error
+    assert report.sent == [file_name(WW, T0 + CYCLE)]
+    feed.readings = MemoryReadings([*rows, _r(T0 + CYCLE + timedelta(minutes=1), "ww_ph", 8.0)])
+    clock.t += timedelta(minutes=1)  # the next try writes the cycle the outage held back
+    assert feed.tick().sent == [file_name(WW, T0 + 2 * CYCLE)]
