@@ -238,3 +238,46 @@ def test_cli_export_and_run_send_the_last_24h_on_start(
         finally:
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(timeout=20) == 0
+
+
+def _until(predicate: Any, what: str, proc: subprocess.Popen[str], timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else "exited"
+        assert time.monotonic() < deadline, f"not within {timeout_s} s: {what}"
+        time.sleep(0.1)
+
+
+def test_run_killed_with_files_waiting_sends_them_after_restart(
+    tmp_path: Path, sqlite_store: tuple[str, Env, Rows]
+) -> None:
+    db_url, env, rows = sqlite_store
+    now = datetime.now(UTC)
+    start = label_of(now) - timedelta(hours=1)
+    rows.insert("readings", COLS, readings(start, now))
+    receiver = FtpReceiver(tmp_path / "receiver")  # not started: the receiver is away
+    spool = tmp_path / "spool"
+    run_env = {**os.environ, "SMARTWARD_DB_URL": db_url, "PYTHONPATH": os.getcwd(),
+               "SMARTWARD_TT10_DELAY_S": "0", "SMARTWARD_TT10_DIR": str(spool),
+               "SMARTWARD_TT10_FTP_URL": receiver.url, "SMARTWARD_TT10_FTP_TIMEOUT_S": "5"}
+    cmd = [sys.executable, "-m", "smartward.cli", "feeds", "tt10", "run"]
+    # (The API seed adds a reading or two of its own at its "now"; a new cycle may end meanwhile.)
+    outbox = lambda: {p.name for p in spool.glob("outbox/*/*/*.txt")}  # noqa: E731
+    proc = subprocess.Popen(cmd, env=run_env, stderr=subprocess.PIPE, text=True)
+    try:
+        _until(lambda: len(outbox()) >= 2 * 11, "the last hour's files in the outbox", proc)
+        _until(lambda: report(env, "ax-manager")["failed"] >= 2 * 11, "failed in the log", proc)
+    finally:
+        proc.kill()  # kill -9 with every file waiting
+        proc.wait(timeout=20)
+    waiting = outbox()
+    with receiver:
+        proc = subprocess.Popen(cmd, env=run_env, stderr=subprocess.PIPE, text=True)
+        try:
+            _until(lambda: waiting <= set(receiver.files()), "every waiting file on the receiver", proc)
+            _until(lambda: report(env, "ax-manager")["sent"] >= len(waiting), "sent in the log", proc)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=20) == 0
+    assert receiver.received == sorted(receiver.received, key=lambda n: (n[-18:], n))
+    assert not outbox()
