@@ -77,9 +77,13 @@ def main(argv: list[str]) -> int:
         print("Không có trạm nào (attrs.tt10_station) / no station in the registry (attrs.tt10_station)",
               file=sys.stderr)
         return EXIT_CONFIG
-    if args.command == "export":
-        return _export(settings, stations, args)
-    return _run(settings, stations)
+    try:
+        if args.command == "export":
+            return _export(settings, stations, args)
+        return _run(settings, stations)
+    except (ValueError, OSError) as exc:  # an unsupported SMARTWARD_DB_URL, a directory we cannot write
+        print(f"Cấu hình sai / invalid configuration: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
 
 
 def _export(settings: Tt10Settings, stations: list[Station], args: argparse.Namespace) -> int:
