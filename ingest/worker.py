@@ -51,6 +51,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from contract import topics
+from contract.bounds import safe_text
 from contract.brokers import BrokerUrl, BrokerUrlError
 from contract.codec import decode_status, encode
 from contract.errors import DecodeError, TopicError
@@ -413,7 +414,7 @@ class IngestWorker:
                 self._heartbeat = time.monotonic()
                 items = self._take()
                 if items and not self._abandoned:
-                    self._commit(self._prepare(items))
+                    self._commit_contained(items)
                 elif not items and self._stopping.is_set():
                     self._housekeeping(idle=True)  # the last watermarks: published and saved
                     break
@@ -459,34 +460,97 @@ class IngestWorker:
                 break
         return items
 
+    def _commit_contained(self, items: list[Inbound]) -> None:
+        """Commit a flush; if that fails for a reason that is not the store being unavailable
+        (a bug of ours, a value the store refuses that the checks let through), commit its
+        messages one by one, and dead-letter the one that fails (acknowledged, counted,
+        logged): no message stops the worker (CONTRACT.md "Bounds and text")."""
+        try:
+            self._commit(self._prepare(items))
+            return
+        except Exception as exc:
+            if len(items) == 1:
+                self._poison(items[0], "commit", exc)
+                return
+            logger.warning("a flush of %d messages failed (%s); committing them one by one",
+                           len(items), safe_text(repr(exc), 300))
+        for item in items:
+            if self._abandoned:
+                return
+            try:
+                self._commit(self._prepare([item]))
+            except Exception as exc:
+                self._poison(item, "commit", exc)
+
+    def _poison_letter(self, item: Inbound, stage: str, exc: BaseException) -> DeadLetter:
+        """A ``schema`` dead letter for a message whose handling raised (counted, logged)."""
+        self.metrics.unhandled.labels(stage).inc()
+        logger.error("message on %s (%d bytes) could not be handled at %s: %s; dead-lettered",
+                     safe_text(item.topic, 200), len(item.payload), stage, safe_text(repr(exc), 500),
+                     exc_info=exc)
+        received = datetime.fromtimestamp(item.received_at, UTC)
+        gateway = site = None
+        seq: int | None = None
+        try:
+            t = topics.parse(item.topic)
+            gateway, site = t.gateway, t.site
+            if t.kind == "telemetry":
+                # A batch from its proven sender: the letter handles its seq (the watermark moves
+                # on, as for any dead-lettered batch; the raw bytes are kept).
+                c = classify(item.topic, item.payload, received, self.registry, self.window)
+                seq = c.batch.seq if isinstance(c, ValidBatch) else c.seq
+        except Exception:  # the letter is made without a seq then
+            seq = None
+        return deadletters.build(
+            topic=item.topic, raw=item.payload, received_at=received,
+            reason="schema", detail=f"unexpected error while handling the message ({stage}): {exc!r}",
+            gateway=gateway, site=site, seq=seq, once=item.topic.endswith("/status"))
+
+    def _poison(self, item: Inbound, stage: str, exc: BaseException) -> None:
+        """Dead-letter one message that could not be committed, then acknowledge it."""
+        letter = self._poison_letter(item, stage, exc)
+        result = self._write_letters([letter])
+        if result is None:
+            if self._stopping.is_set():
+                self._abandoned = True
+            return
+        self.link.ack([item])
+        self.metrics.dead_letters.labels(letter.reason).inc()
+
     def _prepare(self, items: list[Inbound]) -> Flush:
         """Classify every message of a flush (no store, no tracker)."""
         flush = Flush(items)
-        valid, dead = flush.valid, flush.dead
+        dead = flush.dead
         seen: dict[tuple[str, int], bytes] = {}
-        registry, window = self.registry, self.window
         for item in items:
-            received = datetime.fromtimestamp(item.received_at, UTC)
-            if item.topic.endswith("/status"):
-                self._classify_status(item, received, dead, flush.drops)
-                continue
-            flush.n_telemetry += 1
-            classified = classify(item.topic, item.payload, received, registry, window)
-            if isinstance(classified, ValidBatch):
-                # A redelivery of a batch still waiting in this flush: identical bytes are the
-                # same batch; different bytes go to the store, which files a conflict.
-                key = (classified.batch.gateway, classified.batch.seq)
-                if seen.get(key) == item.payload:
-                    flush.in_flush_duplicates += 1
-                    continue
-                seen[key] = item.payload
-                valid.append(classified)
-            else:
-                dead.append(classified)
+            try:
+                self._prepare_one(item, flush, seen)
+            except Exception as exc:  # a bug of ours: one dead letter, never the worker
+                dead.append(self._poison_letter(item, "classify", exc))
         m = self.metrics
         m.received.labels("telemetry").inc(flush.n_telemetry)
         m.received.labels("status").inc(len(items) - flush.n_telemetry)
         return flush
+
+    def _prepare_one(self, item: Inbound, flush: Flush, seen: dict[tuple[str, int], bytes]) -> None:
+        valid, dead = flush.valid, flush.dead
+        received = datetime.fromtimestamp(item.received_at, UTC)
+        if item.topic.endswith("/status"):
+            self._classify_status(item, received, dead, flush.drops)
+            return
+        flush.n_telemetry += 1
+        classified = classify(item.topic, item.payload, received, self.registry, self.window)
+        if isinstance(classified, ValidBatch):
+            # A redelivery of a batch still waiting in this flush: identical bytes are the
+            # same batch; different bytes go to the store, which files a conflict.
+            key = (classified.batch.gateway, classified.batch.seq)
+            if seen.get(key) == item.payload:
+                flush.in_flush_duplicates += 1
+                return
+            seen[key] = item.payload
+            valid.append(classified)
+        else:
+            dead.append(classified)
 
     def _commit(self, flush: Flush) -> None:
         """Write one flush in one transaction, then ack its messages."""
@@ -522,8 +586,10 @@ class IngestWorker:
     def _classify_status(self, item: Inbound, received: datetime, dead: list[DeadLetter],
                          drops: list[tuple[str, int, datetime]]) -> None:
         def letter(reason: Any, detail: str, gateway: str | None = None, site: str | None = None) -> None:
+            # A status is retained: the same poison comes back at every restart (``once``).
             dead.append(deadletters.build(topic=item.topic, raw=item.payload, received_at=received,
-                                          reason=reason, detail=detail, gateway=gateway, site=site))
+                                          reason=reason, detail=detail, gateway=gateway, site=site,
+                                          once=True))
         try:
             t = topics.parse(item.topic)
         except TopicError as exc:
@@ -568,8 +634,8 @@ class IngestWorker:
         return result
 
     def _write_isolating(self, valid: list[ValidBatch], dead: list[DeadLetter]) -> WriteResult | None:
-        """One transaction per batch; a batch the store refuses permanently becomes a dead letter.
-        If the store refuses even dead letters, the error is fatal (the worker stops, unacked)."""
+        """One transaction per batch; a batch the store refuses permanently becomes a dead letter
+        (then ``_write_letters``: a letter the store refuses is stored in its minimal form)."""
         total = WriteResult()
         letters = list(dead)
         for vb in valid:
@@ -579,6 +645,9 @@ class IngestWorker:
                 r = self._with_retry("write one", write_one, raise_permanent=True)
             except StoreError as exc:
                 b = vb.batch
+                self.metrics.unhandled.labels("store_refused").inc()
+                logger.error("store refused batch %s/%d: %s; dead-lettered", b.gateway, b.seq,
+                             safe_text(str(exc), 500))
                 letters.append(deadletters.build(
                     topic=vb.topic, raw=vb.raw, received_at=vb.received_at, reason="schema",
                     detail=f"store refused the batch: {exc}", gateway=b.gateway, site=vb.site, seq=b.seq))
@@ -586,11 +655,50 @@ class IngestWorker:
             if r is None:
                 return None
             _merge(total, r)
-        r = self._with_retry("write dead letters", lambda: self.store.write([], letters),
-                             raise_permanent=True)
+        r = self._write_letters(letters)
         if r is None:
             return None
         _merge(total, r)
+        return total
+
+    def _write_letters(self, letters: list[DeadLetter]) -> WriteResult | None:
+        """Dead letters, together; if the store refuses them, one by one; a letter it refuses
+        even alone is stored in its minimal form (reason, escaped detail, topic, raw bytes),
+        and if even that is refused it is logged and counted as lost: the worker goes on.
+        None only when the store is unavailable and the worker is stopping."""
+        if not letters:
+            return WriteResult()
+        try:
+            r = self._with_retry("write dead letters", lambda: self.store.write([], letters),
+                                 raise_permanent=True)
+            return r if isinstance(r, WriteResult) or r is None else WriteResult()
+        except StoreError as exc:
+            if len(letters) > 1:
+                logger.error("store refused %d dead letters together (%s); one by one", len(letters),
+                             safe_text(str(exc), 300))
+        total = WriteResult()
+        for letter in letters:
+            for form, stage in ((letter, ""), (deadletters.minimal(letter), "letter_minimal")):
+                if stage:
+                    self.metrics.unhandled.labels(stage).inc()
+                def write_one(f: DeadLetter = form) -> WriteResult:
+                    return self.store.write([], [f])
+                try:
+                    r = self._with_retry("write a dead letter", write_one, raise_permanent=True)
+                except StoreError as exc:
+                    logger.error("store refused a dead letter on %s (%s)", safe_text(letter.topic, 200),
+                                 safe_text(str(exc), 300))
+                    continue
+                if r is None:
+                    return None
+                if isinstance(r, WriteResult):
+                    _merge(total, r)
+                break
+            else:
+                self.metrics.unhandled.labels("letter_lost").inc()
+                logger.error("LOST: the store refuses even a minimal dead letter; topic %s, reason %s, "
+                             "detail %s, payload %s", safe_text(letter.topic, 200), letter.reason,
+                             safe_text(letter.detail, 300), safe_text(repr(letter.payload[:300]), 400))
         return total
 
     def _with_retry(self, what: str, fn: Callable[[], Any], *, raise_permanent: bool = False) -> Any:
@@ -687,6 +795,12 @@ class IngestWorker:
             self._set_store_ok(False)
             logger.debug("watermarks not saved yet: %s", exc)
             return False
+        except StoreError as exc:
+            # Refused for good (cannot happen within the contract's bounds): not a reason to
+            # stop; they are saved again when they next move, and republished meanwhile.
+            self.metrics.store_errors.labels("error").inc()
+            logger.error("store refused watermarks %s: %s", self._unsaved, safe_text(str(exc), 300))
+            return True
         return True
 
     def _ping(self) -> None:
