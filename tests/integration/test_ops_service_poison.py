@@ -81,3 +81,42 @@ def test_a_retained_poison_status_is_counted_and_the_service_goes_on(
     through(svc, 2)
     svc.wait_until(lambda p: p.counters.invalid >= 1, 10)
     _alive(svc)
+
+
+def test_a_row_the_adapter_cannot_send_or_a_bug_costs_that_row_only(
+        rig: Rig, gateway: Publisher, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Within the bounds, but a bug: the adapter raises something that is no RepositoryError for
+    the status with last_seq 42, and the engine raises on the status with last_seq 43."""
+    if not rig.db_url.startswith("sqlite"):
+        pytest.skip("the containment is the same on every store")
+    from tests.integration.test_ops_service import PATTERNS, RULES
+    repo = open_repository(rig.db_url)
+    real = repo.commit_step
+
+    def commit_step(part: Any) -> Any:
+        if any(g.last_seq == 42 for g in part.gateways):
+            raise ValueError("year 0 is out of range")
+        return real(part)
+
+    monkeypatch.setattr(repo, "commit_step", commit_step)
+    svc = OpsService(rig.settings(), rig.registry, repo, rig.feed, rules=RULES, patterns=PATTERNS,
+                     name="test-ops", client_id="test-ops")
+    real_status = svc.engine.gateway_status
+
+    def gateway_status(gw: str, state: Any, ts: datetime) -> Any:
+        if svc.writer is not None and state == "offline":
+            raise RuntimeError("a bug in the engine")
+        return real_status(gw, state, ts)
+
+    monkeypatch.setattr(svc.engine, "gateway_status", gateway_status)
+    svc.start()
+    rig.services.append(svc)
+    assert svc.link.subscribed.wait(20)
+    gateway.send(topics.status(SITE, GW), _status(last_seq=42))
+    gateway.send(topics.status(SITE, GW), _status(last_seq=43, state="offline"))
+    gateway.send(topics.telemetry(SITE, GW), batch(1, T0, 0.0))
+    through(svc, 1)
+    p = svc.wait_until(lambda p: p.counters.failed >= 1 and p.pending_acks == 0, 10)
+    _alive(svc)
+    assert svc.writer.stats.refused >= 1
+    assert p.counters.failed == 1
