@@ -48,7 +48,8 @@ it is done, so PUBACKs leave in the order the PUBLISHes came (MQTT 5 §4.6). Whi
 is unavailable (``RepositoryUnavailable``) the result at the head stays unacknowledged and is
 retried, 0.5 s doubling to 10 s; the ones behind it wait. A poison result (outside the
 contract's bounds, refused by the store for good, or one whose handling raises) is counted
-(``smartward_api_command_results_refused``), logged and acknowledged: it never blocks the line. The Receive Maximum the link sends (100,
+(``smartward_api_command_results_refused``), logged and acknowledged: it never blocks the line.
+The Receive Maximum the link sends (100,
 MQTT-3.1.2.11.3; over 3.1.1 the broker's ``max_inflight_messages``, 100 in deploy/mosquitto)
 caps what the broker has out to us, so the queue is bounded and the rest waits in the broker's
 session. A result still
