@@ -66,8 +66,14 @@ def _classify_malformed(raw: bytes, exc: Exception) -> DecodeError:
         non_finite = True
         return 0.0
 
+    def number(literal: str) -> float:
+        nonlocal non_finite
+        value = float(literal)
+        non_finite = non_finite or not math.isfinite(value)  # 1e400
+        return value
+
     try:
-        json.loads(text, parse_constant=constant)
+        json.loads(text, parse_constant=constant, parse_float=number)
     except (ValueError, RecursionError):
         return DecodeError("bad_json", safe_text(str(exc), _DETAIL_MAX_CHARS))
     if non_finite:
