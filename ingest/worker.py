@@ -105,6 +105,7 @@ class Flush:
     drops: list[tuple[str, int, datetime]] = field(default_factory=list)
     n_telemetry: int = 0
     in_flush_duplicates: int = 0
+    acked: bool = False
 
 
 class MqttLink:
@@ -465,22 +466,35 @@ class IngestWorker:
         (a bug of ours, a value the store refuses that the checks let through), commit its
         messages one by one, and dead-letter the one that fails (acknowledged, counted,
         logged): no message stops the worker (CONTRACT.md "Bounds and text")."""
-        try:
-            self._commit(self._prepare(items))
+        if self._commit_once(items):
             return
-        except Exception as exc:
-            if len(items) == 1:
-                self._poison(items[0], "commit", exc)
-                return
-            logger.warning("a flush of %d messages failed (%s); committing them one by one",
-                           len(items), safe_text(repr(exc), 300))
         for item in items:
             if self._abandoned:
                 return
-            try:
-                self._commit(self._prepare([item]))
-            except Exception as exc:
-                self._poison(item, "commit", exc)
+            self._commit_once([item])  # a single message is always done (committed or a letter)
+
+    def _commit_once(self, items: list[Inbound]) -> bool:
+        """True when ``items`` are done (committed, or the one message dead-lettered); False
+        when several failed together (the caller then tries them one by one)."""
+        flush: Flush | None = None
+        try:
+            flush = self._prepare(items)
+            self._commit(flush)
+            return True
+        except Exception as exc:
+            if flush is not None and flush.acked:
+                # Committed and acknowledged, then our bookkeeping failed: trying again could
+                # PUBACK a packet id the broker has reused for another message. Logged, counted.
+                self.metrics.loop_errors.labels("after_commit").inc()
+                logger.error("after committing %d messages: %s", len(items), safe_text(repr(exc), 300),
+                             exc_info=exc)
+                return True
+            if len(items) == 1:
+                self._poison(items[0], "commit", exc)
+                return True
+            logger.warning("a flush of %d messages failed (%s); committing them one by one",
+                           len(items), safe_text(repr(exc), 300))
+            return False
 
     def _poison_letter(self, item: Inbound, stage: str, exc: BaseException) -> DeadLetter:
         """A ``schema`` dead letter for a message whose handling raised (counted, logged)."""
@@ -568,6 +582,7 @@ class IngestWorker:
             if self._stopping.is_set():
                 self._abandoned = True
             return
+        flush.acked = True  # from here on, never again (see _commit_once)
         acked = self.link.ack(items)
         now_mono = time.monotonic()
         observe = m.commit_lag.observe

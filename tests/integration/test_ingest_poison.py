@@ -217,3 +217,34 @@ def test_a_bug_or_a_refusal_costs_one_dead_letter_and_the_worker_goes_on(
         assert unhandled["commit"] >= 1 and unhandled["store_refused"] == 1
         assert unhandled["letter_minimal"] == 1 and unhandled["letter_lost"] == 0
     store.close()
+
+
+def test_a_bug_after_the_commit_is_counted_and_nothing_is_acknowledged_twice(
+        broker: Any, tmp_path: Path, pub: Publisher, acks: AckWatcher,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    store = SqliteStore(tmp_path / "after.db")
+    store.migrate()
+    site, gw, pairs = gateways()[0]
+    w = IngestWorker(settings_for(broker_url(broker)), store, REG, client_id="poison-after")
+    real = w._account
+    calls = {"n": 0}
+
+    def account(*a: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("a bug in the bookkeeping")
+        real(*a)
+
+    monkeypatch.setattr(w, "_account", account)
+    with w:
+        wait_until(lambda: w.ready, 15, "worker ready")
+        pub.send(site, gw, pairs, [1])
+        wait_until(lambda: store.batch_outcomes(gw) == {1: "stored"}, 10, "batch 1 stored")
+        pub.send(site, gw, pairs, [2])
+        assert acks.wait_for(gw, 2, timeout_s=20), acks.marks
+        _alive(w)
+        assert store.batch_outcomes(gw) == {1: "stored", 2: "stored"} and not _letters(store)
+        errors = w.metrics.registry.get_sample_value("smartward_ingest_loop_errors_total",
+                                                     {"where": "after_commit"})
+        assert errors == 1
+    store.close()
