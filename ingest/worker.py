@@ -57,7 +57,7 @@ from contract.codec import decode_status, encode
 from contract.errors import DecodeError, TopicError
 from contract.models import Ack
 from contract.registry import Registry
-from ingest import deadletters
+from ingest import containment, deadletters
 from ingest.errors import IngestError, StoreError, StoreUnavailable
 from ingest.metrics import IngestMetrics
 from ingest.pipeline import TimeWindow, classify
@@ -497,28 +497,9 @@ class IngestWorker:
             return False
 
     def _poison_letter(self, item: Inbound, stage: str, exc: BaseException) -> DeadLetter:
-        """A ``schema`` dead letter for a message whose handling raised (counted, logged)."""
-        self.metrics.unhandled.labels(stage).inc()
-        logger.error("message on %s (%d bytes) could not be handled at %s: %s; dead-lettered",
-                     safe_text(item.topic, 200), len(item.payload), stage, safe_text(repr(exc), 500),
-                     exc_info=exc)
-        received = datetime.fromtimestamp(item.received_at, UTC)
-        gateway = site = None
-        seq: int | None = None
-        try:
-            t = topics.parse(item.topic)
-            gateway, site = t.gateway, t.site
-            if t.kind == "telemetry":
-                # A batch from its proven sender: the letter handles its seq (the watermark moves
-                # on, as for any dead-lettered batch; the raw bytes are kept).
-                c = classify(item.topic, item.payload, received, self.registry, self.window)
-                seq = c.batch.seq if isinstance(c, ValidBatch) else c.seq
-        except Exception:  # the letter is made without a seq then
-            seq = None
-        return deadletters.build(
-            topic=item.topic, raw=item.payload, received_at=received,
-            reason="schema", detail=f"unexpected error while handling the message ({stage}): {exc!r}",
-            gateway=gateway, site=site, seq=seq, once=item.topic.endswith("/status"))
+        return containment.poison_letter(
+            item.topic, item.payload, datetime.fromtimestamp(item.received_at, UTC), stage, exc,
+            registry=self.registry, window=self.window, metrics=self.metrics)
 
     def _poison(self, item: Inbound, stage: str, exc: BaseException) -> None:
         """Dead-letter one message that could not be committed, then acknowledge it."""
@@ -669,52 +650,19 @@ class IngestWorker:
                 continue
             if r is None:
                 return None
-            _merge(total, r)
+            containment.merge(total, r)
         r = self._write_letters(letters)
         if r is None:
             return None
-        _merge(total, r)
+        containment.merge(total, r)
         return total
 
     def _write_letters(self, letters: list[DeadLetter]) -> WriteResult | None:
-        """Dead letters, together; if the store refuses them, one by one; a letter it refuses
-        even alone is stored in its minimal form (reason, escaped detail, topic, raw bytes),
-        and if even that is refused it is logged and counted as lost: the worker goes on.
-        None only when the store is unavailable and the worker is stopping."""
-        if not letters:
-            return WriteResult()
-        try:
-            r = self._with_retry("write dead letters", lambda: self.store.write([], letters),
-                                 raise_permanent=True)
-            return r if isinstance(r, WriteResult) or r is None else WriteResult()
-        except StoreError as exc:
-            if len(letters) > 1:
-                logger.error("store refused %d dead letters together (%s); one by one", len(letters),
-                             safe_text(str(exc), 300))
-        total = WriteResult()
-        for letter in letters:
-            for form, stage in ((letter, ""), (deadletters.minimal(letter), "letter_minimal")):
-                if stage:
-                    self.metrics.unhandled.labels(stage).inc()
-                def write_one(f: DeadLetter = form) -> WriteResult:
-                    return self.store.write([], [f])
-                try:
-                    r = self._with_retry("write a dead letter", write_one, raise_permanent=True)
-                except StoreError as exc:
-                    logger.error("store refused a dead letter on %s (%s)", safe_text(letter.topic, 200),
-                                 safe_text(str(exc), 300))
-                    continue
-                if r is None:
-                    return None
-                if isinstance(r, WriteResult):
-                    _merge(total, r)
-                break
-            else:
-                self.metrics.unhandled.labels("letter_lost").inc()
-                logger.error("LOST: the store refuses even a minimal dead letter; topic %s, reason %s, "
-                             "detail %s, payload %s", safe_text(letter.topic, 200), letter.reason,
-                             safe_text(letter.detail, 300), safe_text(repr(letter.payload[:300]), 400))
-        return total
+        """``containment.write_letters`` through this worker's retrying store calls."""
+        def write(ls: list[DeadLetter]) -> WriteResult | None:
+            r = self._with_retry("write dead letters", lambda: self.store.write([], ls), raise_permanent=True)
+            return r if r is None or isinstance(r, WriteResult) else WriteResult()
+        return containment.write_letters(letters, write, self.metrics)
 
     def _with_retry(self, what: str, fn: Callable[[], Any], *, raise_permanent: bool = False) -> Any:
         """Call ``fn`` until it does not raise StoreUnavailable, with exponential backoff.
@@ -846,11 +794,3 @@ class IngestWorker:
 
 
 _DONE = object()  # what _with_retry returns for a call that returns None
-
-
-def _merge(total: WriteResult, r: WriteResult) -> None:
-    total.stored_batches += r.stored_batches
-    total.stored_readings += r.stored_readings
-    total.duplicate_batches += r.duplicate_batches
-    total.dead_letters.extend(r.dead_letters)
-    total.handled.extend(r.handled)
