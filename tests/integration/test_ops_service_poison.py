@@ -133,3 +133,31 @@ def test_a_row_the_adapter_cannot_send_or_a_bug_costs_that_row_only(
     assert svc.writer.stats.refused >= 1
     assert p.counters.failed == 1
     gateway.close()
+
+
+@pytest.mark.parametrize("when", ["9997-12-31T23:59:59-23:59", "1970-01-01T00:00:00+23:59"])
+def test_times_at_the_edge_of_the_bounds_stop_nothing(sqlite_rig: Rig, when: str) -> None:
+    """Inside the contract's bounds, far from now: a batch, a live status and a Last Will."""
+    rig = sqlite_rig
+    gateway = Publisher(rig.broker.url)
+    try:
+        svc = rig.service()
+        doc = json.loads(batch(1, T0, 50.0))
+        doc["sent_at"] = when
+        for r in doc["readings"]:
+            r["ts"] = when
+        gateway.send(topics.telemetry(SITE, GW), json.dumps(doc).encode())
+        gateway.send(topics.status(SITE, GW), _status(ts=when))
+        gateway.send(topics.status(SITE, GW), _status(ts=when, state="offline"))
+        gateway.send(topics.telemetry(SITE, GW), batch(2, T0, 0.0))
+        svc.wait_until(lambda p: p.highest.get(GW, 0) >= 2 and p.queue_depth == 0, 20)
+        ticks = svc.progress().counters.ticks
+        svc.wait_until(lambda p: p.counters.ticks >= ticks + 3 and p.pending_acks == 0, 20)
+        _alive(svc)
+        svc.stop()
+        svc = rig.service()
+        gateway.send(topics.telemetry(SITE, GW), batch(3, T0, 0.0))
+        svc.wait_until(lambda p: p.highest.get(GW, 0) >= 3, 20)
+        _alive(svc)
+    finally:
+        gateway.close()
