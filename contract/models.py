@@ -13,13 +13,29 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from contract.bounds import MAX_INT, SAFE_TEXT_PATTERN
+
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 METRIC_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 
 Slug = Annotated[str, msgspec.Meta(pattern=SLUG_PATTERN)]
 MetricCode = Annotated[str, msgspec.Meta(pattern=METRIC_PATTERN)]
 AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
-Seq = Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
+Seq = Annotated[int, msgspec.Meta(ge=1, le=MAX_INT)]
+Count = Annotated[int, msgspec.Meta(ge=0, le=MAX_INT)]
+"""Every other integer of a payload (CONTRACT.md "Bounds and text"); msgspec is strict, so a
+float such as ``1e30`` or ``3.0`` is refused for it too."""
+
+# Documented text lengths (CONTRACT.md "Bounds and text").
+AGENT_MAX_CHARS = 200
+DETAIL_MAX_CHARS = 1000
+COMMAND_ID_MAX_CHARS = 64
+MAX_COUNTERS = 64
+AgentText = Annotated[str, msgspec.Meta(max_length=AGENT_MAX_CHARS, pattern=SAFE_TEXT_PATTERN)]
+DetailText = Annotated[str, msgspec.Meta(max_length=DETAIL_MAX_CHARS, pattern=SAFE_TEXT_PATTERN)]
+CommandId = Annotated[str, msgspec.Meta(min_length=1, max_length=COMMAND_ID_MAX_CHARS,
+                                        pattern=SAFE_TEXT_PATTERN)]
+Counters = Annotated[dict[MetricCode, Count], msgspec.Meta(max_length=MAX_COUNTERS)]
 
 Quality = Literal["good", "suspect", "bad", "calibrating", "maintenance"]
 QUALITIES: tuple[Quality, ...] = ("good", "suspect", "bad", "calibrating", "maintenance")
@@ -56,27 +72,27 @@ class Status(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defau
     gateway: Slug
     state: GatewayState
     ts: AwareDatetime
-    agent: str = ""
-    outbox_batches: Annotated[int, msgspec.Meta(ge=0)] = 0
+    agent: AgentText = ""
+    outbox_batches: Count = 0
     outbox_oldest: AwareDatetime | None = None
-    dropped_batches: Annotated[int, msgspec.Meta(ge=0)] = 0
-    dropped_through: Annotated[int, msgspec.Meta(ge=0)] = 0
-    last_seq: Annotated[int, msgspec.Meta(ge=0)] = 0
+    dropped_batches: Count = 0
+    dropped_through: Count = 0
+    last_seq: Count = 0
     # Added in v1 (optional, additive): the agent's totals since it started, e.g.
     # readings, batches_created, batches_resent, reconnects, batches_dropped.
-    counters: dict[str, int] = msgspec.field(default_factory=dict)
+    counters: Counters = msgspec.field(default_factory=dict)
 
 
 class Ack(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Retained stored watermark: every batch with ``seq <= self.seq`` is durably handled."""
 
     v: Literal[1]
-    seq: Annotated[int, msgspec.Meta(ge=0)]
+    seq: Count
 
 
 class Command(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     v: Literal[1]
-    id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    id: CommandId
     name: MetricCode
     sensor: Slug
     args: dict[str, Any]
@@ -85,7 +101,7 @@ class Command(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 class CommandResult(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     v: Literal[1]
-    id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    id: CommandId
     ok: bool
-    detail: str
+    detail: DetailText
     ts: AwareDatetime

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from contract.bounds import is_safe_text, safe_text
 from contract.codec import decode_command
 from contract.errors import DecodeError
 from contract.models import CommandResult
@@ -54,7 +55,8 @@ def _salvage_id(raw: bytes) -> str:
     except (ValueError, RecursionError):
         return _UNKNOWN_ID
     ident = doc.get("id") if isinstance(doc, dict) else None
-    return ident if isinstance(ident, str) and 1 <= len(ident) <= 64 else _UNKNOWN_ID
+    ok = isinstance(ident, str) and 1 <= len(ident) <= 64 and is_safe_text(ident)
+    return ident if ok and isinstance(ident, str) else _UNKNOWN_ID
 
 
 class CommandHandler:
@@ -111,5 +113,6 @@ class CommandHandler:
 
     @staticmethod
     def _answer(ident: str, ok: bool, detail: str, now: datetime, *, applied: bool = False) -> Outcome:
-        result = CommandResult(v=1, id=ident, ok=ok, detail=detail[:_MAX_DETAIL_CHARS], ts=now)
+        result = CommandResult(v=1, id=ident, ok=ok, detail=safe_text(detail, _MAX_DETAIL_CHARS),
+                               ts=now)
         return Outcome(result, applied=applied, duplicate=False)

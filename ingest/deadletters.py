@@ -6,11 +6,13 @@ Nothing is dropped without a row and a counter (CONTRACT.md, RELIABILITY.md prom
 from __future__ import annotations
 
 import base64
+import hashlib
 import threading
 from collections import Counter
 from datetime import datetime
 from typing import Literal
 
+from contract.bounds import safe_text
 from contract.errors import DEAD_LETTER_REASONS, DeadLetterReason
 from ingest.ports import DeadLetter
 
@@ -29,20 +31,40 @@ def build(
     gateway: str | None = None,
     site: str | None = None,
     seq: int | None = None,
+    once: bool = False,
 ) -> DeadLetter:
-    """A dead letter with the raw bytes untouched and the detail cut to a readable length."""
-    if len(detail) > DETAIL_MAX_CHARS:
-        detail = detail[: DETAIL_MAX_CHARS - 1] + "…"
+    """A dead letter with the raw bytes untouched (``payload``) and every text safe: the
+    detail (which may quote what the sender wrote) and the topic escaped (``\\x00``), the
+    detail cut to a readable length (CONTRACT.md "Bounds and text"). ``once``: the message
+    may come again unchanged (retained); the store keeps one letter for it."""
     return DeadLetter(
         received_at=received_at,
-        topic=topic,
+        topic=safe_text(topic, 1000),
         reason=reason,
-        detail=detail,
+        detail=safe_text(detail, DETAIL_MAX_CHARS),
         payload=bytes(raw),
         gateway=gateway,
         site=site,
         seq=seq,
+        once_key=once_key(topic, raw) if once else None,
     )
+
+
+def once_key(topic: str, raw: bytes) -> bytes:
+    """BLAKE2b-128 of topic and payload: one dead letter per retained poison message."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(topic.encode("utf-8", "backslashreplace"))
+    h.update(b"\0")
+    h.update(raw)
+    return h.digest()
+
+
+def minimal(letter: DeadLetter) -> DeadLetter:
+    """What is left of a letter the store refused: reason, escaped detail, topic and raw
+    bytes; the sender's gateway and seq only when they are plain slugs and numbers."""
+    return DeadLetter(received_at=letter.received_at, topic=safe_text(letter.topic, 1000),
+                      reason=letter.reason, detail=safe_text(letter.detail, DETAIL_MAX_CHARS),
+                      payload=bytes(letter.payload), once_key=letter.once_key)
 
 
 def render_payload(raw: bytes) -> tuple[PayloadEncoding, str]:

@@ -68,6 +68,11 @@ class IngestMetrics:
                                       registry=r)
         self.loop_errors = Counter("smartward_ingest_loop_errors",
                                    "Unexpected exceptions caught at a loop's top", ["where"], registry=r)
+        self.unhandled = Counter("smartward_ingest_unhandled_messages",
+                                 "Messages dead-lettered because handling them failed (a bug, or the "
+                                 "store refusing them), by stage", ["stage"], registry=r)
+        for stage in ("classify", "commit", "store_refused", "letter_minimal", "letter_lost"):
+            self.unhandled.labels(stage)
         self.mirror_points = Counter("smartward_mirror_points_written", "Points written to the mirror",
                                      registry=r)
         self.mirror_rejected = Counter("smartward_mirror_points_rejected",

@@ -29,6 +29,9 @@ class DeadLetter:
     gateway: str | None = None
     site: str | None = None
     seq: int | None = None  # when the payload was readable enough to tell
+    # Set for a message that may come again unchanged (a retained status): the store keeps
+    # one letter per key (migration 0005), so a restart does not file it again.
+    once_key: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,12 +51,13 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from contract import topics
+from contract.bounds import safe_text
 from contract.brokers import BrokerUrl, BrokerUrlError
 from contract.codec import decode_status, encode
 from contract.errors import DecodeError, TopicError
 from contract.models import Ack
 from contract.registry import Registry
-from ingest import deadletters
+from ingest import containment, deadletters
 from ingest.errors import IngestError, StoreError, StoreUnavailable
 from ingest.metrics import IngestMetrics
 from ingest.pipeline import TimeWindow, classify
@@ -105,6 +106,7 @@ class Flush:
     drops: list[tuple[str, int, datetime]] = field(default_factory=list)
     n_telemetry: int = 0
     in_flush_duplicates: int = 0
+    acked: bool = False
 
 
 class MqttLink:
@@ -415,7 +417,7 @@ class IngestWorker:
                 self._heartbeat = time.monotonic()
                 items = self._take()
                 if items and not self._abandoned:
-                    self._commit(self._prepare(items))
+                    self._commit_contained(items)
                 elif not items and self._stopping.is_set():
                     self._housekeeping(idle=True)  # the last watermarks: published and saved
                     break
@@ -461,41 +463,98 @@ class IngestWorker:
                 break
         return items
 
+    def _commit_contained(self, items: list[Inbound]) -> None:
+        """Commit a flush; if that fails for a reason that is not the store being unavailable
+        (a bug of ours, a value the store refuses that the checks let through), commit its
+        messages one by one, and dead-letter the one that fails (acknowledged, counted,
+        logged): no message stops the worker (CONTRACT.md "Bounds and text")."""
+        if self._commit_once(items):
+            return
+        for item in items:
+            if self._abandoned:
+                return
+            self._commit_once([item])  # a single message is always done (committed or a letter)
+
+    def _commit_once(self, items: list[Inbound]) -> bool:
+        """True when ``items`` are done (committed, or the one message dead-lettered); False
+        when several failed together (the caller then tries them one by one)."""
+        flush: Flush | None = None
+        try:
+            flush = self._prepare(items)
+            self._commit(flush)
+            return True
+        except Exception as exc:
+            if flush is not None and flush.acked:
+                # Committed and acknowledged, then our bookkeeping failed: trying again could
+                # PUBACK a packet id the broker has reused for another message. Logged, counted.
+                self.metrics.loop_errors.labels("after_commit").inc()
+                logger.error("after committing %d messages: %s", len(items), safe_text(repr(exc), 300),
+                             exc_info=exc)
+                return True
+            if len(items) == 1:
+                self._poison(items[0], "commit", exc)
+                return True
+            logger.warning("a flush of %d messages failed (%s); committing them one by one",
+                           len(items), safe_text(repr(exc), 300))
+            return False
+
+    def _poison_letter(self, item: Inbound, stage: str, exc: BaseException) -> DeadLetter:
+        return containment.poison_letter(
+            item.topic, item.payload, datetime.fromtimestamp(item.received_at, UTC), stage, exc,
+            registry=self.registry, window=self.window, metrics=self.metrics)
+
+    def _poison(self, item: Inbound, stage: str, exc: BaseException) -> None:
+        """Dead-letter one message that could not be committed, then acknowledge it."""
+        letter = self._poison_letter(item, stage, exc)
+        result = self._write_letters([letter])
+        if result is None:
+            if self._stopping.is_set():
+                self._abandoned = True
+            return
+        self.link.ack([item])
+        self.metrics.dead_letters.labels(letter.reason).inc()
+
     def _prepare(self, items: list[Inbound]) -> Flush:
         """Classify every message of a flush (no store, no tracker)."""
         flush = Flush(items)
-        valid, dead = flush.valid, flush.dead
+        dead = flush.dead
         seen: dict[tuple[str, int], bytes] = {}
-        registry, window = self.registry, self.window
         for item in items:
-            received = datetime.fromtimestamp(item.received_at, UTC)
-            if item.topic.endswith("/status"):
-                self._classify_status(item, received, dead, flush.drops)
-                continue
-            flush.n_telemetry += 1
-            if is_senml(item.topic):  # no seq: nothing to de-duplicate here, the store does it
-                senml = classify_senml(item.topic, item.payload, received, registry, window)
-                if isinstance(senml, ValidBatch):
-                    valid.append(senml)
-                else:
-                    dead.append(senml)
-                continue
-            classified = classify(item.topic, item.payload, received, registry, window)
-            if isinstance(classified, ValidBatch):
-                # A redelivery of a batch still waiting in this flush: identical bytes are the
-                # same batch; different bytes go to the store, which files a conflict.
-                key = (classified.batch.gateway, classified.batch.seq)
-                if seen.get(key) == item.payload:
-                    flush.in_flush_duplicates += 1
-                    continue
-                seen[key] = item.payload
-                valid.append(classified)
-            else:
-                dead.append(classified)
+            try:
+                self._prepare_one(item, flush, seen)
+            except Exception as exc:  # a bug of ours: one dead letter, never the worker
+                dead.append(self._poison_letter(item, "classify", exc))
         m = self.metrics
         m.received.labels("telemetry").inc(flush.n_telemetry)
         m.received.labels("status").inc(len(items) - flush.n_telemetry)
         return flush
+
+    def _prepare_one(self, item: Inbound, flush: Flush, seen: dict[tuple[str, int], bytes]) -> None:
+        valid, dead = flush.valid, flush.dead
+        received = datetime.fromtimestamp(item.received_at, UTC)
+        if item.topic.endswith("/status"):
+            self._classify_status(item, received, dead, flush.drops)
+            return
+        flush.n_telemetry += 1
+        if is_senml(item.topic):  # no seq: nothing to de-duplicate here, the store does it
+            senml = classify_senml(item.topic, item.payload, received, self.registry, self.window)
+            if isinstance(senml, ValidBatch):
+                valid.append(senml)
+            else:
+                dead.append(senml)
+            return
+        classified = classify(item.topic, item.payload, received, self.registry, self.window)
+        if isinstance(classified, ValidBatch):
+            # A redelivery of a batch still waiting in this flush: identical bytes are the
+            # same batch; different bytes go to the store, which files a conflict.
+            key = (classified.batch.gateway, classified.batch.seq)
+            if seen.get(key) == item.payload:
+                flush.in_flush_duplicates += 1
+                return
+            seen[key] = item.payload
+            valid.append(classified)
+        else:
+            dead.append(classified)
 
     def _commit(self, flush: Flush) -> None:
         """Write one flush in one transaction, then ack its messages."""
@@ -513,6 +572,7 @@ class IngestWorker:
             if self._stopping.is_set():
                 self._abandoned = True
             return
+        flush.acked = True  # from here on, never again (see _commit_once)
         acked = self.link.ack(items)
         now_mono = time.monotonic()
         observe = m.commit_lag.observe
@@ -531,8 +591,10 @@ class IngestWorker:
     def _classify_status(self, item: Inbound, received: datetime, dead: list[DeadLetter],
                          drops: list[tuple[str, int, datetime]]) -> None:
         def letter(reason: Any, detail: str, gateway: str | None = None, site: str | None = None) -> None:
+            # A status is retained: the same poison comes back at every restart (``once``).
             dead.append(deadletters.build(topic=item.topic, raw=item.payload, received_at=received,
-                                          reason=reason, detail=detail, gateway=gateway, site=site))
+                                          reason=reason, detail=detail, gateway=gateway, site=site,
+                                          once=True))
         try:
             t = topics.parse(item.topic)
         except TopicError as exc:
@@ -577,8 +639,8 @@ class IngestWorker:
         return result
 
     def _write_isolating(self, valid: list[ValidBatch], dead: list[DeadLetter]) -> WriteResult | None:
-        """One transaction per batch; a batch the store refuses permanently becomes a dead letter.
-        If the store refuses even dead letters, the error is fatal (the worker stops, unacked)."""
+        """One transaction per batch; a batch the store refuses permanently becomes a dead letter
+        (then ``_write_letters``: a letter the store refuses is stored in its minimal form)."""
         total = WriteResult()
         letters = list(dead)
         for vb in valid:
@@ -588,6 +650,9 @@ class IngestWorker:
                 r = self._with_retry("write one", write_one, raise_permanent=True)
             except StoreError as exc:
                 b = vb.batch
+                self.metrics.unhandled.labels("store_refused").inc()
+                logger.error("store refused batch %s/%d: %s; dead-lettered", b.gateway, b.seq,
+                             safe_text(str(exc), 500))
                 letters.append(deadletters.build(
                     topic=vb.topic, raw=vb.raw, received_at=vb.received_at, reason="schema",
                     detail=f"store refused the batch: {exc}", gateway=b.gateway, site=vb.site,
@@ -595,13 +660,19 @@ class IngestWorker:
                 continue
             if r is None:
                 return None
-            _merge(total, r)
-        r = self._with_retry("write dead letters", lambda: self.store.write([], letters),
-                             raise_permanent=True)
+            containment.merge(total, r)
+        r = self._write_letters(letters)
         if r is None:
             return None
-        _merge(total, r)
+        containment.merge(total, r)
         return total
+
+    def _write_letters(self, letters: list[DeadLetter]) -> WriteResult | None:
+        """``containment.write_letters`` through this worker's retrying store calls."""
+        def write(ls: list[DeadLetter]) -> WriteResult | None:
+            r = self._with_retry("write dead letters", lambda: self.store.write([], ls), raise_permanent=True)
+            return r if r is None or isinstance(r, WriteResult) else WriteResult()
+        return containment.write_letters(letters, write, self.metrics)
 
     def _with_retry(self, what: str, fn: Callable[[], Any], *, raise_permanent: bool = False) -> Any:
         """Call ``fn`` until it does not raise StoreUnavailable, with exponential backoff.
@@ -697,6 +768,12 @@ class IngestWorker:
             self._set_store_ok(False)
             logger.debug("watermarks not saved yet: %s", exc)
             return False
+        except StoreError as exc:
+            # Refused for good (cannot happen within the contract's bounds): not a reason to
+            # stop; they are saved again when they next move, and republished meanwhile.
+            self.metrics.store_errors.labels("error").inc()
+            logger.error("store refused watermarks %s: %s", self._unsaved, safe_text(str(exc), 300))
+            return True
         return True
 
     def _ping(self) -> None:
@@ -727,11 +804,3 @@ class IngestWorker:
 
 
 _DONE = object()  # what _with_retry returns for a call that returns None
-
-
-def _merge(total: WriteResult, r: WriteResult) -> None:
-    total.stored_batches += r.stored_batches
-    total.stored_readings += r.stored_readings
-    total.duplicate_batches += r.duplicate_batches
-    total.dead_letters.extend(r.dead_letters)
-    total.handled.extend(r.handled)

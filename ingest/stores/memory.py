@@ -44,6 +44,7 @@ class MemoryStore:
         self._readings: dict[writeplan.ReadingKey, StoredReading] = {}
         self._batches: dict[writeplan.BatchKey, writeplan.Previous] = {}
         self._dead: list[DeadLetter] = []
+        self._once: set[bytes] = set()  # once_key of the letters kept (migration 0005)
         self._dead_removed = 0  # ids stay stable after retention
         self._marks: dict[str, int] = {}
         self._drops: dict[writeplan.BatchKey, datetime] = {}
@@ -96,7 +97,11 @@ class MemoryStore:
                 self._stream.append(new_rows)
                 result.stored_readings += len(new_rows)
             letters = [*settled.letters, *conflicts.values()]
-            self._dead.extend(letters)
+            for d in letters:
+                if d.once_key is None or d.once_key not in self._once:
+                    self._dead.append(d)
+                if d.once_key is not None:
+                    self._once.add(d.once_key)
             result.dead_letters = letters
             if watermarks:
                 self._save_marks(watermarks)

@@ -137,8 +137,9 @@ WHERE (gateway, seq) IN (SELECT * FROM unnest(%s::text[], %s::bigint[]))
 """
 
 _INSERT_DEAD = """
-INSERT INTO dead_letters (received_at, topic, gateway, site, seq, reason, detail, payload)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+INSERT INTO dead_letters (received_at, topic, gateway, site, seq, reason, detail, payload, once_key)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT DO NOTHING
 """
 
 _SAVE_MARKS = """
@@ -558,7 +559,8 @@ class PostgresStore:
                                               [d.seq for d in conflicts.values()]))
             if letters:
                 cur.executemany(_INSERT_DEAD, [
-                    (d.received_at, d.topic, d.gateway, d.site, d.seq, d.reason, d.detail, d.payload)
+                    (d.received_at, d.topic, d.gateway, d.site, d.seq, d.reason, d.detail, d.payload,
+                     d.once_key)
                     for d in letters])
             if watermarks:
                 self._save_marks(cur, watermarks)

@@ -73,8 +73,9 @@ ON CONFLICT DO NOTHING
 """
 
 _INSERT_DEAD = """
-INSERT INTO dead_letters (received_at, topic, gateway, site, seq, reason, detail, payload)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+INSERT INTO dead_letters (received_at, topic, gateway, site, seq, reason, detail, payload, once_key)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT DO NOTHING
 """
 
 _SAVE_MARKS = """
@@ -205,6 +206,10 @@ class SqliteStore:
                     raise
             except sqlite3.Error as exc:
                 raise _translate(exc) from exc
+            except (OverflowError, ValueError) as exc:
+                # sqlite3 refuses a value before SQLite sees it (an int beyond 64 bits, a
+                # surrogate in text): a permanent refusal of this write, not a crash.
+                raise StoreError(f"sqlite: {exc}") from exc
 
     def _read(self, query: str, params: Sequence[Any] = ()) -> list[Any]:
         with self._lock:
@@ -290,7 +295,8 @@ class SqliteStore:
         letters = [*settled.letters, *conflicts.values()]
         c.executemany(
             _INSERT_DEAD,
-            [(sqlite_time(d.received_at), d.topic, d.gateway, d.site, d.seq, d.reason, d.detail, d.payload)
+            [(sqlite_time(d.received_at), d.topic, d.gateway, d.site, d.seq, d.reason, d.detail, d.payload,
+              d.once_key)
              for d in letters])
         result.dead_letters = letters
         if watermarks:

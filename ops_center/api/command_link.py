@@ -45,8 +45,11 @@ PUBACK leaves only once the result is recorded, or is known to need no recording
 unknown command, a malformed payload). paho's network thread only queues what arrives; one
 worker thread (:class:`InOrderAcks`) records the results in arrival order and acks each when
 it is done, so PUBACKs leave in the order the PUBLISHes came (MQTT 5 §4.6). While the store
-fails (``RepositoryError``) the result at the head stays unacknowledged and is retried, 0.5 s
-doubling to 10 s; the ones behind it wait. The Receive Maximum the link sends (100,
+is unavailable (``RepositoryUnavailable``) the result at the head stays unacknowledged and is
+retried, 0.5 s doubling to 10 s; the ones behind it wait. A poison result (outside the
+contract's bounds, refused by the store for good, or one whose handling raises) is counted
+(``smartward_api_command_results_refused``), logged and acknowledged: it never blocks the line.
+The Receive Maximum the link sends (100,
 MQTT-3.1.2.11.3; over 3.1.1 the broker's ``max_inflight_messages``, 100 in deploy/mosquitto)
 caps what the broker has out to us, so the queue is bounded and the rest waits in the broker's
 session. A result still
@@ -72,12 +75,13 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from prometheus_client import CollectorRegistry, Gauge
 
 from contract import topics
+from contract.bounds import safe_text
 from contract.brokers import BrokerUrlError, parse_broker_urls
 from contract.codec import decode_command_result
 from contract.errors import ContractError
 from contract.models import CommandResult
 from ops_center.adapters.commands import CommandRecord, CommandStore, open_command_store
-from ops_center.adapters.repository import OpsRepository, RepositoryError
+from ops_center.adapters.repository import OpsRepository, RepositoryUnavailable
 from ops_center.api.result_queue import RETRY_MAX_S, RETRY_MIN_S, Delivery, InOrderAcks
 from ops_center.feed import Feed
 from ops_center.mqtt_client import BrokerClient, SessionOptions, url_set_problem
@@ -143,6 +147,25 @@ class CommandLink:
     def retries(self) -> int:
         """Failed attempts to record a result (total)."""
         return self._acks.retries
+
+    @property
+    def refused(self) -> int:
+        """Results acknowledged without being recorded: outside the contract, refused by the
+        store for good, or whose handling raised (total)."""
+        return self.bad_results + self._acks.errors
+
+    def register_metrics(self, registry: CollectorRegistry) -> None:
+        """The link's gauges in a metrics registry (the API's ``/metrics``)."""
+        pending = Gauge("smartward_api_command_results_pending",
+                        "command results received and not yet recorded and acknowledged", registry=registry)
+        pending.set_function(lambda: self.pending)
+        retries = Gauge("smartward_api_command_result_retries",
+                        "failed attempts to record a command result (total)", registry=registry)
+        retries.set_function(lambda: self.retries)
+        refused = Gauge("smartward_api_command_results_refused",
+                        "command results acknowledged without being recorded: outside the contract, "
+                        "refused by the store, or a bug (total)", registry=registry)
+        refused.set_function(lambda: self.refused)
 
     def start(self) -> None:
         """Connect in the background (the API starts while the broker is down)."""
@@ -230,15 +253,19 @@ class CommandLink:
             result = decode_command_result(d.payload)
         except ContractError as exc:
             self.bad_results += 1
-            logger.warning("ignoring a bad command result on %s: %s", d.topic, exc)
+            logger.warning("ignoring a bad command result on %s: %s", safe_text(d.topic, 200),
+                           safe_text(str(exc), 300))
             return None
         try:
             self._on_result(where.site, where.gateway, result)
-        except RepositoryError as exc:
+        except RepositoryUnavailable as exc:
             return f"could not record the command result {result.id} of {where.gateway}: {exc}"
-        except Exception:
+        except Exception as exc:
+            # Refused for good (RepositoryError) or a bug: retrying would block every result
+            # behind this one forever. Counted, logged, acknowledged.
             self.bad_results += 1
-            logger.exception("handling the command result %s failed; acknowledged, not retried", result.id)
+            logger.exception("recording the command result %s of %s failed (%s); acknowledged, not "
+                             "retried", result.id, where.gateway, safe_text(repr(exc), 300))
             return None
         self.results += 1
         return None
@@ -295,20 +322,13 @@ class CommandDesk:
 
     def register_metrics(self, registry: CollectorRegistry) -> None:
         """The command link's gauges in the app's metrics registry (nothing without a link)."""
-        link = self.link
-        if link is None:
-            return
-        pending = Gauge("smartward_api_command_results_pending",
-                        "command results received and not yet recorded and acknowledged", registry=registry)
-        pending.set_function(lambda: link.pending)
-        retries = Gauge("smartward_api_command_result_retries",
-                        "failed attempts to record a command result (total)", registry=registry)
-        retries.set_function(lambda: link.retries)
+        if self.link is not None:
+            self.link.register_metrics(registry)
 
     def on_result(self, site: str, gateway: str, result: CommandResult) -> None:
         """A result from the broker (the link's worker thread): record it, tell the live
         screens. ``RepositoryError`` propagates: the link keeps the result unacknowledged and
-        tries again."""
+        tries again while it is ``RepositoryUnavailable``, else counts and acknowledges it."""
         updated = self.store.record_result(result.id, gateway, result.ok, result.detail, result.ts)
         if updated is None:
             logger.debug("command result %s from %s changed nothing (unknown, redelivered or late)",

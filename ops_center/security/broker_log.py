@@ -12,6 +12,10 @@ Lines understood (Mosquitto 2.0, ``connection_messages true``):
   wrong password or revoked gateway (``<unknown>`` when the broker had no client id yet);
 - ``Outgoing messages are being dropped for client ID.`` (notice) — the broker's queue for a
   subscriber is full (RELIABILITY R3): a ``queue_drop`` event, not tied to a site;
+- ``Client ID disconnected due to oversize packet.`` — a packet over ``max_packet_size``
+  (deploy/mosquitto): the broker drops it and the connection, and nobody else hears of it; an
+  ``oversize_packet`` event (the exact line of Mosquitto 2.0.11, measured with the shipped
+  configuration over MQTT 5 and 3.1.1: tests/integration/test_security_broker_oversize.py);
 - ``Denied PUBLISH from ID (d0, q1, r0, m1, 'TOPIC', ... (N bytes))`` — an ACL denial. The
   broker writes it at **debug** level only: the broker needs ``log_type debug`` for these
   (or ``log_type all``); without it, only refused connections are seen.
@@ -43,6 +47,7 @@ _DENIED_PUB: Final = re.compile(
     _TS + r": Denied PUBLISH from (?P<client>\S+) \(d\d, q\d, r(?P<retain>\d), m\d+, '(?P<topic>[^']*)'"
 )
 _DROPPING: Final = re.compile(_TS + r": Outgoing messages are being dropped for client (?P<client>\S+?)\.?$")
+_OVERSIZE: Final = re.compile(_TS + r": Client (?P<client>\S+) disconnected due to oversize packet\.")
 _TOPIC: Final = re.compile(r"^smartward/v1/(?P<site>[^/]+)/(?P<gateway>[^/]+)/")
 
 
@@ -97,6 +102,21 @@ class BrokerLogParser:
                         f"the broker is dropping messages for '{client}': its queue is full "
                         "(edge agents re-send what is not acknowledged)"),
                 client=client,
+            )
+        m = _OVERSIZE.match(line)
+        if m is not None:
+            client = None if m["client"] == "<unknown>" else m["client"]
+            site = self.registry.site_of(client) if client else None
+            return SecurityEventRecord(
+                at=_time(m["ts"]),
+                source="broker",
+                kind="oversize_packet",
+                detail=("broker bỏ một gói tin quá cỡ và ngắt kết nối / the broker dropped an oversize "
+                        f"packet from '{client or '<unknown>'}' (over max_packet_size) and disconnected it"),
+                site=site,
+                gateway=client if site else None,
+                client=client,
+                ip=self.last_ip if client is None else None,
             )
         m = _DENIED_PUB.match(line)
         if m is not None:

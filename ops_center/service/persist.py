@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from contract.bounds import safe_text
 from contract.registry import Registry
 from ops_center.adapters.records import AlertRecord, GatewayStatusRecord, IncidentRecord, TimelineEvent
 from ops_center.adapters.repository import (
@@ -58,6 +59,7 @@ class WriterStats:
     gateway_status_written: int = 0
     snapshots_written: int = 0
     refused: int = 0  # permanent errors: the write skipped
+    failed: int = 0  # steps that raised something else than a RepositoryError (then row by row)
     unavailable: int = 0  # transient failures (retried)
     feed_events: int = 0
     feed_replays_suppressed: int = 0  # changes already stored before: not published again
@@ -230,8 +232,14 @@ class ChangeWriter:
                 logger.debug("database unavailable (a step of %d alerts, %d incidents): %s",
                              len(step.alerts), len(step.incidents), exc)
                 return False
-            except RepositoryError as exc:
-                logger.warning("the database refused a step (%s); writing it row by row", exc)
+            except Exception as exc:
+                # RepositoryError: refused for good. Anything else is a value the adapter could
+                # not even send (an integer beyond 64 bits, a time before year 1) or a bug:
+                # the same treatment, so that one row never stops the service.
+                if not isinstance(exc, RepositoryError):
+                    self.stats.failed += 1
+                logger.warning("the database refused a step (%s); writing it row by row",
+                               safe_text(repr(exc), 500))
                 try:
                     outcome, ok = self._one_by_one(step)
                 except RepositoryUnavailable:
@@ -263,9 +271,9 @@ class ChangeWriter:
                 out = self.repo.commit_step(part)
             except RepositoryUnavailable:
                 raise
-            except RepositoryError:
+            except Exception:  # RepositoryError, or a value the adapter cannot send (see flush)
                 self.stats.refused += 1
-                logger.exception("the database refused %s; skipped", what)
+                logger.exception("the database refused %s; skipped", safe_text(what, 200))
                 if part.timeline:
                     fresh.append(False)
                 if part.snapshot is not None:

@@ -44,7 +44,10 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Literal
 
+from prometheus_client import CollectorRegistry, Gauge
+
 from contract import topics
+from contract.bounds import safe_text
 from contract.codec import decode_status, decode_telemetry
 from contract.errors import DecodeError, TopicError
 from contract.registry import Registry
@@ -91,6 +94,7 @@ class ServiceCounters:
     statuses: int = 0
     duplicates: int = 0
     invalid: int = 0  # undecodable or topic/payload mismatch (the ingest dead-letters them)
+    failed: int = 0  # messages whose evaluation raised (a bug): logged, acknowledged, skipped
     readings: int = 0
     alert_changes: int = 0
     incident_changes: int = 0
@@ -258,6 +262,24 @@ class OpsService:
     def ready(self) -> bool:
         return self.link.connected and self._restored and self._store_ok and self.fatal is None
 
+    def register_metrics(self, registry: CollectorRegistry) -> None:
+        """The service's totals as gauges in a metrics registry (the API's ``/metrics``)."""
+        c, stats = self.counters, self.writer.stats
+        for name, doc, read in (
+            ("smartward_ops_messages", "MQTT messages the ops service took (total)", lambda: c.messages),
+            ("smartward_ops_messages_refused",
+             "messages refused: outside the contract's bounds, undecodable, topic mismatch (total)",
+             lambda: c.invalid),
+            ("smartward_ops_messages_failed",
+             "messages whose evaluation raised (a bug): logged, acknowledged, skipped (total)",
+             lambda: c.failed),
+            ("smartward_ops_store_rows_refused", "rows the database refused for good: skipped (total)",
+             lambda: stats.refused),
+            ("smartward_ops_loop_errors", "errors caught at the worker's loops (total)",
+             lambda: c.loop_errors),
+        ):
+            Gauge(name, doc, registry=registry).set_function(read)
+
     def progress(self) -> ServiceProgress:
         return self._progress
 
@@ -408,7 +430,11 @@ class OpsService:
             self._step(messages)
             now = mono()
             if now >= next_tick:
-                self._tick()
+                try:
+                    self._tick()
+                except Exception as exc:  # a bug in a timer must not stop the city's rules
+                    self.counters.loop_errors += 1
+                    logger.exception("a tick failed; going on: %s", safe_text(repr(exc), 300))
                 next_tick = now + s.ops_tick_interval_s
             if now >= next_maintenance:
                 self._load_maintenance()
@@ -470,22 +496,26 @@ class OpsService:
     def _step(self, messages: list[Inbound]) -> None:
         for m in messages:
             self.counters.messages += 1
+            changes: list[AlertChange] = []
             try:
                 changes = self._handle(m)
-            except Exception:  # one message must never stop the service
-                self.counters.loop_errors += 1
-                logger.exception("message on %s could not be evaluated; skipped", m.topic)
+                if changes:
+                    # Stored and published at once (not after the rest of the queue): the
+                    # latency of an alert is what an operator waits for. The incident manager
+                    # reads changes as a story in event time, and a batch yields its changes
+                    # series by series: put them back in time order (stable: one alert's raise
+                    # stays before its clear), so where a batch happened to be cut never decides
+                    # when an incident opens.
+                    changes.sort(key=lambda c: c.at)
+                    self._record(changes, self.manager.apply(changes, self._clock()))
+            except Exception as exc:  # one message must never stop the service
+                self.counters.failed += 1
+                logger.exception("message on %s (%d bytes) could not be evaluated; acknowledged and "
+                                 "skipped: %s", safe_text(m.topic, 200), len(m.payload),
+                                 safe_text(repr(exc), 300))
                 changes = []
-            self._pending.append(m)
+            self._pending.append(m)  # acknowledged with the next snapshot, whatever happened
             if changes:
-                # Stored and published at once (not after the rest of the queue): the latency
-                # of an alert is what an operator waits for. The incident manager reads changes
-                # as a story in event time, and a batch yields its changes series by series:
-                # put them back in time order (stable: one alert's raise stays before its
-                # clear), so where a batch happened to be cut never decides when an incident
-                # opens.
-                changes.sort(key=lambda c: c.at)
-                self._record(changes, self.manager.apply(changes, self._clock()))
                 self._flush()
         if self.writer.pending:
             self._flush()
@@ -519,28 +549,33 @@ class OpsService:
     def _handle(self, m: Inbound) -> list[AlertChange]:
         try:
             t = topics.parse(m.topic)
-        except TopicError:
-            self.counters.invalid += 1
-            return []
+        except TopicError as exc:
+            return self._refuse(m, str(exc))
         if self.registry.site_of(t.gateway) != t.site:
-            self.counters.invalid += 1  # unknown gateway, or one publishing under another site
-            return []
+            # unknown gateway, or one publishing under another site
+            return self._refuse(m, f"gateway {t.gateway!r} is not registered under {t.site!r}")
         if t.kind == "telemetry":
             return self._telemetry(m, t.gateway)
         if t.kind == "status":
             return self._status(m, t.site, t.gateway)
         return []
 
+    def _refuse(self, m: Inbound, why: str) -> list[AlertChange]:
+        """A message outside the contract: counted, logged, acknowledged with the next snapshot
+        (the ingest keeps it as a dead letter)."""
+        self.counters.invalid += 1
+        logger.info("refused a message on %s%s: %s", safe_text(m.topic, 200),
+                    " (retained)" if m.retain else "", safe_text(why, 300))
+        return []
+
     def _telemetry(self, m: Inbound, gateway: str) -> list[AlertChange]:
         self.counters.telemetry += 1
         try:
             batch = decode_telemetry(m.payload)
-        except DecodeError:
-            self.counters.invalid += 1
-            return []
+        except DecodeError as exc:
+            return self._refuse(m, str(exc))
         if batch.gateway != gateway:
-            self.counters.invalid += 1
-            return []
+            return self._refuse(m, f"payload gateway {batch.gateway!r} on {gateway!r}'s topic")
         sent = batch.sent_at.timestamp()
         if self.seqs.seen(gateway, batch.seq, sent):
             self.counters.duplicates += 1
@@ -567,12 +602,10 @@ class OpsService:
             return []  # a retained status being cleared (MQTT-3.3.1-10)
         try:
             status = decode_status(m.payload)
-        except DecodeError:
-            self.counters.invalid += 1
-            return []
+        except DecodeError as exc:
+            return self._refuse(m, str(exc))
         if status.gateway != gateway:
-            self.counters.invalid += 1
-            return []
+            return self._refuse(m, f"payload gateway {status.gateway!r} on {gateway!r}'s topic")
         ts = status.ts
         if status.state == "online" and not m.retain:
             # A live status is stamped by the gateway's clock like a batch: a Will must not be

@@ -83,3 +83,14 @@ def test_a_full_broker_queue_is_reported_as_a_queue_drop() -> None:
     assert event is not None
     assert (event.kind, event.client, event.site, event.source) == ("queue_drop", "ingest-2", None, "broker")
     assert "hàng đợi đầy" in event.detail and "queue is full" in event.detail
+
+
+def test_an_oversize_packet_is_reported_with_its_gateway() -> None:
+    # The exact line of Mosquitto 2.0.11 (tests/integration/test_security_broker_oversize.py).
+    parser = BrokerLogParser(REG)
+    event = parser.parse("2026-12-07T08:46:48: Client tn-gw-01 disconnected due to oversize packet.\n")
+    assert event is not None and event.kind == "oversize_packet"
+    assert (event.site, event.gateway, event.client) == ("thong-nhat", "tn-gw-01", "tn-gw-01")
+    assert parser.parse("2026-12-07T08:46:48: New connection from 10.0.0.7:4242 on port 1883.\n") is None
+    anon = parser.parse("1764306000: Client <unknown> disconnected due to oversize packet.\n")
+    assert anon is not None and anon.client is None and anon.site is None and anon.ip == "10.0.0.7"
