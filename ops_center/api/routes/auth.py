@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.security import OAuth2PasswordRequestForm
 
+from contract.bounds import is_safe_text
 from ops_center.adapters.records import UserRecord
 from ops_center.api.deps import AppState, StateDep, client_ip
 from ops_center.api.errors import ERROR_RESPONSES, ApiError
@@ -31,6 +32,11 @@ def login(
     request: Request, state: StateDep, form: Annotated[OAuth2PasswordRequestForm, Depends()]
 ) -> TokenOut:
     ip = client_ip(request) or "?"
+    # A control character in a name or password is no credential: 422 before the store
+    # (PostgreSQL refuses NUL in text) and before the audit log that would repeat it.
+    for field, value in (("username", form.username), ("password", form.password)):
+        if not is_safe_text(value):
+            raise ApiError(422, "validation", names=field)
     name = form.username[:64]
     wait = state.limiter.check(ip, name)
     if wait is not None:

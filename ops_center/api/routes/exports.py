@@ -28,6 +28,7 @@ from contract.models import METRIC_PATTERN, SLUG_PATTERN
 from ops_center.api.deps import AppState, ScopeDep, StateDep, require_visible
 from ops_center.api.errors import ERROR_RESPONSES, ApiError
 from ops_center.api.kpi import unit_of
+from ops_center.api.schemas import QueryTime
 from ops_center.security.scope import Scope
 
 # The error bodies are JSON, as everywhere: documented as such explicitly, since a ``model``
@@ -73,8 +74,9 @@ INCIDENTS_HEADER: Final = (
     "Người phụ trách / assignee",
 )
 
-Start = Annotated[datetime, Query(description="RFC 3339 with offset")]
-End = Annotated[datetime, Query(description=f"RFC 3339 with offset; at most {EXPORT_RANGE_MAX_DAYS} days "
+# Checked before the answer starts: once streaming, an error can only cut the body short.
+Start = Annotated[QueryTime, Query(description="RFC 3339 with offset")]
+End = Annotated[QueryTime, Query(description=f"RFC 3339 with offset; at most {EXPORT_RANGE_MAX_DAYS} days "
                                              "after start (at or before it: no rows)")]
 Site = Annotated[str | None, Query(pattern=SLUG_PATTERN, max_length=63)]
 
