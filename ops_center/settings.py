@@ -76,6 +76,12 @@ class OpsSettings(BaseSettings):
     login_failures_per_user: int = Field(default=5, ge=1)
     login_window_s: int = Field(default=300, ge=1)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    # Reverse proxies whose X-Forwarded-For is believed (comma-separated IPs/CIDRs; none by
+    # default): the per-IP login limit and the audit log use the client it names only when
+    # the peer is one of these (docs/security.md).
+    trusted_proxies: str = ""
+    # The map's tile URL template; its origin is allowed in the screen's CSP img-src.
+    map_tiles: str | None = None
     raw_range_max_s: int = Field(default=6 * 3600, ge=60)
     rollup_1m_range_max_s: int = Field(default=7 * 86_400, ge=3600)
     readings_range_max_s: int = Field(default=400 * 86_400, ge=86_400)

@@ -9,7 +9,7 @@ import functools
 import logging
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, ParamSpec, TypeVar
 
@@ -28,6 +28,7 @@ from ops_center.api.pagecache import BodyCache
 from ops_center.api.principals import KnownUser, UserRows
 from ops_center.feed import Feed
 from ops_center.security.passwords import Passwords
+from ops_center.security.proxies import TrustedProxies
 from ops_center.security.ratelimit import LoginLimiter
 from ops_center.security.roles import Action
 from ops_center.security.scope import Scope
@@ -61,6 +62,7 @@ class AppState:
     incident_pages: BodyCache[tuple[tuple[str, ...] | None, str | None, int, int]]
     # The app's own threads for blocking calls (the store), while its lifespan runs.
     blocking: ThreadPoolExecutor | None = None
+    proxies: TrustedProxies = field(default_factory=TrustedProxies)
 
     def now(self) -> datetime:
         return self.clock()
@@ -108,9 +110,15 @@ class AppState:
 
 
 def client_ip(request: Request | None) -> str | None:
+    """The client's address: the TCP peer, or what ``X-Forwarded-For`` says when the peer is
+    one of ``SMARTWARD_TRUSTED_PROXIES`` (ops_center/security/proxies.py)."""
     if request is None or request.client is None:
         return None
-    return request.client.host
+    peer = request.client.host
+    state: AppState | None = getattr(request.app.state, "smartward", None)
+    if state is None or not state.proxies.networks:
+        return peer
+    return state.proxies.client(peer, request.headers.getlist("x-forwarded-for"))
 
 
 # The dependencies that do no I/O are ``async def``: FastAPI runs a plain ``def`` dependency in
