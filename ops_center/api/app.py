@@ -19,6 +19,7 @@ from fastapi.staticfiles import StaticFiles
 
 from contract.registry import Registry, load_registry
 from ops_center.adapters.repository import OpsRepository, RepositoryError
+from ops_center.adapters.sessions import open_session_store
 from ops_center.api.command_link import CommandDesk
 from ops_center.api.deps import AppState, Readiness
 from ops_center.api.errors import install_handlers
@@ -110,6 +111,7 @@ def create_app(
         # pages computed before it stale at once; from elsewhere, ``list_cache_s`` bounds it.
         incident_pages=BodyCache(settings.list_cache_s, generation=lambda: feed.stats.published),
         proxies=TrustedProxies.parse(settings.trusted_proxies),
+        sessions=open_session_store(repo),
     )
 
     @asynccontextmanager

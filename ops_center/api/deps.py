@@ -20,6 +20,7 @@ from fastapi.security import OAuth2PasswordBearer
 from contract.registry import Registry
 from ops_center.adapters.records import AuditEntry, AuditOutcome, UserRecord
 from ops_center.adapters.repository import OpsRepository, RepositoryError
+from ops_center.adapters.sessions import MemorySessionStore, SessionStore
 from ops_center.api.errors import ApiError
 from ops_center.api.kpi import KpiService
 from ops_center.api.lifecycle import ActionHook
@@ -63,6 +64,7 @@ class AppState:
     # The app's own threads for blocking calls (the store), while its lifespan runs.
     blocking: ThreadPoolExecutor | None = None
     proxies: TrustedProxies = field(default_factory=TrustedProxies)
+    sessions: SessionStore = field(default_factory=MemorySessionStore)
 
     def now(self) -> datetime:
         return self.clock()
@@ -170,14 +172,17 @@ def _read_user(state: AppState, name: str) -> KnownUser | None:
     if user is None:
         state.users.forget(name)
         return None
-    known = KnownUser(user, Scope.for_user(user.name, user.role, user.sites, state.registry.sites), read_at)
-    state.users.put(known.user, known.scope, read_at)
+    revoked = state.sessions.revoked_for(name, state.now())
+    known = KnownUser(
+        user, Scope.for_user(user.name, user.role, user.sites, state.registry.sites), read_at, revoked
+    )
+    state.users.put(known.user, known.scope, read_at, revoked)
     return known
 
 
 def _principal(claims: TokenClaims, known: KnownUser | None) -> Principal:
     """Any mismatch between the token and the user row (disabled, token version, role,
-    sites) is a 401: the token is stale."""
+    sites) is a 401: the token is stale; so is a token of a revoked session."""
     if known is None:
         raise _unauthorized()
     user = known.user
@@ -186,6 +191,7 @@ def _principal(claims: TokenClaims, known: KnownUser | None) -> Principal:
         or user.token_version != claims.ver
         or user.role != claims.role
         or tuple(user.sites) != claims.sites
+        or (claims.sid is not None and claims.sid in known.revoked_sessions)
     ):
         raise _unauthorized()
     return Principal(user, claims, known.scope)
@@ -229,21 +235,46 @@ async def get_scope(request: Request, token: Annotated[str | None, Depends(oauth
 ScopeDep = Annotated[Scope, Depends(get_scope)]
 
 
+def principal_from_ticket(state: AppState, ticket: str) -> Principal:
+    """A stream ticket (single use, ``STREAM_TICKET_TTL_S``) -> the principal of the access
+    token it was issued against, checked against the user row as a token is (blocking)."""
+    grant = state.sessions.redeem_ticket(ticket, state.now())
+    if grant is None:
+        raise _unauthorized()
+    known = _read_user(state, grant.user)
+    if known is None:
+        raise _unauthorized()
+    user = known.user
+    claims = TokenClaims(
+        sub=user.name, role=user.role, sites=tuple(user.sites), typ="access", ver=grant.token_version,
+        exp=grant.access_expires_at, jti="ticket", sid=grant.session,
+    )
+    return _principal(claims, known)
+
+
 async def get_stream_principal(
     request: Request,
     state: StateDep,
     token: Annotated[str | None, Depends(oauth2_scheme)],
-    access_token: Annotated[
+    ticket: Annotated[
         str | None,
         Query(
-            max_length=4096,
+            min_length=16,
+            max_length=128,
+            pattern=r"^[A-Za-z0-9_-]+$",
             description=(
-                "For EventSource clients, which cannot set headers; the Authorization header is preferred"
+                "For EventSource clients, which cannot set headers: a ticket from "
+                "POST /api/v1/stream/ticket (single use, 30 s). Never a token in the URL."
             ),
         ),
     ] = None,
 ) -> Principal:
-    principal = await resolve_principal(state, token or access_token)
+    if token:
+        principal = await resolve_principal(state, token)
+    elif ticket is not None:
+        principal = await state.offload(principal_from_ticket, state, ticket)
+    else:
+        raise _unauthorized("not_authenticated")
     request.state.actor = principal.user.name
     return principal
 

@@ -89,6 +89,15 @@ class RefreshIn(_In):
     refresh_token: TokenText
 
 
+class LogoutOut(_Out):
+    revoked: bool = Field(description="phiên đã bị thu hồi / the session was live and is now revoked")
+
+
+class StreamTicketOut(_Out):
+    ticket: str = Field(description="GET /api/v1/stream?ticket=… — single use")
+    expires_in: int = Field(description="seconds")
+
+
 class MeOut(_Out):
     name: str
     role: Role

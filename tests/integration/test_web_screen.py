@@ -312,7 +312,8 @@ def test_the_screen_is_served_under_a_strict_policy(browser: Browser, server: Se
         assert refused == []  # the screen itself needs nothing the policy refuses
         # The policy is enforced: an inline script, as an injection would add, does not run.
         page.evaluate("""() => { const s = document.createElement('script');
-                                s.textContent = 'window.__inlineRan = true'; document.body.appendChild(s); }""")
+                                s.textContent = 'window.__inlineRan = true';
+                                document.body.appendChild(s); }""")
         assert page.evaluate("window.__inlineRan === true") is False
         deadline = time.monotonic() + DEADLINE_MS / 1000
         while not refused:
