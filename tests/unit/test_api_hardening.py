@@ -3,6 +3,7 @@ proxies for the per-IP login limit, CSV formula neutralisation in every export."
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from fastapi.testclient import TestClient
 from ops_center.adapters.records import IncidentRecord
 from ops_center.api.headers import content_security_policy, tiles_origin
 from ops_center.api.routes.exports import neutralise
+from ops_center.feed import Feed
 from ops_center.security.proxies import ProxyConfigError, TrustedProxies
 from tests.integration.test_api_support import PASSWORD, Env, auth, sqlite_env
 
@@ -166,3 +168,20 @@ def test_an_incident_export_neutralises_a_title_made_from_a_registry_name(env: E
     table = list(csv.reader(io.StringIO(r.text.lstrip("\ufeff"))))
     row = next(row for row in table if row[0] == "inc-tn-evil")
     assert row[5] == "'" + evil and row[6] == "'@" + evil
+
+
+# --- the stream's Last-Event-ID ---------------------------------------------------------------
+
+
+def test_a_hostile_last_event_id_asks_for_a_resync_and_never_raises() -> None:
+    feed = Feed()
+    feed.publish("alert", "thong-nhat", {"i": 1})
+
+    async def scenario() -> None:
+        for bad in (f"{feed.boot}-²", f"{feed.boot}-٣", f"{feed.boot}-{'9' * 60}", f"{feed.boot}-",
+                    "-", "\x00", f"{feed.boot}-1e3"):
+            sub, replay = feed.subscribe(lambda site: True, bad)
+            sub.close()
+            assert replay.resync or replay.events == [], bad
+
+    asyncio.run(scenario())
