@@ -131,16 +131,18 @@ def test_a_maintenance_window_with_a_time_out_of_range_is_422(env: Env, bad: str
 @pytest.mark.parametrize("value", ["9223372036854775808", "-9223372036854775809", "-1", str(10**30), "1e999",
                                    "-1e999"])
 def test_a_command_argument_out_of_the_int64_range_is_422(env: Env, value: str) -> None:
-    body = '{"sensor": "tn-light-01", "name": "set_lamp", "args": {"dim_pct": ' + value + "}}"
+    body = '{"sensor": "tn-lamp-01", "name": "set_lamp", "args": {"dim_pct": ' + value + "}}"
     r = _post(env, f"{V1}/commands", body.encode())
     assert r.status_code == 422, r.text
+    assert r.json()["error"] == "validation"
 
 
 @pytest.mark.parametrize("bad", ["a\u0000b", "\u001f", "x" * 257])
 def test_a_command_argument_text_is_bounded_safe_text(env: Env, bad: str) -> None:
-    body = {"sensor": "tn-light-01", "name": "set_lamp", "args": {"mode": bad}}
+    body = {"sensor": "tn-lamp-01", "name": "set_lamp", "args": {"mode": bad}}
     r = _post(env, f"{V1}/commands", json.dumps(body).encode())
     assert r.status_code == 422, r.text
+    assert r.json()["error"] == "validation"
 
 
 # --- every route, hostile values per parameter type --------------------------------------------
@@ -221,7 +223,7 @@ BODIES: dict[str, dict[str, object]] = {
     "NoteIn": {"note": "ghi chú"},
     "AcknowledgeIn": {"note": "ghi chú"},
     "AssignIn": {"assignee": "tn-staff", "note": "ghi chú"},
-    "CommandIn": {"sensor": "tn-light-01", "name": "set_lamp", "args": {"on": True}},
+    "CommandIn": {"sensor": "tn-lamp-01", "name": "set_lamp", "args": {"on": True}},
     "RefreshIn": {"refresh_token": "x"},
     "LogoutIn": {"refresh_token": "x"},
 }
@@ -322,7 +324,10 @@ def test_no_operation_answers_5xx_to_hostile_values(env: Env) -> None:
                 headers.update(auth(env.tokens[user]))
             r = http.request(method.upper(), url, **{**kwargs, "headers": headers})
             count += 1
-            if r.status_code >= 500:
+            # 503 from POST /commands: this app has no command link (a state of the
+            # deployment, documented; tests/integration/test_api_commands.py has one).
+            unavailable = r.status_code == 503 and url.startswith(f"{V1}/commands") and method == "post"
+            if r.status_code >= 500 and not unavailable:
                 failures.append(f"{method.upper()} {url[:160]} as {user}: {r.status_code} {r.text[:200]}")
     assert count > 500
     assert not failures, f"{len(failures)} of {count} requests answered 5xx:\n" + "\n".join(failures[:40])
