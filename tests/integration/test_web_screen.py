@@ -324,6 +324,36 @@ def test_the_screen_is_served_under_a_strict_policy(browser: Browser, server: Se
         context.close()
 
 
+def test_the_stream_uses_tickets_and_logout_ends_the_session_on_the_server(
+    page: Page, server: ScreenServer
+) -> None:
+    """No token ever travels in a URL (the stream opens with a single-use ticket), and the
+    logout button revokes the session: its refresh token no longer works."""
+    from playwright.sync_api import expect
+
+    urls: list[str] = []
+    page.on("request", lambda req: urls.append(req.url))
+    log_in(page, "tn-staff")
+    expect(incident_row(page, "inc-tn-1")).to_be_visible()
+    server.wait_subscribers(1)
+    deadline = time.monotonic() + DEADLINE_MS / 1000
+    while not any("/api/v1/stream?ticket=" in u for u in urls):  # request events arrive async
+        assert time.monotonic() < deadline, urls
+        page.wait_for_timeout(20)
+    assert not [u for u in urls if "access_token" in u or "refresh_token" in u], urls
+    stored = page.evaluate("JSON.parse(sessionStorage.getItem('smartward.session'))")
+    page.click("#logout")
+    expect(page.locator("#login-user")).to_be_visible()
+    deadline = time.monotonic() + DEADLINE_MS / 1000
+    # The logout request goes out as the login form shows. Probed with the access token (a
+    # refresh would rotate the session and so end it by itself).
+    while httpx.get(f"{server.url}/api/v1/me", headers=auth(stored["access"])).status_code != 401:
+        assert time.monotonic() < deadline, "the session outlived the logout"
+        page.wait_for_timeout(50)
+    r = httpx.post(f"{server.url}/api/v1/auth/refresh", json={"refresh_token": stored["refresh"]})
+    assert r.status_code == 401
+
+
 def test_bad_password_shows_an_error_and_stays_on_login(page: Page) -> None:
     from playwright.sync_api import expect
 
