@@ -15,8 +15,10 @@ import secrets
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ops_center.security.proxies import TrustedProxies
 
 Environment = Literal["local", "demo", "production"]
 
@@ -103,6 +105,12 @@ class OpsSettings(BaseSettings):
     # PostgreSQL pool.
     db_pool_min: int = Field(default=1, ge=0)
     db_pool_max: int = Field(default=16, ge=1)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_addresses(cls, value: str) -> str:
+        TrustedProxies.parse(value)  # raises (ValueError) at start, naming the bad entry
+        return value
 
     @model_validator(mode="after")
     def _secret_required_outside_demo(self) -> OpsSettings:

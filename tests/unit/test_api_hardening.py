@@ -18,6 +18,7 @@ from ops_center.api.headers import content_security_policy, tiles_origin
 from ops_center.api.routes.exports import neutralise
 from ops_center.feed import Feed
 from ops_center.security.proxies import ProxyConfigError, TrustedProxies
+from ops_center.settings import OpsSettings
 from tests.integration.test_api_support import PASSWORD, Env, auth, sqlite_env
 
 V1 = "/api/v1"
@@ -96,6 +97,8 @@ def test_forwarded_for_is_read_only_from_a_trusted_peer() -> None:
     assert proxies.client("10.1.2.3", []) == "10.1.2.3"
     with pytest.raises(ProxyConfigError):
         TrustedProxies.parse("10.0.0.0/8,not-an-ip")
+    with pytest.raises(ValueError, match="not-an-ip"):  # refused when the settings load
+        OpsSettings(environment="demo", trusted_proxies="10.0.0.0/8,not-an-ip")
 
 
 def _login(client: TestClient, xff: str, password: str = "wrong-password") -> int:
