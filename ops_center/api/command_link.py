@@ -45,8 +45,10 @@ PUBACK leaves only once the result is recorded, or is known to need no recording
 unknown command, a malformed payload). paho's network thread only queues what arrives; one
 worker thread (:class:`InOrderAcks`) records the results in arrival order and acks each when
 it is done, so PUBACKs leave in the order the PUBLISHes came (MQTT 5 §4.6). While the store
-fails (``RepositoryError``) the result at the head stays unacknowledged and is retried, 0.5 s
-doubling to 10 s; the ones behind it wait. The Receive Maximum the link sends (100,
+is unavailable (``RepositoryUnavailable``) the result at the head stays unacknowledged and is
+retried, 0.5 s doubling to 10 s; the ones behind it wait. A result the store refuses for good
+(any other ``RepositoryError``) is counted in ``bad_results`` and acknowledged: retrying it
+would hold back every later result (issue #10). The Receive Maximum the link sends (100,
 MQTT-3.1.2.11.3; over 3.1.1 the broker's ``max_inflight_messages``, 100 in deploy/mosquitto)
 caps what the broker has out to us, so the queue is bounded and the rest waits in the broker's
 session. A result still
@@ -72,12 +74,13 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from prometheus_client import CollectorRegistry, Gauge
 
 from contract import topics
+from contract.bounds import safe_text
 from contract.brokers import BrokerUrlError, parse_broker_urls
 from contract.codec import decode_command_result
 from contract.errors import ContractError
 from contract.models import CommandResult
 from ops_center.adapters.commands import CommandRecord, CommandStore, open_command_store
-from ops_center.adapters.repository import OpsRepository, RepositoryError
+from ops_center.adapters.repository import OpsRepository, RepositoryError, RepositoryUnavailable
 from ops_center.api.result_queue import RETRY_MAX_S, RETRY_MIN_S, Delivery, InOrderAcks
 from ops_center.feed import Feed
 from ops_center.mqtt_client import BrokerClient, SessionOptions, url_set_problem
@@ -234,8 +237,15 @@ class CommandLink:
             return None
         try:
             self._on_result(where.site, where.gateway, result)
-        except RepositoryError as exc:
+        except RepositoryUnavailable as exc:  # transient: kept unacknowledged, tried again
             return f"could not record the command result {result.id} of {where.gateway}: {exc}"
+        except RepositoryError as exc:
+            # Refused for good (a value the store cannot take): retrying would hold back every
+            # later result forever (issue #10). Counted, logged and acknowledged.
+            self.bad_results += 1
+            logger.warning("the store refused the command result %s of %s; acknowledged, not retried: %s",
+                           safe_text(result.id, 80), where.gateway, safe_text(str(exc), 300))
+            return None
         except Exception:
             self.bad_results += 1
             logger.exception("handling the command result %s failed; acknowledged, not retried", result.id)
@@ -308,7 +318,7 @@ class CommandDesk:
     def on_result(self, site: str, gateway: str, result: CommandResult) -> None:
         """A result from the broker (the link's worker thread): record it, tell the live
         screens. ``RepositoryError`` propagates: the link keeps the result unacknowledged and
-        tries again."""
+        tries again while the store is unavailable, and drops one it refuses for good."""
         updated = self.store.record_result(result.id, gateway, result.ok, result.detail, result.ts)
         if updated is None:
             logger.debug("command result %s from %s changed nothing (unknown, redelivered or late)",
