@@ -134,7 +134,7 @@ def _serve(host: str, port: int, settings: OpsSettings, repo: OpsRepository, fee
     app = create_app(settings, repo, feed, readiness, registry=registry, on_action=service.on_action)
     service.register_metrics(app.state.smartward.metrics.registry)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,
-                                           lifespan="on"))
+                                           proxy_headers=False, lifespan="on"))
     logger.info("operations center on http://%s:%d (API /api/v1, /readyz)", host, port)
 
     # The service can die (a fatal error in its worker): then stop serving, so a supervisor

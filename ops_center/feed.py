@@ -198,7 +198,8 @@ class Feed:
 
     def _replay(self, last_event_id: str, accept: Accept) -> _Replay:
         boot, _, seq_text = last_event_id.rpartition("-")
-        if boot != self.boot or not seq_text.isdigit():
+        # ASCII digits only: str.isdigit() is also true of "²" and "٣", which int() refuses.
+        if boot != self.boot or not (seq_text.isascii() and seq_text.isdigit()):
             return _Replay(resync=True)
         seq = int(seq_text)
         oldest = self._ring[0].seq if self._ring else None

@@ -15,8 +15,10 @@ import secrets
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ops_center.security.proxies import TrustedProxies
 
 Environment = Literal["local", "demo", "production"]
 
@@ -79,6 +81,12 @@ class OpsSettings(BaseSettings):
     login_failures_per_user: int = Field(default=5, ge=1)
     login_window_s: int = Field(default=300, ge=1)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    # Reverse proxies whose X-Forwarded-For is believed (comma-separated IPs/CIDRs; none by
+    # default): the per-IP login limit and the audit log use the client it names only when
+    # the peer is one of these (docs/security.md).
+    trusted_proxies: str = ""
+    # The map's tile URL template; its origin is allowed in the screen's CSP img-src.
+    map_tiles: str | None = None
     raw_range_max_s: int = Field(default=6 * 3600, ge=60)
     rollup_1m_range_max_s: int = Field(default=7 * 86_400, ge=3600)
     readings_range_max_s: int = Field(default=400 * 86_400, ge=86_400)
@@ -100,6 +108,12 @@ class OpsSettings(BaseSettings):
     # PostgreSQL pool.
     db_pool_min: int = Field(default=1, ge=0)
     db_pool_max: int = Field(default=16, ge=1)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_addresses(cls, value: str) -> str:
+        TrustedProxies.parse(value)  # raises (ValueError) at start, naming the bad entry
+        return value
 
     @model_validator(mode="after")
     def _secret_required_outside_demo(self) -> OpsSettings:

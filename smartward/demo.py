@@ -151,7 +151,8 @@ def _serve_api(stack: Stack, host: str, port: int) -> tuple[uvicorn.Server, thre
 
     app = create_app(settings, stack.repo, stack.feed, readiness, registry=stack.registry,
                      on_action=service.on_action)
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False))
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,
+                                           proxy_headers=False))
     thread = threading.Thread(target=server.run, name="demo-api", daemon=True)
     thread.start()
     print(f"API: http://{host}:{port}/api/v1  (OpenAPI /docs)", flush=True)

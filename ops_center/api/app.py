@@ -19,9 +19,11 @@ from fastapi.staticfiles import StaticFiles
 
 from contract.registry import Registry, load_registry
 from ops_center.adapters.repository import OpsRepository, RepositoryError
+from ops_center.adapters.sessions import open_session_store
 from ops_center.api.command_link import CommandDesk
 from ops_center.api.deps import AppState, Readiness
 from ops_center.api.errors import install_handlers
+from ops_center.api.headers import SecurityHeaders
 from ops_center.api.kpi import KpiService
 from ops_center.api.lifecycle import ActionHook
 from ops_center.api.limits import BodySizeLimit
@@ -50,6 +52,7 @@ from ops_center.api.routes import (
 from ops_center.api.sta import router as sta
 from ops_center.feed import Feed
 from ops_center.security.passwords import Passwords
+from ops_center.security.proxies import TrustedProxies
 from ops_center.security.ratelimit import LoginLimiter
 from ops_center.security.tokens import TokenService
 from ops_center.settings import OpsSettings
@@ -110,6 +113,8 @@ def create_app(
         # Any event of this process's feed (an incident opened or acted on here) makes the
         # pages computed before it stale at once; from elsewhere, ``list_cache_s`` bounds it.
         incident_pages=BodyCache(settings.list_cache_s, generation=lambda: feed.stats.published),
+        proxies=TrustedProxies.parse(settings.trusted_proxies),
+        sessions=open_session_store(repo),
     )
 
     @asynccontextmanager
@@ -158,6 +163,7 @@ def create_app(
     # Outermost last: metrics see every answer, the 413s of the body limit included.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(SecurityHeaders, map_tiles=settings.map_tiles)  # on every answer
     return app
 
 

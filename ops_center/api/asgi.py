@@ -1,7 +1,11 @@
 """The API as an ASGI application built from the environment (``SMARTWARD_*``), for servers
 that import it by name, one instance per worker process::
 
-    uvicorn --factory ops_center.api.asgi:app_from_env --workers 2 --loop uvloop --http httptools
+    uvicorn --factory ops_center.api.asgi:app_from_env --workers 2 --loop uvloop --http httptools \
+        --no-proxy-headers
+
+(``--no-proxy-headers``: the API reads ``X-Forwarded-For`` itself, only from the proxies of
+``SMARTWARD_TRUSTED_PROXIES``; uvicorn's own handling trusts 127.0.0.1 by default.)
 
 Each worker process builds its own repository (a PostgreSQL pool of ``db_pool_max``
 connections, or its own SQLite connection), its own change feed, KPI cache and login rate

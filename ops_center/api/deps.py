@@ -9,7 +9,7 @@ import functools
 import logging
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, ParamSpec, TypeVar
 
@@ -20,6 +20,7 @@ from fastapi.security import OAuth2PasswordBearer
 from contract.registry import Registry
 from ops_center.adapters.records import AuditEntry, AuditOutcome, UserRecord
 from ops_center.adapters.repository import OpsRepository, RepositoryError
+from ops_center.adapters.sessions import MemorySessionStore, SessionStore
 from ops_center.api.errors import ApiError
 from ops_center.api.kpi import KpiService
 from ops_center.api.lifecycle import ActionHook
@@ -28,6 +29,7 @@ from ops_center.api.pagecache import BodyCache
 from ops_center.api.principals import KnownUser, UserRows
 from ops_center.feed import Feed
 from ops_center.security.passwords import Passwords
+from ops_center.security.proxies import TrustedProxies
 from ops_center.security.ratelimit import LoginLimiter
 from ops_center.security.roles import Action
 from ops_center.security.scope import Scope
@@ -61,6 +63,8 @@ class AppState:
     incident_pages: BodyCache[tuple[tuple[str, ...] | None, str | None, int, int]]
     # The app's own threads for blocking calls (the store), while its lifespan runs.
     blocking: ThreadPoolExecutor | None = None
+    proxies: TrustedProxies = field(default_factory=TrustedProxies)
+    sessions: SessionStore = field(default_factory=MemorySessionStore)
 
     def now(self) -> datetime:
         return self.clock()
@@ -108,9 +112,15 @@ class AppState:
 
 
 def client_ip(request: Request | None) -> str | None:
+    """The client's address: the TCP peer, or what ``X-Forwarded-For`` says when the peer is
+    one of ``SMARTWARD_TRUSTED_PROXIES`` (ops_center/security/proxies.py)."""
     if request is None or request.client is None:
         return None
-    return request.client.host
+    peer = request.client.host
+    state: AppState | None = getattr(request.app.state, "smartward", None)
+    if state is None or not state.proxies.networks:
+        return peer
+    return state.proxies.client(peer, request.headers.getlist("x-forwarded-for"))
 
 
 # The dependencies that do no I/O are ``async def``: FastAPI runs a plain ``def`` dependency in
@@ -162,14 +172,17 @@ def _read_user(state: AppState, name: str) -> KnownUser | None:
     if user is None:
         state.users.forget(name)
         return None
-    known = KnownUser(user, Scope.for_user(user.name, user.role, user.sites, state.registry.sites), read_at)
-    state.users.put(known.user, known.scope, read_at)
+    revoked = state.sessions.revoked_for(name, state.now())
+    known = KnownUser(
+        user, Scope.for_user(user.name, user.role, user.sites, state.registry.sites), read_at, revoked
+    )
+    state.users.put(known.user, known.scope, read_at, revoked)
     return known
 
 
 def _principal(claims: TokenClaims, known: KnownUser | None) -> Principal:
     """Any mismatch between the token and the user row (disabled, token version, role,
-    sites) is a 401: the token is stale."""
+    sites) is a 401: the token is stale; so is a token of a revoked session."""
     if known is None:
         raise _unauthorized()
     user = known.user
@@ -178,6 +191,7 @@ def _principal(claims: TokenClaims, known: KnownUser | None) -> Principal:
         or user.token_version != claims.ver
         or user.role != claims.role
         or tuple(user.sites) != claims.sites
+        or (claims.sid is not None and claims.sid in known.revoked_sessions)
     ):
         raise _unauthorized()
     return Principal(user, claims, known.scope)
@@ -221,21 +235,46 @@ async def get_scope(request: Request, token: Annotated[str | None, Depends(oauth
 ScopeDep = Annotated[Scope, Depends(get_scope)]
 
 
+def principal_from_ticket(state: AppState, ticket: str) -> Principal:
+    """A stream ticket (single use, ``STREAM_TICKET_TTL_S``) -> the principal of the access
+    token it was issued against, checked against the user row as a token is (blocking)."""
+    grant = state.sessions.redeem_ticket(ticket, state.now())
+    if grant is None:
+        raise _unauthorized()
+    known = _read_user(state, grant.user)
+    if known is None:
+        raise _unauthorized()
+    user = known.user
+    claims = TokenClaims(
+        sub=user.name, role=user.role, sites=tuple(user.sites), typ="access", ver=grant.token_version,
+        exp=grant.access_expires_at, jti="ticket", sid=grant.session,
+    )
+    return _principal(claims, known)
+
+
 async def get_stream_principal(
     request: Request,
     state: StateDep,
     token: Annotated[str | None, Depends(oauth2_scheme)],
-    access_token: Annotated[
+    ticket: Annotated[
         str | None,
         Query(
-            max_length=4096,
+            min_length=16,
+            max_length=128,
+            pattern=r"^[A-Za-z0-9_-]+$",
             description=(
-                "For EventSource clients, which cannot set headers; the Authorization header is preferred"
+                "For EventSource clients, which cannot set headers: a ticket from "
+                "POST /api/v1/stream/ticket (single use, 30 s). Never a token in the URL."
             ),
         ),
     ] = None,
 ) -> Principal:
-    principal = await resolve_principal(state, token or access_token)
+    if token:
+        principal = await resolve_principal(state, token)
+    elif ticket is not None:
+        principal = await state.offload(principal_from_ticket, state, ticket)
+    else:
+        raise _unauthorized("not_authenticated")
     request.state.actor = principal.user.name
     return principal
 

@@ -32,6 +32,9 @@ class KnownUser:
     user: UserRecord
     scope: Scope
     read_at: float  # monotonic time the row was read
+    # The user's revoked login sessions (logout, refresh-token reuse), read with the row: an
+    # access token of one of them is refused within the same bound (issue #10).
+    revoked_sessions: frozenset[str] = frozenset()
 
 
 class UserRows:
@@ -58,13 +61,15 @@ class UserRows:
             self._rows.move_to_end(name)
             return known
 
-    def put(self, user: UserRecord, scope: Scope, read_at: float) -> None:
+    def put(
+        self, user: UserRecord, scope: Scope, read_at: float, revoked_sessions: frozenset[str] = frozenset()
+    ) -> None:
         """Remember a row read at ``read_at`` (taken before the query: the row is at least
         that fresh)."""
         if self.ttl_s <= 0:
             return
         with self._lock:
-            self._rows[user.name] = KnownUser(user, scope, read_at)
+            self._rows[user.name] = KnownUser(user, scope, read_at, revoked_sessions)
             self._rows.move_to_end(user.name)
             while len(self._rows) > self.max_users:
                 self._rows.popitem(last=False)

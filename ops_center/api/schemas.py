@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Literal
 
 import orjson
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
+from contract.bounds import MAX_INT, text_problem, time_problem
 from ops_center.adapters.commands import CommandRecord
 from ops_center.adapters.records import (
     AlertRecord,
@@ -22,9 +24,43 @@ from ops_center.adapters.records import (
 from ops_center.api.errors import Localized
 from ops_center.security.roles import Role
 
+# --- bounds (CONTRACT.md "Additions → Bounds and text", contract/bounds.py) ----------------------
+# Every text a request carries is checked here, before any route sees it: no control character
+# but tab and newline (NUL never), at most its length; every time representable in UTC and
+# within [MIN_TIME, MAX_TIME); every integer within 0 … 2^63−1. Outside: 422, never a 500 from
+# the store (PostgreSQL refuses NUL in text; Python cannot convert year 9999 at −23:59 to UTC).
+
+
+def _text(max_length: int) -> AfterValidator:
+    def check(value: str) -> str:
+        problem = text_problem(value, max_length)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
+    return AfterValidator(check)
+
+
+def _check_time(value: datetime) -> datetime:
+    problem = time_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+Time = Annotated[AwareDatetime, AfterValidator(_check_time)]
+"""A body's time: with an offset, representable, within [MIN_TIME, MAX_TIME)."""
+QueryTime = Annotated[datetime, AfterValidator(_check_time)]
+"""A query's time (the routes say which are required): as ``Time``."""
+BoundedInt = Annotated[int, Field(ge=0, le=MAX_INT)]
+
 USER_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
 UserName = Annotated[str, Field(pattern=USER_NAME_PATTERN)]
-Note = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+NOTE_MAX = 2000
+Note = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=NOTE_MAX), _text(NOTE_MAX)
+]
+OptionalNote = Annotated[str, Field(max_length=NOTE_MAX), _text(NOTE_MAX)]
 Severity = Literal["info", "warning", "critical", "emergency"]
 
 
@@ -46,8 +82,20 @@ class TokenOut(_Out):
     refresh_token: str
 
 
+TokenText = Annotated[str, Field(min_length=1, max_length=4096), _text(4096)]
+
+
 class RefreshIn(_In):
-    refresh_token: str = Field(min_length=1, max_length=4096)
+    refresh_token: TokenText
+
+
+class LogoutOut(_Out):
+    revoked: bool = Field(description="phiên đã bị thu hồi / the session was live and is now revoked")
+
+
+class StreamTicketOut(_Out):
+    ticket: str = Field(description="GET /api/v1/stream?ticket=… — single use")
+    expires_in: int = Field(description="seconds")
 
 
 class MeOut(_Out):
@@ -294,7 +342,7 @@ class IncidentDetailOut(IncidentOut):
 
 
 class AcknowledgeIn(_In):
-    note: str | None = Field(default=None, max_length=2000)
+    note: OptionalNote | None = None
 
 
 class NoteIn(_In):
@@ -303,7 +351,7 @@ class NoteIn(_In):
 
 class AssignIn(_In):
     assignee: UserName
-    note: str | None = Field(default=None, max_length=2000)
+    note: OptionalNote | None = None
 
 
 # --- admin ---------------------------------------------------------------------------------------
@@ -470,8 +518,8 @@ _ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"  # CONTRACT.md identifiers (sites, ga
 class MaintenanceIn(_In):
     scope: MaintenanceScope
     target: Annotated[str, Field(pattern=_ID_PATTERN, description="sensor, gateway or site id")]
-    start: AwareDatetime | None = Field(default=None, description="RFC 3339 with an offset; default: now")
-    end: AwareDatetime | None = Field(default=None, description="after start; none: until ended")
+    start: Time | None = Field(default=None, description="RFC 3339 with an offset; default: now")
+    end: Time | None = Field(default=None, description="after start; none: until ended")
     reason: Note
 
 
@@ -508,13 +556,36 @@ class MaintenancePage(_Page):
 # --- commands ----------------------------------------------------------------------------------
 
 ArgValue = bool | int | float | str | None
+ARG_TEXT_MAX = 256
+
+
+def _check_arg(value: ArgValue) -> ArgValue:
+    """A command argument, bounded like every payload the platform publishes (it goes out over
+    MQTT): integers within 0 … 2^63−1, finite floats, safe text of at most ARG_TEXT_MAX."""
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        if not 0 <= value <= MAX_INT:
+            raise ValueError(f"integer outside 0 … {MAX_INT}")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError("number is not finite")
+    else:
+        problem = text_problem(value, ARG_TEXT_MAX)
+        if problem is not None:
+            raise ValueError(problem)
+    return value
+
+
+ArgIn = Annotated[ArgValue, AfterValidator(_check_arg)]
+ArgName = Annotated[str, StringConstraints(min_length=1, max_length=64), _text(64)]
 CommandStateOut = Literal["pending", "applied", "failed", "expired"]
 
 
 class CommandIn(_In):
     sensor: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$", description="mã cảm biến / sensor id")
     name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,62}$", description="lệnh / command, e.g. set_lamp")
-    args: dict[Annotated[str, StringConstraints(max_length=64)], ArgValue] = Field(
+    args: dict[ArgName, ArgIn] = Field(
         default_factory=dict, max_length=16, description='e.g. {"on": true, "dim_pct": 60} or {"auto": true}'
     )
     ttl_s: int = Field(default=300, ge=10, le=3600, description="hết hạn sau / expires after (s)")

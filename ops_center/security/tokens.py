@@ -47,12 +47,15 @@ class TokenClaims:
     ver: int
     exp: datetime
     jti: str
+    sid: str | None = None  # the login session (ops_center/adapters/sessions.py)
 
 
 @dataclass(frozen=True, slots=True)
 class IssuedToken:
     token: str
     expires_in_s: int
+    jti: str = ""
+    expires_at: datetime | None = None
 
 
 class TokenService:
@@ -78,24 +81,36 @@ class TokenService:
         self._verified_lock = threading.Lock()
 
     def issue(
-        self, typ: TokenType, *, user: str, role: Role, sites: tuple[str, ...], version: int
+        self,
+        typ: TokenType,
+        *,
+        user: str,
+        role: Role,
+        sites: tuple[str, ...],
+        version: int,
+        session: str | None = None,
     ) -> IssuedToken:
         now = self._clock()
         ttl = self.access_ttl_s if typ == "access" else self.refresh_ttl_s
+        jti = secrets.token_hex(8)
+        exp = int((now + timedelta(seconds=ttl)).timestamp())
         claims: dict[str, object] = {
             "iss": self.issuer,
             "aud": self.audience,
             "sub": user,
             "iat": int(now.timestamp()),
             "nbf": int(now.timestamp()),
-            "exp": int((now + timedelta(seconds=ttl)).timestamp()),
-            "jti": secrets.token_hex(8),
+            "exp": exp,
+            "jti": jti,
             "typ": typ,
             "role": role,
             "sites": list(sites),
             "ver": version,
         }
-        return IssuedToken(jwt.encode(claims, self._key, algorithm=ALGORITHM), ttl)
+        if session is not None:
+            claims["sid"] = session
+        token = jwt.encode(claims, self._key, algorithm=ALGORITHM)
+        return IssuedToken(token, ttl, jti, datetime.fromtimestamp(exp, UTC))
 
     def verify(self, token: str, typ: TokenType) -> TokenClaims:
         if typ != "access":  # refresh tokens are rare (and rotated): always in full
@@ -147,6 +162,9 @@ class TokenService:
         sub = raw["sub"]
         if not isinstance(sub, str) or not sub:
             raise TokenError("bad sub claim")
+        sid = raw.get("sid")
+        if sid is not None and not isinstance(sid, str):
+            raise TokenError("bad sid claim")
         return TokenClaims(
             sub=sub,
             role=role,  # type: ignore[arg-type]  # checked by is_role above
@@ -155,4 +173,5 @@ class TokenService:
             ver=ver,
             exp=datetime.fromtimestamp(int(raw["exp"]), UTC),
             jti=str(raw["jti"]),
+            sid=sid,
         )

@@ -73,12 +73,25 @@ def server(env: Env) -> Iterator[Server]:
 
 @pytest.fixture
 def page(browser: Browser, server: Server) -> Iterator[Page]:
+    """The screen in a fresh browser context. Every test using it also proves the screen runs
+    under the API's Content-Security-Policy: any violation Chromium reports (in the console,
+    or as a ``securitypolicyviolation`` event) fails the test at teardown."""
     context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="vi-VN")
+    context.add_init_script(
+        "window.__cspViolations = [];"
+        "document.addEventListener('securitypolicyviolation', e => window.__cspViolations.push("
+        "e.violatedDirective + ' ' + e.blockedURI));"
+    )
     p = context.new_page()
+    violations: list[str] = []
+    p.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
     p.set_default_timeout(DEADLINE_MS)
     p.goto(f"{server.url}{SCREEN_PATH}/")
     yield p
+    if not p.is_closed():
+        violations += p.evaluate("window.__cspViolations || []")
     context.close()
+    assert not violations, f"the screen broke its Content-Security-Policy: {violations}"
 
 
 def log_in(page: Page, user: str, password: str = PASSWORD) -> None:
@@ -278,6 +291,67 @@ def test_city_leader_sees_every_site_and_may_not_acknowledge(page: Page, env: En
     page.select_option("#site-select", "an-xa")
     expect(page.locator("#incidents li")).to_have_count(1)
     expect(incident_row(page, env.seed.incidents["an-xa"])).to_be_visible()
+
+
+def test_the_screen_is_served_under_a_strict_policy(browser: Browser, server: Server) -> None:
+    from playwright.sync_api import expect
+
+    r = httpx.get(f"{server.url}{SCREEN_PATH}/")
+    csp = r.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "'unsafe-inline'" not in csp
+    assert r.headers["x-frame-options"] == "DENY" and r.headers["x-content-type-options"] == "nosniff"
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="vi-VN")
+    try:
+        page = context.new_page()
+        page.set_default_timeout(DEADLINE_MS)
+        refused: list[str] = []
+        page.on("console", lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None)
+        page.goto(f"{server.url}{SCREEN_PATH}/")
+        log_in(page, "tn-staff")
+        expect(incident_row(page, "inc-tn-1")).to_be_visible()
+        assert refused == []  # the screen itself needs nothing the policy refuses
+        # The policy is enforced: an inline script, as an injection would add, does not run.
+        page.evaluate("""() => { const s = document.createElement('script');
+                                s.textContent = 'window.__inlineRan = true';
+                                document.body.appendChild(s); }""")
+        assert page.evaluate("window.__inlineRan === true") is False
+        deadline = time.monotonic() + DEADLINE_MS / 1000
+        while not refused:
+            assert time.monotonic() < deadline, "no CSP violation reported for an inline script"
+            page.wait_for_timeout(20)
+        assert "inline script" in refused[0]
+    finally:
+        context.close()
+
+
+def test_the_stream_uses_tickets_and_logout_ends_the_session_on_the_server(
+    page: Page, server: ScreenServer
+) -> None:
+    """No token ever travels in a URL (the stream opens with a single-use ticket), and the
+    logout button revokes the session: its refresh token no longer works."""
+    from playwright.sync_api import expect
+
+    urls: list[str] = []
+    page.on("request", lambda req: urls.append(req.url))
+    log_in(page, "tn-staff")
+    expect(incident_row(page, "inc-tn-1")).to_be_visible()
+    server.wait_subscribers(1)
+    deadline = time.monotonic() + DEADLINE_MS / 1000
+    while not any("/api/v1/stream?ticket=" in u for u in urls):  # request events arrive async
+        assert time.monotonic() < deadline, urls
+        page.wait_for_timeout(20)
+    assert not [u for u in urls if "access_token" in u or "refresh_token" in u], urls
+    stored = page.evaluate("JSON.parse(sessionStorage.getItem('smartward.session'))")
+    page.click("#logout")
+    expect(page.locator("#login-user")).to_be_visible()
+    deadline = time.monotonic() + DEADLINE_MS / 1000
+    # The logout request goes out as the login form shows. Probed with the access token (a
+    # refresh would rotate the session and so end it by itself).
+    while httpx.get(f"{server.url}/api/v1/me", headers=auth(stored["access"])).status_code != 401:
+        assert time.monotonic() < deadline, "the session outlived the logout"
+        page.wait_for_timeout(50)
+    r = httpx.post(f"{server.url}/api/v1/auth/refresh", json={"refresh_token": stored["refresh"]})
+    assert r.status_code == 401
 
 
 def test_bad_password_shows_an_error_and_stays_on_login(page: Page) -> None:

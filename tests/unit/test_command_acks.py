@@ -168,3 +168,24 @@ def test_the_desk_exports_its_link_s_pending_results_as_gauges() -> None:
     desk.register_metrics(registry)
     assert registry.get_sample_value("smartward_api_command_results_pending") == 0
     assert registry.get_sample_value("smartward_api_command_result_retries") == 0
+
+
+def test_a_result_the_store_refuses_for_good_is_acked_only_an_unavailable_store_is_retried() -> None:
+    """Issue #10 (containment): a command result the store can never take (PostgreSQL refuses
+    NUL in text, a value out of range) is counted and acknowledged, not retried forever in
+    front of every later result; only an unavailable store keeps it for another try."""
+    from ops_center.adapters.repository import RepositoryError, RepositoryUnavailable
+
+    raised: list[Exception] = []
+
+    def on_result(*_a: object) -> None:
+        raise raised[-1]
+
+    link = CommandLink("mqtt://127.0.0.1:1883", client_id="test-poison", on_result=on_result)
+    payload = (b'{"v": 1, "id": "cmd-1", "ok": false, "detail": "x", '
+               b'"ts": "2026-12-07T08:00:00Z"}')
+    delivery = Delivery("smartward/v1/thong-nhat/tn-gw-01/cmd/result", payload, 1, 1, 0)
+    raised.append(RepositoryError("postgresql: PostgreSQL text fields cannot contain NUL (0x00) bytes"))
+    assert link._handle(delivery) is None and link.bad_results == 1
+    raised.append(RepositoryUnavailable("postgresql: connection refused"))
+    assert link._handle(delivery) is not None and link.bad_results == 1

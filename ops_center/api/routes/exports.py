@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Annotated, Any, Final
@@ -28,6 +29,7 @@ from contract.models import METRIC_PATTERN, SLUG_PATTERN
 from ops_center.api.deps import AppState, ScopeDep, StateDep, require_visible
 from ops_center.api.errors import ERROR_RESPONSES, ApiError
 from ops_center.api.kpi import unit_of
+from ops_center.api.schemas import QueryTime
 from ops_center.security.scope import Scope
 
 # The error bodies are JSON, as everywhere: documented as such explicitly, since a ``model``
@@ -73,8 +75,9 @@ INCIDENTS_HEADER: Final = (
     "Người phụ trách / assignee",
 )
 
-Start = Annotated[datetime, Query(description="RFC 3339 with offset")]
-End = Annotated[datetime, Query(description=f"RFC 3339 with offset; at most {EXPORT_RANGE_MAX_DAYS} days "
+# Checked before the answer starts: once streaming, an error can only cut the body short.
+Start = Annotated[QueryTime, Query(description="RFC 3339 with offset")]
+End = Annotated[QueryTime, Query(description=f"RFC 3339 with offset; at most {EXPORT_RANGE_MAX_DAYS} days "
                                              "after start (at or before it: no rows)")]
 Site = Annotated[str | None, Query(pattern=SLUG_PATTERN, max_length=63)]
 
@@ -114,14 +117,29 @@ def _local(t: datetime) -> str:
     return t.astimezone(VN_TZ).strftime("%Y-%m-%d %H:%M:%S")
 
 
+# A cell a spreadsheet would read as a formula (CSV injection, OWASP): registry names reach
+# incident titles, and a title "=HYPERLINK(...)" must open as text. The leading apostrophe
+# makes Excel and LibreOffice show the text as it is; numbers ("-3.5") stay numbers.
+FORMULA_START: Final = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER: Final = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+
+
+def neutralise(cell: object) -> object:
+    """``cell`` as a spreadsheet shows it literally (see FORMULA_START)."""
+    if isinstance(cell, str) and cell.startswith(FORMULA_START) and not _NUMBER.match(cell):
+        return "'" + cell
+    return cell
+
+
 def _csv(header: Sequence[str], rows: Iterable[Sequence[object]]) -> Iterator[str]:
-    """BOM + header, then the rows in chunks of a few hundred (one write per chunk)."""
+    """BOM + header, then the rows in chunks of a few hundred (one write per chunk), every
+    text cell neutralised."""
     buf = io.StringIO()
     out = csv.writer(buf, lineterminator="\r\n")
     buf.write(BOM)
     out.writerow(header)
     for n, row in enumerate(rows, 1):
-        out.writerow(row)
+        out.writerow([neutralise(c) for c in row])
         if n % 500 == 0:
             yield buf.getvalue()
             buf.seek(0)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -12,7 +11,7 @@ from ops_center.adapters.repository import Resolution
 from ops_center.api.deps import ScopeDep, StateDep, require_visible
 from ops_center.api.errors import ERROR_RESPONSES, ApiError
 from ops_center.api.kpi import unit_of
-from ops_center.api.schemas import PointOut, ReadingsOut
+from ops_center.api.schemas import PointOut, QueryTime, ReadingsOut
 from ops_center.api.series import aggregate, plan
 
 router = APIRouter(tags=["readings"], responses=ERROR_RESPONSES)
@@ -25,8 +24,8 @@ def get_readings(
     scope: ScopeDep,
     sensor: Annotated[str, Query(pattern=SLUG_PATTERN, max_length=63)],
     metric: Annotated[str, Query(pattern=r"^[a-z][a-z0-9_]{0,62}$")],
-    start: Annotated[datetime | None, Query(description="RFC 3339 with offset; required")] = None,
-    end: Annotated[datetime | None, Query(description="RFC 3339 with offset; required")] = None,
+    start: Annotated[QueryTime | None, Query(description="RFC 3339 with offset; required")] = None,
+    end: Annotated[QueryTime | None, Query(description="RFC 3339 with offset; required")] = None,
     bucket: Annotated[
         str | None, Query(max_length=8, description="1m 5m 10m 15m 30m 1h 2h 3h 6h 12h 1d")
     ] = None,

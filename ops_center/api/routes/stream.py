@@ -6,19 +6,28 @@ Each client reads from its own bounded subscription of the change feed
 reconnects with its Last-Event-ID and resumes from the ring buffer), never slowing the
 others. The stream also ends when the access token expires: the client reconnects with a
 fresh one, so a disabled user's stream cannot outlive their token.
+
+Authentication: the ``Authorization`` header, or, for ``EventSource`` (which cannot set
+headers), ``?ticket=`` from ``POST /api/v1/stream/ticket``: opaque, single use, valid 30 s, and
+standing for the access token it was issued against (the stream ends when that token expires).
+A token never travels in the URL (it would land in access logs, proxies and histories).
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Header
+from fastapi import APIRouter, Header, Query
 from fastapi.responses import StreamingResponse
 
-from ops_center.api.deps import StateDep, StreamPrincipalDep
+from ops_center.adapters.sessions import STREAM_TICKET_TTL_S, StreamTicket
+from ops_center.api.deps import AppState, PrincipalDep, StateDep, StreamPrincipalDep
 from ops_center.api.errors import ERROR_RESPONSES
+from ops_center.api.schemas import StreamTicketOut
 from ops_center.feed import FeedEvent
 
 router = APIRouter(tags=["stream"], responses=ERROR_RESPONSES)
@@ -29,6 +38,21 @@ RETRY_MS = 3000
 def format_event(e: FeedEvent) -> str:
     data = json.dumps({"site": e.site, "at": e.at.isoformat(), **e.data}, ensure_ascii=False, default=str)
     return f"id: {e.id}\nevent: {e.kind}\ndata: {data}\n\n"
+
+
+@router.post("/stream/ticket", summary="Vé mở luồng sự kiện / a single-use ticket for the live stream (30 s)")
+async def stream_ticket(state: StateDep, principal: PrincipalDep) -> StreamTicketOut:
+    ticket = secrets.token_urlsafe(32)
+    claims = principal.claims
+    grant = StreamTicket(user=principal.user.name, session=claims.sid, token_version=claims.ver,
+                         access_expires_at=claims.exp)
+
+    def add(s: AppState) -> None:
+        now = s.now()
+        s.sessions.add_ticket(ticket, grant, now + timedelta(seconds=STREAM_TICKET_TTL_S), now)
+
+    await state.offload(add, state)
+    return StreamTicketOut(ticket=ticket, expires_in=STREAM_TICKET_TTL_S)
 
 
 @router.get(
@@ -46,10 +70,15 @@ async def stream(
     state: StateDep,
     principal: StreamPrincipalDep,
     last_event_id: Annotated[str | None, Header(max_length=64)] = None,
+    resume_after: Annotated[
+        str | None,
+        Query(alias="last_event_id", max_length=64, pattern=r"^[A-Za-z0-9:._-]+$",
+              description="As the Last-Event-ID header, for a new EventSource that resumes"),
+    ] = None,
 ) -> StreamingResponse:
     scope = principal.scope
     feed = state.feed
-    sub, replay = feed.subscribe(scope.can_see, last_event_id)
+    sub, replay = feed.subscribe(scope.can_see, last_event_id or resume_after)
     expires = principal.claims.exp
     keepalive_s = state.settings.stream_keepalive_s
     sent = state.metrics.stream_events

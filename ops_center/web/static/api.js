@@ -45,8 +45,16 @@ export function accessToken() {
   return session ? session.access : null;
 }
 
+// Ends the session on the server too (POST /auth/logout revokes its refresh token and its
+// access tokens); the local copy is dropped at once, whatever the server answers.
 export function logout() {
+  const token = accessToken();
   saveSession(null);
+  if (token) {
+    send(`${API}/auth/logout`, { method: "POST", headers: { Authorization: `Bearer ${token}` } }).catch(
+      () => {},
+    );
+  }
 }
 
 // hooks: unauthorized() when the session cannot be renewed; network(ok) on reachability changes.
@@ -115,6 +123,18 @@ export function refresh() {
 export async function freshToken() {
   if (session && session.expiresAt - Date.now() < 30_000) await refresh();
   return accessToken();
+}
+
+// A single-use ticket for the live stream (POST /stream/ticket, valid 30 s): EventSource cannot
+// send an Authorization header, and a token in a URL would end up in logs. Null without a session.
+export async function streamTicket() {
+  try {
+    const { ticket } = await api("/stream/ticket", { method: "POST" });
+    return ticket;
+  } catch (exc) {
+    if (exc instanceof ApiError && exc.status === 401) return null;
+    throw exc;
+  }
 }
 
 export async function api(path, { method = "GET", body } = {}) {

@@ -1,11 +1,13 @@
 // The live stream (GET /api/v1/stream, Server-Sent Events). EventSource cannot send an
-// Authorization header, so the token goes in ?access_token= (ops_center/api/deps.py,
-// get_stream_principal). While the browser reconnects by itself it resumes with
-// Last-Event-ID; when the stream is closed for good (a 401 after the token expired, the
-// server gone, a "reauth" or "resync" event) a new EventSource is opened with a fresh
-// token, after a growing pause, and the caller reloads what it shows (onReconnect).
+// Authorization header, and a token must not travel in a URL: each EventSource is opened with
+// a single-use ticket (POST /api/v1/stream/ticket, valid 30 s; ops_center/api/deps.py,
+// get_stream_principal). A ticket works once, so the browser's own reconnects (which reuse
+// the URL) are refused: on any error the stream is closed here and reopened with a new
+// ticket, resuming after the last event received (?last_event_id=, as the browser's
+// Last-Event-ID header would). When the stream ends for good (the access token expired, the
+// server gone, a "reauth" or "resync" event) the caller reloads what it shows (onReconnect).
 
-import { API, freshToken } from "./api.js";
+import { API, streamTicket } from "./api.js";
 
 const KINDS = ["alert", "incident", "gateway", "kpi"];
 const BACKOFF_MS = [500, 1000, 2000, 5000, 10000];
@@ -20,6 +22,7 @@ export class LiveStream {
     this.timer = null;
     this.stopped = true;
     this.opened = false;
+    this.lastEventId = null;
   }
 
   async start() {
@@ -36,9 +39,20 @@ export class LiveStream {
 
   async open(reconnecting) {
     if (this.stopped) return;
-    const token = await freshToken();
-    if (!token || this.stopped) return;
-    const es = new EventSource(`${API}/stream?access_token=${encodeURIComponent(token)}`);
+    let ticket;
+    try {
+      ticket = await streamTicket();
+    } catch {
+      ticket = undefined; // the server is unreachable: try again after a pause
+    }
+    if (ticket === null || this.stopped) return; // no session any more
+    if (ticket === undefined) {
+      this.retry(true);
+      return;
+    }
+    const params = new URLSearchParams({ ticket });
+    if (this.lastEventId) params.set("last_event_id", this.lastEventId);
+    const es = new EventSource(`${API}/stream?${params}`);
     this.source = es;
     es.onopen = () => {
       this.failures = 0;
@@ -48,13 +62,14 @@ export class LiveStream {
     };
     es.onerror = () => {
       this.onState(false);
-      // CONNECTING: the browser retries by itself (and resumes with Last-Event-ID);
-      // CLOSED: it gave up, so open a new stream.
-      if (es.readyState === EventSource.CLOSED) this.again(es);
-      else reconnecting = true;
+      // The browser would retry with the same (used) ticket: open a new stream instead.
+      this.again(es);
     };
     for (const kind of KINDS) {
-      es.addEventListener(kind, (m) => this.onEvent(kind, JSON.parse(m.data)));
+      es.addEventListener(kind, (m) => {
+        if (m.lastEventId) this.lastEventId = m.lastEventId;
+        this.onEvent(kind, JSON.parse(m.data));
+      });
     }
     es.addEventListener("reauth", () => this.again(es, 0));
     es.addEventListener("resync", () => this.onReconnect());
@@ -64,9 +79,13 @@ export class LiveStream {
     es.close();
     if (this.source !== es || this.stopped) return;
     this.source = null;
+    this.retry(true, pauseMs);
+  }
+
+  retry(reconnecting, pauseMs) {
     const pause = pauseMs ?? BACKOFF_MS[Math.min(this.failures, BACKOFF_MS.length - 1)];
     this.failures += 1;
     clearTimeout(this.timer);
-    this.timer = setTimeout(() => this.open(true), pause);
+    this.timer = setTimeout(() => this.open(reconnecting), pause);
   }
 }
