@@ -7,4 +7,5 @@ pytest_plugins: list[str] = [
     "tests.servers.postgres",
     "tests.servers.timescale",
     "tests.servers.victoria",
+    "tests.servers.smtp",
 ]

@@ -27,10 +27,14 @@ from ops_center.adapters.sql import _INCIDENT_COLS, NOTIFICATION_COLS, Row, SqlO
 
 @dataclass(frozen=True, slots=True)
 class EscalationCandidate:
-    """An open (unacknowledged) incident somebody was told of, and its highest escalation step."""
+    """An open (unacknowledged) incident somebody was told of, its highest escalation step, and
+    when the ops service opened it (its first-tier notification was created in the opening's
+    transaction: wall time, where ``opened_at`` is reading time, which may lie in the past for
+    data that arrives late or in the future of a simulated clock)."""
 
     incident: IncidentRecord
     step: int
+    since: datetime
 
 
 class NotificationStore(Protocol):
@@ -184,11 +188,16 @@ class SqlNotificationStore:
         cols = ", ".join(f"i.{c.strip()}" for c in _INCIDENT_COLS.split(","))
         with self._repo._read() as x:
             rows = x.rows(
-                f"SELECT {cols}, (SELECT max(n.step) FROM notifications n WHERE n.incident_id = i.id) "
+                f"SELECT {cols}, (SELECT max(n.step) FROM notifications n WHERE n.incident_id = i.id), "
+                "(SELECT min(f.created_at) FROM notifications f WHERE f.incident_id = i.id "
+                "AND f.reason IN ('opened', 'severity')) AS told_at "
                 "FROM incidents i WHERE i.state = 'open' AND EXISTS (SELECT 1 FROM notifications f "
                 "WHERE f.incident_id = i.id AND f.reason IN ('opened', 'severity')) ORDER BY i.opened_at"
             )
-        return [EscalationCandidate(self._repo._incident(row[:-1]), int(row[-1] or 0)) for row in rows]
+        return [
+            EscalationCandidate(self._repo._incident(row[:-2]), int(row[-2] or 0), utc(row[-1]))
+            for row in rows
+        ]
 
     def list(
         self, sites: Sites, incident_id: str | None, limit: int, offset: int

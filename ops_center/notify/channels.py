@@ -23,7 +23,9 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from datetime import datetime
-from email.message import EmailMessage
+from email.header import Header
+from email.message import Message
+from email.mime.text import MIMEText
 from email.utils import format_datetime, formataddr
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
@@ -73,16 +75,18 @@ class SmtpChannel:
         self.timeout_s = timeout_s
         self.ssl_context = ssl_context or ssl.create_default_context()
 
-    def build(self, contact: Contact, message: OutMessage) -> EmailMessage:
-        msg = EmailMessage()
+    def build(self, contact: Contact, message: OutMessage) -> Message:
+        # email.header.Header (compat32) encodes the subject as RFC 2047 words that carry their
+        # spaces inside: the newer email policy folds between encoded words and a reader drops
+        # that space (RFC 2047 §6.2), which turned "tiếp nhận" into "tiếpnhận".
+        msg = MIMEText(message.text, "plain", "utf-8")
         msg["From"] = self.sender
-        msg["To"] = formataddr((contact.name, contact.email or ""))
-        msg["Subject"] = message.subject
+        msg["To"] = formataddr((contact.name, contact.email or ""), charset="utf-8")
+        msg["Subject"] = Header(message.subject, "utf-8").encode()
         msg["Date"] = format_datetime(message.at)
         msg["Message-ID"] = f"<{message.id}@smartward>"
         if message.incident_id:
             msg["X-Smartward-Incident"] = message.incident_id
-        msg.set_content(message.text)
         return msg
 
     def send(self, contact: Contact, message: OutMessage) -> None:

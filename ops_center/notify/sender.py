@@ -24,6 +24,7 @@ retry, the next escalation, or ``poll_s``. Never a bare sleep.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Mapping
@@ -160,7 +161,7 @@ class NotificationSender:
         created = 0
         nxt: datetime | None = None
         for cand in self.store.escalation_candidates():
-            f = facts(cand.incident)
+            f = dataclasses.replace(facts(cand.incident), opened_at=cand.since)
             intents = self.policy.due_escalations(f, now, after_step=cand.step)
             if intents:
                 detail = self.repo.get_incident(cand.incident.id)
