@@ -27,7 +27,7 @@ from email.header import Header
 from email.message import Message
 from email.mime.text import MIMEText
 from email.utils import format_datetime, formataddr
-from typing import Protocol
+from typing import Protocol, cast
 from urllib.parse import unquote, urlsplit
 
 from ops_center.domain.notify import Contact
@@ -82,7 +82,7 @@ class SmtpChannel:
         msg = MIMEText(message.text, "plain", "utf-8")
         msg["From"] = self.sender
         msg["To"] = formataddr((contact.name, contact.email or ""), charset="utf-8")
-        msg["Subject"] = Header(message.subject, "utf-8").encode()
+        msg["Subject"] = cast(str, Header(message.subject, "utf-8"))  # compat32 takes a Header
         msg["Date"] = format_datetime(message.at)
         msg["Message-ID"] = f"<{message.id}@smartward>"
         if message.incident_id:
