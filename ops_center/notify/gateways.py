@@ -25,10 +25,13 @@ from typing import Final
 
 from ops_center.domain.notify import Contact
 from ops_center.notify.channels import ChannelError, OutMessage, http_status_error, post_json
+from ops_center.notify.render import vn_time
 
 ESMS_OK: Final = "100"
 ESMS_TRANSIENT: Final = frozenset({"99", "103"})
-SMS_MAX_CHARS: Final = 459  # 3 concatenated Unicode... eSMS bills by 70-char parts; keep it short
+# 459 characters: at most seven 67-character parts of a concatenated Unicode SMS (Vietnamese
+# needs UCS-2); the messages are written to fit well within it (ops_center/notify/render.py).
+SMS_MAX_CHARS: Final = 459
 
 
 def phone_84(phone: str) -> str:
@@ -93,7 +96,7 @@ class ZaloZnsChannel:
             "title": message.subject[:200],
             "detail": lines[0][:200] if lines else "",
             "link": link[:200],
-            "time": message.at.strftime("%H:%M %d/%m/%Y"),
+            "time": vn_time(message.at),
             "site": message.site or "",
             "severity": message.subject.split("]", 1)[0].lstrip("[")[:30],
         }
