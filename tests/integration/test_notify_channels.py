@@ -83,7 +83,7 @@ AT = datetime(2026, 12, 7, 19, 14, tzinfo=UTC)
 MSG = OutMessage(
     id="a1b2c3d4e5f6a7b8c9d0",
     subject="[KHẨN CẤP/EMERGENCY] Sự cố mới: Ngập úng tại Hàn Thuyên — Phường Thống Nhất",
-    text="[KHẨN CẤP] Sự cố mới: Ngập úng tại Hàn Thuyên (Phường Thống Nhất), 02:14 08/12/2026. Mực nước 42 cm\n"
+    text="[KHẨN CẤP] Sự cố mới: Ngập úng tại Hàn Thuyên (Phường Thống Nhất), 02:14 08/12. Mực nước 42 cm\n"
     "[EMERGENCY] New incident: Flooding at Han Thuyen (Thong Nhat ward). Water 42 cm\n"
     "https://ioc.example.vn/screen/?incident=inc-1",
     incident_id="inc-1",
