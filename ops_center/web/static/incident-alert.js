@@ -37,6 +37,18 @@ const TEXT = {
   },
 };
 
+// Created at the first gesture anywhere on the page (listening from the module's load: the
+// login click comes before any incident event).
+let audio = null;
+function unlockAudio() {
+  const Ctx = window.AudioContext ?? window.webkitAudioContext;
+  if (Ctx && !audio) audio = new Ctx();
+  window.removeEventListener("pointerdown", unlockAudio, true);
+  window.removeEventListener("keydown", unlockAudio, true);
+}
+window.addEventListener("pointerdown", unlockAudio, true);
+window.addEventListener("keydown", unlockAudio, true);
+
 function text(key) {
   return (TEXT[currentLang()] ?? TEXT.vi)[key] ?? TEXT.vi[key];
 }
@@ -54,17 +66,9 @@ export class IncidentAlerts {
     this.onView = onView;
     this.siteName = siteName ?? ((id) => id);
     this.seen = new Set();
-    this.audio = null;
     this.banner = null;
     const link = el("link", { rel: "stylesheet", href: "incident-alert.css" });
     document.head.append(link);
-    const unlock = () => {
-      this.unlockAudio();
-      window.removeEventListener("pointerdown", unlock, true);
-      window.removeEventListener("keydown", unlock, true);
-    };
-    window.addEventListener("pointerdown", unlock, true);
-    window.addEventListener("keydown", unlock, true);
   }
 
   // The hook: every "incident" event of the live stream.
@@ -84,7 +88,7 @@ export class IncidentAlerts {
       this.banner = el("section", { class: "incident-alert", role: "alert", "aria-live": "assertive" });
       document.body.prepend(this.banner);
     }
-    const title = (currentLang() === "en" ? inc.title_en : inc.title_vi) ?? inc.title_vi ?? inc.id;
+    const title = this.title(inc);
     const view = el("button", { type: "button", class: "incident-alert-view" }, text("view"));
     const dismiss = el("button", { type: "button", class: "incident-alert-dismiss" }, text("dismiss"));
     const line = el(
@@ -102,6 +106,11 @@ export class IncidentAlerts {
       this.banner.querySelector(".incident-alert-line:last-of-type")?.remove();
     }
     this.offerPermission();
+  }
+
+  title(inc) {
+    const names = inc.title ?? {};
+    return (currentLang() === "en" ? names.en : names.vi) ?? names.vi ?? inc.id;
   }
 
   remove(line) {
@@ -124,7 +133,7 @@ export class IncidentAlerts {
 
   notify(inc) {
     if (!("Notification" in window) || Notification.permission !== "granted" || !document.hidden) return;
-    const title = `${text(inc.severity)}: ${currentLang() === "en" ? inc.title_en : inc.title_vi}`;
+    const title = `${text(inc.severity)}: ${this.title(inc)}`;
     const n = new Notification(title, { body: this.siteName(inc.site), tag: inc.id, requireInteraction: true });
     n.addEventListener("click", () => {
       window.focus();
@@ -133,14 +142,8 @@ export class IncidentAlerts {
     });
   }
 
-  unlockAudio() {
-    const Ctx = window.AudioContext ?? window.webkitAudioContext;
-    if (!Ctx || this.audio) return;
-    this.audio = new Ctx();
-  }
-
   beep(times) {
-    const ctx = this.audio;
+    const ctx = audio;
     if (!ctx) return; // no user gesture yet: the banner still shows
     if (ctx.state === "suspended") ctx.resume().catch(() => {});
     const start = ctx.currentTime + 0.05;
