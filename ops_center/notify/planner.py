@@ -24,7 +24,7 @@ from ops_center.adapters.records import (
     notification_id,
 )
 from ops_center.domain.alerts import severity_rank
-from ops_center.domain.incidents import IncidentChange
+from ops_center.domain.incidents import Incident, IncidentChange
 from ops_center.domain.notify import IncidentFacts, Intent, NotifyPolicy
 from ops_center.notify.render import render
 
@@ -106,6 +106,15 @@ class NotificationPlanner:
                 continue
             rows += rows_for(intents, record, members, self.registry, self.public_url, now)
         return rows, resolved
+
+    def resolved(self, incident: Incident, now: datetime) -> list[ResolvedNotice]:
+        """The notice for an incident a person resolved (the service heard of it afterwards)."""
+        self._severity.pop(incident.id, None)
+        if not self.policy.active or incident.late or incident.merged_into is not None:
+            return []
+        record = IncidentRecord.from_domain(incident)
+        msg = render(record, [], "resolved", self.registry, self.public_url)
+        return [ResolvedNotice(incident.id, incident.site, now, msg.subject, msg.body)]
 
     def _remember(self, incident_id: str, rank: int) -> None:
         sev = self._severity

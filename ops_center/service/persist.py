@@ -48,7 +48,7 @@ from ops_center.adapters.repository import (
 from ops_center.api.errors import Localized
 from ops_center.api.schemas import AlertOut, GatewayOut, IncidentOut
 from ops_center.domain.alerts import Alert, AlertChange
-from ops_center.domain.incidents import IncidentChange
+from ops_center.domain.incidents import Incident, IncidentChange
 from ops_center.feed import EventKind, Feed
 from ops_center.notify.planner import NotificationPlanner
 
@@ -205,6 +205,12 @@ class ChangeWriter:
                                      "alert_id": ic.entry.alert_id,
                                      "incident": IncidentOut.of(irec).model_dump(mode="json")}
             step.events.append(_IncidentEvent(first_entry + k, irec.site, idata))
+
+    def resolved_by_person(self, incident: Incident) -> None:
+        """A person resolved ``incident`` (through the API): the ``resolved`` notifications go
+        out with the next step (the key makes a second one a no-op)."""
+        if self.planner is not None:
+            self._open.resolved += self.planner.resolved(incident, self._clock())
 
     def gateway_status(self, status: GatewayStatusRecord, *, changed: bool) -> None:
         step = self._open

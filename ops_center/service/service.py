@@ -336,6 +336,8 @@ class OpsService:
             elif act.action == "resolve":
                 self.manager.resolve(act.incident_id, act.by, act.at, note)
                 self._open.discard(act.incident_id)
+                # Whoever was told of it hears it is resolved (committed with the next step).
+                self.writer.resolved_by_person(self.manager.get(act.incident_id))
             elif act.action == "note":
                 self.manager.annotate(act.incident_id, act.by, act.at, note)
             else:  # assign, escalate: the store holds them; the manager has no such state

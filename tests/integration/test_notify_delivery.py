@@ -262,3 +262,24 @@ def test_a_burst_for_one_contact_is_folded_into_a_digest_within_the_rate_limit(r
     assert len(digests) == 1 and len(mails) == 5
     assert "496" in digests[0].get_content()
     assert rig.store.counts() == {"pending": 0, "sent": 500, "failed": 0}
+
+
+def test_whoever_was_told_hears_that_a_person_resolved_the_incident(rig: Rig, gateway: Publisher) -> None:
+    svc = rig.service()
+    incident_id = gas_leak(svc, gateway)
+    rig.smtp.wait_for(lambda ms: len(ms) >= 1, WAIT_S, "the first email")
+    act = HumanAction(
+        incident_id=incident_id,
+        action="resolve",
+        by="tran.van.b",
+        at=datetime.now(UTC),
+        note="Đã khóa van, thông gió",
+    )
+    stored = rig.repo.apply_incident_action(incident_id, mutation(act))
+    assert stored is not None
+    svc.on_action(act, stored)
+    rig.smtp.wait_for(lambda ms: len(ms) >= 2, WAIT_S, "the resolved email")
+    idle(svc, rig)
+    subjects = [str(m["Subject"]) for m in rig.smtp.to(DUTY)]
+    assert len(subjects) == 2 and "Đã xử lý xong" in subjects[1]
+    assert not rig.smtp.to(LEADER)  # never told of it: not told it is over either
