@@ -47,6 +47,13 @@ class NotificationStore(Protocol):
     def next_due(self) -> datetime | None:
         """The earliest next attempt of a pending notification."""
 
+    def claim(
+        self, rows: Sequence[NotificationRecord], now: datetime, until: datetime
+    ) -> list[NotificationRecord]:
+        """Take ``rows`` for one attempt: each still pending and due is held until ``until``
+        (another sender, e.g. a second ops process, skips it meanwhile; a sender that dies
+        holding it lets it be retried then). The rows taken."""
+
     def deliveries_since(self, contact: str, channel: str, since: datetime) -> int:
         """Messages sent to ``contact`` on ``channel`` since ``since`` (a digest counts once)."""
 
@@ -117,6 +124,22 @@ class SqlNotificationStore:
                 (r._t(now), limit),
             )
         return [_record(row) for row in rows]
+
+    def claim(
+        self, rows: Sequence[NotificationRecord], now: datetime, until: datetime
+    ) -> list[NotificationRecord]:
+        r = self._repo
+        taken: list[NotificationRecord] = []
+        with r._tx() as x:
+            for n in rows:
+                row = x.one(
+                    "UPDATE notifications SET next_attempt_at = %s "
+                    "WHERE id = %s AND state = 'pending' AND next_attempt_at <= %s RETURNING id",
+                    (r._t(until), n.id, r._t(now)),
+                )
+                if row is not None:
+                    taken.append(n)
+        return taken
 
     def next_due(self) -> datetime | None:
         with self._repo._read() as x:

@@ -75,6 +75,7 @@ def build_notifier(
         retry_initial_s=settings.notify_retry_initial_s,
         retry_max_s=settings.notify_retry_max_s,
         poll_s=settings.notify_poll_s,
+        claim_s=max(60.0, settings.notify_timeout_s * 3),
     )
     sender = NotificationSender(
         store,

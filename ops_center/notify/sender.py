@@ -67,6 +67,7 @@ class SenderConfig:
     retry_initial_s: float = 1.0
     retry_max_s: float = 60.0
     poll_s: float = 5.0
+    claim_s: float = 60.0  # how long one attempt holds its rows (≥ the channel's timeout)
 
 
 class NotificationSender:
@@ -209,6 +210,13 @@ class NotificationSender:
             return 0
         limit = self.policy.limit_of(contact_id)
         used = self.store.deliveries_since(contact_id, channel_name, now - limit.window)
+        singles, digest = allowance(limit, used, len(rows))
+        if not singles and not digest:
+            return 0
+        # Held for this attempt (a second sender skips them; released by the outcome, or by
+        # the lease's end if this process dies).
+        lease = now + timedelta(seconds=self.config.claim_s)
+        rows = self.store.claim(rows if digest else rows[:singles], now, lease)
         singles, digest = allowance(limit, used, len(rows))
         sent = 0
         for row in rows[:singles]:

@@ -283,3 +283,55 @@ def test_whoever_was_told_hears_that_a_person_resolved_the_incident(rig: Rig, ga
     subjects = [str(m["Subject"]) for m in rig.smtp.to(DUTY)]
     assert len(subjects) == 2 and "Đã xử lý xong" in subjects[1]
     assert not rig.smtp.to(LEADER)  # never told of it: not told it is over either
+
+
+def test_two_senders_on_one_store_send_each_message_once(rig: Rig) -> None:
+    """Two ops processes (high availability) share the outbox: an attempt claims its rows."""
+    from ops_center.notify.channels import SmtpChannel
+    from ops_center.notify.loader import parse_policy
+    from ops_center.notify.sender import NotificationSender, SenderConfig
+
+    policy = parse_policy(policy_text(60.0, max_messages=1000), registry=REGISTRY)
+    now = datetime.now(UTC)
+    rig.store.add(
+        [
+            NotificationRecord(
+                id=f"ha{k:03d}",
+                incident_id=f"incident-{k}",
+                site=SITE,
+                contact="ax-truc-ban",
+                channel="email",
+                reason="opened",
+                state="pending",
+                created_at=now,
+                next_attempt_at=now,
+                subject=f"sự cố {k}",
+                body=f"sự cố {k}",
+            )
+            for k in range(60)
+        ]
+    )
+    senders = []
+    for _ in range(2):
+        repo = open_repository(rig.db_url)
+        assert isinstance(repo, SqlOpsRepository)
+        senders.append(
+            NotificationSender(
+                SqlNotificationStore(repo),
+                repo,
+                policy,
+                REGISTRY,
+                {"email": SmtpChannel(rig.smtp.url, "ioc@example.vn")},
+                SenderConfig(public_url="https://ioc.example.vn", ack_secret=None, poll_s=0.1),
+            )
+        )
+    for s in senders:
+        s.start()
+    try:
+        wait(lambda: rig.store.counts()["sent"] == 60, "all 60 sent")
+    finally:
+        for s in senders:
+            s.stop()
+    subjects = [str(m["Subject"]) for m in rig.smtp.messages()]
+    assert len(subjects) == 60 and len(set(subjects)) == 60
+    assert sum(s.stats.sent for s in senders) == 60
