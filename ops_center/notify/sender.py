@@ -124,6 +124,10 @@ class NotificationSender:
         self._thread.join(timeout_s)
         self._thread = None
 
+    def use_ack_secret(self, secret: str) -> None:
+        """Sign acknowledge links with the API's key (a composition root whose API has its own)."""
+        self.config = dataclasses.replace(self.config, ack_secret=secret)
+
     def wake(self) -> None:
         """New rows were committed: look now (any thread)."""
         self._wake.set()
