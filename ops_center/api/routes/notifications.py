@@ -42,6 +42,13 @@ logger = logging.getLogger(__name__)
 router = APIRouter(tags=["notifications"], responses=ERROR_RESPONSES)
 
 Token = Annotated[str, PathParam(min_length=10, max_length=200, pattern=r"^[A-Za-z0-9._-]+$")]
+_HTML: Final[dict[str, object]] = {"text/html": {"schema": {"type": "string"}}}
+# The acknowledge pages are HTML for a phone's browser (the 422 of a malformed token stays JSON).
+ACK_RESPONSES: Final[dict[int | str, dict[str, object]]] = {
+    200: {"description": "Trang xác nhận / the page", "content": _HTML},
+    404: {"description": "Liên kết không hợp lệ / link not valid", "content": _HTML},
+    410: {"description": "Liên kết hết hạn hoặc đã dùng / link expired or used", "content": _HTML},
+}
 PAGE_CSP: Final = "default-src 'none'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 
 
@@ -224,7 +231,7 @@ def _incident_lines(state: AppState, row: NotificationRecord, public_url: str) -
 @router.get(
     "/ack/{token}",
     summary="Trang xác nhận từ tin nhắn / acknowledge page of a message",
-    response_class=HTMLResponse,
+    responses=ACK_RESPONSES,
 )
 def ack_page(state: StateDep, token: Token) -> HTMLResponse:
     found = _claim(state, token)
@@ -240,7 +247,7 @@ def ack_page(state: StateDep, token: Token) -> HTMLResponse:
 @router.post(
     "/ack/{token}",
     summary="Xác nhận sự cố từ tin nhắn / acknowledge from a message",
-    response_class=HTMLResponse,
+    responses=ACK_RESPONSES,
 )
 def ack_from_message(request: Request, state: StateDep, token: Token) -> HTMLResponse:
     found = _claim(state, token)
