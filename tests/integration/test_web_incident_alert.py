@@ -4,10 +4,12 @@ site, nothing for another site's users; "view" opens the incident, "dismiss" rem
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import pytest
 
+from ops_center.adapters.records import TimelineEvent
 from tests.integration.test_api_support import Env
 from tests.integration.test_web_screen import (
     DEADLINE_MS,
@@ -55,7 +57,36 @@ def test_a_new_emergency_is_seen_and_heard_by_its_sites_users_only(
     )
     expect(banner.locator('[data-incident-alert="inc-qt-flood"]')).to_have_count(0)
     assert page.evaluate("window.__tones") >= 2  # an emergency: the two-tone signal, three times
+    # Who was notified, on which channel, and who acknowledged from the message: on the timeline.
+    at = env.seed.now + timedelta(minutes=2)
+    env.repo.append_timeline(
+        TimelineEvent(
+            incident_id="inc-tn-flood",
+            site="thong-nhat",
+            at=at,
+            actor="notify:sms",
+            action="notified",
+            detail="tn-truc-ban (opened)",
+        )
+    )
+    env.repo.append_timeline(
+        TimelineEvent(
+            incident_id="inc-tn-flood",
+            site="thong-nhat",
+            at=at + timedelta(minutes=1),
+            actor="contact:tn-truc-ban",
+            action="acknowledged",
+            detail="qua liên kết trong tin nhắn (sms)",
+        )
+    )
     line.locator(".incident-alert-view").click()
     expect(page.locator("#detail-title")).to_have_text("Ngập đường Trần Hưng Đạo")
+    timeline = page.locator("#detail-timeline li")
+    expect(timeline).to_contain_text(
+        [
+            "notify:sms — đã gửi thông báo: tn-truc-ban (opened)",
+            "contact:tn-truc-ban — tiếp nhận: qua liên kết trong tin nhắn (sms)",
+        ]
+    )
     line.locator(".incident-alert-dismiss").click()
     expect(banner).to_have_count(0)
