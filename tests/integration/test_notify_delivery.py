@@ -17,10 +17,11 @@ import pytest
 from contract import topics
 from contract.registry import load_registry
 from ops_center.adapters.notifications import SqlNotificationStore
-from ops_center.adapters.records import NotificationRecord
-from ops_center.adapters.repository import OpsRepository, open_repository
+from ops_center.adapters.records import IncidentRecord, NotificationRecord
+from ops_center.adapters.repository import OpsRepository, StepWrite, open_repository
 from ops_center.adapters.sql import SqlOpsRepository
 from ops_center.api.lifecycle import HumanAction, mutation
+from ops_center.domain.incidents import Incident, IncidentChange, TimelineEntry
 from ops_center.feed import Feed
 from ops_center.rules.loader import load_patterns, load_rules
 from ops_center.service.service import OpsService
@@ -233,26 +234,40 @@ def test_an_smtp_outage_is_retried_until_delivered_once(rig: Rig, gateway: Publi
 
 
 def test_a_burst_for_one_contact_is_folded_into_a_digest_within_the_rate_limit(rig: Rig) -> None:
+    """500 incidents opened in one evaluation step (as the service's ChangeWriter commits them:
+    the planner's rows in the step's transaction) for one contact limited to 5 messages."""
     svc = rig.service(max_messages=5)
     assert svc.notifier is not None
     now = datetime.now(UTC)
-    rows = [
-        NotificationRecord(
-            id=f"burst{k:04d}",
-            incident_id=f"incident-{k}",
+    changes = []
+    for k in range(500):
+        inc = Incident(
+            id=f"burst-{k:03d}",
             site=SITE,
-            contact="ax-truc-ban",
-            channel="email",
-            reason="opened",
-            state="pending",
-            created_at=now,
-            next_attempt_at=now,
-            subject=f"[Nghiêm trọng/Critical] Sự cố mới: sự cố {k}",
-            body=f"sự cố {k}",
+            kind="gas_leak",
+            severity="critical",
+            state="open",
+            title_vi=f"Rò rỉ khí cháy {k}",
+            title_en=f"Gas leak {k}",
+            opened_at=now,
+            acknowledged_at=None,
+            resolved_at=None,
+            updated_at=now,
+            group=f"g{k}",
+            alert_ids=(),
+            active_alert_ids=(),
+            sensors=(),
+            gateways=(),
         )
-        for k in range(500)
-    ]
-    assert rig.store.add(rows) == 500
+        changes.append(IncidentChange("opened", inc, TimelineEntry(now, "opened", "rule:gas", "mở", "open")))
+    rows, _ = svc.notifier.planner.plan(changes, [], now)
+    assert len(rows) == 500
+    rig.repo.commit_step(
+        StepWrite(
+            incidents=tuple(IncidentRecord.from_domain(c.incident) for c in changes),
+            notifications=tuple(rows),
+        )
+    )
     svc.notifier.sender.wake()
     wait(lambda: rig.store.counts()["pending"] == 0, "the burst handled")
     idle(svc, rig)
