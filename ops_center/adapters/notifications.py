@@ -47,6 +47,9 @@ class NotificationStore(Protocol):
     def next_due(self) -> datetime | None:
         """The earliest next attempt of a pending notification."""
 
+    def postpone(self, rows: Sequence[NotificationRecord], until: datetime) -> None:
+        """Not an attempt: the contact's rate window is full; look again at ``until``."""
+
     def claim(
         self, rows: Sequence[NotificationRecord], now: datetime, until: datetime
     ) -> list[NotificationRecord]:
@@ -124,6 +127,15 @@ class SqlNotificationStore:
                 (r._t(now), limit),
             )
         return [_record(row) for row in rows]
+
+    def postpone(self, rows: Sequence[NotificationRecord], until: datetime) -> None:
+        r = self._repo
+        with r._tx() as x:
+            for n in rows:
+                x.run(
+                    "UPDATE notifications SET next_attempt_at = %s WHERE id = %s AND state = 'pending'",
+                    (r._t(until), n.id),
+                )
 
     def claim(
         self, rows: Sequence[NotificationRecord], now: datetime, until: datetime

@@ -216,6 +216,8 @@ class NotificationSender:
         used = self.store.deliveries_since(contact_id, channel_name, now - limit.window)
         singles, digest = allowance(limit, used, len(rows))
         if not singles and not digest:
+            # The window is full: look again when it may have room (never a busy loop).
+            self.store.postpone(rows, now + min(limit.window, timedelta(seconds=60)))
             return 0
         # Held for this attempt (a second sender skips them; released by the outcome, or by
         # the lease's end if this process dies).

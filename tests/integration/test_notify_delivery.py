@@ -6,6 +6,7 @@ a burst for one contact is folded into a digest within the rate limit."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -350,3 +351,42 @@ def test_two_senders_on_one_store_send_each_message_once(rig: Rig) -> None:
     subjects = [str(m["Subject"]) for m in rig.smtp.messages()]
     assert len(subjects) == 60 and len(set(subjects)) == 60
     assert sum(s.stats.sent for s in senders) == 60
+
+
+def test_a_message_beyond_a_full_window_waits_without_busy_looping(rig: Rig) -> None:
+    svc = rig.service(max_messages=1)
+    assert svc.notifier is not None
+    now = datetime.now(UTC)
+    rows = [
+        NotificationRecord(
+            id=f"w{k}",
+            incident_id=f"incident-{k}",
+            site=SITE,
+            contact="ax-truc-ban",
+            channel="email",
+            reason="opened",
+            state="pending",
+            created_at=now,
+            next_attempt_at=now,
+            subject=f"sự cố {k}",
+            body=f"sự cố {k}",
+        )
+        for k in range(2)
+    ]
+    rig.store.add(rows[:1])
+    svc.notifier.sender.wake()
+    rig.smtp.wait_for(lambda ms: len(ms) == 1, WAIT_S, "the first message")
+    rig.store.add(rows[1:])
+    svc.notifier.sender.wake()
+    wait(
+        lambda: (r := rig.store.get("w1")) is not None and r.next_attempt_at > datetime.now(UTC),
+        "the second one postponed to the window's end",
+    )
+    # Waiting, not spinning: the sender wakes at its poll interval (0.2 s), not every few ms.
+    sender = svc.notifier.sender
+    cycles, t0 = sender.stats.cycles, time.monotonic()
+    wait(lambda: sender.stats.cycles >= cycles + 3, "three more cycles")
+    assert time.monotonic() - t0 >= 0.3
+    row = rig.store.get("w1")
+    assert row is not None and row.state == "pending" and row.attempts == 0
+    assert len(rig.smtp.messages()) == 1
