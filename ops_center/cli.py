@@ -26,13 +26,14 @@ from collections.abc import Callable, Mapping, Sequence
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from contract.errors import RegistryError
 from contract.registry import Registry, load_registry
 from ops_center.adapters.repository import OpsRepository, RepositoryUnavailable, open_repository
 from ops_center.domain.errors import RuleError
 from ops_center.feed import Feed
+from ops_center.notify.loader import PolicyError, load_policy
 from ops_center.settings import OpsSettings, SecretKeyError
 
 if TYPE_CHECKING:  # numpy, paho (the ops extra) come with these: imported when a command runs
@@ -78,7 +79,8 @@ def main(argv: Sequence[str]) -> int:
         registry = load_registry(settings.registry)
         rules = load_rules(service_settings.rule_overlays, registry=registry)
         patterns = load_patterns(service_settings.ops_patterns)
-    except (RegistryError, RuleError) as exc:
+        load_policy(service_settings.notify_policy, registry=registry)  # refused at start, with its line
+    except (RegistryError, RuleError, PolicyError) as exc:
         print(f"Cấu hình sai / invalid configuration: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
@@ -107,6 +109,9 @@ def main(argv: Sequence[str]) -> int:
         service_repo = open_repository(settings.db_url, pool_min=1, pool_max=2)
         stack.callback(service_repo.close)
         feed = Feed(ring_size=settings.stream_ring_size, queue_max=settings.stream_queue_max)
+        # The acknowledge links in messages are signed with the API's key (random per process
+        # in demo/local without one).
+        service_settings.secret_key = SecretStr(settings.signing_key())
         service = OpsService(service_settings, registry, service_repo, feed, rules=rules,
                              patterns=patterns)
         service.start()

@@ -105,6 +105,11 @@ class OpsSettings(BaseSettings):
     principal_cache_s: float = Field(default=1.0, ge=0)
     list_cache_s: float = Field(default=1.0, ge=0)
 
+    # Notifications (issue #13): the policy the ops service follows (the API lists its contacts)
+    # and the screen's address as users reach it (links in messages and acknowledge pages).
+    notify_policy: Path | None = None
+    public_url: str = "http://127.0.0.1:8000"
+
     # PostgreSQL pool.
     db_pool_min: int = Field(default=1, ge=0)
     db_pool_max: int = Field(default=16, ge=1)

@@ -366,6 +366,8 @@ def _parser() -> argparse.ArgumentParser:
                                 "EMPTY database")
     p.add_argument("--ingest", choices=("subprocess", "thread"), default="subprocess",
                    help="(b) ingest in its own process (default, as in production) or a thread")
+    p.add_argument("--notify", action="store_true",
+                   help="(b) đo số đo → email / measure reading → email (smartward/bench_notify.py)")
     p.add_argument("--skip-rules", action="store_true", help="bỏ (a) / skip (a)")
     p.add_argument("--skip-pipeline", action="store_true", help="bỏ (b) / skip (b)")
     return p
@@ -392,6 +394,10 @@ def main(argv: Sequence[str]) -> int:
     print(f"(b) toàn hệ thống / whole pipeline at {args.rate:,.0f} readings/s for {args.seconds:g} s",
           flush=True)
     try:
+        if args.notify:
+            from smartward.bench_notify import run_notify_pipeline
+
+            return run_notify_pipeline(args, registry)
         return run_pipeline(args, registry)
     except TimeoutError as exc:
         print(f"    thất bại / failed: {exc}", file=sys.stderr)

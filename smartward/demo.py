@@ -145,6 +145,8 @@ def _serve_api(stack: Stack, host: str, port: int) -> tuple[uvicorn.Server, thre
                            secret_key=secrets.token_urlsafe(48),
                            commands_mqtt_url=SecretStr(stack.broker_url))
     users = create_demo_users(stack.repo, stack.registry)
+    if service.notifier is not None:  # acknowledge links in messages verify with this API's key
+        service.notifier.sender.use_ack_secret(settings.signing_key())
 
     def readiness() -> Mapping[str, bool]:
         return {"store": stack.repo.ping(), "broker": service.connected, "rules": service.ready}

@@ -8,4 +8,5 @@ pytest_plugins: list[str] = [
     "tests.servers.postgres",
     "tests.servers.timescale",
     "tests.servers.victoria",
+    "tests.servers.smtp",
 ]

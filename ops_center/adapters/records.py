@@ -259,3 +259,52 @@ class IncidentDetail:
     incident: IncidentRecord
     alerts: list[AlertRecord] = field(default_factory=list)
     timeline: list[TimelineEvent] = field(default_factory=list)
+
+
+NotificationState = Literal["pending", "sent", "failed"]
+NotifyChannel = Literal["email", "sms", "zalo", "webhook"]
+NotifyReason = Literal["opened", "escalated", "severity", "resolved"]
+
+
+def notification_id(incident_id: str, contact: str, channel: str, reason: str) -> str:
+    """The row id of a notification key: short (it travels in acknowledge links and SMS) and
+    the same on every replay of the step that creates it."""
+    import hashlib
+
+    key = f"{incident_id}\x1f{contact}\x1f{channel}\x1f{reason}".encode()
+    return hashlib.sha256(key).hexdigest()[:20]
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationRecord:
+    """A row of the ``notifications`` outbox (migration 0006)."""
+
+    id: str
+    incident_id: str
+    site: str
+    contact: str
+    channel: NotifyChannel
+    reason: NotifyReason
+    state: NotificationState
+    created_at: datetime
+    next_attempt_at: datetime
+    subject: str
+    body: str
+    step: int = 0
+    attempts: int = 0
+    last_attempt_at: datetime | None = None
+    sent_at: datetime | None = None
+    error: str | None = None
+    delivery: str | None = None
+    ack_used_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedNotice:
+    """An incident resolved: every (contact, channel) told of it before hears of it once more."""
+
+    incident_id: str
+    site: str
+    at: datetime
+    subject: str
+    body: str

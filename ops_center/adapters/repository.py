@@ -31,8 +31,10 @@ from ops_center.adapters.records import (
     IncidentState,
     LatestValue,
     MaintenanceWindowRecord,
+    NotificationRecord,
     Page,
     RawPoint,
+    ResolvedNotice,
     RollupPoint,
     SecurityEventRecord,
     TimelineEvent,
@@ -87,17 +89,22 @@ class ServiceSnapshot:
 class StepWrite:
     """Everything one evaluation step of the ops service writes, committed as ONE transaction
     (issue #4: a crash never leaves half a step), in this order: incidents, their timeline
-    entries, alerts, gateway status, and the service's snapshot when the step carries one."""
+    entries, alerts, gateway status, the notifications the changes cause (the outbox, issue
+    #13: a replayed notification is a no-op by its key), and the service's snapshot when the
+    step carries one."""
 
     alerts: tuple[AlertRecord, ...] = ()
     incidents: tuple[IncidentRecord, ...] = ()
     timeline: tuple[TimelineEvent, ...] = ()
     gateways: tuple[GatewayStatusRecord, ...] = ()
     snapshot: ServiceSnapshot | None = None
+    notifications: tuple[NotificationRecord, ...] = ()
+    resolved: tuple[ResolvedNotice, ...] = ()
 
     @property
     def empty(self) -> bool:
-        return not (self.alerts or self.incidents or self.timeline or self.gateways or self.snapshot)
+        return not (self.alerts or self.incidents or self.timeline or self.gateways or self.snapshot
+                    or self.notifications or self.resolved)
 
 
 @dataclass(frozen=True, slots=True)

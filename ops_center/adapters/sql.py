@@ -27,12 +27,15 @@ from ops_center.adapters.records import (
     IncidentState,
     LatestValue,
     MaintenanceWindowRecord,
+    NotificationRecord,
     Page,
     RawPoint,
+    ResolvedNotice,
     RollupPoint,
     SecurityEventRecord,
     TimelineEvent,
     UserRecord,
+    notification_id,
 )
 from ops_center.adapters.repository import (
     IncidentMutation,
@@ -59,6 +62,10 @@ _INCIDENT_COLS: Final = (
 _STATE_RANK: Final = "(CASE {} WHEN 'open' THEN 0 WHEN 'acknowledged' THEN 1 ELSE 2 END)"
 _IN_CHUNK: Final = 500  # ids per IN (...) list: under SQLite's limit on parameters
 _MAINTENANCE_COLS: Final = "id, site, scope, target, starts_at, ends_at, set_by, reason"
+NOTIFICATION_COLS: Final = (
+    "id, incident_id, site, contact, channel, reason, step, state, attempts, created_at, "
+    "next_attempt_at, last_attempt_at, sent_at, error, subject, body, delivery, ack_used_at"
+)
 
 
 class Executor(Protocol):
@@ -330,9 +337,44 @@ class SqlOpsRepository(ABC):
                 self._upsert_alert(x, a)
             for g in step.gateways:
                 self._upsert_gateway_status(x, g)
+            self._insert_notifications(x, step.notifications)
+            for r in step.resolved:
+                self._insert_resolved(x, r)
             if step.snapshot is not None:
                 self._save_service_state(x, step.snapshot.name, step.snapshot.data)
         return StepOutcome(fresh, alerts_before, gateways_before)
+
+    # --- the notification outbox (migration 0006; the rest: adapters/notifications.py) ----------
+
+    def _insert_notifications(self, x: Executor, rows: Sequence[NotificationRecord]) -> int:
+        """Insert new notifications; a key already stored (a replay) is left as it is."""
+        new = 0
+        for n in rows:
+            row = x.one(
+                f"INSERT INTO notifications ({NOTIFICATION_COLS}) VALUES "
+                "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT DO NOTHING RETURNING id",
+                (n.id, n.incident_id, n.site, n.contact, n.channel, n.reason, n.step, n.state, n.attempts,
+                 self._t(n.created_at), self._t(n.next_attempt_at), self._tn(n.last_attempt_at),
+                 self._tn(n.sent_at), n.error, n.subject, n.body, n.delivery, self._tn(n.ack_used_at)),
+            )
+            new += row is not None
+        return new
+
+    def _insert_resolved(self, x: Executor, r: ResolvedNotice) -> int:
+        """Whoever was told of the incident (on each channel) is told it is resolved."""
+        pairs = x.rows(
+            "SELECT DISTINCT contact, channel FROM notifications WHERE incident_id = %s "
+            "AND reason <> 'resolved' ORDER BY contact, channel",
+            (r.incident_id,),
+        )
+        return self._insert_notifications(x, [
+            NotificationRecord(
+                id=notification_id(r.incident_id, c, ch, "resolved"), incident_id=r.incident_id, site=r.site,
+                contact=c, channel=ch, reason="resolved", state="pending", created_at=r.at,
+                next_attempt_at=r.at, subject=r.subject, body=r.body)
+            for c, ch in pairs
+        ])
 
     def _versions(self, x: Executor, query: str, column: str, ids: Sequence[str]) -> dict[str, StoredVersion]:
         out: dict[str, StoredVersion] = {}

@@ -43,6 +43,7 @@ from ops_center.api.routes import (
     incidents,
     maintenance,
     me,
+    notifications,
     ops,
     readings,
     sensors,
@@ -155,6 +156,8 @@ def create_app(
     include_flat(app.router, commands.router, prefix=API_PREFIX)
     include_flat(app.router, exports.router, prefix=API_PREFIX)
     include_flat(app.router, feeds.router, prefix=API_PREFIX)
+    include_flat(app.router, notifications.router, prefix=API_PREFIX)
+    notifications.register_notification_metrics(metrics.registry, repo)
     include_flat(app.router, ops.router)
     include_flat(app.router, sta.router)  # OGC SensorThings API 1.1 at /sta/v1.1 (read-only)
     # The operations screen (static files, ops_center/web/): under its own prefix, so a catch-all

@@ -62,7 +62,9 @@ ALL_SITES_ROLE: Final = "smartward_ro_city"
 SERVICE_POLICY: Final = "smartward_service_all"
 # Site-scoped tables a ward's dashboard has no business reading (admin data), or that hold
 # raw payloads: row-level security still applies to them, but they are not granted.
-NOT_GRANTED: Final = frozenset({"users", "audit_log", "security_events", "dead_letters", MAP_TABLE})
+NOT_GRANTED: Final = frozenset(
+    {"users", "audit_log", "security_events", "dead_letters", "notifications", MAP_TABLE}
+)
 # Catalog tables without a site column that dashboards need (units, names).
 PUBLIC_TABLES: Final = ("metrics",)
 STATEMENT_TIMEOUT: Final = "30s"

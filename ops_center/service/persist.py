@@ -24,11 +24,19 @@ import logging
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from contract.bounds import safe_text
 from contract.registry import Registry
-from ops_center.adapters.records import AlertRecord, GatewayStatusRecord, IncidentRecord, TimelineEvent
+from ops_center.adapters.records import (
+    AlertRecord,
+    GatewayStatusRecord,
+    IncidentRecord,
+    NotificationRecord,
+    ResolvedNotice,
+    TimelineEvent,
+)
 from ops_center.adapters.repository import (
     OpsRepository,
     RepositoryError,
@@ -41,8 +49,9 @@ from ops_center.adapters.repository import (
 from ops_center.api.errors import Localized
 from ops_center.api.schemas import AlertOut, GatewayOut, IncidentOut
 from ops_center.domain.alerts import Alert, AlertChange
-from ops_center.domain.incidents import IncidentChange
+from ops_center.domain.incidents import Incident, IncidentChange
 from ops_center.feed import EventKind, Feed
+from ops_center.notify.planner import NotificationPlanner
 
 logger = logging.getLogger(__name__)
 
@@ -92,17 +101,22 @@ class _Step:
     gateways: dict[str, GatewayStatusRecord] = field(default_factory=dict)
     snapshot: ServiceSnapshot | None = None
     after: AfterCommit | None = None
+    # The outbox rows the step's incident changes cause (issue #13), in the same transaction.
+    notifications: list[NotificationRecord] = field(default_factory=list)
+    resolved: list[ResolvedNotice] = field(default_factory=list)
     # The feed events, in the order the changes happened.
     events: list[_AlertEvent | _IncidentEvent | _GatewayEvent] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
-        return not (self.alerts or self.incidents or self.timeline or self.gateways or self.snapshot)
+        return not (self.alerts or self.incidents or self.timeline or self.gateways or self.snapshot
+                    or self.notifications or self.resolved)
 
     def write(self) -> StepWrite:
         return StepWrite(alerts=tuple(self.alerts.values()), incidents=tuple(self.incidents.values()),
                          timeline=tuple(self.timeline), gateways=tuple(self.gateways.values()),
-                         snapshot=self.snapshot)
+                         snapshot=self.snapshot, notifications=tuple(self.notifications),
+                         resolved=tuple(self.resolved))
 
 
 def _alert_replayed(before: StoredVersion | None, alert: Alert) -> bool:
@@ -126,8 +140,13 @@ class ChangeWriter:
     """Owned by the service's worker thread."""
 
     def __init__(self, repo: OpsRepository, registry: Registry, feed: Feed | None, *,
-                 alert_cache: int = 50_000) -> None:
+                 alert_cache: int = 50_000, planner: NotificationPlanner | None = None,
+                 on_notifications: Callable[[], None] | None = None,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.repo = repo
+        self.planner = planner
+        self.on_notifications = on_notifications  # the sender's wake-up, after a commit
+        self._clock = clock
         self.registry = registry
         self.feed = feed
         self.stats = WriterStats()
@@ -165,6 +184,10 @@ class ChangeWriter:
         records: dict[str, AlertRecord] = {}
         for aid, alert in touched.items():
             records[aid] = step.alerts[aid] = AlertRecord.from_domain(alert, incident_of(aid))
+        if self.planner is not None and incident_changes:
+            rows, resolved = self.planner.plan(incident_changes, list(records.values()), self._clock())
+            step.notifications += rows
+            step.resolved += resolved
         if self.feed is None:
             return
         for ch in alert_changes:
@@ -184,6 +207,12 @@ class ChangeWriter:
                                      "alert_id": ic.entry.alert_id,
                                      "incident": IncidentOut.of(irec).model_dump(mode="json")}
             step.events.append(_IncidentEvent(first_entry + k, irec.site, idata))
+
+    def resolved_by_person(self, incident: Incident) -> None:
+        """A person resolved ``incident`` (through the API): the ``resolved`` notifications go
+        out with the next step (the key makes a second one a no-op)."""
+        if self.planner is not None:
+            self._open.resolved += self.planner.resolved(incident, self._clock())
 
     def gateway_status(self, status: GatewayStatusRecord, *, changed: bool) -> None:
         step = self._open
@@ -263,6 +292,8 @@ class ChangeWriter:
         parts += [(f"timeline {e.incident_id}", StepWrite(timeline=(e,))) for e in step.timeline]
         parts += [(f"alert {a.id}", StepWrite(alerts=(a,))) for a in step.alerts.values()]
         parts += [(f"gateway {g.gateway}", StepWrite(gateways=(g,))) for g in step.gateways.values()]
+        parts += [(f"notification {n.id}", StepWrite(notifications=(n,))) for n in step.notifications]
+        parts += [(f"resolved notice {r.incident_id}", StepWrite(resolved=(r,))) for r in step.resolved]
         if step.snapshot is not None:
             parts.append(("snapshot", StepWrite(snapshot=step.snapshot)))
         snapshot_ok = True
@@ -300,6 +331,8 @@ class ChangeWriter:
                 self._publish_if_new(ev, outcome)
         if step.after is not None:
             step.after(snapshot_ok)
+        if (step.notifications or step.resolved) and self.on_notifications is not None:
+            self.on_notifications()
 
     def _publish_if_new(self, ev: _AlertEvent | _IncidentEvent | _GatewayEvent, outcome: StepOutcome) -> None:
         kind: EventKind

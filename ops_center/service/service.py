@@ -67,6 +67,7 @@ from ops_center.domain.incidents import IncidentChange, IncidentManager
 from ops_center.domain.maintenance import MaintenanceCalendar, MaintenanceWindow
 from ops_center.domain.rules import RuleSet
 from ops_center.feed import Feed, FeedEvent
+from ops_center.notify.compose import Notifier, build_notifier
 from ops_center.service.errors import ServiceStopped
 from ops_center.service.mqtt import Inbound, OpsMqttLink
 from ops_center.service.persist import ChangeWriter
@@ -156,6 +157,7 @@ class OpsService:
         name: str = "ops",
         clock: Callable[[], datetime] = _wall,
         client_id: str | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         self.settings = settings
         self.registry = registry
@@ -167,7 +169,15 @@ class OpsService:
         self.engine = RuleEngine(rules, registry, self.maintenance)
         self.manager = IncidentManager(registry, patterns, self.maintenance)
         self.seqs = SeqTracker(window=settings.ops_seq_window)
-        self.writer = ChangeWriter(repo, registry, feed)
+        # Notifications (issue #13): a second output of the same steps. Without an explicit
+        # notifier one is built from the settings (none when no policy file is set).
+        if notifier is None:
+            notifier = build_notifier(settings, registry, repo, clock=clock)
+        self.notifier = notifier
+        self.writer = ChangeWriter(
+            repo, registry, feed, clock=clock,
+            planner=self.notifier.planner if self.notifier is not None else None,
+            on_notifications=self.notifier.sender.wake if self.notifier is not None else None)
         self.counters = ServiceCounters()
         self._gw: dict[str, _GatewayClock] = {}
         self._status_state: dict[str, str] = {}
@@ -208,6 +218,8 @@ class OpsService:
         if self.feed is not None:
             self._unlisten = self.feed.listen(("maintenance",), self._on_maintenance_event)
         self._thread.start()
+        if self.notifier is not None:
+            self.notifier.sender.start()
         self.link.start()
 
     def _stop_listening(self) -> None:
@@ -227,6 +239,8 @@ class OpsService:
         self._thread.join(timeout=timeout_s)
         if self._thread.is_alive():
             logger.error("ops service worker did not stop within %.0f s", timeout_s)
+        if self.notifier is not None:
+            self.notifier.sender.stop()
         self.link.stop()
         logger.info("ops service stopped")
 
@@ -241,6 +255,8 @@ class OpsService:
         self._stop_requested.set()
         self._put_control("abort")
         self._thread.join(timeout=30)
+        if self.notifier is not None:
+            self.notifier.sender.stop()
         self.link.stop()
         logger.info("ops service aborted (crash simulation)")
 
@@ -342,6 +358,8 @@ class OpsService:
             elif act.action == "resolve":
                 self.manager.resolve(act.incident_id, act.by, act.at, note)
                 self._open.discard(act.incident_id)
+                # Whoever was told of it hears it is resolved (committed with the next step).
+                self.writer.resolved_by_person(self.manager.get(act.incident_id))
             elif act.action == "note":
                 self.manager.annotate(act.incident_id, act.by, act.at, note)
             else:  # assign, escalate: the store holds them; the manager has no such state

@@ -12,7 +12,7 @@ import socket
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -57,6 +57,32 @@ class OpsServiceSettings(BaseSettings):
     ops_maintenance_refresh_s: Annotated[float, Field(gt=0, le=3600)] = 30.0
     # Seqs remembered above each gateway's contiguous watermark (duplicate detection).
     ops_seq_window: Annotated[int, Field(ge=16)] = 10_000
+
+    # Notifications (issue #13, CONTRACT.md "Additions → Notifications and escalation",
+    # docs/notifications.md). Without a policy file nobody is notified.
+    notify_policy: Path | None = None
+    public_url: str = "http://127.0.0.1:8000"  # the screen's address as users reach it
+    secret_key: SecretStr | None = None  # signs the acknowledge links (the API's key)
+    smtp_url: SecretStr | None = None  # smtp://user:pass@host:port, smtps:// for TLS
+    smtp_from: str = "smartward@localhost"
+    sms_url: str | None = None  # eSMS.vn's SendMultipleMessage_V4_post_json endpoint
+    sms_api_key: SecretStr | None = None
+    sms_secret_key: SecretStr | None = None
+    sms_brandname: str = ""
+    zalo_url: str | None = None  # Zalo ZNS https://business.openapi.zalo.me/message/template
+    zalo_access_token: SecretStr | None = None
+    zalo_template_id: str = ""
+    webhook_secret: SecretStr | None = None  # HMAC-SHA256 key of X-Smartward-Signature
+    # Delivery: retried with a doubling backoff capped at notify_retry_max_s (≤ 60 s: a channel
+    # that comes back is used within about a minute), until notify_max_attempts, then failed.
+    notify_max_attempts: Annotated[int, Field(ge=1, le=10_000)] = 60
+    notify_retry_initial_s: Annotated[float, Field(gt=0, le=60)] = 1.0
+    notify_retry_max_s: Annotated[float, Field(gt=0, le=60)] = 60.0
+    notify_timeout_s: Annotated[float, Field(gt=0, le=120)] = 10.0
+    # The sender looks for due escalations at least this often (it also wakes on every commit
+    # that creates notifications and at the next retry's time).
+    notify_poll_s: Annotated[float, Field(gt=0, le=60)] = 5.0
+    notify_ack_ttl_s: Annotated[int, Field(ge=60, le=7 * 86_400)] = 12 * 3600
 
     @model_validator(mode="after")
     def _consistent(self) -> OpsServiceSettings:

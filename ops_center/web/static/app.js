@@ -7,6 +7,7 @@
 import * as client from "./api.js";
 import { MESSAGES, applyStatic, currentLang, formatAge, formatTime, loc, pct, setLang, t } from "./i18n.js";
 import { LiveStream } from "./stream.js";
+import { IncidentAlerts } from "./incident-alert.js";
 
 const SEVERITY_RANK = { emergency: 4, critical: 3, warning: 2, info: 1 };
 const GLOBAL_ROLES = new Set(["city_leader", "admin"]);
@@ -29,6 +30,7 @@ const state = {
 };
 
 let stream = null;
+let incidentAlerts = null; // incident-alert.js: new critical/emergency incidents, seen and heard
 let sensorsTimer = null;
 const throttled = new Map();
 
@@ -410,6 +412,8 @@ function renderSensors() {
 function onEvent(kind, data) {
   if (!state.me) return;
   if (kind === "incident" && data.incident) {
+    incidentAlerts ??= new IncidentAlerts({ onView: openDetail, siteName });
+    incidentAlerts.onIncident(data);
     applyIncident(data.incident);
     if (state.detail?.id === data.incident.id) openDetail(data.incident.id);
     if (inView(data.site)) throttle("kpi", 2000, () => loadKpis().catch(() => {}));

@@ -63,6 +63,8 @@ export const MESSAGES = {
     act_merged: "gộp sự cố",
     act_annotated: "ghi chú",
     act_assigned: "phân công",
+    act_notified: "đã gửi thông báo",
+    act_notify_failed: "gửi thông báo thất bại",
   },
   en: {
     app_title: "Smart-ward operations center",
@@ -125,6 +127,8 @@ export const MESSAGES = {
     act_merged: "merged",
     act_annotated: "note",
     act_assigned: "assigned",
+    act_notified: "notified",
+    act_notify_failed: "notification failed",
   },
 };
 
