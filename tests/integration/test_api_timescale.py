@@ -165,6 +165,13 @@ def cases(user: str, op: tuple[str, str]) -> list[Case]:
         if other:
             out.append(Case(method, f"{path}?site={other}&{span}", c200({404})))
         return out
+    if path == f"{v1}/notifications":
+        out = [Case(method, path, ok), Case(method, f"{path}?site={own}", ok)]
+        if other:
+            out.append(Case(method, f"{path}?site={other}", ok, empty=True))
+        return out
+    if path == f"{v1}/contacts":
+        return [Case(method, path, ok if role == "admin" else c200({403}))]
     if path in (f"{v1}/dead-letters", f"{v1}/audit", f"{v1}/security-events"):
         return [Case(method, path, ok if role == "admin" else c200({403}))]
     if path in (f"{v1}/feeds/tt10", f"{v1}/cap/{{site}}.atom", f"{v1}/incidents/{{incident_id}}.cap"):
@@ -185,6 +192,8 @@ def cases(user: str, op: tuple[str, str]) -> list[Case]:
         return []  # would end the session these cases run in: test_api_sessions.py
     if path in (f"{v1}/auth/token", f"{v1}/auth/refresh", "/healthz", "/readyz", "/metrics"):
         return []  # public: below
+    if path == f"{v1}/ack/{{token}}":
+        return []  # the signed link is the credential, bound to one contact: test_notify_api.py
     raise AssertionError(f"route {op} has no case in the isolation matrix: add one")
 
 
@@ -194,6 +203,9 @@ PUBLIC = {
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
+    # An acknowledge link from a message: its signed, single-use token is the credential.
+    ("GET", "/api/v1/ack/{token}"),
+    ("POST", "/api/v1/ack/{token}"),
 }
 
 
