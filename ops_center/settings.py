@@ -64,6 +64,10 @@ class OpsSettings(BaseSettings):
     # The Mosquitto log file (with `log_type debug`: deploy/mosquitto/smartward.conf) whose
     # refusals and ACL denials become security events; unset: not followed.
     broker_log: Path | None = None
+    # The screen's map: a tile URL template ({z}/{x}/{y}) of the city's own tile server, and
+    # its attribution; unset: the map draws the registry only (no request leaves the city).
+    map_tiles: str | None = None
+    map_tiles_attribution: str = ""
 
     # Tokens (RFC 7519 claims checked on every request).
     jwt_issuer: str = "smartward"

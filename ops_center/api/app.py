@@ -41,6 +41,7 @@ from ops_center.api.routes import (
     me,
     ops,
     readings,
+    screen_map,
     sensors,
     sites,
     stream,
@@ -145,6 +146,7 @@ def create_app(
     include_flat(app.router, maintenance.router, prefix=API_PREFIX)
     include_flat(app.router, commands.router, prefix=API_PREFIX)
     include_flat(app.router, exports.router, prefix=API_PREFIX)
+    include_flat(app.router, screen_map.router, prefix=API_PREFIX)
     include_flat(app.router, ops.router)
     # The operations screen (static files, ops_center/web/): under its own prefix, so a catch-all
     # mount never answers for an API path (nor turns an API 405 into its 404).

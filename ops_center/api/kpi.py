@@ -267,28 +267,33 @@ class KpiService:
         )
 
     def _aqi(self, sensors: Sequence[SensorSpec], now: datetime) -> AqiOut | None:
+        """The site's VN_AQI: its worst station's."""
+        stations = self.station_aqi(sensors, now)
+        return max(stations.values(), key=lambda a: a.value, default=None)
+
+    def station_aqi(self, sensors: Sequence[SensorSpec], now: datetime) -> dict[str, AqiOut]:
+        """The hourly VN_AQI of each air-quality station among ``sensors`` that has one."""
         stations = [s for s in sensors if any(m in PM for m in s.metrics)]
         if not stations:
-            return None
+            return {}
         hour = now.replace(minute=0, second=0, microsecond=0)
         means = self.repo.hourly_means([s.id for s in stations], AQI_METRICS, hour - 12 * HOUR)
-        best: tuple[int, str, str] | None = None
+        out: dict[str, AqiOut] = {}
         for s in stations:
             series = {m: means[(s.id, m)] for m in AQI_METRICS if (s.id, m) in means}
             found = aqi_of_station(series, hour)
-            if found is not None and (best is None or found[0] > best[0]):
-                best = (found[0], found[1], s.id)
-        if best is None:
-            return None
-        cat = category(best[0])
-        return AqiOut(
-            value=best[0],
-            category=Localized(vi=cat.label_vi, en=cat.label_en),
-            colour=cat.colour_hex,
-            dominant=best[1],
-            sensor=best[2],
-            hour=hour,
-        )
+            if found is None:
+                continue
+            cat = category(found[0])
+            out[s.id] = AqiOut(
+                value=found[0],
+                category=Localized(vi=cat.label_vi, en=cat.label_en),
+                colour=cat.colour_hex,
+                dominant=found[1],
+                sensor=s.id,
+                hour=hour,
+            )
+        return out
 
 
 def unit_of(metric: str) -> str:

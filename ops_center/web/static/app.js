@@ -7,6 +7,7 @@
 import * as client from "./api.js";
 import { MESSAGES, applyStatic, currentLang, formatAge, formatTime, loc, pct, setLang, t } from "./i18n.js";
 import { LiveStream } from "./stream.js";
+import { OpsMap } from "./map.js";
 
 const SEVERITY_RANK = { emergency: 4, critical: 3, warning: 2, info: 1 };
 const GLOBAL_ROLES = new Set(["city_leader", "admin"]);
@@ -30,6 +31,7 @@ const state = {
 
 let stream = null;
 let sensorsTimer = null;
+let opsMap = null;
 const throttled = new Map();
 
 function el(tag, attrs = {}, ...children) {
@@ -103,6 +105,7 @@ function setStream(ok) {
 function showLogin(message) {
   stream?.stop();
   stream = null;
+  opsMap?.stop();
   clearInterval(sensorsTimer);
   state.me = null;
   state.streamOk = true;
@@ -149,6 +152,8 @@ async function enterScreen() {
   $("login").hidden = true;
   $("screen").hidden = false;
   renderHeader();
+  opsMap ??= new OpsMap($("map"), { onIncident: (id) => openDetail(id) });
+  opsMap.start(state.selected);
   await loadAll();
   stream = new LiveStream({ onEvent, onState: setStream, onReconnect: () => loadAll() });
   await stream.start();
@@ -184,6 +189,7 @@ function renderAll() {
   renderIncidents();
   renderDetail();
   renderSensors();
+  opsMap?.relabel();
 }
 
 // --- KPIs ---------------------------------------------------------------------------------------
@@ -411,6 +417,7 @@ function onEvent(kind, data) {
   if (!state.me) return;
   if (kind === "incident" && data.incident) {
     applyIncident(data.incident);
+    if (inView(data.incident.site)) opsMap?.applyIncident(data.incident);
     if (state.detail?.id === data.incident.id) openDetail(data.incident.id);
     if (inView(data.site)) throttle("kpi", 2000, () => loadKpis().catch(() => {}));
   } else if (kind === "alert" && data.alert) {
@@ -423,6 +430,7 @@ function onEvent(kind, data) {
       throttle("kpi", 5000, () => loadKpis().catch(() => {}));
     }
   } else if (kind === "gateway" && inView(data.site)) {
+    opsMap?.refresh();
     throttle("sensors", 10_000, () => loadSensors().catch(() => {}));
   }
 }
@@ -451,6 +459,7 @@ function boot() {
     state.selected = e.target.value;
     state.detail = null;
     renderDetail();
+    opsMap?.start(state.selected);
     loadAll();
   });
   $("btn-ack").addEventListener("click", () => act("acknowledge"));

@@ -1,0 +1,154 @@
+"""The operations screen's map in a real browser (Debian's Chromium, Playwright), against the
+API served by uvicorn on the store seeded by test_api_support: the DOM contract of
+CONTRACT.md "Operations screen" — one marker per visible gateway in its state, a change of
+state within 30 s, an incident pin live in and out, global roles on the city-wide view, and no
+request leaving 127.0.0.1. Waits are Playwright's ``expect`` with deadlines, never sleeps."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import httpx
+import pytest
+
+from ops_center.adapters.records import GatewayStatusRecord
+from ops_center.feed import Feed
+from ops_center.web import SCREEN_PATH
+from tests.integration.test_api_support import REG, Env, Server, auth, sqlite_env
+from tests.integration.test_web_screen import (  # noqa: F401 (fixtures)
+    DEADLINE_MS,
+    ScreenServer,
+    browser,
+    log_in,
+    publish_new_incident,
+)
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Locator, Page
+
+pytestmark = pytest.mark.integration
+
+CHANGE_DEADLINE_MS = 30_000  # the contract's bound for a marker's state change
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[Env]:
+    yield from sqlite_env(tmp_path / "map.db", kpi_interval_s=0.5, stream_keepalive_s=1.0)
+
+
+@pytest.fixture
+def server(env: Env) -> Iterator[Server]:
+    with ScreenServer(env) as srv:
+        yield srv
+
+
+@pytest.fixture
+def page(browser: Browser, server: Server) -> Iterator[Page]:  # noqa: F811
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="vi-VN")
+    p = context.new_page()
+    p.set_default_timeout(DEADLINE_MS)
+    foreign: list[str] = []
+    p.on("request", lambda r: None if r.url.startswith((server.url, "data:")) else foreign.append(r.url))
+    p.on("pageerror", lambda e: print("pageerror:", e))
+    p.goto(f"{server.url}{SCREEN_PATH}/")
+    yield p
+    context.close()
+    assert not foreign, f"the screen fetched from elsewhere: {foreign}"
+
+
+def set_status(env: Env, feed: Feed, gateway: str, site: str, state: str) -> None:
+    """A gateway's status as the ops service records it: the row, then the ``gateway`` event."""
+    at = env.seed.now + timedelta(seconds=5)
+    env.repo.upsert_gateway_status(GatewayStatusRecord(gateway=gateway, site=site, state=state, last_seen=at))
+    feed.publish(
+        "gateway",
+        site,
+        {"gateway": {"id": gateway, "site": site, "state": state, "last_seen": at.isoformat()}},
+    )
+
+
+def marker(page: Page, gateway: str) -> Locator:
+    return page.locator(f'[data-map] [data-marker][data-gateway="{gateway}"]')
+
+
+def test_city_leader_lands_on_the_city_map_with_every_gateway_in_its_state(page: Page, env: Env) -> None:
+    from playwright.sync_api import expect
+
+    log_in(page, "leader")
+    expect(page.locator("#site-select")).to_have_value("")
+    markers = page.locator("[data-map] [data-marker]")
+    expect(markers).to_have_count(sum(len(s.gateways) for s in REG.spec.sites))
+    states = dict(markers.evaluate_all("els => els.map(e => [e.dataset.gateway, e.dataset.state])"))
+    # The seed: tn-gw-01 and qt-gw-01 online with a batch a minute ago; ax-gw-01 online but
+    # without batches; every other gateway never reported.
+    expected = {gw.id: "offline" for s in REG.spec.sites for gw in s.gateways}
+    expected |= {"tn-gw-01": "online", "qt-gw-01": "online", "ax-gw-01": "stale"}
+    assert states == expected
+    # A pin per unresolved incident, and the site outlines of the offline base layer.
+    pins = page.locator("[data-map] [data-incident-marker]")
+    expect(pins).to_have_count(len(env.seed.incidents))
+    expect(page.locator("[data-map] .site-label")).to_have_count(len(REG.spec.sites))
+    expect(page.locator("[data-map] .site-label").first).to_contain_text("Phường Nam Định")
+
+
+def test_ward_staff_sees_their_gateways_change_state_live(page: Page, env: Env, server: ScreenServer) -> None:
+    from playwright.sync_api import expect
+
+    log_in(page, "tn-staff")
+    tn = [gw.id for s in REG.spec.sites if s.id == "thong-nhat" for gw in s.gateways]
+    expect(page.locator("[data-map] [data-marker]")).to_have_count(len(tn))
+    expect(marker(page, "tn-gw-01")).to_have_attribute("data-state", "online")
+    expect(marker(page, "qt-gw-01")).to_have_count(0)
+    server.wait_subscribers(1)
+    # A gateway that says it is online but sends nothing is stale; a Last Will makes it offline.
+    set_status(env, server.feed, "tn-gw-02", "thong-nhat", "online")
+    expect(marker(page, "tn-gw-02")).to_have_attribute("data-state", "stale", timeout=CHANGE_DEADLINE_MS)
+    set_status(env, server.feed, "tn-gw-01", "thong-nhat", "offline")
+    expect(marker(page, "tn-gw-01")).to_have_attribute("data-state", "offline", timeout=CHANGE_DEADLINE_MS)
+
+
+def test_an_incident_pin_appears_live_opens_the_incident_and_leaves_when_resolved(
+    page: Page, env: Env, server: ScreenServer
+) -> None:
+    from playwright.sync_api import expect
+
+    log_in(page, "tn-staff")
+    pins = page.locator("[data-map] [data-incident-marker]")
+    expect(pins).to_have_count(1)
+    page.evaluate("window.__sameDocument = true")
+    server.wait_subscribers(1)
+    publish_new_incident(env, server.feed, "inc-tn-map", "thong-nhat", "Ngập đường Trần Đăng Ninh")
+    pin = page.locator('[data-map] [data-incident-marker][data-incident="inc-tn-map"]')
+    expect(pin).to_have_count(1)
+    expect(pin).to_have_attribute("data-severity", "emergency")
+    pin.click()
+    expect(page.locator("#detail")).to_have_attribute("data-id", "inc-tn-map")
+    with httpx.Client(base_url=server.url, timeout=10) as api:
+        r = api.post(
+            "/api/v1/incidents/inc-tn-map/resolve",
+            headers=auth(env.tokens["tn-staff"]),
+            json={"note": "đã rút"},
+        )
+        assert r.status_code == 200, r.text
+    expect(pin).to_have_count(0)
+    expect(pins).to_have_count(1)
+    assert page.evaluate("window.__sameDocument") is True
+
+
+def test_the_map_endpoint_is_scoped_and_names_no_tiles_by_default(env: Env) -> None:
+    r = env.client.get("/api/v1/map", headers=auth(env.tokens["tn-staff"]))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["tiles"] is None
+    assert [s["id"] for s in body["sites"]] == ["thong-nhat"]
+    assert {g["site"] for g in body["gateways"]} == {"thong-nhat"}
+    assert len(body["sites"][0]["outline"]) >= 3
+    assert {st["name"] for st in body["sites"][0]["streets"]} >= {"Trần Đăng Ninh"}
+    aq = next(s for s in body["sensors"] if s["id"] == "tn-aq-01")
+    assert aq["aqi"] is not None and aq["aqi"]["value"] > 0
+    assert env.client.get("/api/v1/map").status_code == 401
+    r = env.client.get("/api/v1/map?site=quang-trung", headers=auth(env.tokens["tn-staff"]))
+    assert r.status_code == 200 and r.json()["sites"] == []
