@@ -39,8 +39,9 @@ from contract.catalog import METRICS
 from contract.registry import Registry, SensorSpec
 from ops_center.adapters.records import GatewayBatchStats
 from ops_center.adapters.repository import OpsRepository, RepositoryError
+from ops_center.api.aqi_view import start_of_vn_day, station_daily
 from ops_center.api.errors import Localized
-from ops_center.api.schemas import AqiOut, CityOverviewOut, IncidentCounts, OverviewOut
+from ops_center.api.schemas import AqiOut, CityOverviewOut, DailyAqiOut, IncidentCounts, OverviewOut
 from ops_center.domain.aqi import GASES, PM, category, hourly_aqi
 from ops_center.settings import OpsSettings
 
@@ -250,6 +251,7 @@ class KpiService:
         counts = IncidentCounts(**by_severity, total=sum(by_severity.values()))
         dead_today = self.repo.dead_letter_counts([site_id], start_of_local_day(now)).get(site_id, 0)
 
+        aqi_now, aqi_daily = self._aqi([s for _, s in sensors], now)
         return OverviewOut(
             site=site_id,
             name=Localized(vi=site.name.vi, en=site.name.en),
@@ -262,25 +264,41 @@ class KpiService:
             data_completeness_pct=completeness,
             completeness_window_s=window_s,
             open_incidents=counts,
-            aqi=self._aqi([s for _, s in sensors], now),
+            aqi=aqi_now,
+            aqi_daily=aqi_daily,
             dead_letters_today=dead_today,
         )
 
-    def _aqi(self, sensors: Sequence[SensorSpec], now: datetime) -> AqiOut | None:
-        """The site's VN_AQI: its worst station's."""
-        stations = self.station_aqi(sensors, now)
-        return max(stations.values(), key=lambda a: a.value, default=None)
+    def _aqi(self, sensors: Sequence[SensorSpec], now: datetime) -> tuple[AqiOut | None, list[DailyAqiOut]]:
+        """The site's VN_AQI now and by day: its worst station's."""
+        hourly, daily = self.station_aqi_all(sensors, now)
+        worst: dict[object, DailyAqiOut] = {}
+        for d in daily:
+            if d.day not in worst or d.value > worst[d.day].value:
+                worst[d.day] = d
+        return max(hourly.values(), key=lambda a: a.value, default=None), sorted(
+            worst.values(), key=lambda d: d.day
+        )
 
     def station_aqi(self, sensors: Sequence[SensorSpec], now: datetime) -> dict[str, AqiOut]:
         """The hourly VN_AQI of each air-quality station among ``sensors`` that has one."""
+        return self.station_aqi_all(sensors, now)[0]
+
+    def station_aqi_all(
+        self, sensors: Sequence[SensorSpec], now: datetime
+    ) -> tuple[dict[str, AqiOut], list[DailyAqiOut]]:
+        """Hourly VN_AQI per station, and each station's daily VN_AQI for yesterday and today."""
         stations = [s for s in sensors if any(m in PM for m in s.metrics)]
         if not stations:
-            return {}
+            return {}, []
         hour = now.replace(minute=0, second=0, microsecond=0)
-        means = self.repo.hourly_means([s.id for s in stations], AQI_METRICS, hour - 12 * HOUR)
+        since = min(hour - 12 * HOUR, start_of_vn_day(now) - 31 * HOUR)
+        means = self.repo.hourly_means([s.id for s in stations], AQI_METRICS, since)
         out: dict[str, AqiOut] = {}
+        daily: list[DailyAqiOut] = []
         for s in stations:
             series = {m: means[(s.id, m)] for m in AQI_METRICS if (s.id, m) in means}
+            daily.extend(station_daily(s, series, now))
             found = aqi_of_station(series, hour)
             if found is None:
                 continue
@@ -293,7 +311,7 @@ class KpiService:
                 sensor=s.id,
                 hour=hour,
             )
-        return out
+        return out, daily
 
 
 def unit_of(metric: str) -> str:

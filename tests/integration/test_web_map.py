@@ -152,3 +152,18 @@ def test_the_map_endpoint_is_scoped_and_names_no_tiles_by_default(env: Env) -> N
     assert env.client.get("/api/v1/map").status_code == 401
     r = env.client.get("/api/v1/map?site=quang-trung", headers=auth(env.tokens["tn-staff"]))
     assert r.status_code == 200 and r.json()["sites"] == []
+
+
+def test_the_screens_vn_aqi_is_the_domain_functions_for_the_same_data(page: Page, env: Env) -> None:
+    from playwright.sync_api import expect
+
+    from ops_center.domain.aqi import category, hourly_aqi
+
+    # The seed's hourly means of tn-aq-01 (test_api_support): PM2.5 40 and PM10 60 for 12 h.
+    expected = hourly_aqi({"pm25": [40.0] * 12, "pm10": [60.0] * 12}, {})
+    assert expected is not None
+    log_in(page, "tn-staff")
+    expect(page.locator("#kpi-aqi")).to_have_text(str(expected.value))
+    expect(page.locator("#kpi-aqi-sub")).to_contain_text(category(expected.value).label_vi)
+    badge = page.locator('[data-map] [data-aqi-station="tn-aq-01"]')
+    expect(badge).to_have_attribute("data-aqi", str(expected.value))

@@ -8,6 +8,7 @@ import * as client from "./api.js";
 import { MESSAGES, applyStatic, currentLang, formatAge, formatTime, loc, pct, setLang, t } from "./i18n.js";
 import { LiveStream } from "./stream.js";
 import { OpsMap } from "./map.js";
+import { renderAqiTile, worstDaily } from "./aqi.js";
 
 const SEVERITY_RANK = { emergency: 4, critical: 3, warning: 2, info: 1 };
 const GLOBAL_ROLES = new Set(["city_leader", "admin"]);
@@ -214,12 +215,14 @@ function renderKpis() {
   $("kpi-online-sub").textContent = t("of_sensors", { online: ov.sensors_online, total: ov.sensors_total });
   let completeness = ov.data_completeness_pct;
   let aqi = ov.aqi;
+  let daily = ov.aqi_daily ?? [];
   if (k.kind === "city") {
     // The city overview carries each site's own figures: completeness is their mean, the
     // AQI the worst site's (as a site's AQI is its worst station's).
     const known = ov.sites.map((s) => s.data_completeness_pct).filter((v) => v != null);
     completeness = known.length ? known.reduce((a, b) => a + b, 0) / known.length : null;
     aqi = ov.sites.map((s) => s.aqi).filter(Boolean).sort((a, b) => b.value - a.value)[0] ?? null;
+    daily = worstDaily(ov.sites.map((s) => s.aqi_daily ?? []));
   }
   $("kpi-completeness").textContent = pct(completeness);
   const counts = ov.open_incidents;
@@ -229,12 +232,10 @@ function renderKpis() {
       el("span", { class: `sev sev-${sev}`, "data-severity": sev }, `${t(`sev_${sev}`)}: ${counts[sev]}`),
     ),
   );
-  const aqiBox = $("kpi-aqi");
-  aqiBox.textContent = aqi ? String(aqi.value) : "—";
-  // The VN_AQI category colour (QĐ 1459/QĐ-TCMT) as the tile's band: yellow text on white
-  // would not be legible.
-  aqiBox.parentElement.style.borderLeftColor = aqi ? aqi.colour : "";
-  $("kpi-aqi-sub").textContent = aqi ? `${loc(aqi.category)} · ${aqi.dominant}` : "";
+  renderAqiTile($("kpi-aqi"), $("kpi-aqi-sub"), daily, aqi, (code) => {
+    const m = state.metrics.get(code);
+    return m ? loc(m.name) : code;
+  });
 }
 
 // --- incidents ----------------------------------------------------------------------------------

@@ -102,7 +102,10 @@ export class OpsMap {
     base.clearLayers();
     for (const s of data.sites) {
       const poly = L.polygon(s.outline, { className: `site-outline site-${s.kind}`, weight: 2, fillOpacity: 0.06 });
-      const label = s.parent ? `${loc(s.name)} · ${s.parent}` : loc(s.name);
+      // The site's VN_AQI is its worst station's (as on the KPI tile).
+      const aqi = data.sensors.filter((x) => x.site === s.id && x.aqi).map((x) => x.aqi.value);
+      const parts = [loc(s.name), s.parent ? `(${s.parent})` : "", aqi.length ? `· ${w("aqi")} ${Math.max(...aqi)}` : ""];
+      const label = parts.filter(Boolean).join(" ");
       poly.bindTooltip(label, { permanent: true, direction: "center", className: "site-label" });
       base.addLayer(poly);
       for (const st of s.streets) {
