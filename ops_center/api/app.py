@@ -67,6 +67,7 @@ def create_app(
     registry: Registry | None = None,
     on_action: ActionHook | None = None,
     clock: Callable[[], datetime] | None = None,
+    data_clock: Callable[[], datetime] | None = None,
     passwords: Passwords | None = None,
     on_shutdown: Callable[[], None] | None = None,
 ) -> FastAPI:
@@ -74,7 +75,9 @@ def create_app(
     without one, only the store is checked. ``on_action`` tells the ops service about a
     person's incident action after it is committed. ``registry`` defaults to
     ``settings.registry`` (or the bundled demo registry). ``on_shutdown`` runs when the app's
-    lifespan ends (e.g. closing a repository the app's factory opened)."""
+    lifespan ends (e.g. closing a repository the app's factory opened). ``data_clock`` (default:
+    ``clock``) is the time the readings' freshness is judged against: the demo's simulated clock
+    while its scenario replays (KPIs, sensors, the map); tokens and the audit keep ``clock``."""
     reg = registry if registry is not None else load_registry(settings.registry)
     now = clock or (lambda: datetime.now(UTC))
     metrics = ApiMetrics(feed)
@@ -101,7 +104,7 @@ def create_app(
         ),
         readiness=desk.readiness(readiness or (lambda: {"store": repo.ping()})),
         metrics=metrics,
-        kpis=KpiService(repo, reg, settings, now),
+        kpis=KpiService(repo, reg, settings, data_clock or now),
         on_action=on_action,
         clock=now,
         users=UserRows(settings.principal_cache_s),

@@ -106,7 +106,7 @@ def get_map(
     visible = [
         s for s in state.registry.spec.sites if scope.can_see(s.id) and (narrowed is None or s.id in narrowed)
     ]
-    now = state.now()
+    now = state.kpis.clock()  # the data clock (create_app)
     ids = tuple(s.id for s in visible)
     status = {g.gateway: g for g in state.repo.list_gateway_status(ids)} if ids else {}
     horizon = max(
