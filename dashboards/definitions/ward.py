@@ -177,7 +177,7 @@ def infrastructure() -> Dashboard:
             "  extract(epoch FROM $__timeTo()::timestamptz - l.time)::bigint AS age_s,\n"
             f"  CASE WHEN l.time IS NULL OR $__timeTo()::timestamptz - l.time > "
             f"make_interval(secs => {lim.SILENT_INTERVALS} * s.interval_s)\n"
-            "       THEN 'Im lặng / silent' ELSE 'Đang gửi / reporting' END AS status\n"
+            "       THEN 'Mất tín hiệu / silent' ELSE 'Đang gửi / reporting' END AS status\n"
             "FROM sensors s\n"
             "LEFT JOIN LATERAL (SELECT r.time FROM readings r WHERE r.sensor = s.id\n"
             "  AND r.metric = s.metrics[1] AND r.time <= $__timeTo()\n"
@@ -187,7 +187,7 @@ def infrastructure() -> Dashboard:
             "ORDER BY status DESC, age_s DESC NULLS FIRST",
             ("sensor", "name", "kind", "interval_s", "last_seen", "age_s", "status"), "table"),),
         width=24, height=10,
-        description=("Im lặng: không có số đo trong hơn 3 chu kỳ gửi (quy tắc sensor-silent). / "
+        description=("Mất tín hiệu: không có số đo trong hơn 3 chu kỳ gửi (quy tắc sensor-silent). / "
                      "Silent: no reading for more than 3 reporting intervals (rule sensor-silent)."),
     )
     return Dashboard(

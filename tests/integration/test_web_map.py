@@ -6,6 +6,7 @@ request leaving 127.0.0.1. Waits are Playwright's ``expect`` with deadlines, nev
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -167,3 +168,49 @@ def test_the_screens_vn_aqi_is_the_domain_functions_for_the_same_data(page: Page
     expect(page.locator("#kpi-aqi-sub")).to_contain_text(category(expected.value).label_vi)
     badge = page.locator('[data-map] [data-aqi-station="tn-aq-01"]')
     expect(badge).to_have_attribute("data-aqi", str(expected.value))
+
+
+def test_the_timeline_speaks_one_language_and_values_carry_no_float_noise(page: Page, env: Env) -> None:
+    from playwright.sync_api import expect
+
+    from ops_center.adapters.records import AlertRecord, TimelineEvent
+
+    now = env.seed.now
+    env.repo.upsert_alert(
+        AlertRecord(
+            id="al-tn-noise",
+            rule="ww-tss",
+            site="thong-nhat",
+            severity="warning",
+            state="active",
+            opened_at=now,
+            updated_at=now,
+            gateway="tn-gw-01",
+            sensor="tn-aq-01",
+            metric="pm25",
+            incident_id="inc-tn-1",
+            value=0.22999999999999865,
+            category="air",
+            message_vi="",
+            message_en="",
+        )
+    )
+    env.repo.append_timeline(
+        TimelineEvent(
+            incident_id="inc-tn-1",
+            site="thong-nhat",
+            at=now,
+            actor="rule:ww-tss",
+            action="alert_added",
+            detail="Thêm cảnh báo / Alert added [alert al-tn-noise]",
+        )
+    )
+    log_in(page, "tn-staff")
+    page.locator('#incidents li[data-id="inc-tn-1"]').click()
+    alert = page.locator('#detail-alerts li[data-id="al-tn-noise"]')
+    expect(alert).to_contain_text("ww-tss = 0,23")
+    expect(alert).not_to_contain_text("0.2299")
+    added = page.locator('#detail-timeline li[data-action="alert_added"]')
+    expect(added).to_have_text(re.compile(r"Hệ thống cảnh báo — thêm cảnh báo: Thêm cảnh báo$"))
+    page.click("header .lang-toggle")
+    expect(added).to_have_text(re.compile(r"Alerting — .*: Alert added$"))

@@ -248,3 +248,17 @@ def test_evaluate_one_rule_on_a_stored_window() -> None:
     change = evaluate(rule, ref, "water_level_cm", window, T0 + timedelta(minutes=5))
     assert change is not None and change.action == "raised" and change.alert.severity == "warning"
     assert evaluate(rule, ref, "water_level_cm", window, T0 + timedelta(minutes=1)) is None
+
+
+@pytest.mark.parametrize(
+    ("mm_h", "severity", "words"),
+    [(20.0, "warning", "Mưa to = 20 mm/h"), (40.0, "critical", "Mưa rất to = 40 mm/h")],
+)
+def test_rain_alerts_use_the_forecast_classes(mm_h: float, severity: str, words: str) -> None:
+    # FACTS.md §3.1: "mưa to", "mưa rất to" (not "mưa lớn"); the level's own title.
+    engine = RuleEngine(RULES, REGISTRY)
+    changes = feed_minutes(engine, T0, 8, {("tn-rain-01", "rain_mm_h"): mm_h})
+    rain = [c for c in changes if c.alert.rule == "rain-heavy"]
+    assert [(c.action, c.alert.severity) for c in rain] == [("raised", severity)]
+    assert rain[0].alert.message_vi.startswith(words), rain[0].alert.message_vi
+    assert "(ngưỡng" in rain[0].alert.message_vi

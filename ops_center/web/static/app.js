@@ -9,6 +9,7 @@ import { MESSAGES, applyStatic, currentLang, formatAge, formatTime, loc, pct, se
 import { LiveStream } from "./stream.js";
 import { OpsMap } from "./map.js";
 import { renderAqiTile, worstDaily } from "./aqi.js";
+import { actorText, alertText, detailText } from "./words.js";
 
 const SEVERITY_RANK = { emergency: 4, critical: 3, warning: 2, info: 1 };
 const GLOBAL_ROLES = new Set(["city_leader", "admin"]);
@@ -327,8 +328,7 @@ function renderDetail() {
         "li",
         { class: `alert sev-${a.severity}`, "data-id": a.id },
         el("span", { class: `sev sev-${a.severity}` }, t(`sev_${a.severity}`)),
-        ` ${a.message ? loc(a.message) : a.rule}`,
-        a.value != null ? ` = ${a.value}` : "",
+        ` ${alertText(a, loc)}`,
         ` · ${a.sensor ?? a.gateway ?? ""} · ${t(`state_${a.state}`)} · ${formatTime(a.opened_at)}`,
       ),
     ),
@@ -337,10 +337,10 @@ function renderDetail() {
     ...d.timeline.map((e) =>
       el(
         "li",
-        { "data-action": e.action },
+        { "data-action": e.action, title: `${e.actor}: ${e.detail ?? ""}` },
         el("time", {}, formatTime(e.at)),
-        ` ${e.actor} — ${MESSAGES.vi[`act_${e.action}`] ? t(`act_${e.action}`) : e.action}`,
-        e.detail ? `: ${e.detail}` : "",
+        ` ${actorText(e.actor)} — ${MESSAGES.vi[`act_${e.action}`] ? t(`act_${e.action}`) : e.action}`,
+        e.detail ? `: ${detailText(e.detail)}` : "",
       ),
     ),
   );

@@ -49,7 +49,7 @@ export const MESSAGES = {
     state_open: "Mới mở",
     state_acknowledged: "Đã tiếp nhận",
     state_resolved: "Đã đóng",
-    state_active: "Đang hoạt động",
+    state_active: "Đang cảnh báo",
     state_cleared: "Đã hết",
     act_opened: "mở sự cố",
     act_alert_added: "thêm cảnh báo",
