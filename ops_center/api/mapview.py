@@ -2,10 +2,11 @@
 rows (no I/O): the gateways' states of the contract ("Operations screen"), each site's outline
 and the streets the registry names, for the offline base layer.
 
-- A gateway is ``online`` when its status is online and a batch arrived within
-  ``FRESH_INTERVALS`` × its shortest sensor interval, ``stale`` when its status is online but
-  it has been silent longer, ``offline`` on an offline status or Last Will. A gateway that
-  never sent a status counts as online while its batches arrive, offline otherwise.
+- A gateway is ``online`` when its status is online and a batch arrived within 3 × its
+  shortest sensor interval (at least ``kpi.MIN_FRESH_S``: readings travel in batches),
+  ``stale`` when its status is online but it has been silent longer, ``offline`` on an
+  offline status or Last Will. A gateway that never sent a status counts as online while its
+  batches arrive, offline otherwise.
 - A site's outline: the convex hull of the site's, its gateways' and its sensors' registry
   positions, pushed out by ``OUTLINE_MARGIN_DEG`` (the registry has no boundaries; FACTS.md
   §5.3: the demo positions are estimates).
@@ -21,8 +22,8 @@ from datetime import datetime
 from typing import Final, Literal
 
 from contract.registry import GatewaySpec, SiteSpec
+from ops_center.api.kpi import fresh_s
 
-FRESH_INTERVALS: Final = 3
 OUTLINE_MARGIN_DEG: Final = 0.0015  # about 160 m at Nam Định's latitude
 MarkerState = Literal["online", "stale", "offline"]
 Point = tuple[float, float]  # (lat, lon)
@@ -35,7 +36,7 @@ def gateway_interval_s(gw: GatewaySpec) -> int:
 def gateway_state(
     status: str | None, last_batch: datetime | None, interval_s: float, now: datetime
 ) -> MarkerState:
-    recent = last_batch is not None and (now - last_batch).total_seconds() <= FRESH_INTERVALS * interval_s
+    recent = last_batch is not None and (now - last_batch).total_seconds() <= fresh_s(interval_s)
     if status is None:
         return "online" if recent else "offline"
     if status != "online":

@@ -16,9 +16,8 @@ from fastapi import APIRouter, Query, Request
 from contract.models import SLUG_PATTERN
 from ops_center.api.deps import ScopeDep, StateDep, list_filter
 from ops_center.api.errors import ERROR_RESPONSES, Localized
-from ops_center.api.kpi import is_fresh
+from ops_center.api.kpi import fresh_s, is_fresh
 from ops_center.api.mapview import (
-    FRESH_INTERVALS,
     MarkerState,
     gateway_interval_s,
     gateway_state,
@@ -110,14 +109,14 @@ def get_map(
     ids = tuple(s.id for s in visible)
     status = {g.gateway: g for g in state.repo.list_gateway_status(ids)} if ids else {}
     horizon = max(
-        (FRESH_INTERVALS * gateway_interval_s(gw) for s in visible for gw in s.gateways), default=180
+        (fresh_s(gateway_interval_s(gw)) for s in visible for gw in s.gateways), default=180
     )
     gw_ids = [gw.id for s in visible for gw in s.gateways]
     batches = {
         b.gateway: b.last_received for b in state.repo.batch_stats(gw_ids, now - timedelta(seconds=horizon))
     }
     refs = [(s.id, gw.id, sensor) for s in visible for gw in s.gateways for sensor in gw.sensors]
-    s_horizon = max((FRESH_INTERVALS * r[2].interval_s for r in refs), default=180)
+    s_horizon = max((fresh_s(r[2].interval_s) for r in refs), default=180)
     newest: dict[str, datetime] = {}
     for v in state.repo.latest_values(
         [(r[2].id, m) for r in refs for m in r[2].metrics], now - timedelta(seconds=s_horizon)
