@@ -214,3 +214,21 @@ def test_the_timeline_speaks_one_language_and_values_carry_no_float_noise(page: 
     expect(added).to_have_text(re.compile(r"Hệ thống cảnh báo — thêm cảnh báo: Thêm cảnh báo$"))
     page.click("header .lang-toggle")
     expect(added).to_have_text(re.compile(r"Alerting — .*: Alert added$"))
+
+
+def test_a_chart_draws_real_readings_with_the_qcvn_limit(page: Page, env: Env) -> None:
+    from playwright.sync_api import expect
+
+    log_in(page, "tn-staff")
+    page.select_option("#trend-sensor", "tn-aq-01")
+    page.select_option("#trend-metric", "pm25")
+    chart = page.locator('#trend-chart[data-chart][data-sensor="tn-aq-01"][data-metric="pm25"]')
+    # The seed's PM2.5 rollups (1-minute buckets for 2 h): a 24 h range → 15-minute buckets.
+    expect(chart).to_have_attribute("data-points", re.compile(r"^[1-9]\d*$"))
+    expect(chart.locator("canvas")).to_have_count(1)
+    expect(chart.locator(".u-legend")).to_contain_text("QCVN 05:2023")
+    # The incident's readings: its alert's sensor and metric.
+    page.locator('#incidents li[data-id="inc-tn-1"]').click()
+    opening = page.locator('#detail-charts [data-chart][data-sensor="tn-aq-01"][data-metric="pm25"]')
+    expect(opening).to_have_attribute("data-points", re.compile(r"^\d+$"))
+    expect(page.locator("#detail-charts-title")).to_have_text("Số liệu dẫn tới sự cố")

@@ -1,4 +1,5 @@
-"""``GET /api/v1/map?site=``: what the operations screen's map draws (ops_center/web/static/map.js).
+"""``GET /api/v1/map?site=``: what the operations screen's map draws (ops_center/web/static/map.js);
+``GET /api/v1/limits?sensor=``: the lines its charts draw (ops_center/api/rule_limits.py).
 
 Sites with their outline and named streets (the offline base layer), gateways with the
 contract's marker state, sensors with their freshness, the open and acknowledged incidents
@@ -14,7 +15,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 
 from contract.models import SLUG_PATTERN
-from ops_center.api.deps import ScopeDep, StateDep, list_filter
+from ops_center.api.deps import ScopeDep, StateDep, list_filter, require_visible
 from ops_center.api.errors import ERROR_RESPONSES, Localized
 from ops_center.api.kpi import fresh_s, is_fresh
 from ops_center.api.mapview import (
@@ -25,6 +26,7 @@ from ops_center.api.mapview import (
     site_points,
     streets,
 )
+from ops_center.api.rule_limits import LimitOut, limits_of, rules_for
 from ops_center.api.schemas import AqiOut, LocationOut, Severity, _Out
 
 router = APIRouter(tags=["map"], responses=ERROR_RESPONSES)
@@ -108,9 +110,7 @@ def get_map(
     now = state.kpis.clock()  # the data clock (create_app)
     ids = tuple(s.id for s in visible)
     status = {g.gateway: g for g in state.repo.list_gateway_status(ids)} if ids else {}
-    horizon = max(
-        (fresh_s(gateway_interval_s(gw)) for s in visible for gw in s.gateways), default=180
-    )
+    horizon = max((fresh_s(gateway_interval_s(gw)) for s in visible for gw in s.gateways), default=180)
     gw_ids = [gw.id for s in visible for gw in s.gateways]
     batches = {
         b.gateway: b.last_received for b in state.repo.batch_stats(gw_ids, now - timedelta(seconds=horizon))
@@ -200,6 +200,21 @@ def get_map(
             for i in incidents
         ],
     )
+
+
+@router.get("/limits", summary="Ngưỡng của cảm biến / the limits a sensor is judged against")
+def get_limits(
+    request: Request,
+    state: StateDep,
+    scope: ScopeDep,
+    sensor: Annotated[str, Query(pattern=SLUG_PATTERN, max_length=63)],
+) -> list[LimitOut]:
+    ref = state.registry.sensors.get(sensor)
+    require_visible(
+        request, state, scope, ref.site if ref else None, target=f"sensor:{sensor}", exists=ref is not None
+    )
+    assert ref is not None
+    return limits_of(rules_for(state.registry), ref)
 
 
 def _text(v: object) -> str | None:

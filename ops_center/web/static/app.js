@@ -10,6 +10,7 @@ import { LiveStream } from "./stream.js";
 import { OpsMap } from "./map.js";
 import { renderAqiTile, worstDaily } from "./aqi.js";
 import { actorText, alertText, detailText } from "./words.js";
+import { Trends } from "./trends.js";
 
 const SEVERITY_RANK = { emergency: 4, critical: 3, warning: 2, info: 1 };
 const GLOBAL_ROLES = new Set(["city_leader", "admin"]);
@@ -34,6 +35,7 @@ const state = {
 let stream = null;
 let sensorsTimer = null;
 let opsMap = null;
+let trends = null;
 const throttled = new Map();
 
 function el(tag, attrs = {}, ...children) {
@@ -156,6 +158,10 @@ async function enterScreen() {
   renderHeader();
   opsMap ??= new OpsMap($("map"), { onIncident: (id) => openDetail(id) });
   opsMap.start(state.selected);
+  trends ??= new Trends({
+    metricName: (code) => (state.metrics.get(code) ? loc(state.metrics.get(code).name) : code),
+    sensorName: (s) => `${s.name ? loc(s.name) : s.id} · ${state.kinds.get(s.kind) ? loc(state.kinds.get(s.kind).name) : s.kind}`,
+  });
   await loadAll();
   stream = new LiveStream({ onEvent, onState: setStream, onReconnect: () => loadAll() });
   await stream.start();
@@ -333,6 +339,7 @@ function renderDetail() {
       ),
     ),
   );
+  trends?.showIncident(d);
   $("detail-timeline").replaceChildren(
     ...d.timeline.map((e) =>
       el(
@@ -384,6 +391,7 @@ async function loadSensors() {
   if (site !== state.selected) return;
   state.sensors = rows;
   renderSensors();
+  trends?.setSensors(rows);
 }
 
 function renderSensors() {
