@@ -11,6 +11,7 @@ import { OpsMap } from "./map.js";
 import { renderAqiTile, worstDaily } from "./aqi.js";
 import { actorText, alertText, detailText } from "./words.js";
 import { Trends } from "./trends.js";
+import { Wall, wallRequested } from "./wall.js";
 
 const SEVERITY_RANK = { emergency: 4, critical: 3, warning: 2, info: 1 };
 const GLOBAL_ROLES = new Set(["city_leader", "admin"]);
@@ -36,6 +37,7 @@ let stream = null;
 let sensorsTimer = null;
 let opsMap = null;
 let trends = null;
+let wall = null;
 const throttled = new Map();
 
 function el(tag, attrs = {}, ...children) {
@@ -110,6 +112,7 @@ function showLogin(message) {
   stream?.stop();
   stream = null;
   opsMap?.stop();
+  wall?.stop();
   clearInterval(sensorsTimer);
   state.me = null;
   state.streamOk = true;
@@ -163,6 +166,14 @@ async function enterScreen() {
     sensorName: (s) => `${s.name ? loc(s.name) : s.id} · ${state.kinds.get(s.kind) ? loc(state.kinds.get(s.kind).name) : s.kind}`,
   });
   await loadAll();
+  if (wallRequested()) {
+    wall ??= new Wall({
+      views: () => [...(GLOBAL_ROLES.has(state.me.role) ? [""] : []), ...state.sites.map((s) => s.id)],
+      siteName,
+      metricName: (code) => (state.metrics.get(code) ? loc(state.metrics.get(code).name) : code),
+    });
+    wall.start();
+  }
   stream = new LiveStream({ onEvent, onState: setStream, onReconnect: () => loadAll() });
   await stream.start();
   clearInterval(sensorsTimer);
@@ -305,6 +316,8 @@ async function openDetail(id) {
     }
     renderDetail();
     renderIncidents();
+    // On a phone the detail is below the list: bring its actions under the thumb.
+    if (changed && matchMedia("(max-width: 600px)").matches) $("detail").scrollIntoView({ block: "start" });
   } catch (exc) {
     showActionError(exc);
   }

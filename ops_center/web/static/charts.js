@@ -42,7 +42,8 @@ export async function drawTrend(box, { sensor, metric, start, end, metricName, h
     height,
     tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), "Asia/Ho_Chi_Minh"),
     legend: { show: true },
-    scales: { x: { time: true } },
+    // The asked range, whatever the data covers (one point would otherwise span years).
+    scales: { x: { time: true, range: () => [start.getTime() / 1000, end.getTime() / 1000] } },
     series: [
       {},
       { label: name, stroke: "#0b5cad", width: 2, points: { show: xs.length < 40 } },

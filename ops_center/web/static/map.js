@@ -16,6 +16,13 @@ const WORDS = {
 };
 const w = (key) => WORDS[currentLang()]?.[key] ?? WORDS.vi[key];
 
+// Leaflet puts a string tooltip in as HTML: every text goes in as a text node instead.
+function text(value) {
+  const span = document.createElement("span");
+  span.textContent = value;
+  return span;
+}
+
 export class OpsMap {
   constructor(container, { onIncident }) {
     this.container = container;
@@ -106,12 +113,14 @@ export class OpsMap {
       const aqi = data.sensors.filter((x) => x.site === s.id && x.aqi).map((x) => x.aqi.value);
       const parts = [loc(s.name), s.parent ? `(${s.parent})` : "", aqi.length ? `· ${w("aqi")} ${Math.max(...aqi)}` : ""];
       const label = parts.filter(Boolean).join(" ");
-      poly.bindTooltip(label, { permanent: true, direction: "center", className: "site-label" });
       base.addLayer(poly);
+      // The name above the outline, clear of the markers inside it.
+      const top = s.outline.reduce((a, b) => (b[0] > a[0] ? b : a));
+      base.addLayer(L.tooltip({ permanent: true, direction: "top", className: "site-label" }).setLatLng(top).setContent(text(label)));
       for (const st of s.streets) {
         if (st.points.length < 2) continue;
         const line = L.polyline(st.points, { className: "street", weight: 5 });
-        line.bindTooltip(st.name, { permanent: true, direction: "top", className: "street-label" });
+        line.bindTooltip(text(st.name), { permanent: true, direction: "top", className: "street-label" });
         base.addLayer(line);
       }
     }
@@ -127,7 +136,7 @@ export class OpsMap {
       if (s.aqi) {
         const icon = L.divIcon({ className: "aqi-badge", html: "", iconSize: [34, 22] });
         const m = L.marker(where, { icon, keyboard: false });
-        m.bindTooltip(`${name} · ${w("aqi")} ${s.aqi.value} — ${loc(s.aqi.category)} (${s.aqi.dominant})`);
+        m.bindTooltip(text(`${name} · ${w("aqi")} ${s.aqi.value} — ${loc(s.aqi.category)} (${s.aqi.dominant})`));
         layer.addLayer(m);
         const e = m.getElement();
         e.textContent = String(s.aqi.value);
@@ -141,7 +150,7 @@ export class OpsMap {
         radius: 4,
         className: `sensor-dot ${s.online ? "sensor-online" : "sensor-offline"}`,
       });
-      dot.bindTooltip(`${name} · ${s.online ? w("fresh") : w("silent")}`);
+      dot.bindTooltip(text(`${name} · ${s.online ? w("fresh") : w("silent")}`));
       layer.addLayer(dot);
     }
   }
@@ -167,7 +176,7 @@ export class OpsMap {
       e.classList.add(`state-${g.state}`);
       const name = g.name ? loc(g.name) : g.id;
       const seenAt = g.last_batch ?? g.last_seen;
-      m.bindTooltip(`${w("gateway")} ${name} (${g.id}) · ${w(g.state)}${seenAt ? ` · ${formatTime(seenAt)}` : ""}`);
+      m.bindTooltip(text(`${w("gateway")} ${name} (${g.id}) · ${w(g.state)}${seenAt ? ` · ${formatTime(seenAt)}` : ""}`));
     }
     for (const [id, m] of this.gateways) {
       if (!seen.has(id)) {
@@ -207,7 +216,7 @@ export class OpsMap {
     e.dataset.state = i.state;
     e.className = e.className.replace(/\bsev-\w+|\bstate-\w+/g, "").trim();
     e.classList.add(`sev-${i.severity}`, `state-${i.state}`);
-    m.bindTooltip(`${t(`sev_${i.severity}`)} · ${loc(i.title)}`);
+    m.bindTooltip(text(`${t(`sev_${i.severity}`)} · ${loc(i.title)}`));
   }
 
   // A live incident event: the pin shows (at its site until the next refresh places it at
