@@ -374,8 +374,11 @@ class RuleEngine:
     def _emit(self, b: _Bound, sig: Signal, at: float, late_cut: float, changes: list[AlertChange]) -> None:
         ctx = b.ctx
         unit = METRICS[ctx.metric].unit if ctx.metric is not None and ctx.metric in METRICS else ""
+        vi, en = ctx.message_vi, ctx.message_en
         named = level_title(b.rule, sig.level)
-        vi, en = (named.vi, named.en) if named is not None else (ctx.message_vi, ctx.message_en)
+        if named is not None:  # the level's words in place of the rule's title, the rest kept
+            vi = named.vi + vi.removeprefix(b.rule.title.vi)
+            en = named.en + en.removeprefix(b.rule.title.en)
         msg = (f"{vi} = {fmt(sig.value)} {unit} (ngưỡng {fmt(sig.limit)})",
                f"{en} = {fmt(sig.value)} {unit} (limit {fmt(sig.limit)})")
         ch = self.book.set_level(ctx, sig.level, at, value=sig.value, limit=sig.limit,

@@ -58,6 +58,7 @@ export class Wall {
 
   show(site) {
     document.body.dataset.wallView = site || "city";
+    $("wall-view-name").textContent = site ? this.siteName(site) : t("all_sites");
     const select = $("site-select");
     if (select.value !== site) {
       select.value = site;
