@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+from datetime import date
 from pathlib import Path
 
 from contract.registry import Registry, SensorRef
@@ -47,16 +48,17 @@ def rules_for(registry: Registry) -> RuleSet:
         return hit
 
 
-def limits_of(rules: RuleSet, ref: SensorRef) -> list[LimitOut]:
+def limits_of(rules: RuleSet, ref: SensorRef, today: date) -> list[LimitOut]:
+    """``today``: the Vietnam date, for limits that tighten on a known day (QCVN 05:2023 PM2.5)."""
     out: list[LimitOut] = []
     for rule in rules.resolve(ref):
         for metric in rule.metrics or ref.spec.metrics:
             if metric in ref.spec.metrics:
-                out.extend(_lines(rule, metric, ref))
+                out.extend(_lines(rule, metric, ref, today))
     return out
 
 
-def _lines(rule: RuleBase, metric: str, ref: SensorRef) -> list[LimitOut]:
+def _lines(rule: RuleBase, metric: str, ref: SensorRef, today: date) -> list[LimitOut]:
     title = Localized(vi=rule.title.vi, en=rule.title.en)
     if isinstance(rule, ThresholdRule):
         scale = 1.0
@@ -77,12 +79,16 @@ def _lines(rule: RuleBase, metric: str, ref: SensorRef) -> list[LimitOut]:
             )
         ]
     if isinstance(rule, RollingMeanRule):
+        levels = rule.levels
+        for step in sorted(rule.schedule, key=lambda x: x.since):
+            if step.since <= today:
+                levels = step.levels
         return [
             LimitOut(
                 metric=metric,
                 rule=rule.id,
                 title=title,
-                value=rule.levels[0].at,
+                value=levels[0].at,
                 direction="above",
                 window_s=rule.window_s,
                 when=None,

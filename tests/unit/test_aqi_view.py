@@ -55,3 +55,23 @@ def test_a_day_with_too_few_hours_has_no_index() -> None:
     yesterday = start_of_vn_day(now) - 24 * H
     s = series(yesterday, [40.0] * 10, [])  # 10 of 24 hours: under 75 %
     assert daily_of_station(s, yesterday, 24) is None
+
+
+def test_chart_limits_follow_the_rules_and_their_schedule() -> None:
+    from datetime import date
+
+    from contract.registry import load_registry
+    from ops_center.api.rule_limits import limits_of, rules_for
+
+    reg = load_registry()
+    rules = rules_for(reg)
+
+    def pm25(day: date) -> float:
+        return next(
+            lim.value for lim in limits_of(rules, reg.sensors["tn-aq-01"], day) if lim.metric == "pm25"
+        )
+
+    assert pm25(date(2025, 12, 31)) == 50.0
+    assert pm25(date(2026, 1, 1)) == 45.0  # QCVN 05:2023 tightens PM2.5 on 01/01/2026
+    noise = {(lim.when, lim.value) for lim in limits_of(rules, reg.sensors["tn-noise-01"], date(2026, 6, 1))}
+    assert noise == {("day", 55.0), ("night", 45.0)}  # a school: the special zone's limits

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Query, Request
 from contract.models import SLUG_PATTERN
 from ops_center.api.deps import ScopeDep, StateDep, list_filter, require_visible
 from ops_center.api.errors import ERROR_RESPONSES, Localized
-from ops_center.api.kpi import fresh_s, is_fresh
+from ops_center.api.kpi import VN_TZ, fresh_s, is_fresh
 from ops_center.api.mapview import (
     MarkerState,
     gateway_interval_s,
@@ -214,7 +214,7 @@ def get_limits(
         request, state, scope, ref.site if ref else None, target=f"sensor:{sensor}", exists=ref is not None
     )
     assert ref is not None
-    return limits_of(rules_for(state.registry), ref)
+    return limits_of(rules_for(state.registry), ref, state.kpis.clock().astimezone(VN_TZ).date())
 
 
 def _text(v: object) -> str | None:

@@ -9,6 +9,18 @@ import { currentLang, loc } from "./i18n.js";
 const RAW_MAX_S = 3 * 3600; // longer ranges come from the rollups, in 15-minute buckets
 const LIMIT_COLOURS = ["#c53030", "#b7791f", "#7b1fa2"];
 const limitsCache = new Map(); // sensor -> Promise<LimitOut[]>
+const VN = { timeZone: "Asia/Ho_Chi_Minh", hour12: false };
+
+// Axis ticks in Vietnam time, 24-hour: "14:00", and the date at midnight ("7/12").
+function tick(ts) {
+  const d = new Date(ts * 1000);
+  const hm = d.toLocaleTimeString("vi-VN", { ...VN, hour: "2-digit", minute: "2-digit" });
+  return hm === "00:00" ? d.toLocaleDateString("vi-VN", { ...VN, day: "numeric", month: "numeric" }) : hm;
+}
+
+function stamp(ts) {
+  return new Date(ts * 1000).toLocaleString("vi-VN", { ...VN, day: "numeric", month: "numeric", hour: "2-digit", minute: "2-digit" });
+}
 
 function limitsOf(sensor) {
   if (!limitsCache.has(sensor)) {
@@ -40,12 +52,12 @@ export async function drawTrend(box, { sensor, metric, start, end, metricName, h
     title: title ?? `${name} (${series.unit})`,
     width: Math.max(240, box.clientWidth || 480),
     height,
-    tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), "Asia/Ho_Chi_Minh"),
     legend: { show: true },
     // The asked range, whatever the data covers (one point would otherwise span years).
     scales: { x: { time: true, range: () => [start.getTime() / 1000, end.getTime() / 1000] } },
+    axes: [{ values: (u, splits) => splits.map(tick) }, {}],
     series: [
-      {},
+      { label: vi ? "Thời gian" : "Time", value: (u, ts) => (ts == null ? "--" : stamp(ts)) },
       { label: name, stroke: "#0b5cad", width: 2, points: { show: xs.length < 40 } },
       ...lines.map((l, i) => ({
         label: `${loc(l.title)}${l.when ? ` (${vi ? (l.when === "day" ? "ngày" : "đêm") : l.when})` : ""}: ${l.value}`,
