@@ -93,6 +93,9 @@ def test_city_leader_lands_on_the_city_map_with_every_gateway_in_its_state(page:
     expect(pins).to_have_count(len(env.seed.incidents))
     expect(page.locator("[data-map] .site-label")).to_have_count(len(REG.spec.sites))
     expect(page.locator("[data-map] .site-label").first).to_contain_text("Phường Nam Định")
+    # The 2025 administrative unit beside the name people know.
+    page.select_option("#site-select", "thong-nhat")
+    expect(page.locator("#site-parent")).to_have_text("Phường Nam Định, tỉnh Ninh Bình")
 
 
 def test_ward_staff_sees_their_gateways_change_state_live(page: Page, env: Env, server: ScreenServer) -> None:

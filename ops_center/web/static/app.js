@@ -191,6 +191,8 @@ function renderHeader() {
   for (const s of state.sites) options.push(el("option", { value: s.id }, loc(s.name)));
   select.replaceChildren(...options);
   select.value = state.selected;
+  // The administrative unit of 2025 beside the name people know (registry `parent`).
+  $("site-parent").textContent = state.sites.find((s) => s.id === state.selected)?.parent ?? "";
 }
 
 async function loadAll() {
@@ -480,6 +482,7 @@ function boot() {
   $("site-select").addEventListener("change", (e) => {
     state.selected = e.target.value;
     state.detail = null;
+    renderHeader();
     renderDetail();
     opsMap?.start(state.selected);
     loadAll();
