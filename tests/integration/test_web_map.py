@@ -235,3 +235,28 @@ def test_a_chart_draws_real_readings_with_the_qcvn_limit(page: Page, env: Env) -
     opening = page.locator('#detail-charts [data-chart][data-sensor="tn-aq-01"][data-metric="pm25"]')
     expect(opening).to_have_attribute("data-points", re.compile(r"^\d+$"))
     expect(page.locator("#detail-charts-title")).to_have_text("Số liệu dẫn tới sự cố")
+
+
+def test_with_smartward_map_tiles_the_tiles_come_from_there_only(browser: Browser, tmp_path: Path) -> None:  # noqa: F811
+    from playwright.sync_api import expect
+
+    tiles = "http://127.0.0.1:9/tiles/{z}/{x}/{y}.png"  # the city's own tile server (here: nobody)
+    envs = sqlite_env(tmp_path / "tiles.db", map_tiles=tiles, map_tiles_attribution="© Sở TN&MT")
+    tenv = next(envs)
+    asked: list[str] = []
+    try:
+        with ScreenServer(tenv) as srv:
+            context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="vi-VN")
+            p = context.new_page()
+            p.set_default_timeout(DEADLINE_MS)
+            p.on("request", lambda r: None if r.url.startswith(srv.url) else asked.append(r.url))
+            p.goto(f"{srv.url}{SCREEN_PATH}/")
+            log_in(p, "leader")
+            markers = p.locator("[data-map] [data-marker]")
+            expect(markers).to_have_count(sum(len(s.gateways) for s in REG.spec.sites))
+            expect(p.locator("[data-map] .leaflet-tile")).not_to_have_count(0)
+            expect(p.locator("[data-map] .leaflet-control-attribution")).to_contain_text("© Sở TN&MT")
+            context.close()
+    finally:
+        next(envs, None)  # the generator's cleanup (its repository closes)
+    assert asked and all(u.startswith("http://127.0.0.1:9/tiles/") for u in asked), asked
