@@ -260,3 +260,26 @@ def test_with_smartward_map_tiles_the_tiles_come_from_there_only(browser: Browse
     finally:
         next(envs, None)  # the generator's cleanup (its repository closes)
     assert asked and all(u.startswith("http://127.0.0.1:9/tiles/") for u in asked), asked
+
+
+def test_assign_and_escalate_from_the_screen_are_persisted(
+    page: Page, env: Env, server: ScreenServer
+) -> None:
+    from playwright.sync_api import expect
+
+    seeded = env.seed.incidents["thong-nhat"]
+    log_in(page, "tn-staff")
+    page.locator(f'#incidents li[data-id="{seeded}"]').click()
+    expect(page.locator("#detail")).to_have_attribute("data-id", seeded)
+    page.click("#btn-assign")
+    expect(page.locator("#action-error")).to_have_text("Cần nhập người được giao.")
+    page.fill("#assignee", "tn-staff")
+    page.click("#btn-assign")
+    expect(page.locator("#detail-assignee")).to_have_text("· Giao cho: tn-staff")
+    page.click("#btn-escalate")
+    expect(page.locator("#detail-escalated")).to_contain_text("đã báo cáo lên cấp trên lúc")
+    expect(page.locator("#btn-escalate")).to_be_hidden()
+    with httpx.Client(base_url=server.url, timeout=10) as api:
+        body = api.get(f"/api/v1/incidents/{seeded}", headers=auth(env.tokens["tn-staff"])).json()
+    assert body["assignee"] == "tn-staff" and body["escalated_at"] is not None, body
+    assert {"assigned", "escalated"} <= {e["action"] for e in body["timeline"]}, body["timeline"]

@@ -16,6 +16,7 @@ import { Wall, wallRequested } from "./wall.js";
 const SEVERITY_RANK = { emergency: 4, critical: 3, warning: 2, info: 1 };
 const GLOBAL_ROLES = new Set(["city_leader", "admin"]);
 const SENSORS_REFRESH_MS = 30_000;
+const ACTION_BUTTONS = ["btn-ack", "btn-resolve", "btn-note", "btn-escalate", "btn-assign"];
 
 const $ = (id) => document.getElementById(id);
 
@@ -342,7 +343,11 @@ function renderDetail() {
   $("btn-ack").hidden = !(may("incident.acknowledge") && d.state === "open");
   $("btn-resolve").hidden = !(may("incident.resolve") && d.state !== "resolved");
   $("btn-note").hidden = !may("incident.note");
-  $("detail-actions").hidden = $("btn-ack").hidden && $("btn-resolve").hidden && $("btn-note").hidden;
+  $("btn-escalate").hidden = !(may("incident.escalate") && d.state !== "resolved" && !d.escalated_at);
+  $("assign-row").hidden = !(may("incident.assign") && d.state !== "resolved");
+  $("detail-assignee").textContent = d.assignee ? `· ${t("assigned_to")}: ${d.assignee}` : "";
+  $("detail-escalated").textContent = d.escalated_at ? `· ${t("escalated_at")} ${formatTime(d.escalated_at)}` : "";
+  $("detail-actions").hidden = ["btn-ack", "btn-resolve", "btn-note", "btn-escalate", "assign-row"].every((id) => $(id).hidden);
   $("detail-alerts").replaceChildren(
     ...d.alerts.map((a) =>
       el(
@@ -379,22 +384,29 @@ async function act(action) {
   if (!d) return;
   const note = $("note").value.trim();
   $("action-error").hidden = true;
-  if (action !== "acknowledge" && !note) {
+  if ((action === "resolve" || action === "note") && !note) {
     showActionError(t("note_required"));
     return;
   }
-  const path = { acknowledge: "acknowledge", resolve: "resolve", note: "notes" }[action];
-  const body = action === "acknowledge" ? (note ? { note } : {}) : { note };
-  for (const b of ["btn-ack", "btn-resolve", "btn-note"]) $(b).disabled = true;
+  const assignee = $("assignee").value.trim();
+  if (action === "assign" && !assignee) {
+    showActionError(t("assignee_required"));
+    return;
+  }
+  const path = { acknowledge: "acknowledge", resolve: "resolve", note: "notes", assign: "assign", escalate: "escalate" }[action];
+  const optional = note ? { note } : {};
+  const body = { acknowledge: optional, escalate: optional, assign: { assignee, ...optional } }[action] ?? { note };
+  for (const b of ACTION_BUTTONS) $(b).disabled = true;
   try {
     const updated = await client.api(`/incidents/${encodeURIComponent(d.id)}/${path}`, { method: "POST", body });
     $("note").value = "";
+    if (action === "assign") $("assignee").value = "";
     applyIncident(updated);
     await openDetail(d.id);
   } catch (exc) {
     showActionError(exc);
   } finally {
-    for (const b of ["btn-ack", "btn-resolve", "btn-note"]) $(b).disabled = false;
+    for (const b of ACTION_BUTTONS) $(b).disabled = false;
   }
 }
 
@@ -490,6 +502,8 @@ function boot() {
   $("btn-ack").addEventListener("click", () => act("acknowledge"));
   $("btn-resolve").addEventListener("click", () => act("resolve"));
   $("btn-note").addEventListener("click", () => act("note"));
+  $("btn-escalate").addEventListener("click", () => act("escalate"));
+  $("btn-assign").addEventListener("click", () => act("assign"));
   window.addEventListener("offline", renderBanner);
   window.addEventListener("online", renderBanner);
   if (client.hasSession()) {
