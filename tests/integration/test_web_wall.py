@@ -130,3 +130,39 @@ def test_on_a_phone_incidents_come_first_and_acknowledging_is_one_tap(
     expect(page.locator("#detail-state")).to_have_text("Đã tiếp nhận")
     expect(row).to_have_attribute("data-state", "acknowledged")
     page.context.close()
+
+
+def test_pages_for_maintenance_exports_and_admin_lists(
+    browser: Browser,  # noqa: F811
+    server: ScreenServer,
+    env: Env,
+) -> None:
+    from playwright.sync_api import expect
+
+    page = open_page(browser, server, "", {"width": 1440, "height": 1000})
+    log_in(page, "tn-staff")
+    tabs = page.locator("#ops-pages [data-tab]")
+    expect(tabs).to_have_text(["Bảo trì", "Lệnh thiết bị", "Xuất CSV"])  # no admin tabs for ward staff
+    # A maintenance window on a sensor, listed, then ended.
+    page.select_option("#mw-scope", "sensor")
+    page.fill("#mw-target", "tn-aq-01")
+    page.fill("#mw-reason", "Hiệu chuẩn trạm")
+    page.click("#mw-set")
+    row = page.locator('#ops-pages [data-tab-body="maintenance"] tbody tr', has_text="Hiệu chuẩn trạm")
+    expect(row).to_contain_text("đang áp dụng")
+    row.locator("[data-end]").click()
+    expect(row).not_to_contain_text("đang áp dụng")
+    # A CSV export of the ward's readings, downloaded with the session's token.
+    page.click('#ops-pages [data-tab="exports"]')
+    with page.expect_download() as dl:
+        page.click("#csv-readings")
+    path = dl.value.path()
+    lines = Path(str(path)).read_text("utf-8-sig").splitlines()
+    assert lines[0].startswith("Thời điểm (UTC)") and len(lines) > 1, lines[:3]
+    page.context.close()
+    # An admin also sees the dead letters.
+    page = open_page(browser, server, "", {"width": 1440, "height": 1000})
+    log_in(page, "admin")
+    page.click('#ops-pages [data-tab="dead"]')
+    expect(page.locator('#ops-pages [data-tab-body="dead"] tbody tr')).to_have_count(3)
+    page.context.close()

@@ -12,6 +12,7 @@ import { renderAqiTile, worstDaily } from "./aqi.js";
 import { actorText, alertText, detailText } from "./words.js";
 import { Trends } from "./trends.js";
 import { Wall, wallRequested } from "./wall.js";
+import { Pages } from "./pages.js";
 
 const SEVERITY_RANK = { emergency: 4, critical: 3, warning: 2, info: 1 };
 const GLOBAL_ROLES = new Set(["city_leader", "admin"]);
@@ -39,6 +40,7 @@ let sensorsTimer = null;
 let opsMap = null;
 let trends = null;
 let wall = null;
+let pages = null;
 const throttled = new Map();
 
 function el(tag, attrs = {}, ...children) {
@@ -167,6 +169,8 @@ async function enterScreen() {
     sensorName: (s) => `${s.name ? loc(s.name) : s.id} · ${state.kinds.get(s.kind) ? loc(state.kinds.get(s.kind).name) : s.kind}`,
   });
   await loadAll();
+  pages ??= new Pages({ may, site: () => state.selected, sensors: () => state.sensors, onError: errorText });
+  pages.render();
   if (wallRequested()) {
     wall ??= new Wall({
       views: () => [...(GLOBAL_ROLES.has(state.me.role) ? [""] : []), ...state.sites.map((s) => s.id)],
@@ -212,6 +216,7 @@ function renderAll() {
   renderDetail();
   renderSensors();
   opsMap?.relabel();
+  pages?.render();
 }
 
 // --- KPIs ---------------------------------------------------------------------------------------
@@ -497,7 +502,7 @@ function boot() {
     renderHeader();
     renderDetail();
     opsMap?.start(state.selected);
-    loadAll();
+    loadAll().then(() => pages?.render());
   });
   $("btn-ack").addEventListener("click", () => act("acknowledge"));
   $("btn-resolve").addEventListener("click", () => act("resolve"));
