@@ -11,6 +11,7 @@ import { OpsMap } from "./map.js";
 import { renderAqiTile, worstDaily } from "./aqi.js";
 import { actorText, alertText, detailText } from "./words.js";
 import { Trends } from "./trends.js";
+import { setDataNow } from "./charts.js";
 import { Wall, wallRequested } from "./wall.js";
 import { Pages } from "./pages.js";
 
@@ -237,6 +238,7 @@ function renderKpis() {
   const k = state.kpi;
   if (!k) return;
   const ov = k.ov;
+  setDataNow(ov.generated_at);
   $("kpi-online").textContent = pct(ov.sensors_online_pct);
   $("kpi-online-sub").textContent = t("of_sensors", { online: ov.sensors_online, total: ov.sensors_total });
   let completeness = ov.data_completeness_pct;

@@ -9,6 +9,22 @@ import { currentLang, loc } from "./i18n.js";
 const RAW_MAX_S = 3 * 3600; // longer ranges come from the rollups, in 15-minute buckets
 const LIMIT_COLOURS = ["#c53030", "#b7791f", "#7b1fa2"];
 const limitsCache = new Map(); // sensor -> Promise<LimitOut[]>
+let dataOffsetMs = 0;
+
+// The data's "now": the server's clock for readings (the KPIs' generated_at), which in the
+// demo is the replay's clock while it catches up; charts end there, not at the browser's now.
+export function setDataNow(iso) {
+  const t = Date.parse(iso);
+  if (!Number.isFinite(t)) return;
+  const before = dataOffsetMs;
+  dataOffsetMs = t - Date.now();
+  // A jump (the first figures, a replay): charts drawn against the old "now" are redrawn.
+  if (Math.abs(dataOffsetMs - before) > 5 * 60_000) window.dispatchEvent(new Event("smartward:datanow"));
+}
+
+export function dataNow() {
+  return new Date(Date.now() + dataOffsetMs);
+}
 const VN = { timeZone: "Asia/Ho_Chi_Minh", hour12: false };
 
 // Axis ticks in Vietnam time, 24-hour: "14:00", and the date at midnight ("7/12").

@@ -6,6 +6,7 @@
 import * as client from "./api.js";
 import { API, freshToken } from "./api.js";
 import { currentLang, formatTime, loc } from "./i18n.js";
+import { dataNow } from "./charts.js";
 
 const $ = (id) => document.getElementById(id);
 const W = {
@@ -154,7 +155,7 @@ export class Pages {
   }
 
   exports() {
-    const now = new Date();
+    const now = dataNow();
     const from = el("input", { id: "csv-start", type: "datetime-local", value: localInput(new Date(now - 24 * 3600_000)) });
     const to = el("input", { id: "csv-end", type: "datetime-local", value: localInput(now) });
     const sensor = el("select", { id: "csv-sensor" }, el("option", { value: "" }, w("all")),

@@ -3,7 +3,7 @@
 // before the first alert until it was resolved or now).
 
 import { currentLang } from "./i18n.js";
-import { drawTrend } from "./charts.js";
+import { dataNow, drawTrend } from "./charts.js";
 
 const $ = (id) => document.getElementById(id);
 const DAY_MS = 24 * 3600 * 1000;
@@ -17,6 +17,7 @@ export class Trends {
     this.incident = null;
     $("trend-sensor").addEventListener("change", () => this.fillMetrics());
     $("trend-metric").addEventListener("change", () => this.draw());
+    window.addEventListener("smartward:datanow", () => this.draw());
   }
 
   setSensors(sensors) {
@@ -58,7 +59,7 @@ export class Trends {
       box.replaceChildren();
       return Promise.resolve(0);
     }
-    const end = new Date();
+    const end = dataNow();
     return drawTrend(box, { sensor, metric, start: new Date(end - DAY_MS), end, metricName: this.metricName })
       .catch((exc) => console.warn("trend", exc));
   }
@@ -82,7 +83,7 @@ export class Trends {
     }
     const opened = Math.min(...detail.alerts.map((a) => Date.parse(a.opened_at)));
     const start = new Date(opened - HOUR_MS);
-    const end = detail.resolved_at ? new Date(Date.parse(detail.resolved_at) + HOUR_MS) : new Date();
+    const end = detail.resolved_at ? new Date(Date.parse(detail.resolved_at) + HOUR_MS) : dataNow();
     const vi = currentLang() === "vi";
     box.replaceChildren(
       ...pairs.slice(0, 4).map((p) => {

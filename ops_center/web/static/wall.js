@@ -7,7 +7,7 @@
 
 import * as client from "./api.js";
 import { formatTime, loc, t } from "./i18n.js";
-import { drawTrend } from "./charts.js";
+import { dataNow, drawTrend } from "./charts.js";
 
 const $ = (id) => document.getElementById(id);
 const DAY_MS = 24 * 3600 * 1000;
@@ -73,7 +73,7 @@ export class Wall {
     if (!site) return;
     const sensors = await client.api(`/sensors?site=${encodeURIComponent(site)}`);
     if (document.body.dataset.wallView !== site) return;
-    const end = new Date();
+    const end = dataNow();
     const start = new Date(end - DAY_MS);
     const charts = [];
     for (const want of WALL_CHARTS) {
