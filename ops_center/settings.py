@@ -69,6 +69,8 @@ class OpsSettings(BaseSettings):
     # CAP 1.2 `sender` of the incidents' alerts (ops_center/api/cap.py), e.g. ioc@namdinh.gov.vn;
     # unset: smartward@<the host the API is reached at>.
     cap_sender: str | None = None
+    # The map tiles' attribution (the tile URL template is `map_tiles` below).
+    map_tiles_attribution: str = ""
 
     # Tokens (RFC 7519 claims checked on every request).
     jwt_issuer: str = "smartward"

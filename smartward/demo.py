@@ -34,6 +34,9 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 _API_STOP_S = 10.0  # the API finishes its requests and stops its command link
+# The replay's clock starts this many real seconds (at --speed) before the scenario's first
+# expected incident, so a newcomer sees one open within the demo's first minute.
+FIRST_INCIDENT_LEAD_S = 15.0
 _SEVERITY_VI = {"info": "thông tin", "warning": "cảnh báo", "critical": "nghiêm trọng",
                 "emergency": "khẩn cấp"}
 
@@ -86,6 +89,8 @@ def main(argv: list[str]) -> int:
         span_s = probe.duration_s if probe is not None else 3600.0
         start = (datetime.now(UTC) - timedelta(seconds=span_s + 600)).replace(microsecond=0)
         scenario = get_scenario(args.scenario, start=start, registry=registry) if args.scenario else None
+        if scenario is not None:
+            start = replay_start(start, [e.onset for e in scenario.expected], args.speed)
     except UnknownScenarioError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_USAGE
@@ -128,6 +133,15 @@ def main(argv: list[str]) -> int:
     return EXIT_OK
 
 
+def replay_start(scenario_start: datetime, onsets: list[datetime], speed: float,
+                 lead_s: float = FIRST_INCIDENT_LEAD_S) -> datetime:
+    """Where the demo's clock starts: ``lead_s`` real seconds before the first expected
+    incident (the calm before it is skipped), never before the scenario."""
+    if not onsets:
+        return scenario_start
+    return max(scenario_start, min(onsets) - timedelta(seconds=lead_s * speed)).replace(microsecond=0)
+
+
 def _serve_api(stack: Stack, host: str, port: int) -> tuple[uvicorn.Server, threading.Thread]:
     """The operations API on ``host:port`` in a thread, with one demo user per role.
     (uvicorn installs signal handlers only on the main thread: the demo keeps its own.)"""
@@ -151,8 +165,10 @@ def _serve_api(stack: Stack, host: str, port: int) -> tuple[uvicorn.Server, thre
     def readiness() -> Mapping[str, bool]:
         return {"store": stack.repo.ping(), "broker": service.connected, "rules": service.ready}
 
+    # Freshness against the replay's clock: while the scenario catches up with the wall clock
+    # the screen shows the data as of the replayed time, not "silent" for every sensor.
     app = create_app(settings, stack.repo, stack.feed, readiness, registry=stack.registry,
-                     on_action=service.on_action)
+                     on_action=service.on_action, data_clock=stack.clock.now)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,
                                            proxy_headers=False))
     thread = threading.Thread(target=server.run, name="demo-api", daemon=True)

@@ -557,6 +557,13 @@ class Stack:
         self.ingest.link.client.on_subscribe = lambda *_a: ingest_subscribed.set()
         self.ingest.start()
         s.callback(self.ingest.stop)
+        # Rollups (readings_1m, readings_1h: the VN_AQI and the charts read them), on their own
+        # connection and thread, as `smartward ingest run` keeps them.
+        from ingest import housekeeping
+
+        upkeep_store = open_store(self.db_url)
+        s.callback(upkeep_store.close)
+        s.enter_context(housekeeping.running(upkeep_store))
 
         # Ops service (stopped through a callback: restart_ops may replace it).
         self._rules = load_rules(registry=self.registry)

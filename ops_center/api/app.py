@@ -46,6 +46,7 @@ from ops_center.api.routes import (
     notifications,
     ops,
     readings,
+    screen_map,
     sensors,
     sites,
     stream,
@@ -73,6 +74,7 @@ def create_app(
     registry: Registry | None = None,
     on_action: ActionHook | None = None,
     clock: Callable[[], datetime] | None = None,
+    data_clock: Callable[[], datetime] | None = None,
     passwords: Passwords | None = None,
     on_shutdown: Callable[[], None] | None = None,
 ) -> FastAPI:
@@ -80,7 +82,9 @@ def create_app(
     without one, only the store is checked. ``on_action`` tells the ops service about a
     person's incident action after it is committed. ``registry`` defaults to
     ``settings.registry`` (or the bundled demo registry). ``on_shutdown`` runs when the app's
-    lifespan ends (e.g. closing a repository the app's factory opened)."""
+    lifespan ends (e.g. closing a repository the app's factory opened). ``data_clock`` (default:
+    ``clock``) is the time the readings' freshness is judged against: the demo's simulated clock
+    while its scenario replays (KPIs, sensors, the map); tokens and the audit keep ``clock``."""
     reg = registry if registry is not None else load_registry(settings.registry)
     now = clock or (lambda: datetime.now(UTC))
     metrics = ApiMetrics(feed)
@@ -107,7 +111,7 @@ def create_app(
         ),
         readiness=desk.readiness(readiness or (lambda: {"store": repo.ping()})),
         metrics=metrics,
-        kpis=KpiService(repo, reg, settings, now),
+        kpis=KpiService(repo, reg, settings, data_clock or now),
         on_action=on_action,
         clock=now,
         users=UserRows(settings.principal_cache_s),
@@ -158,6 +162,7 @@ def create_app(
     include_flat(app.router, feeds.router, prefix=API_PREFIX)
     include_flat(app.router, notifications.router, prefix=API_PREFIX)
     notifications.register_notification_metrics(metrics.registry, repo)
+    include_flat(app.router, screen_map.router, prefix=API_PREFIX)
     include_flat(app.router, ops.router)
     include_flat(app.router, sta.router)  # OGC SensorThings API 1.1 at /sta/v1.1 (read-only)
     # The operations screen (static files, ops_center/web/): under its own prefix, so a catch-all

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Literal
 
 import orjson
@@ -150,6 +150,18 @@ class AqiOut(_Out):
     hour: datetime
 
 
+class DailyAqiOut(_Out):
+    """QĐ 1459 daily VN_AQI (AQIᵈ) of a Vietnam day (ops_center/api/aqi_view.py)."""
+
+    day: date
+    value: int
+    category: Localized
+    colour: str
+    dominant: str
+    sensor: str
+    partial: bool = Field(description="today: from the hours so far")
+
+
 class IncidentCounts(_Out):
     info: int = 0
     warning: int = 0
@@ -173,6 +185,9 @@ class OverviewOut(_Out):
     completeness_window_s: int
     open_incidents: IncidentCounts
     aqi: AqiOut | None = Field(description="VN_AQI (QĐ 1459/QĐ-TCMT), worst station of the site, this hour")
+    aqi_daily: list[DailyAqiOut] = Field(
+        default_factory=list, description="daily VN_AQI, yesterday and today, worst station of the site"
+    )
     dead_letters_today: int
 
 

@@ -56,6 +56,8 @@ def sub_index(column: str, concentration: float) -> float:
     c = max(0.0, float(concentration))
     if c >= bps[-1]:
         if len(bps) < len(INDEX_LEVELS):  # O₃ 8h: the table stops at 400 µg/m³ (I = 300)
+            if c == bps[-1]:
+                return float(INDEX_LEVELS[len(bps) - 1])
             raise ValueError(f"{column} = {c} is above the last breakpoint; use the O3 1h column")
         return float(INDEX_LEVELS[-1])
     for i in range(len(bps) - 1):

@@ -17,10 +17,12 @@ from __future__ import annotations
 import math
 import string
 from collections.abc import Mapping
+from typing import Final
 
 from pydantic import Field, field_validator
 
-from contract.registry import Registry
+from contract.catalog import SENSOR_KINDS
+from contract.registry import Registry, SensorSpec
 from ops_center.domain.alerts import Alert, Severity, severity_rank
 from ops_center.domain.rules.base import Names, Strict, StrTuple
 
@@ -153,6 +155,28 @@ class _Context(dict[str, str]):
         return self.fallback
 
 
+# Attributes whose registry value is a slug, named for people by ``<attr>_name_vi`` / ``_en``.
+NAMED_ATTRS: Final = ("zone", "factory")
+
+
+def display_attrs(attrs: Mapping[str, object], lang: str) -> dict[str, str]:
+    """A sensor's attributes as titles show them: a zone or factory by its display name."""
+    out = {k: str(v) for k, v in attrs.items()}
+    for base in NAMED_ATTRS:
+        name = attrs.get(f"{base}_name_{lang}") or attrs.get(f"{base}_name_vi")
+        if base in out and name:
+            out[base] = str(name)
+    return out
+
+
+def sensor_display_name(spec: SensorSpec, lang: str) -> str:
+    """The registry's name, else the kind's catalog name with the id ("Cảm biến ngập đường tn-flood-01")."""
+    if spec.name is not None:
+        return str(getattr(spec.name, lang))
+    kind = SENSOR_KINDS.get(spec.kind)
+    return f"{kind.name_en if lang == 'en' else kind.name_vi} {spec.id}" if kind is not None else spec.id
+
+
 def title_context(registry: Registry, site: str, alerts: list[Alert], lang: str) -> _Context:
     site_spec = registry.sites.get(site)
     site_name = getattr(site_spec.name, lang) if site_spec is not None else site
@@ -166,9 +190,9 @@ def title_context(registry: Registry, site: str, alerts: list[Alert], lang: str)
             continue
         spec = registry.sensors[a.sensor].spec
         values.setdefault("sensor", spec.id)
-        values.setdefault("sensor_name", getattr(spec.name, lang) if spec.name is not None else spec.id)
-        for k, v in spec.attrs.items():
-            values.setdefault(k, str(v))
+        values.setdefault("sensor_name", sensor_display_name(spec, lang))
+        for k, v in display_attrs(spec.attrs, lang).items():
+            values.setdefault(k, v)
     values.setdefault("gateway_name", values.get("gateway", site_name))
     values.setdefault("sensor_name", values.get("sensor", site_name))
     return _Context(values, site_name)

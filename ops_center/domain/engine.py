@@ -30,7 +30,7 @@ from contract.registry import Registry, SensorRef
 from ops_center.domain.alerts import AlertBook, AlertChange, AlertContext, severity_rank
 from ops_center.domain.maintenance import MaintenanceCalendar
 from ops_center.domain.rules import RuleSet, build_evaluator
-from ops_center.domain.rules.base import EngineSettings, Evaluator, RuleBase, Signal, Target, fmt
+from ops_center.domain.rules.base import EngineSettings, Evaluator, RuleBase, Signal, Target, fmt, level_title
 from ops_center.domain.rules.connectivity import FreshnessRule, GatewayOfflineRule, GatewaySilentRule
 from ops_center.domain.rules.quality import BoundsEvaluator, ClockSkewEvaluator
 from ops_center.domain.rules.regulatory import RegulatoryEvaluator
@@ -374,8 +374,13 @@ class RuleEngine:
     def _emit(self, b: _Bound, sig: Signal, at: float, late_cut: float, changes: list[AlertChange]) -> None:
         ctx = b.ctx
         unit = METRICS[ctx.metric].unit if ctx.metric is not None and ctx.metric in METRICS else ""
-        msg = (f"{ctx.message_vi} = {fmt(sig.value)} {unit} (ngưỡng {fmt(sig.limit)})",
-               f"{ctx.message_en} = {fmt(sig.value)} {unit} (limit {fmt(sig.limit)})")
+        vi, en = ctx.message_vi, ctx.message_en
+        named = level_title(b.rule, sig.level)
+        if named is not None:  # the level's words in place of the rule's title, the rest kept
+            vi = named.vi + vi.removeprefix(b.rule.title.vi)
+            en = named.en + en.removeprefix(b.rule.title.en)
+        msg = (f"{vi} = {fmt(sig.value)} {unit} (ngưỡng {fmt(sig.limit)})",
+               f"{en} = {fmt(sig.value)} {unit} (limit {fmt(sig.limit)})")
         ch = self.book.set_level(ctx, sig.level, at, value=sig.value, limit=sig.limit,
                                  late=at < late_cut, message=msg)
         if ch is not None:

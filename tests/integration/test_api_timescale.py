@@ -100,6 +100,16 @@ def cases(user: str, op: tuple[str, str]) -> list[Case]:
         if other:
             out.append(Case(method, f"{path}?sensor={q}-aq-01&metric=pm25&{window}", c200({404})))
         return out
+    if path == f"{v1}/map":  # the leak markers check the body: no other site's ids in it
+        out = [Case(method, path, ok), Case(method, f"{path}?site={own}", ok)]
+        if other:
+            out.append(Case(method, f"{path}?site={other}", ok))
+        return out
+    if path == f"{v1}/limits":
+        out = [Case(method, f"{path}?sensor={p}-aq-01", ok)]
+        if other:
+            out.append(Case(method, f"{path}?sensor={q}-aq-01", c200({404})))
+        return out
     if path == f"{v1}/incidents/{{incident_id}}":
         out = [Case(method, f"{v1}/incidents/inc-{p}-1", ok)]
         if other:

@@ -180,7 +180,13 @@ def test_ward_staff_sees_only_their_ward_in_vietnamese(page: Page, env: Env, tmp
     row.click()
     expect(page.locator("#detail-title")).to_have_text("Ô nhiễm thong-nhat")
     expect(page.locator("#detail-alerts li")).to_contain_text(["PM2.5 cao thong-nhat"])
-    expect(page.locator("#detail-timeline li")).to_contain_text(["rule:pm25 — mở sự cố: opened thong-nhat"])
+    # The actor in words (the rule id stays in the tooltip), one language.
+    expect(page.locator("#detail-timeline li")).to_contain_text(
+        ["Hệ thống cảnh báo — mở sự cố: opened thong-nhat"]
+    )
+    expect(page.locator("#detail-timeline li").first).to_have_attribute(
+        "title", "rule:pm25: opened thong-nhat"
+    )
     page.screenshot(path=str(tmp_path / "screen-vi.png"), full_page=True)
     # English on request, and back.
     page.click("header .lang-toggle")

@@ -105,7 +105,17 @@ def test_breakpoints_of_bang_2(column: str, concentration: float, expected: int)
 
 def test_o3_8h_has_no_index_above_400() -> None:
     with pytest.raises(ValueError, match="1h column"):
-        aqi.sub_index("o3_8h", 400.0)
+        aqi.sub_index("o3_8h", 400.5)
+
+
+def test_o3_8h_of_exactly_400_is_300() -> None:
+    # Bảng 2: 400 µg/m³ is the O₃ 8h column's last breakpoint, I = 300 (it used to raise).
+    assert aqi.sub_index("o3_8h", 400.0) == 300.0
+    result = aqi.daily_aqi({"pm25": 10.0}, {"o3": 100.0}, o3_max_8h=400.0)
+    assert result is not None
+    o3 = next(c for c in result.components if c.pollutant == "o3")
+    assert (o3.column, o3.index) == ("o3_8h", 300)
+    assert (result.value, result.dominant) == (300, "o3")
 
 
 def test_half_up_rounding() -> None:

@@ -248,3 +248,44 @@ def test_evaluate_one_rule_on_a_stored_window() -> None:
     change = evaluate(rule, ref, "water_level_cm", window, T0 + timedelta(minutes=5))
     assert change is not None and change.action == "raised" and change.alert.severity == "warning"
     assert evaluate(rule, ref, "water_level_cm", window, T0 + timedelta(minutes=1)) is None
+
+
+@pytest.mark.parametrize(
+    ("mm_h", "severity", "words"),
+    [(20.0, "warning", "Mưa to — tn-rain-01"), (40.0, "critical", "Mưa rất to — tn-rain-01")],
+)
+def test_rain_alerts_use_the_forecast_classes(mm_h: float, severity: str, words: str) -> None:
+    # FACTS.md §3.1: "mưa to", "mưa rất to" (not "mưa lớn"); the level's own title.
+    engine = RuleEngine(RULES, REGISTRY)
+    changes = feed_minutes(engine, T0, 8, {("tn-rain-01", "rain_mm_h"): mm_h})
+    rain = [c for c in changes if c.alert.rule == "rain-heavy"]
+    assert [(c.action, c.alert.severity) for c in rain] == [("raised", severity)]
+    assert rain[0].alert.message_vi.startswith(words), rain[0].alert.message_vi
+    assert f"= {mm_h:.0f} mm/h (ngưỡng" in rain[0].alert.message_vi
+
+
+def test_qcvn_05_2023_24_hour_and_8_hour_limits_are_rules() -> None:
+    # FACTS.md §2.1: SO₂ 125 and NO₂ 100 µg/m³ over 24 h, CO 10 000 µg/m³ over 8 h.
+    from ops_center.domain.rules.rolling_mean import RollingMeanRule
+
+    expected = {"so2-24h": ("so2", 86400.0, 125.0), "no2-24h": ("no2", 86400.0, 100.0),
+                "co-8h": ("co", 28800.0, 10000.0)}
+    for rule_id, (metric, window_s, limit) in expected.items():
+        rule = RULES.get(rule_id)
+        assert isinstance(rule, RollingMeanRule)
+        assert (rule.metrics, rule.window_s, rule.levels[0].at) == ((metric,), window_s, limit)
+        assert "QCVN 05:2023" in rule.title.vi
+    assert {r.id for r in RULES.resolve(REGISTRY.sensors["tn-aq-01"])} >= set(expected)
+
+
+def test_an_8_hour_co_mean_above_10000_raises() -> None:
+    engine = RuleEngine(RULES, REGISTRY)
+    spec = REGISTRY.sensors["tn-aq-01"].spec
+    changes: list[AlertChange] = []
+    for i in range(5 * 60):  # five hours of CO at 12 000 µg/m³ (half the window), one batch a minute
+        t = T0 + timedelta(minutes=i)
+        readings = [("tn-aq-01", m, t, 12000.0 if m == "co" else 20.0, "good") for m in spec.metrics]
+        changes += engine.ingest(readings, t + timedelta(seconds=1), "tn-gw-01", t)
+    co8 = [c for c in changes if c.alert.rule == "co-8h"]
+    assert [c.action for c in co8] == ["raised"], rules_of(changes)
+    assert co8[0].alert.message_vi.endswith("= 12000 µg/m³ (ngưỡng 10000)")

@@ -10,6 +10,7 @@ import pytest
 
 from contract.registry import load_registry
 from ops_center.domain.alerts import AlertBook, AlertChange, AlertContext, Severity, severity_rank
+from ops_center.domain.correlation import display_attrs, sensor_display_name
 from ops_center.domain.errors import InvalidTransition, UnknownIncident
 from ops_center.domain.incidents import IncidentChange, IncidentManager
 from ops_center.domain.maintenance import MaintenanceWindow
@@ -235,11 +236,21 @@ def test_late_incidents_never_page() -> None:
     assert s.advance(60) == []  # no escalation from the past
 
 
+def test_titles_name_zones_and_silent_sensors_for_people() -> None:
+    reg = load_registry()
+    spec = reg.sensors["tn-aq-01"].spec
+    assert display_attrs(spec.attrs, "vi")["zone"] == "Trường Tiểu học Thống Nhất"
+    assert display_attrs(spec.attrs, "en")["zone"] == "Thong Nhat primary school"
+    assert sensor_display_name(reg.sensors["tn-flood-01"].spec, "vi") == "Cảm biến ngập đường tn-flood-01"
+
+
 def test_gas_leak_becomes_fire_risk_when_heat_joins_at_the_same_factory() -> None:
     s = Scene()
     s.set("gas-lel", "ax-gas-01", "warning")
     assert s.live() == [("gas_leak", "an-xa", "open")]
-    assert s.mgr.incidents()[0].title_vi == "Rò rỉ khí cháy tại det-nhuom-1"
+    # The factory by its registry display name, never its slug.
+    assert s.mgr.incidents()[0].title_vi == "Rò rỉ khí cháy tại Nhà máy dệt nhuộm số 1"
+    assert s.mgr.incidents()[0].title_en == "Gas leak at Dyeing mill no. 1"
     s.set("gas-lel", "ax-gas-03", "warning")  # another factory: its own incident
     s.set("fire-heat", "ax-fire-01", "critical")
     kinds = sorted((i.kind, i.group) for i in s.mgr.incidents())

@@ -23,7 +23,7 @@ router = APIRouter(tags=["admin"], responses=ERROR_RESPONSES)
 SiteQuery = Annotated[str | None, Query(pattern=SLUG_PATTERN, max_length=63)]
 
 
-@router.get("/dead-letters", summary="Thư hỏng / dead letters (admin)")
+@router.get("/dead-letters", summary="Bản tin lỗi / dead letters (admin)")
 def dead_letters(
     request: Request,
     state: StateDep,

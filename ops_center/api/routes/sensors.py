@@ -32,7 +32,7 @@ def list_sensors(
         and (sites is None or r.site in sites)
         and (gateway is None or r.gateway == gateway)
     ]
-    now = state.now()
+    now = state.kpis.clock()  # the data clock (create_app)
     pairs = [(r.id, m) for r in refs for m in r.spec.metrics]
     latest = state.repo.latest_values(pairs, now - timedelta(seconds=state.settings.latest_lookback_s))
     by_sensor: dict[str, list[LatestOut]] = {}

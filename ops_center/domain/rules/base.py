@@ -75,6 +75,18 @@ class Names(Strict):
 class Level(Strict):
     at: float
     severity: Severity
+    # The alert's words at this level, when they differ from the rule's title (rain: "Mưa to"
+    # then "Mưa rất to", FACTS.md §3.1).
+    title: Names | None = None
+
+
+def level_title(rule: RuleBase, rank: int) -> Names | None:
+    """The title of the highest level of ``rule`` with severity rank ``rank`` that has one."""
+    found: Names | None = None
+    for lv in getattr(rule, "levels", ()):
+        if isinstance(lv, Level) and lv.title is not None and severity_rank(lv.severity) == rank:
+            found = lv.title
+    return found
 
 
 class RuleBase(Strict):

@@ -8,10 +8,18 @@ import * as client from "./api.js";
 import { MESSAGES, applyStatic, currentLang, formatAge, formatTime, loc, pct, setLang, t } from "./i18n.js";
 import { LiveStream } from "./stream.js";
 import { IncidentAlerts } from "./incident-alert.js";
+import { OpsMap } from "./map.js";
+import { renderAqiTile, worstDaily } from "./aqi.js";
+import { actorText, alertText, detailText } from "./words.js";
+import { Trends } from "./trends.js";
+import { setDataNow } from "./charts.js";
+import { Wall, wallRequested } from "./wall.js";
+import { Pages } from "./pages.js";
 
 const SEVERITY_RANK = { emergency: 4, critical: 3, warning: 2, info: 1 };
 const GLOBAL_ROLES = new Set(["city_leader", "admin"]);
 const SENSORS_REFRESH_MS = 30_000;
+const ACTION_BUTTONS = ["btn-ack", "btn-resolve", "btn-note", "btn-escalate", "btn-assign"];
 
 const $ = (id) => document.getElementById(id);
 
@@ -32,6 +40,10 @@ const state = {
 let stream = null;
 let incidentAlerts = null; // incident-alert.js: new critical/emergency incidents, seen and heard
 let sensorsTimer = null;
+let opsMap = null;
+let trends = null;
+let wall = null;
+let pages = null;
 const throttled = new Map();
 
 function el(tag, attrs = {}, ...children) {
@@ -105,6 +117,8 @@ function setStream(ok) {
 function showLogin(message) {
   stream?.stop();
   stream = null;
+  opsMap?.stop();
+  wall?.stop();
   clearInterval(sensorsTimer);
   state.me = null;
   state.streamOk = true;
@@ -151,7 +165,23 @@ async function enterScreen() {
   $("login").hidden = true;
   $("screen").hidden = false;
   renderHeader();
+  opsMap ??= new OpsMap($("map"), { onIncident: (id) => openDetail(id) });
+  opsMap.start(state.selected);
+  trends ??= new Trends({
+    metricName: (code) => (state.metrics.get(code) ? loc(state.metrics.get(code).name) : code),
+    sensorName: (s) => `${s.name ? loc(s.name) : s.id} · ${state.kinds.get(s.kind) ? loc(state.kinds.get(s.kind).name) : s.kind}`,
+  });
   await loadAll();
+  pages ??= new Pages({ may, site: () => state.selected, sensors: () => state.sensors, onError: errorText });
+  pages.render();
+  if (wallRequested()) {
+    wall ??= new Wall({
+      views: () => [...(GLOBAL_ROLES.has(state.me.role) ? [""] : []), ...state.sites.map((s) => s.id)],
+      siteName,
+      metricName: (code) => (state.metrics.get(code) ? loc(state.metrics.get(code).name) : code),
+    });
+    wall.start();
+  }
   stream = new LiveStream({ onEvent, onState: setStream, onReconnect: () => loadAll() });
   await stream.start();
   clearInterval(sensorsTimer);
@@ -169,6 +199,8 @@ function renderHeader() {
   for (const s of state.sites) options.push(el("option", { value: s.id }, loc(s.name)));
   select.replaceChildren(...options);
   select.value = state.selected;
+  // The administrative unit of 2025 beside the name people know (registry `parent`).
+  $("site-parent").textContent = state.sites.find((s) => s.id === state.selected)?.parent ?? "";
 }
 
 async function loadAll() {
@@ -186,6 +218,8 @@ function renderAll() {
   renderIncidents();
   renderDetail();
   renderSensors();
+  opsMap?.relabel();
+  pages?.render();
 }
 
 // --- KPIs ---------------------------------------------------------------------------------------
@@ -206,16 +240,19 @@ function renderKpis() {
   const k = state.kpi;
   if (!k) return;
   const ov = k.ov;
+  setDataNow(ov.generated_at);
   $("kpi-online").textContent = pct(ov.sensors_online_pct);
   $("kpi-online-sub").textContent = t("of_sensors", { online: ov.sensors_online, total: ov.sensors_total });
   let completeness = ov.data_completeness_pct;
   let aqi = ov.aqi;
+  let daily = ov.aqi_daily ?? [];
   if (k.kind === "city") {
     // The city overview carries each site's own figures: completeness is their mean, the
     // AQI the worst site's (as a site's AQI is its worst station's).
     const known = ov.sites.map((s) => s.data_completeness_pct).filter((v) => v != null);
     completeness = known.length ? known.reduce((a, b) => a + b, 0) / known.length : null;
     aqi = ov.sites.map((s) => s.aqi).filter(Boolean).sort((a, b) => b.value - a.value)[0] ?? null;
+    daily = worstDaily(ov.sites.map((s) => s.aqi_daily ?? []));
   }
   $("kpi-completeness").textContent = pct(completeness);
   const counts = ov.open_incidents;
@@ -225,12 +262,10 @@ function renderKpis() {
       el("span", { class: `sev sev-${sev}`, "data-severity": sev }, `${t(`sev_${sev}`)}: ${counts[sev]}`),
     ),
   );
-  const aqiBox = $("kpi-aqi");
-  aqiBox.textContent = aqi ? String(aqi.value) : "—";
-  // The VN_AQI category colour (QĐ 1459/QĐ-TCMT) as the tile's band: yellow text on white
-  // would not be legible.
-  aqiBox.parentElement.style.borderLeftColor = aqi ? aqi.colour : "";
-  $("kpi-aqi-sub").textContent = aqi ? `${loc(aqi.category)} · ${aqi.dominant}` : "";
+  renderAqiTile($("kpi-aqi"), $("kpi-aqi-sub"), daily, aqi, (code) => {
+    const m = state.metrics.get(code);
+    return m ? loc(m.name) : code;
+  });
 }
 
 // --- incidents ----------------------------------------------------------------------------------
@@ -293,6 +328,8 @@ async function openDetail(id) {
     }
     renderDetail();
     renderIncidents();
+    // On a phone the detail is below the list: bring its actions under the thumb.
+    if (changed && matchMedia("(max-width: 600px)").matches) $("detail").scrollIntoView({ block: "start" });
   } catch (exc) {
     showActionError(exc);
   }
@@ -315,27 +352,31 @@ function renderDetail() {
   $("btn-ack").hidden = !(may("incident.acknowledge") && d.state === "open");
   $("btn-resolve").hidden = !(may("incident.resolve") && d.state !== "resolved");
   $("btn-note").hidden = !may("incident.note");
-  $("detail-actions").hidden = $("btn-ack").hidden && $("btn-resolve").hidden && $("btn-note").hidden;
+  $("btn-escalate").hidden = !(may("incident.escalate") && d.state !== "resolved" && !d.escalated_at);
+  $("assign-row").hidden = !(may("incident.assign") && d.state !== "resolved");
+  $("detail-assignee").textContent = d.assignee ? `· ${t("assigned_to")}: ${d.assignee}` : "";
+  $("detail-escalated").textContent = d.escalated_at ? `· ${t("escalated_at")} ${formatTime(d.escalated_at)}` : "";
+  $("detail-actions").hidden = ["btn-ack", "btn-resolve", "btn-note", "btn-escalate", "assign-row"].every((id) => $(id).hidden);
   $("detail-alerts").replaceChildren(
     ...d.alerts.map((a) =>
       el(
         "li",
         { class: `alert sev-${a.severity}`, "data-id": a.id },
         el("span", { class: `sev sev-${a.severity}` }, t(`sev_${a.severity}`)),
-        ` ${a.message ? loc(a.message) : a.rule}`,
-        a.value != null ? ` = ${a.value}` : "",
+        ` ${alertText(a, loc)}`,
         ` · ${a.sensor ?? a.gateway ?? ""} · ${t(`state_${a.state}`)} · ${formatTime(a.opened_at)}`,
       ),
     ),
   );
+  trends?.showIncident(d);
   $("detail-timeline").replaceChildren(
     ...d.timeline.map((e) =>
       el(
         "li",
-        { "data-action": e.action },
+        { "data-action": e.action, title: `${e.actor}: ${e.detail ?? ""}` },
         el("time", {}, formatTime(e.at)),
-        ` ${e.actor} — ${MESSAGES.vi[`act_${e.action}`] ? t(`act_${e.action}`) : e.action}`,
-        e.detail ? `: ${e.detail}` : "",
+        ` ${actorText(e.actor)} — ${MESSAGES.vi[`act_${e.action}`] ? t(`act_${e.action}`) : e.action}`,
+        e.detail ? `: ${detailText(e.detail)}` : "",
       ),
     ),
   );
@@ -352,22 +393,29 @@ async function act(action) {
   if (!d) return;
   const note = $("note").value.trim();
   $("action-error").hidden = true;
-  if (action !== "acknowledge" && !note) {
+  if ((action === "resolve" || action === "note") && !note) {
     showActionError(t("note_required"));
     return;
   }
-  const path = { acknowledge: "acknowledge", resolve: "resolve", note: "notes" }[action];
-  const body = action === "acknowledge" ? (note ? { note } : {}) : { note };
-  for (const b of ["btn-ack", "btn-resolve", "btn-note"]) $(b).disabled = true;
+  const assignee = $("assignee").value.trim();
+  if (action === "assign" && !assignee) {
+    showActionError(t("assignee_required"));
+    return;
+  }
+  const path = { acknowledge: "acknowledge", resolve: "resolve", note: "notes", assign: "assign", escalate: "escalate" }[action];
+  const optional = note ? { note } : {};
+  const body = { acknowledge: optional, escalate: optional, assign: { assignee, ...optional } }[action] ?? { note };
+  for (const b of ACTION_BUTTONS) $(b).disabled = true;
   try {
     const updated = await client.api(`/incidents/${encodeURIComponent(d.id)}/${path}`, { method: "POST", body });
     $("note").value = "";
+    if (action === "assign") $("assignee").value = "";
     applyIncident(updated);
     await openDetail(d.id);
   } catch (exc) {
     showActionError(exc);
   } finally {
-    for (const b of ["btn-ack", "btn-resolve", "btn-note"]) $(b).disabled = false;
+    for (const b of ACTION_BUTTONS) $(b).disabled = false;
   }
 }
 
@@ -379,6 +427,7 @@ async function loadSensors() {
   if (site !== state.selected) return;
   state.sensors = rows;
   renderSensors();
+  trends?.setSensors(rows);
 }
 
 function renderSensors() {
@@ -415,6 +464,7 @@ function onEvent(kind, data) {
     incidentAlerts ??= new IncidentAlerts({ onView: openDetail, siteName });
     incidentAlerts.onIncident(data);
     applyIncident(data.incident);
+    if (inView(data.incident.site)) opsMap?.applyIncident(data.incident);
     if (state.detail?.id === data.incident.id) openDetail(data.incident.id);
     if (inView(data.site)) throttle("kpi", 2000, () => loadKpis().catch(() => {}));
   } else if (kind === "alert" && data.alert) {
@@ -427,6 +477,7 @@ function onEvent(kind, data) {
       throttle("kpi", 5000, () => loadKpis().catch(() => {}));
     }
   } else if (kind === "gateway" && inView(data.site)) {
+    opsMap?.refresh();
     throttle("sensors", 10_000, () => loadSensors().catch(() => {}));
   }
 }
@@ -454,12 +505,16 @@ function boot() {
   $("site-select").addEventListener("change", (e) => {
     state.selected = e.target.value;
     state.detail = null;
+    renderHeader();
     renderDetail();
-    loadAll();
+    opsMap?.start(state.selected);
+    loadAll().then(() => pages?.render());
   });
   $("btn-ack").addEventListener("click", () => act("acknowledge"));
   $("btn-resolve").addEventListener("click", () => act("resolve"));
   $("btn-note").addEventListener("click", () => act("note"));
+  $("btn-escalate").addEventListener("click", () => act("escalate"));
+  $("btn-assign").addEventListener("click", () => act("assign"));
   window.addEventListener("offline", renderBanner);
   window.addEventListener("online", renderBanner);
   if (client.hasSession()) {

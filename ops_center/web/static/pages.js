@@ -1,0 +1,206 @@
+// The screen's pages for what else the API does, as tabs under the incidents: maintenance
+// windows, street-lamp commands with their results, CSV exports, and for admins the dead
+// letters, the audit log and the security events. Each tab shows only when the user's role
+// may use it; every text goes in as text (no HTML from data).
+
+import * as client from "./api.js";
+import { API, freshToken } from "./api.js";
+import { currentLang, formatTime, loc } from "./i18n.js";
+import { dataNow } from "./charts.js";
+
+const $ = (id) => document.getElementById(id);
+const W = {
+  vi: {
+    maintenance: "Bảo trì", commands: "Lệnh thiết bị", exports: "Xuất CSV", dead: "Bản tin lỗi",
+    audit: "Nhật ký kiểm toán", security: "Sự kiện an ninh", scope: "Phạm vi", target: "Mã",
+    until: "Đến (trống: đến khi kết thúc)", reason: "Lý do", set: "Đặt lịch", end: "Kết thúc",
+    active: "đang áp dụng", lamp: "Đèn", on: "Bật", dim: "Độ sáng %", send: "Gửi lệnh",
+    from: "Từ", to: "Đến", readings: "Số liệu (CSV)", incidents: "Sự cố (CSV)", none: "Không có mục nào.",
+    sensor: "cảm biến", gateway: "cổng", site: "địa bàn", all: "(tất cả)",
+  },
+  en: {
+    maintenance: "Maintenance", commands: "Device commands", exports: "CSV exports", dead: "Dead letters",
+    audit: "Audit log", security: "Security events", scope: "Scope", target: "Id",
+    until: "Until (empty: until ended)", reason: "Reason", set: "Set window", end: "End now",
+    active: "in force", lamp: "Lamp", on: "On", dim: "Dim %", send: "Send command",
+    from: "From", to: "To", readings: "Readings (CSV)", incidents: "Incidents (CSV)", none: "Nothing here.",
+    sensor: "sensor", gateway: "gateway", site: "site", all: "(all)",
+  },
+};
+const w = (k) => (W[currentLang()] ?? W.vi)[k];
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v == null) continue;
+    if (k === "class") node.className = v;
+    else if (k.startsWith("data-")) node.setAttribute(k, v);
+    else node[k] = v;
+  }
+  for (const c of children) node.append(c instanceof Node ? c : document.createTextNode(String(c ?? "")));
+  return node;
+}
+
+function table(headers, rows) {
+  if (!rows.length) return el("p", { class: "muted" }, w("none"));
+  return el(
+    "table",
+    { class: "sensors" },
+    el("thead", {}, el("tr", {}, ...headers.map((h) => el("th", {}, h)))),
+    el("tbody", {}, ...rows.map((r) => el("tr", {}, ...r.map((c) => el("td", {}, c))))),
+  );
+}
+
+function localInput(date) {
+  const d = new Date(date.getTime() - date.getTimezoneOffset() * 60_000);
+  return d.toISOString().slice(0, 16);
+}
+
+export class Pages {
+  constructor({ may, site, sensors, onError }) {
+    this.may = may; // (permission) => boolean
+    this.site = site; // () => selected site id or ""
+    this.sensors = sensors; // () => SensorOut[]
+    this.onError = onError;
+    this.tab = null;
+    this.box = $("ops-pages");
+  }
+
+  tabs() {
+    const t = [["exports", () => this.exports()]];
+    if (this.may("maintenance.set")) t.unshift(["maintenance", () => this.maintenance()]);
+    if (this.may("device.command")) t.splice(1, 0, ["commands", () => this.commands()]);
+    if (this.may("admin")) t.push(["dead", () => this.dead()], ["audit", () => this.audit()], ["security", () => this.security()]);
+    return t;
+  }
+
+  render() {
+    const tabs = this.tabs();
+    if (!tabs.some(([k]) => k === this.tab)) this.tab = tabs[0][0];
+    const bar = el("div", { class: "row tabs", role: "tablist" });
+    for (const [key] of tabs) {
+      const b = el("button", { type: "button", class: key === this.tab ? "tab selected" : "tab link", "data-tab": key }, w(key));
+      b.addEventListener("click", () => {
+        this.tab = key;
+        this.render();
+      });
+      bar.append(b);
+    }
+    this.body = el("div", { class: "tab-body", "data-tab-body": this.tab });
+    this.box.replaceChildren(bar, this.body);
+    const show = tabs.find(([k]) => k === this.tab)[1];
+    Promise.resolve(show()).catch((exc) => this.fail(exc));
+  }
+
+  fail(exc) {
+    this.body.append(el("p", { class: "error", role: "alert" }, this.onError(exc)));
+  }
+
+  query(extra = {}) {
+    const q = new URLSearchParams(extra);
+    if (this.site()) q.set("site", this.site());
+    return q.toString();
+  }
+
+  async maintenance() {
+    const page = await client.api(`/maintenance?${this.query({ limit: 50 })}`);
+    const scope = el("select", { id: "mw-scope" }, ...["sensor", "gateway", "site"].map((s) => el("option", { value: s }, w(s))));
+    const target = el("input", { id: "mw-target", maxLength: 63, placeholder: w("target") });
+    const until = el("input", { id: "mw-end", type: "datetime-local" });
+    const reason = el("input", { id: "mw-reason", maxLength: 2000, placeholder: w("reason") });
+    const set = el("button", { type: "button", id: "mw-set" }, w("set"));
+    set.addEventListener("click", async () => {
+      const body = { scope: scope.value, target: target.value.trim(), reason: reason.value.trim() };
+      if (until.value) body.end = new Date(until.value).toISOString();
+      try {
+        await client.api("/maintenance", { method: "POST", body });
+        this.render();
+      } catch (exc) {
+        this.fail(exc);
+      }
+    });
+    const rows = page.items.map((m) => {
+      const end = el("button", { type: "button", class: "link", "data-end": m.id }, w("end"));
+      end.addEventListener("click", () =>
+        client.api(`/maintenance/${encodeURIComponent(m.id)}`, { method: "DELETE" }).then(() => this.render(), (e) => this.fail(e)));
+      return [`${w(m.scope)} ${m.target}`, formatTime(m.start), m.end ? formatTime(m.end) : "—", m.reason, m.set_by, m.active ? w("active") : "", m.active ? end : ""];
+    });
+    this.body.append(
+      el("div", { class: "row" }, el("label", {}, `${w("scope")} `, scope), target, el("label", {}, `${w("until")} `, until), reason, set),
+      table([w("target"), w("from"), w("to"), w("reason"), "", "", ""], rows),
+    );
+  }
+
+  async commands() {
+    const lamps = this.sensors().filter((s) => s.kind === "street_light");
+    const lamp = el("select", { id: "cmd-sensor" }, ...lamps.map((s) => el("option", { value: s.id }, s.name ? `${loc(s.name)} (${s.id})` : s.id)));
+    const on = el("input", { id: "cmd-on", type: "checkbox", checked: true });
+    const dim = el("input", { id: "cmd-dim", type: "number", min: 0, max: 100, value: 100 });
+    const send = el("button", { type: "button", id: "cmd-send" }, w("send"));
+    send.addEventListener("click", async () => {
+      try {
+        const args = { on: on.checked, dim_pct: Number(dim.value) };
+        await client.api("/commands", { method: "POST", body: { sensor: lamp.value, name: "set_lamp", args } });
+        this.render();
+      } catch (exc) {
+        this.fail(exc);
+      }
+    });
+    const page = await client.api(`/commands?${this.query({ limit: 20 })}`);
+    const rows = page.items.map((c) => [formatTime(c.created_at), c.sensor, `${c.name} ${JSON.stringify(c.args)}`, c.state, c.detail ?? "", c.created_by]);
+    this.body.append(
+      el("div", { class: "row" }, el("label", {}, `${w("lamp")} `, lamp), el("label", {}, on, ` ${w("on")}`), el("label", {}, `${w("dim")} `, dim), send),
+      table(["", w("sensor"), "", "", "", ""], rows),
+    );
+  }
+
+  exports() {
+    const now = dataNow();
+    const from = el("input", { id: "csv-start", type: "datetime-local", value: localInput(new Date(now - 24 * 3600_000)) });
+    const to = el("input", { id: "csv-end", type: "datetime-local", value: localInput(now) });
+    const sensor = el("select", { id: "csv-sensor" }, el("option", { value: "" }, w("all")),
+      ...this.sensors().map((s) => el("option", { value: s.id }, s.id)));
+    const get = (kind) => async () => {
+      const q = { start: new Date(from.value).toISOString(), end: new Date(to.value).toISOString() };
+      if (kind === "readings" && sensor.value) q.sensor = sensor.value;
+      try {
+        await this.download(`/exports/${kind}.csv?${this.query(q)}`, `${kind}.csv`);
+      } catch (exc) {
+        this.fail(exc);
+      }
+    };
+    const readings = el("button", { type: "button", id: "csv-readings" }, w("readings"));
+    const incidents = el("button", { type: "button", id: "csv-incidents" }, w("incidents"));
+    readings.addEventListener("click", get("readings"));
+    incidents.addEventListener("click", get("incidents"));
+    this.body.append(el("div", { class: "row" }, el("label", {}, `${w("from")} `, from), el("label", {}, `${w("to")} `, to), sensor, readings, incidents));
+  }
+
+  // A CSV needs the bearer token, which a plain link cannot carry: fetched, then saved.
+  async download(path, name) {
+    const token = await freshToken();
+    const r = await fetch(`${API}${path}`, { headers: { Authorization: `Bearer ${token}` } });
+    if (!r.ok) throw new client.ApiError(r.status, `http_${r.status}`, null);
+    const url = URL.createObjectURL(await r.blob());
+    const a = el("a", { href: url, download: name });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10_000);
+  }
+
+  async dead() {
+    const page = await client.api(`/dead-letters?${this.query({ limit: 50 })}`);
+    this.body.append(table(["", "topic", "", ""], page.items.map((d) => [formatTime(d.received_at), d.topic, d.reason, d.detail])));
+  }
+
+  async audit() {
+    const page = await client.api("/audit?limit=50");
+    this.body.append(table(["", "", "", "", ""], page.items.map((a) => [formatTime(a.at), a.actor, a.action, a.target ?? "", a.outcome])));
+  }
+
+  async security() {
+    const page = await client.api(`/security-events?${this.query({ limit: 50 })}`);
+    this.body.append(table(["", "", "", ""], page.items.map((e) => [formatTime(e.at), e.kind, e.client ?? e.gateway ?? "", e.detail])));
+  }
+}
