@@ -386,3 +386,15 @@ def test_lost_connection_shows_a_banner_and_the_stream_comes_back(
     server.wait_subscribers(1)
     publish_new_incident(env, server.feed, "inc-tn-after", "thong-nhat", "Sự cố sau khi kết nối lại")
     expect(incident_row(page, "inc-tn-after")).to_be_visible(timeout=DEADLINE_MS)
+
+
+def test_a_notification_link_opens_its_incident_after_login(page: Page, env: Env, server: Server) -> None:
+    """A message's link (docs/notifications.md) is /screen/?incident=ID: after logging in, the
+    duty officer lands on that incident, and the address no longer names it."""
+    from playwright.sync_api import expect
+
+    seeded = env.seed.incidents["thong-nhat"]
+    page.goto(f"{server.url}{SCREEN_PATH}/?incident={seeded}")
+    log_in(page, "tn-staff")
+    expect(page.locator("#detail")).to_have_attribute("data-id", seeded)
+    assert "incident=" not in page.url

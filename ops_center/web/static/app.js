@@ -184,6 +184,7 @@ async function enterScreen() {
   }
   stream = new LiveStream({ onEvent, onState: setStream, onReconnect: () => loadAll() });
   await stream.start();
+  openLinkedIncident();
   clearInterval(sensorsTimer);
   sensorsTimer = setInterval(() => loadSensors().catch(() => {}), SENSORS_REFRESH_MS);
 }
@@ -316,6 +317,18 @@ function applyIncident(inc) {
 }
 
 // --- detail ---------------------------------------------------------------------------------------
+
+// A notification's link (docs/notifications.md) names its incident: /screen/?incident=ID.
+// Opened once, after login; an incident outside the user's scope answers 404 like any other.
+function openLinkedIncident() {
+  const params = new URLSearchParams(location.search);
+  const id = params.get("incident");
+  if (!id) return;
+  params.delete("incident");
+  const rest = params.toString();
+  history.replaceState(null, "", location.pathname + (rest ? `?${rest}` : ""));
+  openDetail(id).catch(() => {});
+}
 
 async function openDetail(id) {
   try {
