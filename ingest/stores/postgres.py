@@ -687,7 +687,8 @@ class PostgresStore:
         transactions after ``checkpoint``, whole, until about ``limit`` readings."""
         taken: list[int] = []
         rows = 0
-        for xact, n, batch_ids in conn.execute(_STREAM_XACTS, {"after": checkpoint, "limit": max(1, limit)}).fetchall():
+        page = conn.execute(_STREAM_XACTS, {"after": checkpoint, "limit": max(1, limit)}).fetchall()
+        for xact, n, batch_ids in page:
             checkpoint = xact
             taken.extend(batch_ids or ())
             rows += n

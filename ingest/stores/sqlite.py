@@ -70,6 +70,13 @@ _INSERT_UNSEQUENCED = """
 INSERT INTO ingest_unsequenced (id, gateway, site, received_at, readings) VALUES (?, ?, ?, ?, ?)
 """
 
+# The last id of the stream: ingest_batches' AUTOINCREMENT counter (never below its ids), or an
+# id of ingest_unsequenced if higher (only if the counter was reset by hand).
+_LAST_STREAM_ID = """
+SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'ingest_batches'), 0),
+           coalesce((SELECT max(id) FROM ingest_unsequenced), 0))
+"""
+
 # The stored stream: every batch after a checkpoint, sequenced or not, in id order (one id
 # space: see ``SqliteStore._unsequenced_ids``); a batch not stored counts no readings.
 _STREAM = """
@@ -392,11 +399,11 @@ class SqliteStore:
         to be a conflict are simply never used."""
         if n == 0:
             return iter(())
-        row = c.execute("SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'ingest_batches'), 0), "
-                        "coalesce((SELECT max(id) FROM ingest_unsequenced), 0))").fetchone()
+        row = c.execute(_LAST_STREAM_ID).fetchone()
         first = int(row[0]) + 1
         last = first + n - 1
-        if c.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = 'ingest_batches'", (last,)).rowcount == 0:
+        moved = c.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = 'ingest_batches'", (last,))
+        if moved.rowcount == 0:
             c.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('ingest_batches', ?)", (last,))
         return iter(range(first, last + 1))
 

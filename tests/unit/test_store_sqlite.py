@@ -98,7 +98,8 @@ def test_migrations_are_recorded_once(tmp_path: Path) -> None:
     s.close()
     with sqlite3.connect(tmp_path / "s.db") as conn:
         assert conn.execute("SELECT version, name FROM schema_migrations").fetchall() == [
-            (1, "registry"), (2, "readings"), (3, "ingest"), (4, "rollups"), (5, "dead_letter_once")]
+            (1, "registry"), (2, "readings"), (3, "ingest"), (4, "rollups"), (5, "dead_letter_once"),
+            (6, "unsequenced_stream")]
 
 
 def test_sync_registry_upserts_and_retires(tmp_path: Path) -> None:
