@@ -30,14 +30,18 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from contract.bounds import MAX_INT, MAX_TIME, MIN_TIME, text_problem
 from contract.catalog import METRICS
 from contract.errors import DecodeError
-from contract.models import MAX_PAYLOAD_BYTES, MAX_READINGS_PER_BATCH
+from contract.models import MAX_PAYLOAD_BYTES, MAX_READINGS_PER_BATCH, Reading
+
+if TYPE_CHECKING:
+    from contract.registry import Registry
 
 NAME_PREFIX: Final = "urn:dev:sw:"
 SENML_VERSION: Final = 10
@@ -134,6 +138,28 @@ def decode(raw: bytes, received_at: datetime) -> list[SenmlRecord]:
     if not out:
         raise DecodeError("schema", "the SenML pack has no record with a value")
     return out
+
+
+def readings(records: Sequence[SenmlRecord]) -> list[Reading]:
+    """The readings of resolved records. SenML has no quality: a value inside the catalog's
+    physical bounds is ``good``, outside them ``bad``, as the edge's drivers do."""
+    return [Reading(sensor=r.sensor, metric=r.metric, ts=r.time, value=r.value,
+                    quality="good" if METRICS[r.metric].in_bounds(r.value) else "bad")
+            for r in records]
+
+
+def gateway_readings(raw: bytes, received_at: datetime, gateway: str, registry: Registry) -> list[Reading]:
+    """The readings of a pack published on ``gateway``'s ``senml`` topic, for a consumer that
+    reads the broker itself (the ops service): decoded, every (sensor, metric) one of the
+    gateway's (``unknown_sensor``), every unit the catalog's (``schema``). The ingest makes the
+    same checks with its dead letters' details (``ingest/senml.py``). Raises ``DecodeError``."""
+    records = decode(raw, received_at)
+    for r in records:
+        if not registry.allows(gateway, r.sensor, r.metric):
+            raise DecodeError("unknown_sensor", f"{r.sensor}/{r.metric} is not registered for {gateway}")
+        if not unit_ok(r.metric, r.unit):
+            raise DecodeError("schema", f"{r.sensor}/{r.metric}: unit {r.unit!r} is not the catalog's")
+    return readings(records)
 
 
 def _load(raw: bytes) -> Any:

@@ -7,7 +7,8 @@ year or so and hourly rollups for much longer.
 Under TimescaleDB, readings are removed with ``drop_chunks`` (whole 1-day chunks, so a chunk
 is dropped once its newest possible row is past the cutoff: up to a day more is kept);
 elsewhere with ``DELETE ... WHERE time < cutoff``. ``ingest_batches`` and the drop records
-are never removed: they are the idempotence key and the data-completeness history.
+are never removed: they are the idempotence key and the data-completeness history; nor is
+``ingest_unsequenced`` (one small row per stored SenML pack, the stream's record of it).
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ refreshes them. Everywhere else (plain PostgreSQL, the Apache edition of Timesca
 Debian ships, SQLite) the stores refresh them incrementally, from the *stored stream*:
 
 1. every reading carries the id of the batch that stored it (``readings.batch_id``) and every
-   batch its place in commit order (``ingest_batches``: the writing transaction under
+   batch its place in commit order (``ingest_batches``, and ``ingest_unsequenced`` for SenML
+   packs, which have no seq, with ids from the same counter: the writing transaction under
    PostgreSQL, the id under SQLite, which has one writer at a time);
 2. ``refresh_rollups`` takes the batches stored since its checkpoint, finds the
    (sensor, metric, minute) buckets their readings touched, recomputes exactly those from

@@ -27,9 +27,8 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from contract import senml, topics
-from contract.catalog import METRICS
 from contract.errors import DeadLetterReason, DecodeError, TopicError
-from contract.models import MAX_PAYLOAD_BYTES, Reading, TelemetryBatch
+from contract.models import MAX_PAYLOAD_BYTES, TelemetryBatch
 from contract.registry import Registry
 from ingest import deadletters
 from ingest.pipeline import TimeWindow
@@ -106,11 +105,7 @@ def _classify(topic: str, raw: bytes, received_at: datetime, registry: Registry,
         return dead("time_window", _list(f"reading time outside [{lo.isoformat()}, {hi.isoformat()}]",
                                          outside))
 
-    readings = [
-        Reading(sensor=r.sensor, metric=r.metric, ts=r.time, value=r.value,
-                quality="good" if METRICS[r.metric].in_bounds(r.value) else "bad")
-        for r in records
-    ]
+    readings = senml.readings(records)
     # seq 0 is never a wire seq (>= 1): with sequenced=False the stores claim nothing for it.
     batch = TelemetryBatch(v=1, gateway=gateway, seq=0, sent_at=received_at, readings=readings)
     return ValidBatch(site=site, topic=topic, received_at=received_at, batch=batch, raw=raw,

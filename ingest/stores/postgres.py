@@ -22,7 +22,9 @@ Write path, one transaction per ``write`` (the rules are in ``writeplan.py``):
 
 Every reading carries the id of the batch that stored it, and ``ingest_batches`` records the
 writing transaction: that is the *stored stream*, which the rollups (``refresh_rollups``) and
-the InfluxDB mirror (``read_since``) follow from their own checkpoints.
+the InfluxDB mirror (``read_since``) follow from their own checkpoints. An unsequenced batch
+(SenML) claims nothing: it gets an id from the same sequence and an ``ingest_unsequenced``
+row instead, and is in the stream all the same.
 
 Connections come from a ``psycopg_pool.ConnectionPool`` with ``check=`` (RELIABILITY: a pool
 without it hands out dead connections after a database restart); the pool reconnects with
@@ -151,12 +153,27 @@ ON CONFLICT (gateway) DO UPDATE SET seq = GREATEST(w.seq, excluded.seq), updated
 # The stored stream (what the mirror and the rollups follow): writer transactions after a
 # checkpoint, whole, and only those older than every transaction still running, because the
 # ids of concurrent writers become visible out of order. The checkpoint is a transaction id.
+# Unsequenced batches (SenML: ingest_unsequenced, ids from the same sequence) are part of it.
 _STREAM_XACTS = """
-SELECT xact::text::bigint, coalesce(sum(readings) FILTER (WHERE outcome = 'stored'), 0),
-       array_agg(id) FILTER (WHERE outcome = 'stored')
-FROM ingest_batches
-WHERE xact > %s::text::xid8 AND xact < pg_snapshot_xmin(pg_current_snapshot())
-GROUP BY xact ORDER BY xact LIMIT %s
+WITH s AS (
+    SELECT xact, readings, id, outcome = 'stored' AS stored FROM ingest_batches
+    WHERE xact > %(after)s::text::xid8 AND xact < pg_snapshot_xmin(pg_current_snapshot())
+    UNION ALL
+    SELECT xact, readings, id, true FROM ingest_unsequenced
+    WHERE xact > %(after)s::text::xid8 AND xact < pg_snapshot_xmin(pg_current_snapshot())
+)
+SELECT xact::text::bigint, coalesce(sum(readings) FILTER (WHERE stored), 0),
+       array_agg(id) FILTER (WHERE stored)
+FROM s GROUP BY xact ORDER BY xact LIMIT %(limit)s
+"""
+
+# Ids for unsequenced batches, from the sequence of ingest_batches.id: one id space.
+_UNSEQUENCED_IDS = """
+SELECT nextval(pg_get_serial_sequence('ingest_batches', 'id')) FROM generate_series(1, %s)
+"""
+
+_INSERT_UNSEQUENCED = """
+INSERT INTO ingest_unsequenced (id, gateway, site, received_at, readings) VALUES (%s, %s, %s, %s, %s)
 """
 
 # The readings of some batches: the BRIN index on batch_id narrows to their block ranges.
@@ -539,8 +556,12 @@ class PostgresStore:
 
         conflicts: dict[int, DeadLetter] = {}
         if settled.store:
-            # An unsequenced batch (SenML) has no ingest_batches row: its readings' batch_id is NULL.
-            batch_ids = [ids[(vb.batch.gateway, vb.batch.seq)] if vb.sequenced else None
+            # An unsequenced batch (SenML) has no ingest_batches row: it gets an id of the same
+            # sequence and an ingest_unsequenced row, so it is in the stored stream all the same.
+            n_loose = sum(not vb.sequenced for vb in settled.store)
+            loose = iter([i for (i,) in cur.execute(_UNSEQUENCED_IDS, (n_loose,)).fetchall()]
+                         if n_loose else [])
+            batch_ids = [ids[(vb.batch.gateway, vb.batch.seq)] if vb.sequenced else next(loose)
                          for vb in settled.store]
             if careful:
                 conflicts, inserted = self._insert_checked(cur, settled.store, batch_ids)
@@ -551,9 +572,16 @@ class PostgresStore:
                 inserted = self._copy_readings(cur, settled.store, batch_ids)
             result.stored_readings = inserted
             result.stored_batches = len(settled.store) - len(conflicts)
+            unsequenced = [(batch_id, vb.batch.gateway, vb.site, vb.received_at, len(vb.batch.readings))
+                           for i, (vb, batch_id) in enumerate(zip(settled.store, batch_ids, strict=True))
+                           if not vb.sequenced and i not in conflicts]
 
+        else:
+            unsequenced = []
         letters = [*settled.letters, *conflicts.values()]
         with conn.pipeline():
+            if unsequenced:
+                cur.executemany(_INSERT_UNSEQUENCED, unsequenced)
             if conflicts:
                 cur.execute(_MARK_CONFLICTS, ([d.gateway for d in conflicts.values()],
                                               [d.seq for d in conflicts.values()]))
@@ -659,7 +687,8 @@ class PostgresStore:
         transactions after ``checkpoint``, whole, until about ``limit`` readings."""
         taken: list[int] = []
         rows = 0
-        for xact, n, batch_ids in conn.execute(_STREAM_XACTS, (checkpoint, max(1, limit))).fetchall():
+        page = conn.execute(_STREAM_XACTS, {"after": checkpoint, "limit": max(1, limit)}).fetchall()
+        for xact, n, batch_ids in page:
             checkpoint = xact
             taken.extend(batch_ids or ())
             rows += n

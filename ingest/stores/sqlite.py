@@ -66,6 +66,27 @@ INSERT INTO ingest_batches (gateway, seq, site, received_at, readings, outcome, 
 VALUES (?, ?, ?, ?, ?, ?, ?)
 """
 
+_INSERT_UNSEQUENCED = """
+INSERT INTO ingest_unsequenced (id, gateway, site, received_at, readings) VALUES (?, ?, ?, ?, ?)
+"""
+
+# The last id of the stream: ingest_batches' AUTOINCREMENT counter (never below its ids), or an
+# id of ingest_unsequenced if higher (only if the counter was reset by hand).
+_LAST_STREAM_ID = """
+SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'ingest_batches'), 0),
+           coalesce((SELECT max(id) FROM ingest_unsequenced), 0))
+"""
+
+# The stored stream: every batch after a checkpoint, sequenced or not, in id order (one id
+# space: see ``SqliteStore._unsequenced_ids``); a batch not stored counts no readings.
+_STREAM = """
+SELECT id, n FROM (
+    SELECT id, CASE outcome WHEN 'stored' THEN readings ELSE 0 END AS n FROM ingest_batches WHERE id > ?
+    UNION ALL
+    SELECT id, readings FROM ingest_unsequenced WHERE id > ?
+) ORDER BY id LIMIT ?
+"""
+
 _INSERT_READING = """
 INSERT INTO readings (time, site, gateway, sensor, metric, value, quality, batch_id)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
@@ -266,9 +287,14 @@ class SqliteStore:
 
         times: dict[datetime, str] = {}
         per_batch: list[list[_Row]] = []
+        # An unsequenced batch (SenML) gets an id of its own in the stream, from the same id
+        # space: its readings then reach the rollups and the mirror like any other.
+        loose = self._unsequenced_ids(c, sum(not vb.sequenced for vb in settled.store))
+        batch_ids: list[int] = []
         for vb in settled.store:
             site, gateway = vb.site, vb.batch.gateway
-            batch_id = ids[(gateway, vb.batch.seq)] if vb.sequenced else None
+            batch_id = ids[(gateway, vb.batch.seq)] if vb.sequenced else next(loose)
+            batch_ids.append(batch_id)
             rows: list[_Row] = []
             for r in vb.batch.readings:
                 t = times.get(r.ts)
@@ -291,6 +317,10 @@ class SqliteStore:
         result.stored_batches = len(settled.store) - len(conflicts)
         c.executemany("UPDATE ingest_batches SET outcome = 'dead_letter' WHERE gateway = ? AND seq = ?",
                       [(d.gateway, d.seq) for d in conflicts.values() if d.seq is not None])
+        c.executemany(_INSERT_UNSEQUENCED, [
+            (batch_id, vb.batch.gateway, vb.site, sqlite_time(vb.received_at), len(vb.batch.readings))
+            for i, (vb, batch_id) in enumerate(zip(settled.store, batch_ids, strict=True))
+            if not vb.sequenced and i not in conflicts])
 
         letters = [*settled.letters, *conflicts.values()]
         c.executemany(
@@ -362,14 +392,29 @@ class SqliteStore:
     # --- the stored stream: followed by the rollups and the InfluxDB mirror (MirrorSource) --
 
     @staticmethod
+    def _unsequenced_ids(c: sqlite3.Connection, n: int) -> Iterator[int]:
+        """``n`` fresh ids of the stream for unsequenced batches, inside the write transaction:
+        the next ones of ingest_batches' AUTOINCREMENT counter (``sqlite_sequence``), which is
+        moved past them so that neither table ever reuses an id. Ids of a batch that turns out
+        to be a conflict are simply never used."""
+        if n == 0:
+            return iter(())
+        row = c.execute(_LAST_STREAM_ID).fetchone()
+        first = int(row[0]) + 1
+        last = first + n - 1
+        moved = c.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = 'ingest_batches'", (last,))
+        if moved.rowcount == 0:
+            c.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('ingest_batches', ?)", (last,))
+        return iter(range(first, last + 1))
+
+    @staticmethod
     def _stream_page(c: sqlite3.Connection, checkpoint: int, limit: int) -> tuple[int, int]:
-        """(new checkpoint, readings) of the batches after ``checkpoint`` (an
-        ``ingest_batches.id``: with one writer at a time, ids commit in order), whole
+        """(new checkpoint, readings) of the batches after ``checkpoint`` (an id of
+        ``ingest_batches`` or ``ingest_unsequenced``: with one writer at a time, ids commit in
+        order), whole
         batches, until about ``limit`` readings."""
         rows = 0
-        for batch_id, n in c.execute(
-                "SELECT id, CASE outcome WHEN 'stored' THEN readings ELSE 0 END FROM ingest_batches "
-                "WHERE id > ? ORDER BY id LIMIT ?", (checkpoint, max(1, limit))).fetchall():
+        for batch_id, n in c.execute(_STREAM, (checkpoint, checkpoint, max(1, limit))).fetchall():
             checkpoint, rows = batch_id, rows + n
             if rows >= limit:
                 break

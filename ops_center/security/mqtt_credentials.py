@@ -94,9 +94,11 @@ def service_acl(account: str) -> list[str]:
         lines = [
             "user ops",
             f"topic read {ROOT}/+/+/telemetry",
+            f"topic read {ROOT}/+/+/senml",
             f"topic read {ROOT}/+/+/status",
             f"topic read {ROOT}/+/+/cmd/result",
             f"topic read $share/ops/{ROOT}/+/+/telemetry",
+            f"topic read $share/ops/{ROOT}/+/+/senml",
             f"topic write {ROOT}/+/+/cmd",
         ]
     elif role == "ops-api":

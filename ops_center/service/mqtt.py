@@ -1,4 +1,4 @@
-"""The ops service's own MQTT subscription: telemetry and status of every gateway.
+"""The ops service's own MQTT subscription: telemetry, SenML and status of every gateway.
 
 Independent of the ingest (its own client id and persistent session), as DESIGN.md's data
 flow says: the ops center reads the broker directly, so an ingest or database outage does not
@@ -135,7 +135,8 @@ class OpsMqttLink:
                 self.connected = True
             logger.info("ops service connected to %s (session present: %s)", self._broker.url,
                         getattr(flags, "session_present", "?"))
-            filters = (topics.subscription("telemetry"), topics.subscription("status"))
+            filters = (topics.subscription("telemetry"), topics.subscription("senml"),
+                       topics.subscription("status"))
             if self._mqtt5:
                 client.subscribe([(f, SubscribeOptions(qos=1)) for f in filters])
             else:  # paho takes a plain QoS for MQTT 3.1.1 subscriptions

@@ -1,4 +1,4 @@
-"""The ops service: telemetry and status from the broker → rules → alerts → incidents → store
+"""The ops service: telemetry, SenML and status from the broker → rules → alerts → incidents → store
 and live stream.
 
 Threads (the recorder pattern: one worker fed by a bounded queue)::
@@ -46,7 +46,7 @@ from typing import Any, Literal
 
 from prometheus_client import CollectorRegistry, Gauge
 
-from contract import topics
+from contract import senml, topics
 from contract.bounds import safe_text
 from contract.codec import decode_status, decode_telemetry
 from contract.errors import DecodeError, TopicError
@@ -92,6 +92,7 @@ class ServiceCounters:
 
     messages: int = 0
     telemetry: int = 0
+    senml: int = 0  # SenML packs of third-party devices (RFC 8428)
     statuses: int = 0
     duplicates: int = 0
     invalid: int = 0  # undecodable or topic/payload mismatch (the ingest dead-letters them)
@@ -576,6 +577,8 @@ class OpsService:
             return self._telemetry(m, t.gateway)
         if t.kind == "status":
             return self._status(m, t.site, t.gateway)
+        if t.kind == "senml":
+            return self._senml(m, t.gateway)
         return []
 
     def _refuse(self, m: Inbound, why: str) -> list[AlertChange]:
@@ -604,6 +607,23 @@ class OpsService:
         self.seqs.mark(gateway, batch.seq, sent)
         self._gateway_heard(gateway, sent, m.received_at.timestamp())
         return changes
+
+    def _senml(self, m: Inbound, gateway: str) -> list[AlertChange]:
+        """A SenML pack (RFC 8428) of a third-party device: the same readings the ingest
+        stores, to the same rules. It has no seq and no send time: stamped as sent when it
+        arrived (as the ingest does), and a redelivery re-evaluates nothing, since each
+        series takes only readings newer than its last one. It does not move the gateway's
+        clock (``_gateway_heard``): that is the gateway's own, and a SenML device is not it."""
+        self.counters.senml += 1
+        try:
+            readings = senml.gateway_readings(m.payload, m.received_at, gateway, self.registry)
+        except DecodeError as exc:
+            return self._refuse(m, f"senml: {exc}")
+        except (RecursionError, ValueError, TypeError, OverflowError) as exc:
+            return self._refuse(m, f"senml: undecodable: {exc!r}")
+        rows = [(r.sensor, r.metric, r.ts, r.value, r.quality) for r in readings]
+        self.counters.readings += len(rows)
+        return self.engine.ingest(rows, m.received_at, gateway, m.received_at)
 
     def _gateway_heard(self, gateway: str, sent: float, recv: float) -> None:
         """The gateway said something stamped ``sent`` (its clock) that arrived at ``recv``

@@ -7,6 +7,7 @@ mirror refuses with a 4xx. Faults come from stopping the server and from a tiny 
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import urllib.error
@@ -14,10 +15,20 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
+from contract import topics
+from contract.codec import encode
+from contract.models import Reading, TelemetryBatch
+from contract.registry import load_registry
 from ingest.mirror import InfluxMirror, InfluxWriter, MirrorPage, MirrorRow, MirrorUnavailable
+from ingest.pipeline import TimeWindow
+from ingest.ports import ValidBatch
+from ingest.senml import classify_senml
+from ingest.stores.postgres import PostgresStore
+from ingest.stores.sqlite import SqliteStore
 from tests.servers.victoria import VictoriaServer
 
 pytestmark = pytest.mark.integration
@@ -198,3 +209,37 @@ def test_points_refused_with_4xx_are_recorded_and_skipped(vm: VictoriaServer, pr
     assert m.rejected_total == 3 and all("poison-01" in line for line, _ in m.rejected)
     assert src.checkpoints["influx"] == 403
     assert points(vm, 400) == 400
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "timescaledb"])
+def test_senml_readings_are_mirrored_from_a_real_store_like_telemetry(
+    vm: VictoriaServer, kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """SenML messages have no seq, yet their readings are in the stored stream that the mirror
+    follows (ingest migration 0006): mirrored once each, with the same tags as telemetry."""
+    store: SqliteStore | PostgresStore = (
+        SqliteStore(tmp_path / "m.db") if kind == "sqlite"
+        else PostgresStore(request.getfixturevalue("timescale_db"), timescaledb=True))
+    with store:
+        store.migrate()
+        now = datetime.now(UTC).replace(microsecond=0)
+        reading = Reading(sensor="tn-aq-01", metric="pm25", ts=now - timedelta(minutes=3), value=1.0)
+        telemetry = TelemetryBatch(v=1, gateway="tn-gw-01", seq=1, sent_at=now, readings=[reading])
+        pack = json.dumps([{"bn": "urn:dev:sw:tn-aq-01:", "bt": (now - timedelta(minutes=2)).timestamp(),
+                            "n": "pm25", "u": "ug/m3", "v": 2.0}, {"n": "pm25", "t": 60, "v": 3.0}]).encode()
+        topic = topics.senml("thong-nhat", "tn-gw-01")
+        unsequenced = classify_senml(topic, pack, now, load_registry(), TimeWindow())
+        assert isinstance(unsequenced, ValidBatch) and not unsequenced.sequenced
+        store.write([ValidBatch(site="thong-nhat", topic=topics.telemetry("thong-nhat", "tn-gw-01"),
+                                received_at=now, batch=telemetry, raw=encode(telemetry))], [])
+        store.write([unsequenced], [])
+        store.write([unsequenced], [])  # a redelivery: nothing new to mirror
+        writer = InfluxWriter(vm.url, "token", "smartward", "smartward", timeout_ms=5000)
+        m = InfluxMirror(store, writer, batch_rows=500, retry_initial_s=0.05, retry_max_s=0.5)
+        assert m.catch_up(timeout_s=30)
+        (series,) = vm.wait_for_points('{__name__="pm25_value"}', count=3, timeout_s=20)
+        assert series.labels == {"__name__": "pm25_value", "site": "thong-nhat", "gateway": "tn-gw-01",
+                                 "sensor": "tn-aq-01", "quality": "good"}
+        assert sorted(zip(series.timestamps_ms, series.values, strict=True)) == [
+            (int((now - timedelta(minutes=k)).timestamp() * 1000), v)
+            for k, v in ((3, 1.0), (2, 2.0), (1, 3.0))]

@@ -16,6 +16,7 @@ import pytest
 
 from contract import topics
 from contract.registry import load_registry
+from ingest.rollup import bucket_start
 from ingest.stores.postgres import PostgresStore
 from ingest.stores.sqlite import SqliteStore
 from ingest.worker import IngestWorker
@@ -112,6 +113,14 @@ def test_senml_is_stored_once_and_never_moves_a_watermark(
     hum = store.query_readings("tn-aq-01", "humidity_pct", now - timedelta(minutes=5), now)
     assert len(hum) == 1 and hum[0].value == 70.0  # relative time: 30 s before receipt
     assert not store.dead_letter_rows()
+    # In the stored stream (migration 0006): the platform's rollups take them like telemetry.
+    while store.refresh_rollups():
+        pass
+    minutes = store.query_rollup("1m", "tn-aq-01", "pm25", start - timedelta(minutes=1), end)
+    assert [(b.bucket, b.avg, b.count) for b in minutes] == [
+        (bucket_start(datetime.fromtimestamp(t0 + k, UTC), 60), v, 1) for k, v in ((0, 41.5), (60, 42.0))]
+    (hour,) = store.query_rollup("1h", "tn-noise-01", "noise_laeq", start - timedelta(hours=1), end)
+    assert (hour.avg, hour.count) == (61.0, 1)
     # Redelivered later, once its readings are in the store (another flush, another transaction).
     stored = worker.metrics.stored_batches._value.get()
     publish(pub, message)

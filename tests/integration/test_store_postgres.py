@@ -153,7 +153,7 @@ def test_migrations_are_numbered_recorded_and_run_once(postgres_db: str) -> None
     assert rows(postgres_db, "SELECT version, source FROM schema_migrations ORDER BY version") == [
         (1, "0001_registry.postgresql.sql"), (2, "0002_readings.postgresql.sql"),
         (3, "0003_ingest.postgresql.sql"), (4, "0004_rollups.postgresql.sql"),
-        (5, "0005_dead_letter_once.postgresql.sql")]
+        (5, "0005_dead_letter_once.postgresql.sql"), (6, "0006_unsequenced_stream.postgresql.sql")]
 
 
 def test_workers_starting_together_migrate_once(timescale_db: str) -> None:
@@ -172,7 +172,7 @@ def test_workers_starting_together_migrate_once(timescale_db: str) -> None:
     for t in threads:
         t.join(60)
     assert errors == []
-    assert scalar(timescale_db, "SELECT count(*) FROM schema_migrations") == 5
+    assert scalar(timescale_db, "SELECT count(*) FROM schema_migrations") == 6
 
 
 def test_unmigrated_database_is_a_clear_error(postgres_db: str) -> None:

@@ -57,6 +57,28 @@ def batch(seq: int, *readings: tuple[Any, ...], gateway: str = GW, site: str = S
                       batch=b, raw=encode(b))
 
 
+def senml(*readings: tuple[Any, ...], received_at: datetime = T0) -> ValidBatch:
+    """An unsequenced batch, as ``ingest/senml.py`` makes of a SenML message (no seq)."""
+    rs = [Reading(sensor=r[0], metric=r[1], ts=at(r[2]), value=float(r[3])) for r in readings]
+    b = TelemetryBatch(v=1, gateway=GW, seq=0, sent_at=received_at, readings=rs)
+    return ValidBatch(site=SITE, topic=f"smartward/v1/{SITE}/{GW}/senml", received_at=received_at,
+                      batch=b, raw=repr(readings).encode(), sequenced=False)
+
+
+def mirrored(store: Any, name: str = "influx") -> list[tuple[datetime, str, float]]:
+    """What a mirror named ``name`` reads from its checkpoint on (and moves it)."""
+    seen: list[tuple[datetime, str, float]] = []
+    checkpoint = store.mirror_checkpoint(name)
+    for _ in range(100):
+        page = store.read_since(checkpoint, 3)
+        seen.extend((r.time, r.metric, r.value) for r in page.rows)
+        if page.checkpoint == checkpoint:
+            break
+        checkpoint = page.checkpoint
+        store.save_mirror_checkpoint(name, checkpoint)
+    return sorted(seen)
+
+
 def letter(seq: int | None, payload: bytes = b'{"v": 1, "gateway": "tn-gw-01", "seq"', *,
            reason: Any = "schema") -> DeadLetter:
     return DeadLetter(received_at=T0, topic=TOPIC, reason=reason, detail="test", payload=payload,
@@ -260,6 +282,38 @@ class StoreContract:
         assert {r.site for r in store.read_since(0, 100).rows} == {SITE}
         assert store.mirror_checkpoint("influx") == checkpoint
         assert store.mirror_checkpoint("other") == 0
+
+    def test_senml_readings_reach_rollups_and_mirror_but_not_completeness(self, store: Any) -> None:
+        store.write([batch(1, ("tn-aq-01", "pm25", 0, 10.0))], [])
+        refresh(store)
+        assert mirrored(store) == [(T0, "pm25", 10.0)]
+        pack = senml(("tn-aq-01", "pm25", 20, 20.0), ("tn-aq-01", "pm25", 65, 40.0))
+        r = store.write([pack], [])
+        assert (r.stored_batches, r.stored_readings, r.handled) == (1, 2, [])
+        assert store.write([pack], []).stored_readings == 0  # a redelivery: nothing new
+        clash = store.write([senml(("tn-aq-01", "pm25", 20, 99.0), ("tn-aq-01", "pm25", 50, 99.0))], [])
+        assert [(d.reason, d.seq) for d in clash.dead_letters] == [("conflict", None)]
+        # Several unsequenced batches in one call, between sequenced ones.
+        store.write([batch(2, ("tn-aq-01", "pm25", 30, 30.0)), senml(("tn-aq-01", "pm25", 40, 60.0)),
+                     senml(("tn-aq-01", "pm10", 40, 5.0)), batch(3, ("tn-aq-01", "pm10", 50, 7.0))], [])
+        refresh(store)
+        m = store.query_rollup("1m", "tn-aq-01", "pm25", LONG_AGO, LATER)
+        assert [(x.bucket, x.avg, x.min, x.max, x.count) for x in m] == [
+            (T0, 30.0, 10.0, 60.0, 4), (at(60), 40.0, 40.0, 40.0, 1)]
+        (h,) = store.query_rollup("1h", "tn-aq-01", "pm25", LONG_AGO, LATER)
+        assert (h.avg, h.count) == (32.0, 5)
+        (h10,) = store.query_rollup("1h", "tn-aq-01", "pm10", LONG_AGO, LATER)
+        assert (h10.avg, h10.count) == (6.0, 2)
+        assert mirrored(store) == [(at(20), "pm25", 20.0), (at(30), "pm25", 30.0), (at(40), "pm10", 5.0),
+                                   (at(40), "pm25", 60.0), (at(50), "pm10", 7.0), (at(65), "pm25", 40.0)]
+        assert len(mirrored(store, "replay")) == 7  # every stored reading, once
+        # No seq: nothing in seq gaps, completeness, outcomes or the handled seqs.
+        assert store.batch_outcomes(GW) == {1: "stored", 2: "stored", 3: "stored"}
+        assert store.handled_seqs(GW, 0, 10) == [1, 2, 3] and store.seq_gaps() == []
+        (c,) = store.completeness()
+        assert (c.expected, c.stored, c.dead_lettered, c.lost, c.pending) == (3, 3, 0, 0, 0)
+        refresh(store)
+        assert store.query_rollup("1m", "tn-aq-01", "pm25", LONG_AGO, LATER)[0].count == 4
 
     def test_migrate_again_is_a_no_op(self, store: Any) -> None:
         store.write([batch(1, ("tn-aq-01", "pm25", 0, 1.0))], [])

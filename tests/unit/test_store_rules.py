@@ -61,12 +61,13 @@ def test_every_flavor_has_every_migration_with_one_name_per_version() -> None:
     names = {f: [(m.version, m.name) for m in migrations_for(f)]
              for f in ("sqlite", "postgresql", "timescaledb", "timescaledb_tsl")}
     assert names["postgresql"] == [(1, "registry"), (2, "readings"), (3, "ingest"), (4, "rollups"),
-                                  (5, "dead_letter_once")]
+                                  (5, "dead_letter_once"), (6, "unsequenced_stream")]
     assert names["sqlite"] == names["postgresql"] == names["timescaledb"] == names["timescaledb_tsl"]
     chosen = {f: [m.flavor for m in migrations_for(f)] for f in ("timescaledb", "timescaledb_tsl")}
-    assert chosen["timescaledb"] == ["postgresql", "timescaledb", "postgresql", "postgresql", "postgresql"]
+    assert chosen["timescaledb"] == ["postgresql", "timescaledb", "postgresql", "postgresql", "postgresql",
+                                     "postgresql"]
     assert chosen["timescaledb_tsl"] == ["postgresql", "timescaledb", "postgresql", "timescaledb_tsl",
-                                         "postgresql"]
+                                         "postgresql", "postgresql"]
 
 
 def test_migration_files_are_numbered_and_idempotent_ddl() -> None:

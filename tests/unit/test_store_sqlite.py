@@ -17,7 +17,7 @@ from ingest.ports import ValidBatch
 from ingest.rollup import RollupRunner
 from ingest.stores import open_store
 from ingest.stores.sqlite import SqliteStore, parse_sqlite_time, path_from_url, sqlite_time
-from tests.unit.test_store_contract import GW, ONE_SENSOR_REGISTRY, T0, batch
+from tests.unit.test_store_contract import GW, ONE_SENSOR_REGISTRY, T0, batch, senml
 
 
 def test_a_reopened_file_keeps_batches_watermarks_and_rollups(tmp_path: Path) -> None:
@@ -98,7 +98,8 @@ def test_migrations_are_recorded_once(tmp_path: Path) -> None:
     s.close()
     with sqlite3.connect(tmp_path / "s.db") as conn:
         assert conn.execute("SELECT version, name FROM schema_migrations").fetchall() == [
-            (1, "registry"), (2, "readings"), (3, "ingest"), (4, "rollups"), (5, "dead_letter_once")]
+            (1, "registry"), (2, "readings"), (3, "ingest"), (4, "rollups"), (5, "dead_letter_once"),
+            (6, "unsequenced_stream")]
 
 
 def test_sync_registry_upserts_and_retires(tmp_path: Path) -> None:
@@ -129,3 +130,24 @@ def test_the_rollup_runner_keeps_rollups_current(tmp_path: Path) -> None:
     assert (m.avg, m.count) == (15.0, 2)
     assert runner.refreshed == 2
     s.close()
+
+
+def test_unsequenced_ids_share_one_counter_with_ingest_batches(tmp_path: Path) -> None:
+    """SenML first on a fresh file (no AUTOINCREMENT row yet), then telemetry, then SenML again
+    after a reopen: every stream id is new, in commit order, and each reading has its own."""
+    path = tmp_path / "ids.db"
+    s = SqliteStore(path)
+    s.migrate()
+    s.write([senml(("tn-aq-01", "pm25", 0, 1.0)), senml(("tn-aq-01", "pm25", 10, 2.0))], [])
+    s.write([batch(1, ("tn-aq-01", "pm25", 20, 3.0))], [])
+    s.close()
+    s = SqliteStore(path)
+    s.write([senml(("tn-aq-01", "pm25", 30, 4.0))], [])
+    s.write([batch(2, ("tn-aq-01", "pm25", 40, 5.0))], [])
+    s.close()
+    with sqlite3.connect(path) as conn:
+        stream = conn.execute("SELECT id, 'b' FROM ingest_batches UNION ALL "
+                              "SELECT id, 'u' FROM ingest_unsequenced ORDER BY 1").fetchall()
+        by_reading = conn.execute("SELECT value, batch_id FROM readings ORDER BY time").fetchall()
+    assert stream == [(1, "u"), (2, "u"), (3, "b"), (4, "u"), (5, "b")]
+    assert by_reading == [(1.0, 1), (2.0, 2), (3.0, 3), (4.0, 4), (5.0, 5)]
