@@ -1,6 +1,6 @@
 """Bounds every boundary shares (MQTT, HTTP, files): integers, text, times.
 
-CONTRACT.md "Additions → Bounds and text": every integer is within 0 … 2^63−1 (signed 64-bit,
+docs/contract.md "Additions → Bounds and text": every integer is within 0 … 2^63−1 (signed 64-bit,
 as stored); text holds no control characters other than tab and newline (NUL never) and is at
 most its documented length; times must be representable in UTC and in every store. One
 definition here, used by the wire models (``contract.models``), the ingest's dead letters, the

@@ -63,7 +63,7 @@ class BrokerUrl:
             protocol="5" if protocol == "5" else "3.1.1",
         )
 
-    def __str__(self) -> str:  # never the password (STYLE.md rule 9)
+    def __str__(self) -> str:  # never the password (docs/style.md rule 9)
         user = f"{self.username}:***@" if self.password is not None else (
             f"{self.username}@" if self.username else "")
         suffix = "" if self.mqtt5 else "?protocol=3.1.1"

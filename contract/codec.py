@@ -1,10 +1,10 @@
 """Encode and decode contract messages.
 
-Decoding classifies every failure into a dead-letter reason code of CONTRACT.md so that
+Decoding classifies every failure into a dead-letter reason code of docs/contract.md so that
 the ingest never has to guess: ``oversize`` (over 256 KiB), ``bad_json`` (empty, invalid
 UTF-8, not JSON), ``non_finite`` (NaN, Infinity, numbers beyond float range), ``schema``
 (anything else the models refuse: also every integer outside 0 … 2^63−1, unsafe text, and a
-time outside [1970, 9999) UTC, CONTRACT.md "Bounds and text"). A DecodeError's detail is safe
+time outside [1970, 9999) UTC, docs/contract.md "Bounds and text"). A DecodeError's detail is safe
 text: it may quote what the sender wrote, with every control character escaped.
 """
 

@@ -1,4 +1,4 @@
-"""Operator commands (CONTRACT.md ``cmd``): which sensor kind takes which command, with which
+"""Operator commands (docs/contract.md ``cmd``): which sensor kind takes which command, with which
 arguments. One table, read by the API (422 for anything else) and by the simulated devices.
 
 - ``street_light`` takes ``set_lamp`` ``{"on": bool, "dim_pct": 0..100}`` (dim optional) or

@@ -38,7 +38,7 @@ class TopicError(ContractError):
 class DecodeError(ContractError):
     """A payload cannot be decoded into a contract message.
 
-    ``reason`` is one of the dead-letter reason codes of CONTRACT.md, so the ingest can
+    ``reason`` is one of the dead-letter reason codes of docs/contract.md, so the ingest can
     file the message without re-classifying it.
     """
 

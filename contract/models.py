@@ -1,4 +1,4 @@
-"""Wire messages of contract v1 (CONTRACT.md), as frozen, strict msgspec structs.
+"""Wire messages of contract v1 (docs/contract.md), as frozen, strict msgspec structs.
 
 msgspec rather than pydantic here because decoding is on the ingest's hot path: a
 100-reading batch decodes in about 0.5 µs per reading with msgspec against about 2.9 µs
@@ -23,10 +23,10 @@ MetricCode = Annotated[str, msgspec.Meta(pattern=METRIC_PATTERN)]
 AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
 Seq = Annotated[int, msgspec.Meta(ge=1, le=MAX_INT)]
 Count = Annotated[int, msgspec.Meta(ge=0, le=MAX_INT)]
-"""Every other integer of a payload (CONTRACT.md "Bounds and text"); msgspec is strict, so a
+"""Every other integer of a payload (docs/contract.md "Bounds and text"); msgspec is strict, so a
 float such as ``1e30`` or ``3.0`` is refused for it too."""
 
-# Documented text lengths (CONTRACT.md "Bounds and text").
+# Documented text lengths (docs/contract.md "Bounds and text").
 AGENT_MAX_CHARS = 200
 DETAIL_MAX_CHARS = 1000
 COMMAND_ID_MAX_CHARS = 64

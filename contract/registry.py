@@ -36,11 +36,11 @@ class Names(_Strict):
 class Location(_Strict):
     lat: float = Field(ge=-90, le=90)
     lon: float = Field(ge=-180, le=180)
-    # True where FACTS.md has no verified position (e.g. CCN An Xá, §5.3).
+    # True where docs/domain-facts.md has no verified position (e.g. CCN An Xá, §5.3).
     placeholder: bool = False
 
 
-# -- device drivers (CONTRACT.md "Device drivers at the edge") -------------------------------
+# -- device drivers (docs/contract.md "Device drivers at the edge") -------------------------------
 
 RegisterType = Literal["int16", "uint16", "int32", "uint32", "float32"]
 REGISTER_WORDS: dict[str, int] = {"int16": 1, "uint16": 1, "int32": 2, "uint32": 2, "float32": 2}

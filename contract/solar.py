@@ -2,7 +2,7 @@
 
 Shared through the contract because two components need the same sun: the simulators switch
 street lamps on at dusk, and the ops center's lamp rules judge a lamp only while it must be
-lit (FACTS.md §4.3). Components never import each other; the contract is the one shared code.
+lit (docs/domain-facts.md §4.3). Components never import each other; the contract is the one shared code.
 
 The fractional-year series for the equation of time and the declination, evaluated at local
 solar noon, with the zenith at 90.833° (refraction and the solar disc). Accurate to a

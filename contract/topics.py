@@ -1,4 +1,4 @@
-"""The only place where MQTT topic strings are built and parsed (STYLE.md rule 1)."""
+"""The only place where MQTT topic strings are built and parsed (docs/style.md rule 1)."""
 
 from __future__ import annotations
 

@@ -1,23 +1,23 @@
 """The limits drawn on the dashboards. Every number is a copy of ops_center/rules/defaults.yaml
-(the alert rules) or of /shared/domain/FACTS.md, with its tag; tests/unit/test_dashboards.py
+(the alert rules) or of docs/domain-facts.md, with its tag; tests/unit/test_dashboards.py
 checks each against defaults.yaml so the two cannot drift. Components do not import each
-other (STYLE.md, convention 1), hence the copy.
+other (docs/style.md, convention 1), hence the copy.
 """
 
 from __future__ import annotations
 
 from typing import Final
 
-# QCVN 05:2023/BTNMT, 24-hour means, µg/m³ [SRC] (FACTS.md §2.1): PM2.5 50, 45 from
+# QCVN 05:2023/BTNMT, 24-hour means, µg/m³ [SRC] (docs/domain-facts.md §2.1): PM2.5 50, 45 from
 # 01/01/2026; PM10 100. defaults.yaml rules pm25-24h-rolling (schedule) and pm10-24h-rolling.
 PM25_24H_UG_M3: Final = 45.0
 PM10_24H_UG_M3: Final = 100.0
 
 # QCVN 26:2010/BTNMT LAeq dB(A), day 06:00-21:00 / night [SRC] (defaults.yaml noise-laeq-1h).
-# Verify against QCVN 26:2025/BNNMT (limits not retrieved, FACTS.md §2.2).
+# Verify against QCVN 26:2025/BNNMT (limits not retrieved, docs/domain-facts.md §2.2).
 NOISE_LAEQ_DB: Final = {"normal": {"day": 70.0, "night": 55.0}, "special": {"day": 55.0, "night": 45.0}}
 
-# [EST] classes (FACTS.md §3), defaults.yaml rain-heavy, flood-depth, drain-freeboard, bin-full.
+# [EST] classes (docs/domain-facts.md §3), defaults.yaml rain-heavy, flood-depth, drain-freeboard, bin-full.
 RAIN_MM_H: Final = (10.0, 30.0, 50.0)  # heavy, very heavy, torrential
 FLOOD_DEPTH_CM: Final = (10.0, 20.0, 30.0, 50.0)  # ngập nhẹ / vừa / nặng / rất nặng
 DRAIN_FREEBOARD_CM: Final = (50.0, 20.0, 0.0)  # falling: warning, critical, overflow

@@ -2,7 +2,7 @@
 (``$__timeFilter(col)``, ``$__timeGroup(col, $__interval)``, ``$__timeFrom()``,
 ``$__timeTo()``) and template variables (``'$site'``: a single-valued variable is inserted
 with its quotes doubled, so it goes inside quotes, Grafana docs "Variables" for SQL data
-sources). Only the contract's tables and columns are read (CONTRACT.md, Store schema).
+sources). Only the contract's tables and columns are read (docs/contract.md, Store schema).
 
 Series read the raw ``readings`` for short ranges and the rollups for long ones: the three
 branches of one ``UNION ALL`` are guarded by the range's length, a condition on constants

@@ -2,7 +2,7 @@
 
 One thread owns all state (driver, batcher, outbox, sender, counters). It sleeps on a queue
 until the next deadline or the next event from the publisher (connected, PUBACK, watermark
-...), so it never polls with sleep (STYLE.md rule 7). Deadlines come from two time bases
+...), so it never polls with sleep (docs/style.md rule 7). Deadlines come from two time bases
 (see :mod:`edge.clock`): the clock for polling and batch age, ``monotonic`` for the network.
 
 Durability order: readings -> batch sealed with its seq -> committed to the outbox (fsync)

@@ -5,11 +5,11 @@ A batch is cut when it holds ``max_readings`` or when its first reading has wait
 those bytes are stored in the outbox and every (re-)send publishes exactly them, so a
 redelivered batch is byte-identical and the store can treat it as a no-op.
 
-The 256 KiB payload limit (CONTRACT.md) is enforced here, before anything is stored or
+The 256 KiB payload limit (docs/contract.md) is enforced here, before anything is stored or
 published: an encoded batch over the limit is split in halves until every part fits. The
 edge never sends an oversize payload: with MQTT 5 Mosquitto answers one with reason 0x95,
 which paho treats as a protocol error and answers with an endless reconnect/resend loop
-(RELIABILITY.md); with MQTT 3.1.1 it would be PUBACKed and silently dropped.
+(docs/reliability.md); with MQTT 3.1.1 it would be PUBACKed and silently dropped.
 """
 
 from __future__ import annotations

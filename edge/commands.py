@@ -1,4 +1,4 @@
-"""Operator commands on the edge (CONTRACT.md ``cmd`` → ``cmd/result``): decide, apply, answer.
+"""Operator commands on the edge (docs/contract.md ``cmd`` → ``cmd/result``): decide, apply, answer.
 
 Pure logic over the driver's command hook; the agent calls :meth:`CommandHandler.handle` on
 its own thread for every message of its ``cmd`` topic and publishes the result it returns.

@@ -1,4 +1,4 @@
-"""One exception root for the edge agent (STYLE.md rule 8)."""
+"""One exception root for the edge agent (docs/style.md rule 8)."""
 
 from __future__ import annotations
 

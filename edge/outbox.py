@@ -3,12 +3,12 @@ ingest's ack watermark covers it.
 
 Nothing is deleted on PUBACK: Mosquitto persists by periodic snapshot and drops silently
 from full per-client queues, so a PUBACK only says the broker had the message for a moment
-(RELIABILITY.md). A batch leaves the outbox in exactly two ways:
+(docs/reliability.md). A batch leaves the outbox in exactly two ways:
 
 - ``ack(watermark)``: the ingest has durably handled every seq up to the watermark;
 - the byte cap: past ``max_bytes`` the OLDEST batches are dropped, each drop counted, and
   the highest dropped seq kept as ``dropped_through``, which the agent reports in its status
-  so the platform records the gap as lost instead of waiting for it (CONTRACT.md).
+  so the platform records the gap as lost instead of waiting for it (docs/contract.md).
 
 ``seq`` lives here too (``last_seq``), in the same transaction as the batches, so it
 survives restarts and is never reused.

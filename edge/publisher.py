@@ -3,7 +3,7 @@
 The agent talks to a :class:`Publisher` and hears back through events (:data:`Event`) put on
 its queue, so all agent state stays on the agent's thread.
 
-:class:`MqttPublisher` choices, each for a reason in RELIABILITY.md:
+:class:`MqttPublisher` choices, each for a reason in docs/reliability.md:
 
 - **MQTT 5**, not 3.1.1: the session expiry is per client (MQTT-3.1.2.11.2), a gateway can
   leave with "disconnect with Will Message" (reason 0x04, MQTT-3.14.2.1) so its retained
@@ -391,7 +391,7 @@ class MqttPublisher:
         def on_connect(c: mqtt.Client, _u: Any, flags: Any, rc: ReasonCode, _p: Any) -> None:
             session = session_box[0]
             if not rc.is_failure:
-                # Our own ack and cmd only: the broker's ACL allows nothing else (CONTRACT.md).
+                # Our own ack and cmd only: the broker's ACL allows nothing else (docs/contract.md).
                 c.subscribe([(self._ack_topic, 1), (self._cmd_topic, 1)])
             with self._cond:
                 session.session_present = bool(getattr(flags, "session_present", False))
@@ -419,7 +419,7 @@ class MqttPublisher:
             self._acknowledge(tag, ok, reason)
 
         def on_message(_c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
-            # An exception here would kill paho's network thread (RELIABILITY.md).
+            # An exception here would kill paho's network thread (docs/reliability.md).
             if msg.topic == self._cmd_topic:
                 # Handed over undecoded: the agent's thread judges and answers it. Not
                 # retained by contract; an empty retained message only clears one.

@@ -1,6 +1,6 @@
-"""Settings of the edge agent (env prefix ``SMARTWARD_``, STYLE.md rule 5).
+"""Settings of the edge agent (env prefix ``SMARTWARD_``, docs/style.md rule 5).
 
-The shared names of CONTRACT.md keep their names (``SMARTWARD_MQTT_URL``,
+The shared names of docs/contract.md keep their names (``SMARTWARD_MQTT_URL``,
 ``SMARTWARD_REGISTRY``, ``SMARTWARD_EDGE_OUTBOX``); every other edge setting is prefixed
 ``edge_`` (``SMARTWARD_EDGE_FLUSH_INTERVAL_MS``...) so it never collides with another
 component's setting in a shared environment or ``SMARTWARD_CONFIG`` file.

@@ -1,4 +1,4 @@
-"""``smartward feeds tt10 export | run``: the TT 10/2021 feed (CONTRACT.md "Regulatory feed").
+"""``smartward feeds tt10 export | run``: the TT 10/2021 feed (docs/contract.md "Regulatory feed").
 
 ::
 

@@ -1,4 +1,4 @@
-"""The feeds' exceptions: one root, transient vs permanent (STYLE.md §8)."""
+"""The feeds' exceptions: one root, transient vs permanent (docs/style.md §8)."""
 
 from __future__ import annotations
 

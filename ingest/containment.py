@@ -1,4 +1,4 @@
-"""What the worker does with a message it cannot handle (CONTRACT.md "Bounds and text"): no
+"""What the worker does with a message it cannot handle (docs/contract.md "Bounds and text"): no
 message — a bug of ours included — may stop it, now or after a restart.
 
 - :func:`poison_letter`: a ``schema`` dead letter for a message whose handling raised (counted

@@ -1,6 +1,6 @@
 """Dead letters: building them, counting them by reason, rendering their payload.
 
-Nothing is dropped without a row and a counter (CONTRACT.md, RELIABILITY.md promise 3).
+Nothing is dropped without a row and a counter (docs/contract.md, docs/reliability.md promise 3).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def build(
 ) -> DeadLetter:
     """A dead letter with the raw bytes untouched (``payload``) and every text safe: the
     detail (which may quote what the sender wrote) and the topic escaped (``\\x00``), the
-    detail cut to a readable length (CONTRACT.md "Bounds and text"). ``once``: the message
+    detail cut to a readable length (docs/contract.md "Bounds and text"). ``once``: the message
     may come again unchanged (retained); the store keeps one letter for it."""
     return DeadLetter(
         received_at=received_at,

@@ -1,7 +1,7 @@
 """InfluxDB mirror, fed FROM THE SYSTEM OF RECORD with its own checkpoint (RELIABILITY R8).
 
 Why not write to InfluxDB from the MQTT path: influxdb-client's batching write API drops a
-batch after its retries and reports it only to a callback (RELIABILITY.md), and a mirror that
+batch after its retries and reports it only to a callback (docs/reliability.md), and a mirror that
 is down must never hold back or lose what the system of record has. So the mirror reads pages
 of stored readings after its checkpoint, writes them with the SYNCHRONOUS write API, and moves
 the checkpoint only after InfluxDB answered 2xx. A mirror that was down catches up from its

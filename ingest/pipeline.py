@@ -1,6 +1,6 @@
 """Classify one MQTT message into a ``ValidBatch`` or a ``DeadLetter``. Pure: no I/O, no clock.
 
-Order of checks, each with the reason code of CONTRACT.md:
+Order of checks, each with the reason code of docs/contract.md:
 
 1. the topic is a v1 telemetry topic (``schema`` if it is not a v1 topic at all,
    ``topic_mismatch`` if it is another kind);

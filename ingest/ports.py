@@ -19,7 +19,7 @@ Outcome = Literal["stored", "dead_letter"]
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
-    """A message the ingest could not store, kept with its raw bytes (CONTRACT.md)."""
+    """A message the ingest could not store, kept with its raw bytes (docs/contract.md)."""
 
     received_at: datetime
     topic: str

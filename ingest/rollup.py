@@ -16,7 +16,7 @@ Debian ships, SQLite) the stores refresh them incrementally, from the *stored st
    write path, and no touched bucket can be missed, even across a crash.
 
 ``RollupRunner`` calls ``refresh_rollups`` every few seconds (and soon after ``notify``), so
-the rollups stay current within a minute as CONTRACT.md asks. Readings loaded by other
+the rollups stay current within a minute as docs/contract.md asks. Readings loaded by other
 means than the ingest (``batch_id`` NULL) are not in the stream.
 """
 

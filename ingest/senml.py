@@ -1,5 +1,5 @@
 """Classify one SenML message (``smartward/v1/{site}/{gateway}/senml``) into a ``ValidBatch`` or a
-``DeadLetter``, with the reason codes of telemetry (CONTRACT.md). Pure: no I/O, no clock.
+``DeadLetter``, with the reason codes of telemetry (docs/contract.md). Pure: no I/O, no clock.
 
 Order of checks (as ``ingest/pipeline.py`` for telemetry):
 
@@ -17,7 +17,7 @@ A SenML message has no ``seq``: the batch it becomes is *unsequenced*. It claims
 redelivery is a no-op because readings are unique by ``(sensor, metric, time)`` (the same
 values again store nothing; other values make the message a ``conflict`` dead letter).
 A value outside the catalog's physical bounds is stored with ``quality: bad``, as the edge's
-drivers do (CONTRACT.md "Device drivers").
+drivers do (docs/contract.md "Device drivers").
 """
 
 from __future__ import annotations

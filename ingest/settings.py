@@ -1,4 +1,4 @@
-"""Settings of the ingest service (env prefix ``SMARTWARD_``, STYLE.md rule 5).
+"""Settings of the ingest service (env prefix ``SMARTWARD_``, docs/style.md rule 5).
 
 Built in ``cli.main()`` and passed down; nothing reads the environment at import time.
 """

@@ -1,6 +1,6 @@
 """Ack watermarks: per gateway, the highest CONTIGUOUS seq that is durably handled.
 
-"Handled" (CONTRACT.md, ack watermark) is: stored now, stored before (a duplicate),
+"Handled" (docs/contract.md, ack watermark) is: stored now, stored before (a duplicate),
 dead-lettered with its seq known, or declared dropped by the gateway (``dropped_through``).
 The edge deletes from its outbox only what the watermark covers, so the watermark must
 never pass a seq that is not handled; being behind is always safe (the edge re-sends, the

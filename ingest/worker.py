@@ -247,7 +247,7 @@ class MqttLink:
             self._metrics.loop_errors.labels("on_connect_fail").inc()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        # An exception here would kill paho's network thread (RELIABILITY.md): catch all.
+        # An exception here would kill paho's network thread (docs/reliability.md): catch all.
         try:
             self._sink(Inbound(message.topic, bytes(message.payload), message.mid, message.qos,
                                self.generation, time.time(), time.monotonic()))
@@ -467,7 +467,7 @@ class IngestWorker:
         """Commit a flush; if that fails for a reason that is not the store being unavailable
         (a bug of ours, a value the store refuses that the checks let through), commit its
         messages one by one, and dead-letter the one that fails (acknowledged, counted,
-        logged): no message stops the worker (CONTRACT.md "Bounds and text")."""
+        logged): no message stops the worker (docs/contract.md "Bounds and text")."""
         if self._commit_once(items):
             return
         for item in items:

@@ -1,5 +1,5 @@
 """The one message catalog of the operations center's API errors: Vietnamese first, English
-beside it (STYLE.md §15). Every error body is ``{"error": code, "detail": {"vi", "en"}}``;
+beside it (docs/style.md §15). Every error body is ``{"error": code, "detail": {"vi", "en"}}``;
 the code is stable (clients branch on it), the texts are for people.
 """
 

@@ -3,7 +3,7 @@
 The simulated clock replays the past faster than real time and then follows the wall
 clock: it starts ``speed × horizon_s`` simulated seconds ago and runs ``speed`` times
 faster, capped by the wall clock. So a demo shows hours of history within minutes and no
-reading is ever stamped in the future (the ingest would refuse it, RELIABILITY.md B3).
+reading is ever stamped in the future (the ingest would refuse it, docs/reliability.md B3).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""One exception root for the simulators package (STYLE.md rule 8)."""
+"""One exception root for the simulators package (docs/style.md rule 8)."""
 
 from __future__ import annotations
 

@@ -38,7 +38,7 @@ class RainEvent(_Window):
     """A rain event over ``site``: ``total_mm`` between ``start`` and ``end``.
 
     The intensity follows a Beta(2, 1/peak_at) profile: a quick rise to the peak at
-    ``peak_at`` of the duration and a long tail, the shape of a convective cell. FACTS.md
+    ``peak_at`` of the duration and a long tail, the shape of a convective cell. docs/domain-facts.md
     §3.1: 50–100 mm in 1–3 h is what floods Delta streets; >30–50 mm/h is torrential.
     """
 
@@ -69,7 +69,7 @@ class AirEpisode(_Window):
     """Sets the PM2.5 daily mean of ``sites`` (µg/m³) between ``start`` and ``end``.
 
     Used both ways: a calm baseline that keeps a scenario free of air-quality incidents,
-    and a pollution episode (FACTS.md §4.1: winter episodes of 120–180 µg/m³).
+    and a pollution episode (docs/domain-facts.md §4.1: winter episodes of 120–180 µg/m³).
     """
 
     sites: frozenset[str]
@@ -154,7 +154,7 @@ LampFaultKind = Literal["lamp_out", "day_burning", "over_voltage", "door_open"]
 
 @dataclass(frozen=True)
 class LampFault(_Window):
-    """Street-light faults of FACTS.md §4.3: lamp out, day-burning, over-voltage, door open."""
+    """Street-light faults of docs/domain-facts.md §4.3: lamp out, day-burning, over-voltage, door open."""
 
     sensors: frozenset[str]
     kind: LampFaultKind

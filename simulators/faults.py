@@ -12,9 +12,9 @@ flag data quality, never raise a pollution or flood alert).
 * :class:`QualityFlag`: the device marks its own readings (``calibrating``, ``maintenance``).
 * :class:`ClockSkew`: a gateway's clock is off; readings carry the wrong ``ts``.
 * :class:`LinkOutage`: gateways lose signal (readings are still produced and stamped; the
-  edge keeps them in its outbox, DESIGN.md data flow).
+  edge keeps them in its outbox, docs/design.md data flow).
 * :func:`malformed_payloads`: raw MQTT payloads the ingest must dead-letter, each with the
-  reason code of CONTRACT.md it must be filed under (defined in :mod:`simulators.malformed`).
+  reason code of docs/contract.md it must be filed under (defined in :mod:`simulators.malformed`).
 """
 
 from __future__ import annotations
@@ -150,7 +150,7 @@ class ClockSkew:
 
 @dataclass(frozen=True)
 class LinkOutage:
-    """``gateways`` have no signal between ``start`` and ``end`` (DESIGN.md: unstable telecom)."""
+    """``gateways`` have no signal between ``start`` and ``end`` (docs/design.md: unstable telecom)."""
 
     gateways: frozenset[str]
     start: datetime

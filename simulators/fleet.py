@@ -141,7 +141,7 @@ class GatewaySimulator:
         return True if self.scenario is None else self.scenario.link_up(self.gateway, t)
 
     def command(self, name: str, sensor: str, args: Mapping[str, Any], *, at: datetime) -> tuple[bool, str]:
-        """Apply an operator command (CONTRACT.md ``cmd``) from ``at`` on; returns (ok, detail).
+        """Apply an operator command (docs/contract.md ``cmd``) from ``at`` on; returns (ok, detail).
 
         The kinds and arguments are the contract's (contract/commands.py): ``set_lamp``
         overrides a street light's schedule, ``set_pump`` runs or stops the drainage pumps of

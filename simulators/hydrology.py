@@ -1,6 +1,6 @@
 """Rain → drainage channel → street flooding, one deterministic water balance per site.
 
-FACTS.md §3.3–§3.4 [EST]: the inner-city channel sits 0.6–1.2 m below its bank, rises
+docs/domain-facts.md §3.3–§3.4 [EST]: the inner-city channel sits 0.6–1.2 m below its bank, rises
 0.3–1.0 m in heavy rain and falls at 5–20 cm/h once the pumps run; street low points flood
 when the inlets cannot take the runoff, worse when the channel is high and backs up.
 
@@ -26,7 +26,7 @@ from simulators.randomness import hash_unit
 STEP_S = 60
 _STEP_H = STEP_S / 3600.0
 # Inner channels of Nam Định connect to the rivers through sluices; the rivers are tidal
-# outside floods (FACTS.md §3.4), so the channel carries a small semi-diurnal ripple [EST].
+# outside floods (docs/domain-facts.md §3.4), so the channel carries a small semi-diurnal ripple [EST].
 _TIDE_CM = 3.0
 _TIDE_PERIOD_S = 12.42 * 3600.0
 
@@ -38,7 +38,7 @@ class ChannelParams:
     base_freeboard_cm: float
     gain: float = 14.0  # cm of channel rise per cm of rain: the channel drains a wide catchment
     gravity_cm_h: float = 3.0  # outflow through the sluice when above base level
-    pump_cm_h: float = 18.0  # FACTS.md §3.4: pumps lower the channel 5–20 cm/h
+    pump_cm_h: float = 18.0  # docs/domain-facts.md §3.4: pumps lower the channel 5–20 cm/h
     pump_on_cm: float = 60.0  # pumps start before the 0.5 m freeboard alert
     pump_off_margin_cm: float = 6.0  # ... and stop near base level (hysteresis)
 

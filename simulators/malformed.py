@@ -1,8 +1,8 @@
 """Malformed telemetry payloads, each labelled with the dead-letter reason it must get.
 
-RELIABILITY.md B1/B2/B3: bad JSON, wrong types, NaN/Infinity, huge numbers, missing fields,
+docs/reliability.md B1/B2/B3: bad JSON, wrong types, NaN/Infinity, huge numbers, missing fields,
 invalid UTF-8, empty, deep nesting, unknown sensor, topic/payload mismatch, oversize,
-timestamps out of the window, and a conflicting re-send. The reason codes are CONTRACT.md's
+timestamps out of the window, and a conflicting re-send. The reason codes are docs/contract.md's
 ("Dead letters"): ``bad_json``, ``schema``, ``non_finite`` and ``oversize`` are decided by
 ``contract.codec`` from the bytes alone; ``unknown_sensor``, ``topic_mismatch``,
 ``time_window`` and ``conflict`` need the registry, the topic, the clock or the store.

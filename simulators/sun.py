@@ -1,4 +1,4 @@
-"""Sunrise and sunset for the street-lighting schedule (FACTS.md §4.3).
+"""Sunrise and sunset for the street-lighting schedule (docs/domain-facts.md §4.3).
 
 The computation (NOAA's "General Solar Position Calculations") lives in ``contract.solar``,
 so the ops center's lamp rules and the simulated lamps see the same dusk and dawn.

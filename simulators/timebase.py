@@ -2,7 +2,7 @@
 
 The models work on plain epoch seconds (a float or an int on the sensor's grid) because a
 simulated week of one gateway is ~10⁵ steps and ``datetime`` arithmetic per step would be
-the slowest part. Daily shapes follow local time (CONTRACT.md: shown in Asia/Ho_Chi_Minh);
+the slowest part. Daily shapes follow local time (docs/contract.md: shown in Asia/Ho_Chi_Minh);
 Việt Nam has kept UTC+7 without daylight saving since 1975, so a fixed offset is exact.
 """
 
@@ -21,7 +21,7 @@ _EPOCH_DATE = date(1970, 1, 1)
 
 
 def require_aware(t: datetime, what: str = "time") -> datetime:
-    """Return ``t`` in UTC; refuse naive datetimes (CONTRACT.md: times carry an offset)."""
+    """Return ``t`` in UTC; refuse naive datetimes (docs/contract.md: times carry an offset)."""
     if t.tzinfo is None or t.utcoffset() is None:
         raise ValueError(f"{what} must be timezone-aware (got naive {t.isoformat()})")
     return t.astimezone(UTC)

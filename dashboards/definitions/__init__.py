@@ -1,4 +1,4 @@
-"""Every dashboard, one folder per role (DESIGN.md, Roles)."""
+"""Every dashboard, one folder per role (docs/design.md, Roles)."""
 
 from __future__ import annotations
 

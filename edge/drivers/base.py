@@ -42,7 +42,7 @@ class ErrorSource(Protocol):
 
 @runtime_checkable
 class CommandTarget(Protocol):
-    """The optional command hook of a driver (CONTRACT.md ``cmd``). Called on the agent's
+    """The optional command hook of a driver (docs/contract.md ``cmd``). Called on the agent's
     thread, like ``poll``, so a driver needs no locking between the two."""
 
     def command(self, name: str, sensor: str, args: Mapping[str, Any], *, at: datetime) -> tuple[bool, str]:

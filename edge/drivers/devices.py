@@ -1,5 +1,5 @@
 """The real devices of one gateway: every sensor read through the driver its registry entry
-names (CONTRACT.md "Device drivers at the edge"), behind one :class:`Driver`.
+names (docs/contract.md "Device drivers at the edge"), behind one :class:`Driver`.
 
 Sensors whose driver is ``simulated`` are not read here: a real gateway never mixes made-up
 values with measured ones (``smartward edge run --simulate`` simulates the whole gateway).

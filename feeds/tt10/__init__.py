@@ -1,4 +1,4 @@
-"""The TT 10/2021/TT-BTNMT feed (CONTRACT.md "Regulatory feed"): one TXT file per continuous
+"""The TT 10/2021/TT-BTNMT feed (docs/contract.md "Regulatory feed"): one TXT file per continuous
 monitoring station per 5-minute cycle, uploaded by FTP or FTPS to the provincial agency.
 
 - ``cycles``: the pure part (cycle labels, Vietnam time, symbols and units, file names and

@@ -1,15 +1,15 @@
 """TT 10/2021 cycles, files and lines: pure functions of values (no I/O, no clock).
 
-CONTRACT.md "Regulatory feed": for every 5-minute cycle, aligned to :00, :05, ... Vietnam time,
+docs/contract.md "Regulatory feed": for every 5-minute cycle, aligned to :00, :05, ... Vietnam time,
 a station produces one file ``<prefix>_<STATION>_<YYYYMMDDhhmmss>.txt`` (the cycle's time,
 Vietnam time) with one tab-separated line per parameter
 ``<symbol>\\t<value>\\t<unit>\\t<YYYYMMDDhhmmss>\\t<status>``. A cycle is labelled by the time it
 ends: the file for T holds the means of the readings with T - 5 min <= time < T, and each
-line's time field equals T. Status (FACTS.md §2.5): ``00`` measuring, ``01`` calibrating,
+line's time field equals T. Status (docs/domain-facts.md §2.5): ``00`` measuring, ``01`` calibrating,
 ``02`` device error; a cycle whose readings are mixed takes the worst (02 over 01 over 00).
 
 Symbols are written exactly as TT 10/2021 (Phụ lục 15, Bảng 34) lists them, case included
-(FACTS.md §2.5). Units are ASCII, as station data loggers write them.
+(docs/domain-facts.md §2.5). Units are ASCII, as station data loggers write them.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The readings of the stations' sensors, from the store (the ingest's ``readings`` table), by
 SQL: the feed reads the store, never the broker, and shares no code with the ingest
-(STYLE.md: components talk through the store).
+(docs/style.md: components talk through the store).
 
 ``ReadingSource`` is the port; ``SqliteReadings`` (``sqlite:///path``) and
 ``PostgresReadings`` (``postgresql://...``, plain PostgreSQL or TimescaleDB; a multi-host URL

@@ -236,7 +236,7 @@ class Tt10Feed:
         while not stop.is_set():
             try:
                 report = self.tick()
-            except Exception:  # the loop's top: log, count, go on (STYLE.md §8)
+            except Exception:  # the loop's top: log, count, go on (docs/style.md §8)
                 logger.exception("tt10: tick failed")
                 report = TickReport(error="tick failed")
             now = self.clock()

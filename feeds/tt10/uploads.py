@@ -5,7 +5,7 @@ the cluster manager (``GET /api/v1/feeds/tt10?site=``).
 
 The spool is the truth about what was delivered; the log is its report. A write that the
 database refuses is kept in memory (bounded) and written with the next one, so an outage of
-the database delays the report but never the files. The feed writes its own SQL (STYLE.md:
+the database delays the report but never the files. The feed writes its own SQL (docs/style.md:
 components share the store, never code); the table itself is created by ``smartward db
 migrate``.
 """

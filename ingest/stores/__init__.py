@@ -1,4 +1,4 @@
-"""Store adapters, chosen by the URL's scheme (CONTRACT.md, ``SMARTWARD_DB_URL``):
+"""Store adapters, chosen by the URL's scheme (docs/contract.md, ``SMARTWARD_DB_URL``):
 
 - ``sqlite:///path.db``: ``SqliteStore`` (the embedded default, ``sqlite:///./smartward.db``);
 - ``postgresql://...`` (or ``postgres://``): ``PostgresStore``, with TimescaleDB when the

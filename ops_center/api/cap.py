@@ -73,7 +73,7 @@ KINDS: Final = {
 _OTHER = KindText("Other", "Sự cố", "Incident")
 
 MARGIN_KM: Final = 0.3
-PLACEHOLDER_MARGIN_KM: Final = 1.5  # FACTS.md §5.2-5.3: An Xá's positions are estimates (±1.5 km)
+PLACEHOLDER_MARGIN_KM: Final = 1.5  # docs/domain-facts.md §5.2-5.3: An Xá's positions are estimates (±1.5 km)
 HEADLINE_MAX: Final = 160  # CAP 1.2 §3.2.2: headline "SHOULD be less than 160 characters"
 _EARTH_KM: Final = 6371.0
 # XML 1.0 Char: no C0 controls except tab, newline, carriage return; no surrogates, no U+FFFE/F.

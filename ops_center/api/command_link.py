@@ -1,4 +1,4 @@
-"""The API process's own MQTT link for operator commands (CONTRACT.md ``cmd`` / ``cmd/result``).
+"""The API process's own MQTT link for operator commands (docs/contract.md ``cmd`` / ``cmd/result``).
 
 ``CommandLink`` publishes each command QoS 1 to its gateway's ``cmd`` topic and subscribes
 (QoS 1) to every gateway's ``cmd/result``. With MQTT 5 that is the shared subscription
@@ -235,7 +235,7 @@ class CommandLink:
         self._broker.rotate()
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        # An exception here would kill paho's network thread (RELIABILITY.md). Only queued: the
+        # An exception here would kill paho's network thread (docs/reliability.md). Only queued: the
         # worker records it and acks it (manual_ack), never this thread.
         try:
             self._acks.put(Delivery(msg.topic, bytes(msg.payload), msg.mid, msg.qos, self._generation))

@@ -1,6 +1,6 @@
 """Dependencies of the routes: the app's state, the current user, and ``get_scope``, the ONE
 place that decides what a user may see (used by every route, the live stream, exports and
-list filters; S3/S4 of RELIABILITY.md are tested against it route by route)."""
+list filters; S3/S4 of docs/reliability.md are tested against it route by route)."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ and the streets the registry names, for the offline base layer.
   offline status or Last Will. A gateway that never sent a status counts as online while its
   batches arrive, offline otherwise.
 - A site's outline: the convex hull of the site's, its gateways' and its sensors' registry
-  positions, pushed out by ``OUTLINE_MARGIN_DEG`` (the registry has no boundaries; FACTS.md
+  positions, pushed out by ``OUTLINE_MARGIN_DEG`` (the registry has no boundaries; docs/domain-facts.md
   §5.3: the demo positions are estimates).
 - A street: the sensors whose ``attrs.street`` name it, in the order of their longitude.
 """

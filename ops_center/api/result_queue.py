@@ -1,6 +1,6 @@
 """The command link's results, handled one at a time in arrival order and acknowledged only
 once recorded (ops_center/api/command_link.py): a result that cannot be stored yet stays
-unacknowledged and is retried, so a store outage loses nothing (RELIABILITY.md)."""
+unacknowledged and is retried, so a store outage loses nothing (docs/reliability.md)."""
 
 from __future__ import annotations
 

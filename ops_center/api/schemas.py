@@ -24,7 +24,7 @@ from ops_center.adapters.records import (
 from ops_center.api.errors import Localized
 from ops_center.security.roles import Role
 
-# --- bounds (CONTRACT.md "Additions → Bounds and text", contract/bounds.py) ----------------------
+# --- bounds (docs/contract.md "Additions → Bounds and text", contract/bounds.py) ----------------------
 # Every text a request carries is checked here, before any route sees it: no control character
 # but tab and newline (NUL never), at most its length; every time representable in UTC and
 # within [MIN_TIME, MAX_TIME); every integer within 0 … 2^63−1. Outside: 422, never a 500 from
@@ -527,7 +527,7 @@ class ReadyOut(_Out):
 
 
 MaintenanceScope = Literal["sensor", "gateway", "site"]
-_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"  # CONTRACT.md identifiers (sites, gateways, sensors)
+_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"  # docs/contract.md identifiers (sites, gateways, sensors)
 
 
 class MaintenanceIn(_In):

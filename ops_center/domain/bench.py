@@ -18,7 +18,7 @@ from contract.registry import Registry, load_registry
 from ops_center.domain.engine import Reading, RuleEngine
 from ops_center.domain.rules import RuleSet
 
-# Quiet, plausible values (FACTS.md §4 orders of magnitude): the common "nothing happens" path.
+# Quiet, plausible values (docs/domain-facts.md §4 orders of magnitude): the common "nothing happens" path.
 _TYPICAL = {
     "pm25": 35.0, "pm10": 60.0, "no2": 40.0, "co": 1200.0, "o3": 60.0, "so2": 15.0, "air_temp_c": 28.0,
     "humidity_pct": 75.0, "noise_laeq": 52.0, "noise_lamax": 70.0, "rain_mm_h": 0.0, "water_level_cm": 0.0,

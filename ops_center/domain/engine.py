@@ -539,7 +539,7 @@ def _rank(rule: FreshnessRule | GatewayOfflineRule | GatewaySilentRule) -> int:
 
 def evaluate(rule: RuleBase, ref: SensorRef, metric: str, window: Sequence[tuple[datetime, float]],
              now: datetime, settings: EngineSettings | None = None) -> AlertChange | None:
-    """The pure form of one rule (STYLE.md): the last alert change ``rule`` makes on the
+    """The pure form of one rule (docs/style.md): the last alert change ``rule`` makes on the
     readings of one series in ``window`` (time order), taking readings up to ``now``.
 
     For trying a rule on a stored series ("what would this threshold have done last

@@ -1,6 +1,6 @@
 """Notification policy: who hears of an incident change, on which channel, and when.
 
-Pure (no I/O, the clock is an argument). CONTRACT.md "Additions → Notifications and
+Pure (no I/O, the clock is an argument). docs/contract.md "Additions → Notifications and
 escalation" fixes the file format; the loader is ops_center/notify/loader.py.
 
 - A policy matches an incident by site, kind (empty = every kind) and ``min_severity``, which

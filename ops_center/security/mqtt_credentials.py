@@ -2,7 +2,7 @@
 
 - Password file: Mosquitto 2's PBKDF2-SHA512 format, ``user:$7$<iterations>$<salt b64>$<hash b64>``
   (what ``mosquitto_passwd`` writes), computed here so no broker tools are needed.
-- ACL: one ``user`` block per gateway with its own topics only (CONTRACT.md: a gateway
+- ACL: one ``user`` block per gateway with its own topics only (docs/contract.md: a gateway
   publishes only under its own ``{site}/{gateway}`` and reads only its own ``ack`` and
   ``cmd``). Written per user, never with ``pattern``/``%c``: the client id is chosen by the
   client (RELIABILITY: ACL on the user name + ``use_username_as_clientid true``) and the

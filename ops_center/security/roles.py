@@ -1,4 +1,4 @@
-"""Roles and what each may do (DESIGN.md, Roles). What a role may *see* is its scope
+"""Roles and what each may do (docs/design.md, Roles). What a role may *see* is its scope
 (:mod:`ops_center.security.scope`); what it may *do* is here, in one table."""
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ PERMISSIONS: Final[MappingProxyType[Action, frozenset[Role]]] = MappingProxyType
         "city.read": frozenset({"city_leader", "admin"}),
         "admin": frozenset({"admin"}),
         # Commands to a site's devices (street lights): the site's own staff and admins;
-        # city leaders watch, they do not switch a ward's lamps (DESIGN.md, Roles).
+        # city leaders watch, they do not switch a ward's lamps (docs/design.md, Roles).
         "device.command": frozenset({"ward_staff", "cluster_manager", "admin"}),
     }
 )

@@ -40,7 +40,7 @@ class Scope:
 
     def narrow(self, site: str | None) -> tuple[str, ...] | None:
         """A list filter ``?site=``: within the scope only. An invisible site filters to
-        nothing (list endpoints silently filter, CONTRACT.md)."""
+        nothing (list endpoints silently filter, docs/contract.md)."""
         if site is None:
             return self.site_filter()
         return (site,) if self.can_see(site) else ()

@@ -1,4 +1,4 @@
-"""Errors of the ops service (one root, STYLE.md rule 8)."""
+"""Errors of the ops service (one root, docs/style.md rule 8)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The ops service's own MQTT subscription: telemetry, SenML and status of every gateway.
 
-Independent of the ingest (its own client id and persistent session), as DESIGN.md's data
+Independent of the ingest (its own client id and persistent session), as docs/design.md's data
 flow says: the ops center reads the broker directly, so an ingest or database outage does not
 blind the rules.
 
@@ -13,7 +13,7 @@ blind the rules.
 - Receive Maximum (MQTT-3.1.2.11.3) caps the unacknowledged messages out to us (MQTT 3.1.1
   has none: the broker's in-flight limit does, else the bounded queue and TCP);
 - ``on_message`` only hands the message over (never raises, never blocks on work): an
-  exception there would kill paho's network thread (RELIABILITY.md).
+  exception there would kill paho's network thread (docs/reliability.md).
 
 The paho client itself (session options, reconnect back-off, TLS, failover over the URLs of
 ``SMARTWARD_MQTT_URL``) comes from ``ops_center/mqtt_client.py``, shared with the API's

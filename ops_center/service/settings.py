@@ -1,6 +1,6 @@
 """Settings of the ops service (the rule engine's MQTT consumer), env prefix ``SMARTWARD_``.
 
-The shared names of CONTRACT.md keep their names (``SMARTWARD_MQTT_URL``,
+The shared names of docs/contract.md keep their names (``SMARTWARD_MQTT_URL``,
 ``SMARTWARD_DB_URL``, ``SMARTWARD_REGISTRY``); the service's own settings are prefixed
 ``ops_`` (``SMARTWARD_OPS_TICK_INTERVAL_S``...) so they never collide with another
 component's in a shared environment. Built in ``main()`` and passed down.
@@ -58,7 +58,7 @@ class OpsServiceSettings(BaseSettings):
     # Seqs remembered above each gateway's contiguous watermark (duplicate detection).
     ops_seq_window: Annotated[int, Field(ge=16)] = 10_000
 
-    # Notifications (issue #13, CONTRACT.md "Additions → Notifications and escalation",
+    # Notifications (issue #13, docs/contract.md "Additions → Notifications and escalation",
     # docs/notifications.md). Without a policy file nobody is notified.
     notify_policy: Path | None = None
     public_url: str = "http://127.0.0.1:8000"  # the screen's address as users reach it

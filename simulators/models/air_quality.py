@@ -1,6 +1,6 @@
 """Air-quality station: PM2.5, PM10, NO₂, CO, O₃, SO₂ (µg/m³), temperature, humidity.
 
-FACTS.md §4.1 (Hanoi-like, Nam Định scaled ×0.7–0.9):
+docs/domain-facts.md §4.1 (Hanoi-like, Nam Định scaled ×0.7–0.9):
 * PM2.5 daily mean by season: winter 45–90 µg/m³, summer 15–30, about 3× apart; the
   monthly climatology below is Hanoi's ×0.8 and each day gets a lognormal factor.
 * PM2.5 daily shape: the §4.1 multipliers (highest 02–08 h, 1.3 at 06–08, minimum at

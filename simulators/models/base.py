@@ -14,7 +14,7 @@ from simulators.world import World, numeric_attr
 
 _E = TypeVar("_E")
 
-# Where the registry gives no position: the Nam Định reference point (FACTS.md §5.2).
+# Where the registry gives no position: the Nam Định reference point (docs/domain-facts.md §5.2).
 DEFAULT_LAT = 20.42
 DEFAULT_LON = 106.1683
 

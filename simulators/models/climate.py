@@ -1,6 +1,6 @@
 """Ambient weather of Nam Định: air temperature and humidity by month and hour.
 
-Not in FACTS.md; the monthly normals are [EST] values typical of the Red River Delta
+Not in docs/domain-facts.md; the monthly normals are [EST] values typical of the Red River Delta
 (cool humid winter ~16–19 °C, hot humid summer ~29–30 °C, relative humidity 80–90 %),
 good enough for the temperature channels of air stations, fire detectors and effluent.
 Day-to-day anomalies are hashed per local day (a cold surge lasts days, not minutes).

@@ -1,4 +1,4 @@
-"""Drainage channel sensor: freeboard (cm from water to bank) and pump state (FACTS.md §3.4).
+"""Drainage channel sensor: freeboard (cm from water to bank) and pump state (docs/domain-facts.md §3.4).
 
 Both come from the site's :class:`~simulators.hydrology.Channel`: the channel sits
 0.8–0.95 m below the bank with a small tidal ripple, rises with rain, and the pumps start

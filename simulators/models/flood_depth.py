@@ -1,4 +1,4 @@
-"""Street flood sensor: water depth at a street low point, cm (FACTS.md §3.3).
+"""Street flood sensor: water depth at a street low point, cm (docs/domain-facts.md §3.3).
 
 The depth is the site water balance of :mod:`simulators.hydrology` (rain in, inlets
 out, less when the channel backs up). The ultrasonic sensor adds a few millimetres of

@@ -1,4 +1,4 @@
-"""Noise sensor: 1-minute LAeq and LAmax, dB(A), by hour and zone (FACTS.md §4.2).
+"""Noise sensor: 1-minute LAeq and LAmax, dB(A), by hour and zone (docs/domain-facts.md §4.2).
 
 Shape from §4.2: peaks 07–09 h and 17–19 h, a dip at 12–13 h, lowest 01–04 h; horns add
 LAmax spikes of 85–95 dB. Levels by where the sensor is (attr ``road``):

@@ -1,6 +1,6 @@
 """Power meter of a factory or of the treatment plant: active power (kW) and power factor.
 
-Follows the shift load (FACTS.md §4.4). [EST] magnitudes: a dyeing or machine shop of
+Follows the shift load (docs/domain-facts.md §4.4). [EST] magnitudes: a dyeing or machine shop of
 ~0.5 MW peak; the treatment plant's blowers and pumps ~35–80 kW. Meters with a ``factory``
 attr are factories, the others plant utilities.
 """

@@ -1,4 +1,4 @@
-"""Rain gauge: rain rate (mm/h) of the site's rain field (FACTS.md §3.1).
+"""Rain gauge: rain rate (mm/h) of the site's rain field (docs/domain-facts.md §3.1).
 
 The rain itself comes from the scenario's :class:`~simulators.events.RainEvent`s through
 the :class:`~simulators.world.World`, so the gauge, the streets and the channel of a site

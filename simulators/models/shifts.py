@@ -1,4 +1,4 @@
-"""Production load of a factory, 0..1, following shifts (FACTS.md §4.4).
+"""Production load of a factory, 0..1, following shifts (docs/domain-facts.md §4.4).
 
 §4.4: flows and emissions "follow shifts: low at night, high 07–17 h". Vietnamese mills
 commonly work Monday to Saturday; Sunday runs only utilities and a skeleton crew [EST].

@@ -1,4 +1,4 @@
-"""Continuous emission monitor on a boiler stack (FACTS.md §2.5, §4.4).
+"""Continuous emission monitor on a boiler stack (docs/domain-facts.md §2.5, §4.4).
 
 §4.4 [EST] normal ranges: dust 30–150 mg/Nm³, SO₂ 100–600, NOx 150–500, CO 50–400, excess
 O₂ 6–12 %, flue gas 120–180 °C; all follow the shift load (more excess air at low fire).

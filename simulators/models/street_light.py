@@ -1,6 +1,6 @@
 """Street light with a smart controller: power, voltage, current, driver temperature, cabinet door.
 
-FACTS.md §4.3 [EST]:
+docs/domain-facts.md §4.3 [EST]:
 * on around sunset, off around sunrise at ~20.4°N (12.5 h of light in December, 10.5 h in
   June); a photocell switches ~15 min after sunset and ~5 min before sunrise;
 * 100 % until 23:00, then 60 % (the two-level dimming of the Đà Nẵng pilot);
@@ -8,7 +8,7 @@ FACTS.md §4.3 [EST]:
   ≥ 0.9, 0.5–0.7 A at 150 W, driver 40–65 °C; mains 220 V ± 10 %, sagging in the evening peak;
 * faults (:class:`~simulators.events.LampFault`): lamp out, day-burning, over-voltage,
   cabinet door open.
-An operator command (``set_lamp``, CONTRACT.md) overrides the schedule until ``auto``.
+An operator command (``set_lamp``, docs/contract.md) overrides the schedule until ``auto``.
 """
 
 from __future__ import annotations

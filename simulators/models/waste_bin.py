@@ -1,6 +1,6 @@
 """Smart waste bin: fill level (%), filling with the day's activity, emptied at collection.
 
-Not in FACTS.md; [EST]: ward collection in Nam Định runs in the evening (≈19:00, ±30 min
+Not in docs/domain-facts.md; [EST]: ward collection in Nam Định runs in the evening (≈19:00, ±30 min
 from day to day); a bin collects 45–60 % of its volume in a normal day, mostly from 06 to
 21 h, so a normal day peaks below ~70 % and never reaches the 80 % "full" alert. A
 :class:`~simulators.events.MissedCollection` skips collections: the bin keeps filling and

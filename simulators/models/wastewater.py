@@ -1,4 +1,4 @@
-"""Automatic wastewater station at a treatment-plant outlet (FACTS.md §2.5, §4.4).
+"""Automatic wastewater station at a treatment-plant outlet (docs/domain-facts.md §2.5, §4.4).
 
 §2.5: continuous parameters are inflow, outflow, temperature, pH, TSS, COD and NH₄⁺.
 §4.4 [EST] normal treated ranges: pH 6.5–8.0, 27–35 °C, COD 40–100 mg/L, TSS 10–50,

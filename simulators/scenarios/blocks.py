@@ -36,7 +36,7 @@ from simulators.world import World
 Block = tuple[tuple[Event, ...], ExpectedIncident]
 
 # Levels the ground truth is stated against: the first warning level of the ops center's
-# default rules (FACTS.md §3.3, §2.3; QCVN 40:2011 column B). Used here only to say *when*
+# default rules (docs/domain-facts.md §3.3, §2.3; QCVN 40:2011 column B). Used here only to say *when*
 # a condition starts and clears; the ops center owns the rules and their hold times.
 FLOOD_ONSET_CM = 20.0  # §3.3 "ngập vừa": motorbikes stall
 FLOOD_CLEAR_CM = 10.0  # §3.3 below 10 cm is ponding
@@ -103,7 +103,7 @@ def calm_air(registry: Registry, start: datetime, end: datetime) -> tuple[AirEpi
     """Moderate PM2.5 everywhere (daily mean 22 µg/m³ in wards, 26 in clusters).
 
     Keeps hourly PM2.5 under ~45 and the 24 h mean far under QCVN 05:2023's 50 (45 from
-    2026), so a scenario raises no air-quality incident it does not list (FACTS.md §2.1).
+    2026), so a scenario raises no air-quality incident it does not list (docs/domain-facts.md §2.1).
     It runs a day past ``end``: the last reading (ts = end) and a demo that keeps running
     after the scenario stay calm instead of jumping to the season's climatology.
     """
@@ -120,7 +120,7 @@ def calm_air(registry: Registry, start: datetime, end: datetime) -> tuple[AirEpi
 
 def storm(registry: Registry, site: str, at: datetime, *, total_mm: float = 70.0,
           duration_s: float = 7200.0, elsewhere_mm: float = 5.0) -> Block:
-    """A convective storm over ``site`` (FACTS.md §3.1: 50–100 mm in 1–3 h floods Delta streets).
+    """A convective storm over ``site`` (docs/domain-facts.md §3.1: 50–100 mm in 1–3 h floods Delta streets).
 
     Other sites get a light shower from the edge of the cell: a few mm, under 10 mm/h, so
     no heavy-rain or flood alert there.
@@ -278,7 +278,7 @@ def bypass(registry: Registry, sensor_id: str, at: datetime, duration_s: float, 
            outflow_m3h: float = 150.0, margin: float = BYPASS_MARGIN) -> Block:
     """A bypass valve at a wastewater outlet opens: the outflow jumps above the inflow.
 
-    FACTS.md §4.4: out ≈ in normally; "out > in, or out with no in" is a bypass. A valve
+    docs/domain-facts.md §4.4: out ≈ in normally; "out > in, or out with no in" is a bypass. A valve
     opens in a minute or two (``ramp_s`` 120), unlike a biological upset. The onset is the
     first 10 s at which the noise-free outflow exceeds the noise-free inflow by ``margin``.
     """

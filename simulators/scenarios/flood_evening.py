@@ -1,6 +1,6 @@
 """``flood-evening``: a convective storm floods the streets of Thống Nhất in the evening.
 
-70 mm in 2 h (peak ~75 mm/h, FACTS.md §3.1 "very heavy"), starting at the first 18:30 local
+70 mm in 2 h (peak ~75 mm/h, docs/domain-facts.md §3.1 "very heavy"), starting at the first 18:30 local
 at least an hour after ``start`` (or ``storm_at``): the rain gauge reads torrential rain,
 the street low points pass 20 cm and rise > 5 cm in 10 min, the channel comes within 20 cm
 of its bank (§3.3, §3.4). Quang Trung and An Xá get a light shower from the cell's edge.

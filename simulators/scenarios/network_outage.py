@@ -1,7 +1,7 @@
 """``network-outage``: two Quang Trung gateways lose signal for two hours.
 
-DESIGN.md: "telecom signal in the wards is unstable". The gateways keep measuring and
-stamping readings; the edge stores them and sends them late (RELIABILITY.md R4). Two
+docs/design.md: "telecom signal in the wards is unstable". The gateways keep measuring and
+stamping readings; the edge stores them and sends them late (docs/reliability.md R4). Two
 gateways of one site down together are one ``area_outage`` incident, not two.
 """
 

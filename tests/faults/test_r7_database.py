@@ -5,7 +5,7 @@ Pass when: lost 0 and dup 0 (counted by ``(gateway, seq)`` and readings in the s
 readiness red during each fault and green after it, and the worker's memory bounded (its queue
 never above the MQTT Receive Maximum, its resident memory growing by less than
 ``RSS_GROWTH_MAX_KIB``). ``SMARTWARD_R7_OUTAGE_S`` / ``SMARTWARD_R7_LOCK_S`` shorten the two
-phases for a quick local run; CI runs the lengths of RELIABILITY.md.
+phases for a quick local run; CI runs the lengths of docs/reliability.md.
 """
 
 from __future__ import annotations

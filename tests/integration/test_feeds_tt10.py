@@ -1,7 +1,7 @@
 """TT 10/2021 feed against real servers: a pyftpdlib receiver (FTP, and FTPS with a self-signed
 certificate the test makes), the store in SQLite and TimescaleDB, the ops API for the report.
 
-T1 (RELIABILITY.md): the receiver is unreachable for hours (a clock the test controls); every
+T1 (docs/reliability.md): the receiver is unreachable for hours (a clock the test controls); every
 cycle's file is kept and re-sent oldest first once it is back; none lost (the receiver ends
 with exactly the files ``export`` computes again from the store), none corrupted (the same
 bytes), and the cluster manager sees cycles sent, pending and failed through the API, which

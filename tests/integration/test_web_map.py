@@ -1,6 +1,6 @@
 """The operations screen's map in a real browser (Debian's Chromium, Playwright), against the
 API served by uvicorn on the store seeded by test_api_support: the DOM contract of
-CONTRACT.md "Operations screen" — one marker per visible gateway in its state, a change of
+docs/contract.md "Operations screen" — one marker per visible gateway in its state, a change of
 state within 30 s, an incident pin live in and out, global roles on the city-wide view, and no
 request leaving 127.0.0.1. Waits are Playwright's ``expect`` with deadlines, never sleeps."""
 

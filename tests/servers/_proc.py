@@ -22,7 +22,7 @@ INSTALL_HINT = "scripts/install-test-deps.sh"
 
 
 def in_ci() -> bool:
-    """True on CI, where a missing server fails the run (STYLE.md rule 14)."""
+    """True on CI, where a missing server fails the run (docs/style.md rule 14)."""
     return os.environ.get("CI", "").strip().lower() == "true"
 
 

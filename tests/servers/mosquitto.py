@@ -218,7 +218,7 @@ class Arrival:
 class RecordingIngest:
     """Subscribes to every gateway's telemetry and status, records each batch, and publishes
     the retained ack watermark: the highest contiguous seq received, counting the seqs a
-    gateway declared dropped (``dropped_through`` in its status), as CONTRACT.md defines it.
+    gateway declared dropped (``dropped_through`` in its status), as docs/contract.md defines it.
 
     It stores nothing durably: it is the platform as a test sees it. ``persistent=False``
     (the default) connects with a clean start and no session, so a broker restart loses

@@ -56,7 +56,7 @@ def test_any_text_gives_a_valid_message_with_that_text(vi: str, en: str, message
 def test_area_is_a_circle_around_the_sensors_and_a_closed_hull_of_three() -> None:
     one = area_of(REG, _detail("a", "b", "m").incident, _detail("a", "b", "m").alerts)
     assert one.polygon == () and abs(one.center[0] - 20.4041) < 1e-9
-    assert one.radius_km == 1.5  # the An Xá gateway's position is a placeholder (FACTS.md §5.3)
+    assert one.radius_km == 1.5  # the An Xá gateway's position is a placeholder (docs/domain-facts.md §5.3)
     d = _detail("a", "b", "m", ("ax-gas-01", "ax-fire-01", "ax-fire-02", "ax-gas-02"))
     many = area_of(REG, d.incident, d.alerts)
     assert len(many.polygon) >= 4 and many.polygon[0] == many.polygon[-1]

@@ -1,4 +1,4 @@
-"""Contract v1: topics, codec and registry behave as CONTRACT.md says."""
+"""Contract v1: topics, codec and registry behave as docs/contract.md says."""
 
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ def _local(t: float) -> datetime:
 
 def test_sunrise_and_sunset_in_nam_dinh_fall_in_the_expected_minutes() -> None:
     # Mid-December: sunrise ~06:23, sunset ~17:17; mid-June: sunrise ~05:15, sunset ~18:40
-    # (FACTS.md §4.3 lamp hours); the bounds allow the method's minute or two.
+    # (docs/domain-facts.md §4.3 lamp hours); the bounds allow the method's minute or two.
     for day, rise_hm, set_hm in ((datetime(2026, 12, 15, 12, tzinfo=ICT), (6, 23), (17, 17)),
                                  (datetime(2026, 6, 21, 12, tzinfo=ICT), (5, 15), (18, 40))):
         rise, sset = sunrise_sunset(day.timestamp(), *NAM_DINH)
@@ -37,7 +37,7 @@ def test_the_night_is_longer_in_december_than_in_june_at_20_degrees_north() -> N
     dec = sunrise_sunset(datetime(2026, 12, 21, 12, tzinfo=ICT).timestamp(), *NAM_DINH)
     jun = sunrise_sunset(datetime(2026, 6, 21, 12, tzinfo=ICT).timestamp(), *NAM_DINH)
     day_dec, day_jun = (dec[1] - dec[0]) / 3600, (jun[1] - jun[0]) / 3600
-    assert 10.7 < day_dec < 11.2 and 13.1 < day_jun < 13.6  # FACTS.md §4.3: ~12.5 h vs ~10.5 h lit
+    assert 10.7 < day_dec < 11.2 and 13.1 < day_jun < 13.6  # domain-facts §4.3: ~12.5 h vs ~10.5 h lit
 
 
 def test_times_belong_to_the_local_day_that_contains_t() -> None:

@@ -1,4 +1,4 @@
-"""Bounds in the wire models themselves (CONTRACT.md "Additions → Bounds and text"): every
+"""Bounds in the wire models themselves (docs/contract.md "Additions → Bounds and text"): every
 integer 0 … 2^63−1, floats for integers refused, safe text of a documented length, every time
 representable — outside them the codec raises a ``schema`` DecodeError, never anything else."""
 

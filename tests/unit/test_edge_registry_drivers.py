@@ -1,4 +1,4 @@
-"""The registry's per-sensor ``driver`` block (CONTRACT.md "Device drivers at the edge")."""
+"""The registry's per-sensor ``driver`` block (docs/contract.md "Device drivers at the edge")."""
 
 from __future__ import annotations
 

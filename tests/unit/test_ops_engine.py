@@ -255,7 +255,7 @@ def test_evaluate_one_rule_on_a_stored_window() -> None:
     [(20.0, "warning", "Mưa to — tn-rain-01"), (40.0, "critical", "Mưa rất to — tn-rain-01")],
 )
 def test_rain_alerts_use_the_forecast_classes(mm_h: float, severity: str, words: str) -> None:
-    # FACTS.md §3.1: "mưa to", "mưa rất to" (not "mưa lớn"); the level's own title.
+    # docs/domain-facts.md §3.1: "mưa to", "mưa rất to" (not "mưa lớn"); the level's own title.
     engine = RuleEngine(RULES, REGISTRY)
     changes = feed_minutes(engine, T0, 8, {("tn-rain-01", "rain_mm_h"): mm_h})
     rain = [c for c in changes if c.alert.rule == "rain-heavy"]
@@ -265,7 +265,7 @@ def test_rain_alerts_use_the_forecast_classes(mm_h: float, severity: str, words:
 
 
 def test_qcvn_05_2023_24_hour_and_8_hour_limits_are_rules() -> None:
-    # FACTS.md §2.1: SO₂ 125 and NO₂ 100 µg/m³ over 24 h, CO 10 000 µg/m³ over 8 h.
+    # docs/domain-facts.md §2.1: SO₂ 125 and NO₂ 100 µg/m³ over 24 h, CO 10 000 µg/m³ over 8 h.
     from ops_center.domain.rules.rolling_mean import RollingMeanRule
 
     expected = {"so2-24h": ("so2", 86400.0, 125.0), "no2-24h": ("no2", 86400.0, 100.0),

@@ -159,7 +159,7 @@ def test_every_malformed_payload_is_labelled_with_a_contract_reason_code(
         assert p.description_vi and p.description_en
         assert topics.parse(p.topic).gateway == "tn-gw-01"
     names = {p.name for p in payloads}
-    # RELIABILITY.md B1–B3.
+    # docs/reliability.md B1–B3.
     assert {"empty", "not_json", "invalid_utf8_prefix", "value_is_string", "missing_seq", "nan",
             "huge_float", "deep_nesting", "unknown_sensor", "topic_mismatch", "oversize",
             "ts_1970", "ts_far_future", "conflict"} <= names

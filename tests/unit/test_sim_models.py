@@ -1,4 +1,4 @@
-"""Statistical checks of the sensor models against FACTS.md §3–§4 (seeded, no scenario)."""
+"""Statistical checks of the sensor models against docs/domain-facts.md §3–§4 (seeded, no scenario)."""
 
 from __future__ import annotations
 

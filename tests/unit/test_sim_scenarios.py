@@ -91,7 +91,7 @@ def test_flood_depth_follows_the_rain(flood: tuple[Scenario, Series]) -> None:
     storm_start = next(r.ts for r in rain if r.value > 0)
     storm_end = max(r.ts for r in rain if r.value > 0)
     peak_rain = max(rain, key=lambda r: r.value)
-    assert peak_rain.value > 50  # torrential, FACTS.md §3.1
+    assert peak_rain.value > 50  # torrential, docs/domain-facts.md §3.1
     for sensor in ("tn-flood-01", "tn-flood-02", "tn-flood-03"):
         depth = data[(sensor, "water_level_cm")]
         assert max(r.value for r in depth if r.ts < storm_start) < 2  # dry before the rain
@@ -99,7 +99,7 @@ def test_flood_depth_follows_the_rain(flood: tuple[Scenario, Series]) -> None:
         assert max(after_peak) > 25
         values = [r.value for r in depth]
         assert max(b - a for a, b in zip(values, values[10:], strict=False)) > 5  # > 5 cm in 10 min
-        # Once the rain stops, drains and pumps pull the water down (FACTS.md §3.4).
+        # Once the rain stops, drains and pumps pull the water down (docs/domain-facts.md §3.4).
         at_stop = next(r.value for r in depth if r.ts >= storm_end)
         two_hours_on = next(r.value for r in depth if r.ts >= storm_end + timedelta(hours=2))
         assert two_hours_on < at_stop - 10
@@ -170,7 +170,7 @@ def test_a_normal_day_crosses_no_threshold(registry: Registry) -> None:
     for sim in fleet(registry, seed=9, scenario=sc, start=sc.start).values():
         for r in sim.advance(sc.end):
             data[(r.sensor, r.metric)].append(r)
-    limits = {"special": (55.0, 45.0), "normal": (70.0, 55.0)}  # QCVN 26:2010, FACTS.md §2.2
+    limits = {"special": (55.0, 45.0), "normal": (70.0, 55.0)}  # QCVN 26:2010, docs/domain-facts.md §2.2
     for (sensor, metric), rs in data.items():
         values = [r.value for r in rs]
         if metric == "pm25":

@@ -1,4 +1,4 @@
-"""The behaviour every Store shows (CONTRACT.md, RELIABILITY.md promises 1-3), as one suite.
+"""The behaviour every Store shows (docs/contract.md, docs/reliability.md promises 1-3), as one suite.
 
 ``StoreContract`` is run here over ``MemoryStore`` and ``SqliteStore``, and by
 tests/integration/test_store_contract_sql.py over PostgreSQL and TimescaleDB: the same

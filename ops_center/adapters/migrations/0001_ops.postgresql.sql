@@ -1,5 +1,5 @@
 -- The operations center's tables. Names and columns of `alerts` and `incidents` are part of
--- the contract (CONTRACT.md, Store schema): Grafana and city systems query them. Every
+-- the contract (docs/contract.md, Store schema): Grafana and city systems query them. Every
 -- table whose rows belong to a site has a `site` column, which row-level security filters
 -- on (ops_center/security/rls.py).
 

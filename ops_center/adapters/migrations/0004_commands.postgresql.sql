@@ -1,4 +1,4 @@
--- Operator commands to devices (CONTRACT.md `cmd` / `cmd/result`) and what became of them.
+-- Operator commands to devices (docs/contract.md `cmd` / `cmd/result`) and what became of them.
 -- `state` is what the edge answered (`applied`, `failed`, `expired`) or `pending`; a pending
 -- command past `expires_at` is shown as expired (the edge would refuse it now). The `site`
 -- column puts the table under row-level security (ops_center/security/rls.py).

@@ -1,4 +1,4 @@
--- Notifications (issue #13, CONTRACT.md "Additions → Notifications and escalation"): the
+-- Notifications (issue #13, docs/contract.md "Additions → Notifications and escalation"): the
 -- outbox of the ops service. A row is written in the same transaction as the incident change
 -- that causes it, and the sender loop delivers it and records each attempt. The unique key
 -- (incident, contact, channel, reason) makes a replayed step a no-op: at most one message per

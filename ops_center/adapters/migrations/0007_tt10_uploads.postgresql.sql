@@ -1,7 +1,7 @@
 -- The TT 10/2021 feed's upload log (feeds/tt10/uploads.py writes it, the ops API reads it:
 -- GET /api/v1/feeds/tt10). One row per cycle file: `pending` (written, not tried yet), `sent`,
 -- or `failed` (the last try failed; it is tried again). `cycle` is the cycle's label (its end,
--- CONTRACT.md "Regulatory feed"); `station` is <prefix>_<STATION>. The `site` column puts the
+-- docs/contract.md "Regulatory feed"); `station` is <prefix>_<STATION>. The `site` column puts the
 -- table under row-level security (ops_center/security/rls.py).
 CREATE TABLE IF NOT EXISTS tt10_uploads (
     file            text COLLATE "C" PRIMARY KEY,

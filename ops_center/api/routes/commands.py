@@ -1,4 +1,4 @@
-"""``/api/v1/commands``: operator commands to a site's devices (CONTRACT.md ``cmd``), and what
+"""``/api/v1/commands``: operator commands to a site's devices (docs/contract.md ``cmd``), and what
 became of them (``pending`` → ``applied`` / ``failed`` / ``expired``).
 
 Sending: the sensor's site must be visible (else 404, as every scoped resource), the role

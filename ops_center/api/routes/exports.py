@@ -1,5 +1,5 @@
 """``/api/v1/exports/*.csv``: readings and incidents as CSV for spreadsheets, scoped exactly
-like the list routes (DESIGN.md: isolation holds in exports too).
+like the list routes (docs/design.md: isolation holds in exports too).
 
 - ``?site=`` of another site answers 404 (as a scoped resource); no ``site``: the user's
   own sites only. A ``sensor`` of another site is 404 as well.

@@ -1,5 +1,5 @@
 """``/api/v1/feeds/tt10?site=``: the TT 10/2021 feed's uploads for a site (the cluster
-manager's regulatory report, DESIGN.md roles): cycles sent, pending, failed, per station, the
+manager's regulatory report, docs/design.md roles): cycles sent, pending, failed, per station, the
 last error, and the files newest first. The feed process (``smartward feeds tt10 run``)
 writes the log; this only reads it. Scoped like every resource: a site the user does not see
 answers 404."""

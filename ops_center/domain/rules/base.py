@@ -76,7 +76,7 @@ class Level(Strict):
     at: float
     severity: Severity
     # The alert's words at this level, when they differ from the rule's title (rain: "Mưa to"
-    # then "Mưa rất to", FACTS.md §3.1).
+    # then "Mưa rất to", docs/domain-facts.md §3.1).
     title: Names | None = None
 
 
@@ -367,7 +367,7 @@ def parse_hhmm(text: str) -> float:
 class DarkWindow(Strict):
     """The hours a street lamp must be lit at the sensor's location: from sunset +
     ``after_sunset_s`` to sunrise − ``before_sunrise_s`` (``contract.solar``, NOAA). The
-    margins cover the photocell's delay and scatter (FACTS.md §4.3: on ~15 min after
+    margins cover the photocell's delay and scatter (docs/domain-facts.md §4.3: on ~15 min after
     sunset, off ~5 min before sunrise)."""
 
     after_sunset_s: float = Field(default=1200.0, ge=0, le=6 * 3600)

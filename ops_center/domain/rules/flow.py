@@ -1,6 +1,6 @@
 """Flow balance at a wastewater outlet: more water leaving than entering is a bypass.
 
-FACTS.md §4.4: a treatment plant's outflow follows its inflow (out ≈ in, a few percent
+docs/domain-facts.md §4.4: a treatment plant's outflow follows its inflow (out ≈ in, a few percent
 less: sludge and evaporation); "out > in, or out with no in" means untreated water reaches
 the outlet around the inflow meter (a bypass). The two flows are two metrics of one
 station (``ww_flow_in_m3h``, ``ww_flow_out_m3h``, contract/catalog.py), measured at the

@@ -1,7 +1,7 @@
 """Hourly LAeq against the QCVN 26 limit of the sensor's zone.
 
 LAeq,1h is the energetic mean of the hour's readings, L = 10·log10(mean(10^(Lᵢ/10)))
-(FACTS.md §4.2), per local clock hour. An hour is judged when the first reading of a later
+(docs/domain-facts.md §4.2), per local clock hour. An hour is judged when the first reading of a later
 hour arrives, against the limit of the period the hour starts in (day 06–21 local, night
 otherwise; QCVN 26:2010 Bảng 1, configurable until QCVN 26:2025 is checked). The zone comes
 from a sensor attribute (``noise_zone``: special / normal). Levels are dB above the limit;

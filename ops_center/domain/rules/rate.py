@@ -1,5 +1,5 @@
 """Rate of change: the rise (or fall) within a sliding time window, e.g. street water
-rising more than 5 cm in 10 min (FACTS.md §3.3, an engineering estimate).
+rising more than 5 cm in 10 min (docs/domain-facts.md §3.3, an engineering estimate).
 
 The rise at a reading is its value minus the lowest value of the window ending at it (a
 monotonic deque keeps that minimum in O(1) amortised per reading).

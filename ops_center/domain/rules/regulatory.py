@@ -3,7 +3,7 @@ emissions (QCVN 19, Cmax = C × Kp × Kv).
 
 The column (A/B) and the coefficients come from sensor attributes (``column``, ``kq``,
 ``kf``, ``kp``, ``kv``); coefficients are not applied to metrics marked ``factored: false``
-(pH and temperature, FACTS.md §2.3). A missing coefficient counts as 1.0. Exceeding means
+(pH and temperature, docs/domain-facts.md §2.3). A missing coefficient counts as 1.0. Exceeding means
 strictly above the maximum (or below the minimum): a value equal to Cmax complies.
 The default tables are QCVN 40:2011 and 19:2009; the 2025/2024 replacements were not
 retrieved, so every number is configurable data (``defaults.yaml``).

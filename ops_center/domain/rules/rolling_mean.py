@@ -1,5 +1,5 @@
 """Windowed mean against a limit, e.g. the rolling 24-hour mean of PM2.5 against QCVN
-05:2023 (50 µg/m³, 45 from 2026-01-01). QCVN 05 has no 1-hour PM limit (FACTS.md §2.1): the
+05:2023 (50 µg/m³, 45 from 2026-01-01). QCVN 05 has no 1-hour PM limit (docs/domain-facts.md §2.1): the
 alert is a *rolling proxy* of the 24 h limit, and its title says so.
 
 A running sum over a deque keeps each reading O(1); the sum is recomputed now and then to

@@ -1,4 +1,4 @@
-// The screen's one message catalog: Vietnamese first, English second (STYLE.md §15).
+// The screen's one message catalog: Vietnamese first, English second (docs/style.md §15).
 // Texts that come from the API (titles, error details, site names) carry their own vi/en.
 
 export const MESSAGES = {

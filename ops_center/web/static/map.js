@@ -2,7 +2,7 @@
 // registry names (the offline base layer), or the city's own tiles when SMARTWARD_MAP_TILES is
 // set; gateways as markers coloured by state, sensors as dots, air-quality stations with their
 // VN_AQI, open incidents as pins that pulse by severity (click: the incident).
-// DOM contract (CONTRACT.md "Operations screen"): [data-map] holds [data-marker][data-gateway]
+// DOM contract (docs/contract.md "Operations screen"): [data-map] holds [data-marker][data-gateway]
 // with data-state online|stale|offline, and [data-incident-marker][data-incident] per unresolved
 // incident. Leaflet is the vendored global `L` (vendor/leaflet/, loaded before the modules).
 
