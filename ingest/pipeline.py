@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -95,14 +95,29 @@ def classify(
     window: TimeWindow,
 ) -> ValidBatch | DeadLetter:
     """Never raises for any input bytes or topic string."""
+    return contained(_classify, topic, raw, received_at, registry, window)
+
+
+Classifier = Callable[[str, bytes, datetime, Registry, TimeWindow], "ValidBatch | DeadLetter"]
+
+
+def contained(
+    classifier: Classifier,
+    topic: str,
+    raw: bytes,
+    received_at: datetime,
+    registry: Registry,
+    window: TimeWindow,
+) -> ValidBatch | DeadLetter:
+    """``classifier``'s answer, or a dead letter when it raises: a bug in a classifier must cost
+    one dead letter, never the worker (docs/reliability.md, promise 3)."""
     try:
-        return _classify(topic, raw, received_at, registry, window)
+        return classifier(topic, raw, received_at, registry, window)
     except RecursionError:
         return deadletters.build(topic=topic, raw=raw, received_at=received_at, reason="bad_json",
                                  detail="nesting too deep")
     except Exception as exc:
-        # A bug here must cost one dead letter, never the worker (RELIABILITY promise 3).
-        logger.exception("classify failed on a message of %d bytes on %r", len(raw), topic)
+        logger.exception("classifying a message of %d bytes on %r failed", len(raw), topic)
         return deadletters.build(topic=topic, raw=raw, received_at=received_at, reason="schema",
                                  detail=f"unexpected error while validating: {exc!r}")
 

@@ -31,7 +31,7 @@ from contract.errors import DeadLetterReason, DecodeError, TopicError
 from contract.models import MAX_PAYLOAD_BYTES, TelemetryBatch
 from contract.registry import Registry
 from ingest import deadletters
-from ingest.pipeline import TimeWindow
+from ingest.pipeline import TimeWindow, contained
 from ingest.ports import DeadLetter, ValidBatch
 
 logger = logging.getLogger(__name__)
@@ -46,15 +46,7 @@ def is_senml(topic: str) -> bool:
 def classify_senml(topic: str, raw: bytes, received_at: datetime, registry: Registry,
                    window: TimeWindow) -> ValidBatch | DeadLetter:
     """Never raises for any input bytes or topic string."""
-    try:
-        return _classify(topic, raw, received_at, registry, window)
-    except RecursionError:
-        return deadletters.build(topic=topic, raw=raw, received_at=received_at, reason="bad_json",
-                                 detail="nesting too deep")
-    except Exception as exc:
-        logger.exception("SenML classify failed on a message of %d bytes on %r", len(raw), topic)
-        return deadletters.build(topic=topic, raw=raw, received_at=received_at, reason="schema",
-                                 detail=f"unexpected error while validating: {exc!r}")
+    return contained(_classify, topic, raw, received_at, registry, window)
 
 
 def _classify(topic: str, raw: bytes, received_at: datetime, registry: Registry,
