@@ -29,6 +29,7 @@ from contract.brokers import BrokerUrl
 from contract.models import Reading
 from contract.registry import LorawanDriver as LorawanSpec
 from contract.registry import SensorSpec
+from edge.drivers.inbox import DriverInbox
 from edge.drivers.modbus_map import quality_of
 
 logger = logging.getLogger(__name__)
@@ -165,9 +166,7 @@ class LorawanDriver:
         from paho.mqtt.enums import CallbackAPIVersion
 
         self.devices = Devices(sensors)
-        self._lock = threading.Lock()
-        self._pending: list[Reading] = []
-        self._errors = 0
+        self._inbox = DriverInbox()
         self.connected = threading.Event()  # connected and subscribed
         self._topics = [f"application/{application_id}/device/{eui}/event/{kind}"
                         for eui in sorted(self.devices.by_eui) for kind in ("up", "status")]
@@ -192,14 +191,10 @@ class LorawanDriver:
         self._client.loop_stop()
 
     def poll(self, now: datetime) -> list[Reading]:
-        with self._lock:
-            out, self._pending = self._pending, []
-        return out
+        return self._inbox.poll()
 
     def take_errors(self) -> int:
-        with self._lock:
-            n, self._errors = self._errors, 0
-        return n
+        return self._inbox.take_errors()
 
     # -- paho's thread (never raises) ---------------------------------------------------------
 
@@ -240,6 +235,4 @@ class LorawanDriver:
         except (UplinkError, ValueError) as exc:
             error = True
             logger.warning("LoRaWAN event on %s dropped: %s", msg.topic, exc)
-        with self._lock:
-            self._pending.extend(readings)
-            self._errors += error
+        self._inbox.put(readings, errors=int(error))

@@ -21,16 +21,13 @@ from typing import Any, Protocol
 from contract.models import Reading
 from contract.registry import ModbusRtuDriver, ModbusTcpDriver, SensorSpec
 from edge.clock import Clock
+from edge.drivers.inbox import DriverInbox
 from edge.drivers.modbus_map import ILLEGAL_DATA_ADDRESS, Request, plan, quality_of, split_gaps, values_of
 from edge.errors import DriverError
 
 logger = logging.getLogger(__name__)
 
 ModbusSpec = ModbusTcpDriver | ModbusRtuDriver
-# Readings a line may hold for the agent before the oldest are dropped (counted as errors):
-# the agent collects them every second, so this is only reached if the agent is stuck.
-_MAX_PENDING = 100_000
-
 
 class ModbusClient(Protocol):
     """What the driver uses of a pymodbus synchronous client."""
@@ -140,9 +137,7 @@ class ModbusDriver:
     ) -> None:
         self._clock = clock
         self._monotonic = monotonic
-        self._lock = threading.Lock()
-        self._pending: list[Reading] = []
-        self._errors = 0
+        self._inbox = DriverInbox()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         groups: dict[str, list[SensorSpec]] = {}
@@ -182,14 +177,10 @@ class ModbusDriver:
             line.client.close()
 
     def poll(self, now: datetime) -> list[Reading]:
-        with self._lock:
-            out, self._pending = self._pending, []
-        return out
+        return self._inbox.poll()
 
     def take_errors(self) -> int:
-        with self._lock:
-            n, self._errors = self._errors, 0
-        return n
+        return self._inbox.take_errors()
 
     def check(self) -> list[CheckRow]:
         """Read every register once, now, on this thread (``smartward edge check``)."""
@@ -215,8 +206,7 @@ class ModbusDriver:
                         self._read_poll(line, p)
                     except Exception:  # the line thread's top: a bug must not end the polling
                         logger.exception("%s: poll failed", line.name)
-                        with self._lock:
-                            self._errors += 1
+                        self._inbox.put(errors=1)
                     # Next round one period later; after a stall past it, one period from now.
                     nxt, after = p.due + p.period_s, self._monotonic()
                     p.due = nxt if nxt > after else after + p.period_s
@@ -248,17 +238,10 @@ class ModbusDriver:
                     continue
                 m = it.register.metric
                 readings.append(Reading(it.sensor, m, ts, value, quality_of(m, value)))
-            with self._lock:
-                self._errors += bad
-                self._pending.extend(readings)
-                if len(self._pending) > _MAX_PENDING:
-                    over = len(self._pending) - _MAX_PENDING
-                    del self._pending[:over]
-                    self._errors += over
+            self._inbox.put(readings, errors=bad)
 
     def _count_error(self, exc: ReadFailed) -> None:
-        with self._lock:
-            self._errors += 1
+        self._inbox.put(errors=1)
         logger.warning("modbus read failed (read again at the next poll): %s", exc)
 
     def _check_request(self, line: _Line, req: Request) -> list[CheckRow]:
