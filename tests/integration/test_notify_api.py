@@ -12,7 +12,13 @@ from typing import Any
 import pytest
 
 from ops_center.adapters.notifications import SqlNotificationStore
-from ops_center.adapters.records import NotificationRecord, ResolvedNotice, notification_id
+from ops_center.adapters.records import (
+    NotificationRecord,
+    NotifyChannel,
+    NotifyReason,
+    ResolvedNotice,
+    notification_id,
+)
 from ops_center.adapters.repository import StepWrite
 from ops_center.adapters.sql import SqlOpsRepository
 from ops_center.notify import acklink
@@ -55,8 +61,8 @@ def row(
     incident: str,
     site: str,
     contact: str,
-    channel: str = "email",
-    reason: str = "opened",
+    channel: NotifyChannel = "email",
+    reason: NotifyReason = "opened",
     env: Env | None = None,
 ) -> NotificationRecord:
     now = env.seed.now if env is not None else None
@@ -70,7 +76,7 @@ def row(
         reason=reason,
         state="pending",
         created_at=now,
-        next_attempt_at=now,  # type: ignore[arg-type]
+        next_attempt_at=now,
         subject="[Nghiêm trọng/Critical] Sự cố mới",
         body="Ô nhiễm",
     )
