@@ -210,6 +210,7 @@ def _incident_lines(state: AppState, row: NotificationRecord, public_url: str) -
     "/ack/{token}",
     summary="Trang xác nhận từ tin nhắn / acknowledge page of a message",
     responses=ACK_RESPONSES,
+    response_class=HTMLResponse,
 )
 def ack_page(state: StateDep, token: Token) -> HTMLResponse:
     found = _claim(state, token)
@@ -226,6 +227,7 @@ def ack_page(state: StateDep, token: Token) -> HTMLResponse:
     "/ack/{token}",
     summary="Xác nhận sự cố từ tin nhắn / acknowledge from a message",
     responses=ACK_RESPONSES,
+    response_class=HTMLResponse,
 )
 def ack_from_message(request: Request, state: StateDep, token: Token) -> HTMLResponse:
     found = _claim(state, token)
