@@ -72,6 +72,9 @@ class IncidentUpdate:
     incident: IncidentRecord
     events: tuple[TimelineEvent, ...]
     audit: AuditEntry
+    # A person resolved it: whoever was told of it hears so (the outbox rows are inserted in
+    # the action's own transaction, issue #13; a later insert of the same keys is a no-op).
+    resolved: tuple[ResolvedNotice, ...] = ()
 
 
 IncidentMutation = Callable[[IncidentRecord], IncidentUpdate]

@@ -630,6 +630,8 @@ class SqlOpsRepository(ABC):
             for event in update.events:
                 self._append_timeline(x, event)  # a person's entry: its own time, never a replay
             self._append_audit(x, update.audit)
+            for notice in update.resolved:
+                self._insert_resolved(x, notice)
         return i
 
     def open_incident_counts(self, sites: Sites) -> dict[str, dict[str, int]]:

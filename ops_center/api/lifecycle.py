@@ -1,6 +1,7 @@
 """People's actions on an incident: acknowledge, resolve (a note is required), note, assign,
 escalate. Pure transitions here; the route runs them inside the repository's transaction
-(``apply_incident_action``) together with the timeline event and the audit entry.
+(``apply_incident_action``) together with the timeline event, the audit entry and, for a
+resolve, the ``resolved`` notifications (the outbox, issue #13).
 
 The ops service's incident manager keeps its own in-memory lifecycle; ``ActionHook`` (given
 to ``create_app`` by the composition root) tells it about each action after the commit.
@@ -13,7 +14,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Final, Literal
 
-from ops_center.adapters.records import AuditEntry, IncidentRecord, TimelineEvent
+from ops_center.adapters.records import AuditEntry, IncidentRecord, ResolvedNotice, TimelineEvent
 from ops_center.adapters.repository import IncidentUpdate
 from ops_center.security.roles import Action
 
@@ -48,6 +49,8 @@ class HumanAction:
 
 
 ActionHook = Callable[[HumanAction, IncidentRecord], None]
+# The ``resolved`` notice of an incident as it is being resolved (None: nobody to tell).
+ResolvedNoticeFor = Callable[[IncidentRecord], ResolvedNotice | None]
 
 
 class InvalidState(Exception):
@@ -78,7 +81,13 @@ def transition(incident: IncidentRecord, act: HumanAction) -> IncidentRecord:
     return replace(i, updated_at=max(i.updated_at, act.at))  # note: any state
 
 
-def mutation(act: HumanAction) -> Callable[[IncidentRecord], IncidentUpdate]:
+def mutation(
+    act: HumanAction, notice: ResolvedNoticeFor | None = None
+) -> Callable[[IncidentRecord], IncidentUpdate]:
+    """The repository's mutation for ``act``. A resolve with ``notice`` also inserts the
+    ``resolved`` notifications in the same transaction (issue #13: created with the change that
+    causes them, even while the ops service is down)."""
+
     def mutate(current: IncidentRecord) -> IncidentUpdate:
         updated = transition(current, act)
         detail = act.note
@@ -102,6 +111,7 @@ def mutation(act: HumanAction) -> Callable[[IncidentRecord], IncidentUpdate]:
             ip=act.ip,
             detail=f"{current.state} → {updated.state}" + (f"; {detail}" if detail else ""),
         )
-        return IncidentUpdate(updated, (event,), audit)
+        found = notice(updated) if notice is not None and act.action == "resolve" else None
+        return IncidentUpdate(updated, (event,), audit, () if found is None else (found,))
 
     return mutate

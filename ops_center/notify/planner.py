@@ -6,7 +6,8 @@ outbox's unique key turns into no-ops.
 
 Reasons: an incident opening (or reopening) → ``opened`` to the first tier; its severity rising
 → ``severity`` to the first tier; resolved → ``resolved`` to whoever was told before
-(``ResolvedNotice``, resolved in SQL within the same transaction). Escalations are not
+(``ResolvedNotice``, resolved in SQL within the same transaction; a person's resolve through
+the API inserts it in the API's own transaction, ops_center/api/notify_policy.py). Escalations are not
 incident changes: the sender loop creates them when they fall due (ops_center/notify/sender.py).
 """
 
@@ -68,6 +69,19 @@ def rows_for(
     return out
 
 
+def resolved_notice(
+    incident: IncidentRecord,
+    alerts: Sequence[AlertRecord],
+    registry: Registry,
+    public_url: str,
+    now: datetime,
+) -> ResolvedNotice:
+    """The ``resolved`` notice of ``incident``: who hears it is decided in SQL (whoever was told
+    of it before), in the transaction that resolves it."""
+    msg = render(incident, alerts, "resolved", registry, public_url)
+    return ResolvedNotice(incident.id, incident.site, now, msg.subject, msg.body)
+
+
 class NotificationPlanner:
     """Owned by the service's worker thread (through its ``ChangeWriter``)."""
 
@@ -96,8 +110,7 @@ class NotificationPlanner:
             if ch.action in ("opened", "reopened"):
                 intents = self.policy.on_change(facts(record), "opened", now)
             elif ch.action == "resolved":
-                msg = render(record, members, "resolved", self.registry, self.public_url)
-                resolved.append(ResolvedNotice(inc.id, inc.site, now, msg.subject, msg.body))
+                resolved.append(resolved_notice(record, members, self.registry, self.public_url, now))
                 self._severity.pop(inc.id, None)
                 continue
             elif before is not None and rank > before and inc.state != "resolved":
@@ -108,13 +121,13 @@ class NotificationPlanner:
         return rows, resolved
 
     def resolved(self, incident: Incident, now: datetime) -> list[ResolvedNotice]:
-        """The notice for an incident a person resolved (the service heard of it afterwards)."""
+        """The notice for an incident a person resolved (the service heard of it afterwards; the
+        API's transaction has normally inserted the same keys already: then a no-op)."""
         self._severity.pop(incident.id, None)
         if not self.policy.active or incident.late or incident.merged_into is not None:
             return []
         record = IncidentRecord.from_domain(incident)
-        msg = render(record, [], "resolved", self.registry, self.public_url)
-        return [ResolvedNotice(incident.id, incident.site, now, msg.subject, msg.body)]
+        return [resolved_notice(record, [], self.registry, self.public_url, now)]
 
     def _remember(self, incident_id: str, rank: int) -> None:
         sev = self._severity

@@ -12,7 +12,13 @@ from typing import Any
 import pytest
 
 from ops_center.adapters.notifications import SqlNotificationStore
-from ops_center.adapters.records import NotificationRecord, ResolvedNotice, notification_id
+from ops_center.adapters.records import (
+    NotificationRecord,
+    NotifyChannel,
+    NotifyReason,
+    ResolvedNotice,
+    notification_id,
+)
 from ops_center.adapters.repository import StepWrite
 from ops_center.adapters.sql import SqlOpsRepository
 from ops_center.notify import acklink
@@ -55,8 +61,8 @@ def row(
     incident: str,
     site: str,
     contact: str,
-    channel: str = "email",
-    reason: str = "opened",
+    channel: NotifyChannel = "email",
+    reason: NotifyReason = "opened",
     env: Env | None = None,
 ) -> NotificationRecord:
     now = env.seed.now if env is not None else None
@@ -70,7 +76,7 @@ def row(
         reason=reason,
         state="pending",
         created_at=now,
-        next_attempt_at=now,  # type: ignore[arg-type]
+        next_attempt_at=now,
         subject="[Nghiêm trọng/Critical] Sự cố mới",
         body="Ô nhiễm",
     )
@@ -189,3 +195,54 @@ def test_failed_notifications_are_on_metrics(env: Env) -> None:
     s.mark_failed(n, env.seed.now, "HTTP 401", None)
     text = env.client.get("/metrics").text
     assert 'smartward_notifications{state="failed"} 1.0' in text
+
+
+def test_a_resolve_through_the_api_inserts_the_resolved_rows_in_its_own_transaction(env: Env) -> None:
+    """Issue #13: created with the change that causes it (no ops service runs here), once per
+    (incident, contact, channel, reason), for whoever was told of the incident before."""
+    s = store(env)
+    s.add(
+        [
+            row("inc-tn-1", "thong-nhat", "tn-truc-ban", env=env),
+            row("inc-tn-1", "thong-nhat", "tn-truc-ban", "sms", env=env),
+            row("inc-ax-1", "an-xa", "ax-someone", env=env),
+        ]
+    )
+    c, h = env.client, auth(env.tokens["tn-staff"])
+    r = c.post("/api/v1/incidents/inc-tn-1/resolve", json={"note": "Đã xử lý xong"}, headers=h)
+    assert r.status_code == 200, r.text
+    resolved = [n for n in s.list(None, "inc-tn-1", 50, 0).items if n.reason == "resolved"]
+    assert sorted((n.contact, n.channel, n.state, n.attempts) for n in resolved) == [
+        ("tn-truc-ban", "email", "pending", 0),
+        ("tn-truc-ban", "sms", "pending", 0),
+    ]
+    assert all(n.subject.startswith("[Nghiêm trọng/Critical] Đã xử lý xong: ") for n in resolved)
+    assert all("https://ioc.example.vn/screen/?incident=inc-tn-1" in n.body for n in resolved)
+    assert {n.id for n in resolved} == {
+        notification_id("inc-tn-1", "tn-truc-ban", ch, "resolved") for ch in ("email", "sms")
+    }
+    # Resolving again is refused; the ops service's own notice, later, is a no-op.
+    again = c.post("/api/v1/incidents/inc-tn-1/resolve", json={"note": "lần hai"}, headers=h)
+    assert again.status_code == 409
+    at = env.seed.now + timedelta(minutes=5)
+    env.repo.commit_step(StepWrite(resolved=(ResolvedNotice("inc-tn-1", "thong-nhat", at, "khác", "khác"),)))
+    assert s.counts() == {"pending": 5, "sent": 0, "failed": 0}
+    assert [n.subject for n in s.list(None, "inc-tn-1", 50, 0).items if n.reason == "resolved"] == [
+        n.subject for n in resolved
+    ]
+    # An acknowledgement tells nobody; a resolve of an incident nobody was told of neither.
+    h_ax = auth(env.tokens["ax-manager"])
+    assert c.post("/api/v1/incidents/inc-ax-1/acknowledge", headers=h_ax).status_code == 200
+    assert [n.reason for n in s.list(None, "inc-ax-1", 50, 0).items] == ["opened"]
+    assert c.post("/api/v1/incidents/inc-qt-1/resolve", json={"note": "xong"},
+                  headers=auth(env.tokens["admin"])).status_code == 200
+    assert s.list(None, "inc-qt-1", 50, 0).items == []
+
+
+def test_a_resolve_without_a_policy_inserts_nothing(tmp_path: Path) -> None:
+    for e in sqlite_env(tmp_path / "none.db", public_url="https://ioc.example.vn"):
+        store(e).add([row("inc-tn-1", "thong-nhat", "tn-truc-ban", env=e)])
+        r = e.client.post("/api/v1/incidents/inc-tn-1/resolve", json={"note": "xong"},
+                          headers=auth(e.tokens["tn-staff"]))
+        assert r.status_code == 200, r.text
+        assert [n.reason for n in store(e).list(None, "inc-tn-1", 50, 0).items] == ["opened"]

@@ -22,6 +22,7 @@ from ops_center.api.deps import (
 )
 from ops_center.api.errors import ERROR_RESPONSES, ApiError
 from ops_center.api.lifecycle import PERMISSION, ActionName, HumanAction, InvalidState, mutation
+from ops_center.api.notify_policy import resolved_notice_for
 from ops_center.api.pages import Limit, Offset
 from ops_center.api.schemas import (
     AcknowledgeIn,
@@ -127,8 +128,11 @@ def _act(
         assignee=assignee,
         ip=client_ip(request),
     )
+    # A resolve inserts its `resolved` notifications itself (issue #13): with the change, even
+    # while the ops service is down.
+    notice = resolved_notice_for(state, detail.alerts if detail else ()) if action == "resolve" else None
     try:
-        updated = state.repo.apply_incident_action(incident_id, mutation(act))
+        updated = state.repo.apply_incident_action(incident_id, mutation(act, notice))
     except InvalidState as exc:
         state.audit(
             request,

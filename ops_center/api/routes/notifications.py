@@ -31,11 +31,10 @@ from ops_center.adapters.repository import OpsRepository, RepositoryError
 from ops_center.api.deps import AdminScopeDep, AppState, ScopeDep, StateDep, client_ip, list_filter
 from ops_center.api.errors import ERROR_RESPONSES, ApiError
 from ops_center.api.lifecycle import HumanAction, InvalidState, mutation
+from ops_center.api.notify_policy import policy as _policy
 from ops_center.api.pages import Limit, Offset
 from ops_center.api.schemas import IncidentOut
-from ops_center.domain.notify import NotifyPolicy
 from ops_center.notify import acklink
-from ops_center.notify.loader import PolicyError, load_policy
 from ops_center.notify.render import incident_link
 
 logger = logging.getLogger(__name__)
@@ -103,27 +102,6 @@ class ContactOut(BaseModel):
 
 class ContactList(BaseModel):
     items: list[ContactOut]
-
-
-_policies: dict[tuple[str, float], NotifyPolicy] = {}
-
-
-def _policy(state: AppState) -> NotifyPolicy:
-    """The policy file the ops service uses (``SMARTWARD_NOTIFY_POLICY``), re-read when it changes."""
-    path = state.settings.notify_policy
-    if path is None:
-        return NotifyPolicy.empty()
-    try:
-        key = (str(path), path.stat().st_mtime)
-    except OSError:
-        return NotifyPolicy.empty()
-    if key not in _policies:
-        try:
-            _policies[key] = load_policy(path, registry=state.registry)
-        except PolicyError as exc:
-            logger.error("notification policy unreadable: %s", exc)
-            return NotifyPolicy.empty()
-    return _policies[key]
 
 
 def _store(state: AppState) -> NotificationStore:
@@ -232,6 +210,7 @@ def _incident_lines(state: AppState, row: NotificationRecord, public_url: str) -
     "/ack/{token}",
     summary="Trang xác nhận từ tin nhắn / acknowledge page of a message",
     responses=ACK_RESPONSES,
+    response_class=HTMLResponse,
 )
 def ack_page(state: StateDep, token: Token) -> HTMLResponse:
     found = _claim(state, token)
@@ -248,6 +227,7 @@ def ack_page(state: StateDep, token: Token) -> HTMLResponse:
     "/ack/{token}",
     summary="Xác nhận sự cố từ tin nhắn / acknowledge from a message",
     responses=ACK_RESPONSES,
+    response_class=HTMLResponse,
 )
 def ack_from_message(request: Request, state: StateDep, token: Token) -> HTMLResponse:
     found = _claim(state, token)
