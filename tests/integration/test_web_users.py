@@ -5,6 +5,7 @@ fixture fails on any Content-Security-Policy violation. Waits are ``expect`` wit
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -35,6 +36,7 @@ def test_admin_adds_a_ward_staff_who_logs_in_then_disables_them(
     browser: Browser,  # noqa: F811
     server: ScreenServer,  # noqa: F811
     env: Env,  # noqa: F811
+    tmp_path: Path,
 ) -> None:
     from playwright.sync_api import expect
 
@@ -59,8 +61,9 @@ def test_admin_adds_a_ward_staff_who_logs_in_then_disables_them(
     page.click("#user-add")
     row = body.locator(f'tr[data-user="{NEW}"]')
     expect(row).to_contain_text("Cán bộ phường")
-    expect(row).to_contain_text("thong-nhat")
+    expect(row).to_contain_text("Phường Thống Nhất")  # the site's name, not its id
     expect(row.locator(f'[data-user-state="{NEW}"]')).to_have_text("hoạt động")
+    body.screenshot(path=str(tmp_path / "users-page.png"))
     user = env.repo.get_user(NEW)
     assert user is not None and user.role == "ward_staff" and user.sites == ("thong-nhat",)
 

@@ -20,7 +20,7 @@ const W = {
     users: "Người dùng", user_name: "Tên đăng nhập", role: "Vai trò", sites: "Địa bàn", password: "Mật khẩu",
     add_user: "Thêm người dùng", disable: "Khóa", enable: "Mở khóa", set_password: "Đặt mật khẩu",
     disabled: "đã khóa", enabled: "hoạt động", created: "Tạo lúc", sites_hint: "(cán bộ phường, quản lý cụm)",
-    new_password: "Mật khẩu mới (ít nhất 10 ký tự)", every_site: "tất cả",
+    new_password: "Mật khẩu mới", password_rule: "ít nhất 10 ký tự, không có khoảng trắng ở đầu/cuối", every_site: "tất cả", state: "Trạng thái",
   },
   en: {
     maintenance: "Maintenance", commands: "Device commands", exports: "CSV exports", dead: "Dead letters",
@@ -32,7 +32,7 @@ const W = {
     users: "Users", user_name: "User name", role: "Role", sites: "Sites", password: "Password",
     add_user: "Add user", disable: "Disable", enable: "Enable", set_password: "Set password",
     disabled: "disabled", enabled: "active", created: "Created", sites_hint: "(ward staff, cluster managers)",
-    new_password: "New password (at least 10 characters)", every_site: "all",
+    new_password: "New password", password_rule: "at least 10 characters, no leading or trailing spaces", every_site: "all", state: "State",
   },
 };
 const w = (k) => (W[currentLang()] ?? W.vi)[k];
@@ -208,7 +208,7 @@ export class Pages {
     const role = el("select", { id: "user-role-new" }, ...ROLES.map((r) => el("option", { value: r }, t(`role_${r}`))));
     const where = el("select", { id: "user-sites-new", multiple: true, size: Math.min(4, Math.max(2, sites.length)) },
       ...sites.map((s) => el("option", { value: s.id }, `${loc(s.name)} (${s.id})`)));
-    const secret = el("input", { id: "user-password-new", type: "password", maxLength: 256, autocomplete: "new-password", placeholder: w("password") });
+    const secret = el("input", { id: "user-password-new", type: "password", maxLength: 256, autocomplete: "new-password", placeholder: w("password"), title: w("password_rule") });
     const add = el("button", { type: "button", id: "user-add" }, w("add_user"));
     const showSites = () => { where.disabled = role.value === "city_leader" || role.value === "admin"; };
     role.addEventListener("change", showSites);
@@ -228,17 +228,18 @@ export class Pages {
     const rows = page.items.map((u) => {
       const toggle = el("button", { type: "button", class: "link", "data-user-toggle": u.name }, w(u.disabled ? "enable" : "disable"));
       toggle.addEventListener("click", () => act(u, u.disabled ? "enable" : "disable"));
-      const pw = el("input", { type: "password", maxLength: 256, autocomplete: "new-password", placeholder: w("new_password"), "data-user-password": u.name });
+      const pw = el("input", { type: "password", maxLength: 256, autocomplete: "new-password", placeholder: w("new_password"), title: w("password_rule"), "data-user-password": u.name });
       const setPw = el("button", { type: "button", class: "link", "data-user-set-password": u.name }, w("set_password"));
       setPw.addEventListener("click", () => act(u, "password", { password: pw.value }));
       const state = el("span", { class: u.disabled ? "state disabled" : "state", "data-user-state": u.name }, w(u.disabled ? "disabled" : "enabled"));
-      return [u.name, t(`role_${u.role}`), u.sites.join(", ") || w("every_site"), state, u.created ? formatTime(u.created) : "—",
+      const names = u.sites.map((id) => { const s = sites.find((x) => x.id === id); return s ? loc(s.name) : id; });
+      return [u.name, t(`role_${u.role}`), names.join(", ") || w("every_site"), state, u.created ? formatTime(u.created) : "—",
         el("span", { class: "row" }, toggle, pw, setPw)];
     });
     this.body.append(
       el("div", { class: "row", "data-user-form": "" }, name, el("label", {}, `${w("role")} `, role),
         el("label", {}, `${w("sites")} ${w("sites_hint")} `, where), secret, add),
-      table([w("user_name"), w("role"), w("sites"), "", w("created"), ""], rows),
+      table([w("user_name"), w("role"), w("sites"), w("state"), w("created"), ""], rows),
     );
     for (const [i, tr] of [...this.body.querySelectorAll("tbody tr")].entries()) tr.dataset.user = page.items[i].name;
   }
