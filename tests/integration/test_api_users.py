@@ -4,16 +4,19 @@ user's tokens stop working (at once here, within ``principal_cache_s`` from anot
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
+from ops_center.api.routes.stream import RECHECK_MIN_S
 from ops_center.api.schemas import PASSWORD_MIN
 from ops_center.security.passwords import MIN_PASSWORD_CHARS
 from ops_center.security.users import set_disabled
-from tests.integration.test_api_support import PASSWORD, USERS, Env, auth, login, sqlite_env
+from tests.integration.test_api_support import PASSWORD, USERS, Env, Server, auth, login, sqlite_env
 
 pytestmark = pytest.mark.integration
 
@@ -175,3 +178,25 @@ def test_a_user_disabled_by_another_process_is_refused_within_the_principal_cach
             assert time.monotonic() < deadline, "a disabled user's token still works"
         # Refused no later than the bound (plus the time of one request on a loaded machine).
         assert time.monotonic() - changed < bound + 1.0
+
+
+def test_an_open_stream_of_a_user_who_is_disabled_ends(env: Env) -> None:
+    """The live stream outlives the request that authorised it: it re-checks the user row, and
+    a disabled user's stream ends (``reauth``) within ``max(principal_cache_s, 1 s)``."""
+    with Server(env) as srv:
+
+        async def scenario() -> tuple[str, float]:
+            async with (
+                httpx.AsyncClient(timeout=10) as client,
+                client.stream("GET", f"{srv.url}{V1}/stream", headers=auth(env.tokens["tn-staff"])) as r,
+            ):
+                assert r.status_code == 200
+                done = await client.post(f"{srv.url}{V1}/users/tn-staff/disable", headers=admin(env))
+                assert done.status_code == 200, done.text
+                changed = time.monotonic()
+                text = "".join([chunk async for chunk in r.aiter_text()])  # until the server ends it
+                return text, time.monotonic() - changed
+
+        text, took = asyncio.run(asyncio.wait_for(scenario(), timeout=RECHECK_MIN_S + 8))
+        assert 'event: reauth\ndata: {"reason": "user changed"}' in text, text[-300:]
+        assert took < RECHECK_MIN_S + 1.5
