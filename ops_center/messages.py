@@ -87,6 +87,29 @@ CATALOG: Final = MappingProxyType(
         "maintenance_ended": Message(
             "Lịch bảo trì {id} đã kết thúc.", "The maintenance window {id} has already ended."
         ),
+        "user_exists": Message("Người dùng {name} đã tồn tại.", "The user {name} already exists."),
+        "user_not_found": Message("Không có người dùng {name}.", "No user {name}."),
+        "user_invalid": Message("Thông tin người dùng không hợp lệ.", "Invalid user details."),
+        "user_name_invalid": Message(
+            "Tên đăng nhập không hợp lệ (a-z, 0-9, . _ -; tối đa 64 ký tự).",
+            "Invalid user name (a-z, 0-9, . _ -; at most 64 characters).",
+        ),
+        "user_role_invalid": Message(
+            "Vai trò không hợp lệ (một trong: {roles}).", "Unknown role (one of: {roles})."
+        ),
+        "user_unknown_site": Message(
+            "Không có địa bàn {sites} trong danh mục.", "No site {sites} in the registry."
+        ),
+        "user_sites_required": Message(
+            "Vai trò {role} cần ít nhất một địa bàn.", "The role {role} needs at least one site."
+        ),
+        "password_policy": Message(
+            "Mật khẩu phải có ít nhất {min} ký tự, không có khoảng trắng ở đầu hoặc cuối.",
+            "A password needs at least {min} characters, without leading or trailing spaces.",
+        ),
+        "user_self_disable": Message(
+            "Không thể tự khóa tài khoản của chính mình.", "You may not disable your own account."
+        ),
         "method_not_allowed": Message("Phương thức không được hỗ trợ.", "Method not allowed."),
         "unsupported_media_type": Message("Định dạng nội dung không được hỗ trợ.", "Unsupported media type."),
         # 500-599: ours.

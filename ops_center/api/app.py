@@ -50,6 +50,7 @@ from ops_center.api.routes import (
     sensors,
     sites,
     stream,
+    users,
 )
 from ops_center.api.sta import router as sta
 from ops_center.feed import Feed
@@ -163,6 +164,7 @@ def create_app(
     include_flat(app.router, notifications.router, prefix=API_PREFIX)
     notifications.register_notification_metrics(metrics.registry, repo)
     include_flat(app.router, screen_map.router, prefix=API_PREFIX)
+    include_flat(app.router, users.router, prefix=API_PREFIX)  # admin: issue #14
     include_flat(app.router, ops.router)
     include_flat(app.router, sta.router)  # OGC SensorThings API 1.1 at /sta/v1.1 (read-only)
     # The operations screen (static files, ops_center/web/): under its own prefix, so a catch-all

@@ -215,6 +215,20 @@ async def resolve_principal(state: AppState, token: str | None) -> Principal:
     return _principal(claims, known)
 
 
+async def principal_holds(state: AppState, claims: TokenClaims) -> bool:
+    """Whether the user row (read at most ``principal_cache_s`` ago) still backs ``claims``: for
+    an answer that outlives the request it was authorised for (the live stream). A store that
+    cannot tell is a no (the client reconnects and is asked again)."""
+    known = state.users.get(claims.sub)
+    try:
+        if known is None:
+            known = await state.offload(_read_user, state, claims.sub)
+        _principal(claims, known)
+    except (ApiError, RepositoryError):
+        return False
+    return True
+
+
 async def get_principal(request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]) -> Principal:
     # The state is read here rather than through ``StateDep``: each dependency FastAPI
     # resolves costs tens of µs per request, on every route.

@@ -20,6 +20,7 @@ from ops_center.adapters.records import (
     MaintenanceWindowRecord,
     SecurityEventRecord,
     TimelineEvent,
+    UserRecord,
 )
 from ops_center.api.errors import Localized
 from ops_center.security.roles import Role
@@ -509,6 +510,49 @@ class AuditPage(_Page):
 
 class SecurityEventPage(_Page):
     items: list[SecurityEventOut]
+
+
+# --- users (admin) ------------------------------------------------------------------------------
+
+PASSWORD_MIN = 10  # ops_center/security/passwords.py MIN_PASSWORD_CHARS (a test holds them equal)
+PASSWORD_MAX = 256  # Argon2 takes any length: bounded so that hashing one costs what it should
+Password = Annotated[
+    str,
+    Field(min_length=PASSWORD_MIN, max_length=PASSWORD_MAX, description="no leading or trailing spaces"),
+    _text(PASSWORD_MAX),
+]
+SiteId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$", max_length=63)]
+
+
+class UserIn(_In):
+    name: Annotated[UserName, Field(max_length=64)]
+    role: Role
+    sites: list[SiteId] = Field(
+        default_factory=list, max_length=64, description="ward_staff, cluster_manager: at least one"
+    )
+    password: Password
+
+
+class PasswordIn(_In):
+    password: Password
+
+
+class UserOut(_Out):
+    name: str
+    role: Role
+    sites: list[str]
+    disabled: bool
+    created: datetime | None
+    updated: datetime | None
+
+    @classmethod
+    def of(cls, u: UserRecord) -> UserOut:
+        return cls(name=u.name, role=u.role, sites=list(u.sites), disabled=u.disabled,
+                   created=u.created_at, updated=u.updated_at)
+
+
+class UserPage(_Page):
+    items: list[UserOut]
 
 
 # --- operations ----------------------------------------------------------------------------------

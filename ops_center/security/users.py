@@ -18,22 +18,42 @@ USER_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
 
 class UserAdminError(ValueError):
-    pass
+    """The text is for the command line (vi / en); ``code`` and ``params`` name the same error
+    in the API's message catalog (ops_center/messages.py)."""
+
+    def __init__(self, text: str, code: str = "user_invalid", **params: object) -> None:
+        super().__init__(text)
+        self.code = code
+        self.params = params
 
 
 def validate(name: str, role: str, sites: Sequence[str], registry: Registry) -> tuple[Role, tuple[str, ...]]:
     if not USER_NAME.match(name):
-        raise UserAdminError(f"tên không hợp lệ / invalid user name {name!r} (a-z, 0-9, . _ -; max 64)")
+        raise UserAdminError(
+            f"tên không hợp lệ / invalid user name {name!r} (a-z, 0-9, . _ -; max 64)", "user_name_invalid"
+        )
     if role not in ROLES:
-        raise UserAdminError(f"vai trò không hợp lệ / unknown role {role!r} (one of {', '.join(ROLES)})")
+        raise UserAdminError(
+            f"vai trò không hợp lệ / unknown role {role!r} (one of {', '.join(ROLES)})",
+            "user_role_invalid",
+            roles=", ".join(ROLES),
+        )
     unknown = [s for s in sites if s not in registry.sites]
     if unknown:
-        raise UserAdminError(f"địa bàn không có trong sổ đăng ký / unknown site(s): {', '.join(unknown)}")
+        raise UserAdminError(
+            f"địa bàn không có trong sổ đăng ký / unknown site(s): {', '.join(unknown)}",
+            "user_unknown_site",
+            sites=", ".join(unknown),
+        )
     typed: Role = role  # narrowed by the membership test above
     if typed in GLOBAL_ROLES:
         return typed, ()
     if not sites:
-        raise UserAdminError(f"vai trò {role} cần --site / role {role} needs at least one --site")
+        raise UserAdminError(
+            f"vai trò {role} cần --site / role {role} needs at least one --site",
+            "user_sites_required",
+            role=role,
+        )
     return typed, tuple(dict.fromkeys(sites))
 
 
@@ -47,6 +67,7 @@ def add_user(
     sites: Sequence[str],
     password: str,
     actor: str,
+    ip: str | None = None,
 ) -> UserRecord:
     typed, clean = validate(name, role, sites, registry)
     now = datetime.now(UTC)
@@ -67,6 +88,7 @@ def add_user(
             outcome="ok",
             target=f"user:{name}",
             site=clean[0] if len(clean) == 1 else None,
+            ip=ip,
             detail=f"role={typed} sites={','.join(clean) or '*'}",
         )
     )
@@ -74,25 +96,27 @@ def add_user(
 
 
 def set_password(
-    repo: OpsRepository, passwords: Passwords, *, name: str, password: str, actor: str
+    repo: OpsRepository, passwords: Passwords, *, name: str, password: str, actor: str, ip: str | None = None
 ) -> UserRecord:
     now = datetime.now(UTC)
     try:
         user = repo.update_user(name, password_hash=passwords.hash(password), at=now)
     except UnknownUser:
-        raise UserAdminError(f"không có người dùng / no such user: {name}") from None
+        raise _no_such_user(name) from None
     repo.append_audit(
-        AuditEntry(at=now, actor=actor, action="user.passwd", outcome="ok", target=f"user:{name}")
+        AuditEntry(at=now, actor=actor, action="user.passwd", outcome="ok", target=f"user:{name}", ip=ip)
     )
     return user
 
 
-def set_disabled(repo: OpsRepository, *, name: str, disabled: bool, actor: str) -> UserRecord:
+def set_disabled(
+    repo: OpsRepository, *, name: str, disabled: bool, actor: str, ip: str | None = None
+) -> UserRecord:
     now = datetime.now(UTC)
     try:
         user = repo.update_user(name, disabled=disabled, at=now)
     except UnknownUser:
-        raise UserAdminError(f"không có người dùng / no such user: {name}") from None
+        raise _no_such_user(name) from None
     repo.append_audit(
         AuditEntry(
             at=now,
@@ -100,9 +124,14 @@ def set_disabled(repo: OpsRepository, *, name: str, disabled: bool, actor: str) 
             action="user.disable" if disabled else "user.enable",
             outcome="ok",
             target=f"user:{name}",
+            ip=ip,
         )
     )
     return user
+
+
+def _no_such_user(name: str) -> UserAdminError:
+    return UserAdminError(f"không có người dùng / no such user: {name}", "user_not_found", name=name)
 
 
 def create_demo_users(

@@ -224,6 +224,9 @@ BODIES: dict[str, dict[str, object]] = {
     "AcknowledgeIn": {"note": "ghi chú"},
     "AssignIn": {"assignee": "tn-staff", "note": "ghi chú"},
     "CommandIn": {"sensor": "tn-lamp-01", "name": "set_lamp", "args": {"on": True}},
+    "UserIn": {"name": "hostile-user", "role": "ward_staff", "sites": ["thong-nhat"],
+               "password": "mật khẩu đủ dài"},
+    "PasswordIn": {"password": "mật khẩu đủ dài"},
     "RefreshIn": {"refresh_token": "x"},
     "LogoutIn": {"refresh_token": "x"},
 }

@@ -184,6 +184,24 @@ def cases(user: str, op: tuple[str, str]) -> list[Case]:
         return [Case(method, path, ok if role == "admin" else c200({403}))]
     if path in (f"{v1}/dead-letters", f"{v1}/audit", f"{v1}/security-events"):
         return [Case(method, path, ok if role == "admin" else c200({403}))]
+    if path == f"{v1}/users" and method == "GET":
+        return [Case(method, path, ok if role == "admin" else c200({403}))]
+    if path == f"{v1}/users":  # admin only; the user made here is changed by the cases below
+        may = (lambda code: c200({code})) if role == "admin" else (lambda _: c200({403}))
+        new = {"name": f"new-{user}", "role": "ward_staff", "sites": [own], "password": f"{user} mật khẩu"}
+        return [
+            Case(method, path, may(201), new),
+            Case(method, path, may(409), {**new, "name": "tn-staff"}),
+            Case(method, path, may(422), {**new, "name": f"bad-{user}", "sites": ["no-such-site"]}),
+        ]
+    if path.startswith(f"{v1}/users/{{name}}/"):
+        action = path.rsplit("/", 1)[1]
+        secret = {"password": f"{user} mật khẩu mới"} if action == "password" else None
+        may = (lambda code: c200({code})) if role == "admin" else (lambda _: c200({403}))
+        return [
+            Case(method, f"{v1}/users/new-{user}/{action}", may(200), secret),
+            Case(method, f"{v1}/users/no-such-user/{action}", may(404), secret),
+        ]
     if path in (f"{v1}/feeds/tt10", f"{v1}/cap/{{site}}.atom", f"{v1}/incidents/{{incident_id}}.cap"):
         def url(site: str, prefix: str) -> str:
             if path.endswith(".cap"):
@@ -237,7 +255,7 @@ def operations(env: Env) -> list[tuple[str, str]]:
 
 def concrete(path: str) -> str:
     path = path.replace("{site}", "thong-nhat").replace("{incident_id}", "inc-tn-1")
-    return path.replace("{window_id}", "mw-tn-1")
+    return path.replace("{window_id}", "mw-tn-1").replace("{name}", "tn-staff")
 
 
 def test_every_route_refuses_a_missing_or_bad_token(env: Env) -> None:
@@ -294,6 +312,10 @@ def test_every_route_by_every_role_stays_in_scope(env: Env) -> None:
     done = {(a.actor, a.action) for a in audit if a.outcome == "ok"}
     assert {("tn-staff", "maintenance.set"), ("tn-staff", "maintenance.end"),
             ("ax-manager", "maintenance.end"), ("admin", "maintenance.set")} <= done
+    # Users: only the admin changed any, each change audited.
+    assert {("admin", "user.add"), ("admin", "user.disable"), ("admin", "user.enable"),
+            ("admin", "user.passwd")} <= done
+    assert {u.name for u in env.repo.list_users()} == {*USERS, "new-admin"}
     assert {w.set_by for w in env.repo.list_maintenance(["an-xa"], None)} == {"admin", "ax-manager"}
 
 

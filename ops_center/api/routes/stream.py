@@ -4,8 +4,10 @@ filtered by the user's scope, resumable with ``Last-Event-ID``.
 Each client reads from its own bounded subscription of the change feed
 (ops_center/feed.py): a client too slow to keep up is dropped (the stream ends; the browser
 reconnects with its Last-Event-ID and resumes from the ring buffer), never slowing the
-others. The stream also ends when the access token expires: the client reconnects with a
-fresh one, so a disabled user's stream cannot outlive their token.
+others. The stream also ends when the access token expires, and when the user row no longer
+backs it (disabled, password set, role or sites changed, session revoked), checked every
+``max(principal_cache_s, 1 s)``: the client reconnects with a fresh token, so a disabled user's
+stream outlives neither their token nor that bound.
 
 Authentication: the ``Authorization`` header, or, for ``EventSource`` (which cannot set
 headers), ``?ticket=`` from ``POST /api/v1/stream/ticket``: opaque, single use, valid 30 s, and
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Annotated
@@ -25,7 +28,7 @@ from fastapi import APIRouter, Header, Query
 from fastapi.responses import StreamingResponse
 
 from ops_center.adapters.sessions import STREAM_TICKET_TTL_S, StreamTicket
-from ops_center.api.deps import AppState, PrincipalDep, StateDep, StreamPrincipalDep
+from ops_center.api.deps import AppState, PrincipalDep, StateDep, StreamPrincipalDep, principal_holds
 from ops_center.api.errors import ERROR_RESPONSES
 from ops_center.api.schemas import StreamTicketOut
 from ops_center.feed import FeedEvent
@@ -33,6 +36,7 @@ from ops_center.feed import FeedEvent
 router = APIRouter(tags=["stream"], responses=ERROR_RESPONSES)
 
 RETRY_MS = 3000
+RECHECK_MIN_S = 1.0  # the user row is re-checked at most this often per stream (principal_cache_s 0)
 
 
 def format_event(e: FeedEvent) -> str:
@@ -81,6 +85,7 @@ async def stream(
     sub, replay = feed.subscribe(scope.can_see, last_event_id or resume_after)
     expires = principal.claims.exp
     keepalive_s = state.settings.stream_keepalive_s
+    recheck_s = max(state.settings.principal_cache_s, RECHECK_MIN_S)
     sent = state.metrics.stream_events
 
     async def events() -> AsyncIterator[str]:
@@ -91,12 +96,18 @@ async def stream(
             for e in replay.events:
                 sent.inc()
                 yield format_event(e)
+            checked = time.monotonic()
             while True:
                 remaining = (expires - state.now()).total_seconds()
                 if remaining <= 0:
                     yield 'event: reauth\ndata: {"reason": "token expired"}\n\n'
                     return
-                batch = await sub.next_batch(min(keepalive_s, remaining))
+                if time.monotonic() - checked >= recheck_s:
+                    checked = time.monotonic()
+                    if not await principal_holds(state, principal.claims):
+                        yield 'event: reauth\ndata: {"reason": "user changed"}\n\n'
+                        return
+                batch = await sub.next_batch(min(keepalive_s, remaining, recheck_s))
                 if batch is None:
                     return  # dropped: too slow
                 if not batch:

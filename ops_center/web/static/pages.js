@@ -1,11 +1,11 @@
 // The screen's pages for what else the API does, as tabs under the incidents: maintenance
-// windows, street-lamp commands with their results, CSV exports, and for admins the dead
-// letters, the audit log and the security events. Each tab shows only when the user's role
+// windows, street-lamp commands with their results, CSV exports, and for admins the users,
+// the dead letters, the audit log and the security events. Each tab shows only when the user's role
 // may use it; every text goes in as text (no HTML from data).
 
 import * as client from "./api.js";
 import { API, freshToken } from "./api.js";
-import { currentLang, formatTime, loc } from "./i18n.js";
+import { currentLang, formatTime, loc, t } from "./i18n.js";
 import { dataNow } from "./charts.js";
 
 const $ = (id) => document.getElementById(id);
@@ -17,6 +17,10 @@ const W = {
     active: "đang áp dụng", lamp: "Đèn", on: "Bật", dim: "Độ sáng %", send: "Gửi lệnh",
     from: "Từ", to: "Đến", readings: "Số liệu (CSV)", incidents: "Sự cố (CSV)", none: "Không có mục nào.",
     sensor: "cảm biến", gateway: "cổng", site: "địa bàn", all: "(tất cả)",
+    users: "Người dùng", user_name: "Tên đăng nhập", role: "Vai trò", sites: "Địa bàn", password: "Mật khẩu",
+    add_user: "Thêm người dùng", disable: "Khóa", enable: "Mở khóa", set_password: "Đặt mật khẩu",
+    disabled: "đã khóa", enabled: "hoạt động", created: "Tạo lúc", sites_hint: "(cán bộ phường, quản lý cụm)",
+    new_password: "Mật khẩu mới", password_rule: "ít nhất 10 ký tự, không có khoảng trắng ở đầu/cuối", every_site: "tất cả", state: "Trạng thái",
   },
   en: {
     maintenance: "Maintenance", commands: "Device commands", exports: "CSV exports", dead: "Dead letters",
@@ -25,6 +29,10 @@ const W = {
     active: "in force", lamp: "Lamp", on: "On", dim: "Dim %", send: "Send command",
     from: "From", to: "To", readings: "Readings (CSV)", incidents: "Incidents (CSV)", none: "Nothing here.",
     sensor: "sensor", gateway: "gateway", site: "site", all: "(all)",
+    users: "Users", user_name: "User name", role: "Role", sites: "Sites", password: "Password",
+    add_user: "Add user", disable: "Disable", enable: "Enable", set_password: "Set password",
+    disabled: "disabled", enabled: "active", created: "Created", sites_hint: "(ward staff, cluster managers)",
+    new_password: "New password", password_rule: "at least 10 characters, no leading or trailing spaces", every_site: "all", state: "State",
   },
 };
 const w = (k) => (W[currentLang()] ?? W.vi)[k];
@@ -67,11 +75,13 @@ export class Pages {
   }
 
   tabs() {
-    const t = [["exports", () => this.exports()]];
-    if (this.may("maintenance.set")) t.unshift(["maintenance", () => this.maintenance()]);
-    if (this.may("device.command")) t.splice(1, 0, ["commands", () => this.commands()]);
-    if (this.may("admin")) t.push(["dead", () => this.dead()], ["audit", () => this.audit()], ["security", () => this.security()]);
-    return t;
+    const list = [["exports", () => this.exports()]];
+    if (this.may("maintenance.set")) list.unshift(["maintenance", () => this.maintenance()]);
+    if (this.may("device.command")) list.splice(1, 0, ["commands", () => this.commands()]);
+    if (this.may("admin")) {
+      list.push(["users", () => this.users()], ["dead", () => this.dead()], ["audit", () => this.audit()], ["security", () => this.security()]);
+    }
+    return list;
   }
 
   render() {
@@ -187,6 +197,51 @@ export class Pages {
     a.click();
     a.remove();
     setTimeout(() => URL.revokeObjectURL(url), 10_000);
+  }
+
+  // Users (admin): add one with a role and sites, disable / enable, set a password. The API
+  // checks everything again (roles, sites, the password policy) and audits each change.
+  async users() {
+    const [page, sites] = await Promise.all([client.api("/users?limit=200"), client.api("/sites")]);
+    const ROLES = ["ward_staff", "cluster_manager", "city_leader", "admin"];
+    const name = el("input", { id: "user-name-new", maxLength: 64, autocomplete: "off", placeholder: w("user_name") });
+    const role = el("select", { id: "user-role-new" }, ...ROLES.map((r) => el("option", { value: r }, t(`role_${r}`))));
+    const where = el("select", { id: "user-sites-new", multiple: true, size: Math.min(4, Math.max(2, sites.length)) },
+      ...sites.map((s) => el("option", { value: s.id }, `${loc(s.name)} (${s.id})`)));
+    const secret = el("input", { id: "user-password-new", type: "password", maxLength: 256, autocomplete: "new-password", placeholder: w("password"), title: w("password_rule") });
+    const add = el("button", { type: "button", id: "user-add" }, w("add_user"));
+    const showSites = () => { where.disabled = role.value === "city_leader" || role.value === "admin"; };
+    role.addEventListener("change", showSites);
+    showSites();
+    add.addEventListener("click", async () => {
+      const body = { name: name.value.trim(), role: role.value, password: secret.value,
+        sites: where.disabled ? [] : [...where.selectedOptions].map((o) => o.value) };
+      try {
+        await client.api("/users", { method: "POST", body });
+        this.render();
+      } catch (exc) {
+        this.fail(exc);
+      }
+    });
+    const act = (u, path, body) => client.api(`/users/${encodeURIComponent(u.name)}/${path}`, { method: "POST", body })
+      .then(() => this.render(), (e) => this.fail(e));
+    const rows = page.items.map((u) => {
+      const toggle = el("button", { type: "button", class: "link", "data-user-toggle": u.name }, w(u.disabled ? "enable" : "disable"));
+      toggle.addEventListener("click", () => act(u, u.disabled ? "enable" : "disable"));
+      const pw = el("input", { type: "password", maxLength: 256, autocomplete: "new-password", placeholder: w("new_password"), title: w("password_rule"), "data-user-password": u.name });
+      const setPw = el("button", { type: "button", class: "link", "data-user-set-password": u.name }, w("set_password"));
+      setPw.addEventListener("click", () => act(u, "password", { password: pw.value }));
+      const state = el("span", { class: u.disabled ? "state disabled" : "state", "data-user-state": u.name }, w(u.disabled ? "disabled" : "enabled"));
+      const names = u.sites.map((id) => { const s = sites.find((x) => x.id === id); return s ? loc(s.name) : id; });
+      return [u.name, t(`role_${u.role}`), names.join(", ") || w("every_site"), state, u.created ? formatTime(u.created) : "—",
+        el("span", { class: "row" }, toggle, pw, setPw)];
+    });
+    this.body.append(
+      el("div", { class: "row", "data-user-form": "" }, name, el("label", {}, `${w("role")} `, role),
+        el("label", {}, `${w("sites")} ${w("sites_hint")} `, where), secret, add),
+      table([w("user_name"), w("role"), w("sites"), w("state"), w("created"), ""], rows),
+    );
+    for (const [i, tr] of [...this.body.querySelectorAll("tbody tr")].entries()) tr.dataset.user = page.items[i].name;
   }
 
   async dead() {
