@@ -86,6 +86,7 @@ class MqttConnection(asyncio.Protocol):
         self.transport = None
         if not self.connack.done():
             self.connack.set_exception(ConnectionError("closed before CONNACK"))
+            self.connack.exception()  # retrieved: a caller that gave up waiting must not be warned
         if not self.closed.done():
             self.closed.set_result(None)
 
