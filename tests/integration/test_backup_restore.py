@@ -52,8 +52,9 @@ def test_pg_dump_of_a_migrated_store_restores_every_row(flavor: str, request: py
     with PostgresStore(url) as store:
         assert store.write(many_batches(30), []).stored_readings == 3000
         refresh(store)
-    subprocess.run([sys.executable, "-m", "smartward.cli", "users", "add", "chu-tich", "--role", "city_leader",
-                    "--password-stdin"], input=b"mat-khau-dai-du-manh-2026\n", check=True, timeout=120,
+    subprocess.run([sys.executable, "-m", "smartward.cli", "users", "add", "chu-tich",
+                    "--role", "city_leader", "--password-stdin"],
+                   input=b"mat-khau-dai-du-manh-2026\n", check=True, timeout=120,
                    env={**os.environ, "SMARTWARD_DB_URL": url, "PYTHONPATH": str(REPO)}, capture_output=True)
     before = counts(url)
     assert before["readings"] == (3000,) and before["users"] == (1,) and before["readings_1m"][0] > 0
@@ -75,4 +76,5 @@ def test_pg_dump_of_a_migrated_store_restores_every_row(flavor: str, request: py
     with PostgresStore(target) as store:
         again = store.write(many_batches(30), [])
         assert again.stored_readings == 0  # every reading is already there
-        assert store.write(many_batches(1, first_seq=100, start=before["sum"][2] + timedelta(hours=1)), []).stored_batches == 1
+        later = many_batches(1, first_seq=100, start=before["sum"][2] + timedelta(hours=1))
+        assert store.write(later, []).stored_batches == 1
