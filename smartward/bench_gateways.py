@@ -217,10 +217,17 @@ async def scenario(args: argparse.Namespace, broker: Broker, fleet_spec: FleetSp
     report["broker_rss_idle_mib"] = round(broker.rss_kib() / 1024, 1)
     if not ok:
         report["error"] = f"only {fleet.connected} of {n} connected within {args.connect_timeout} s"
+    # Holding the connections alone, before any batch: the broker's cost per connected gateway.
+    cpu0, t_idle = broker.cpu(), time.monotonic()
+    await _wait(lambda: False, args.idle, broker)
+    idle_cpu = broker.cpu() - cpu0
+    report["broker_cpu_idle_pct_of_core"] = round(idle_cpu / (time.monotonic() - t_idle) * 100, 2)
     producers = [asyncio.create_task(fleet.produce(gw, args.interval)) for gw in fleet.gateways]
-    cpu0 = broker.cpu()
+    cpu0, t_steady = broker.cpu(), time.monotonic()
     await _wait(lambda: False, args.steady, broker)
-    report["broker_cpu_steady_us_per_msg"] = round((broker.cpu() - cpu0) / max(1, fleet.published) * 1e6, 1)
+    steady_cpu = broker.cpu() - cpu0
+    report["broker_cpu_steady_us_per_msg"] = round(steady_cpu / max(1, fleet.published) * 1e6, 1)
+    report["broker_cpu_steady_pct_of_core"] = round(steady_cpu / (time.monotonic() - t_steady) * 100, 2)
     report["broker_rss_steady_mib"] = round(broker.rss_kib() / 1024, 1)
     report["connections_held"] = fleet.connected
     report["published_steady"] = fleet.published
@@ -280,6 +287,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--sensors", type=int, default=5, help="noise sensors a gateway (2 readings each)")
     p.add_argument("--interval", type=float, default=60, help="seconds between a gateway's batches")
     p.add_argument("--steady", type=float, default=120, help="seconds before the broker restarts")
+    p.add_argument("--idle", type=float, default=10, help="seconds connected before the first batch")
     p.add_argument("--outage", type=float, default=60, help="seconds the broker is down")
     p.add_argument("--kill9", action="store_true", help="kill -9 the broker instead of SIGTERM")
     p.add_argument("--reconnect-min", type=float, default=0.5, help="edge back-off floor (s)")
@@ -295,7 +303,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(list(argv) if argv is not None else None)
-    phases = (args.steady, args.outage, args.drain_timeout, args.connect_timeout)
+    phases = (args.steady, args.outage, args.drain_timeout, args.connect_timeout, args.idle)
     if not 1 <= args.gateways <= MAX_GATEWAYS or not all(0 < x <= MAX_PHASE_S for x in phases) \
             or not 0 < args.interval <= MAX_PHASE_S or not 1 <= args.sensors <= 50:
         print(f"1 ≤ --gateways ≤ {MAX_GATEWAYS}, 1 ≤ --sensors ≤ 50, "

@@ -18,7 +18,8 @@ from tests.servers.mosquitto import mosquitto_binary
 def test_two_hundred_gateways_survive_a_broker_restart(capsys: pytest.CaptureFixture[str]) -> None:
     mosquitto_binary()  # a skip here, a failure under CI, when the broker is not installed
     rc = bench_gateways.main(["--gateways", "200", "--interval", "2", "--steady", "4", "--outage", "2",
-                              "--reconnect-max", "2", "--drain-timeout", "60", "--connect-timeout", "60"])
+                              "--reconnect-max", "2", "--drain-timeout", "60", "--connect-timeout", "60",
+                              "--idle", "1"])
     out = dict(line.split(None, 1) for line in capsys.readouterr().out.splitlines() if line.strip())
     assert rc == 0, out
     assert int(out["max_connections_held"]) == 200
