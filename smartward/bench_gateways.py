@@ -37,6 +37,7 @@ from contract.codec import decode_ack, encode
 from contract.errors import ContractError
 from contract.models import Reading, TelemetryBatch
 from ingest.bench import _count, _cpu_seconds, _free_port, _percentile, _ready
+from ingest.benchserver import BenchServer, start_bench_server
 from smartward.bench_gateways_env import Broker, FleetSpec, write_registry
 from smartward.mqttlite import (
     DISCONNECT_PACKET,
@@ -296,6 +297,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--drain-timeout", type=float, default=300, help="seconds after the restart to drain")
     p.add_argument("--workers", type=int, default=1, help="ingest worker processes")
     p.add_argument("--db", default=None, help="store URL (default: SQLite in a temp dir)")
+    p.add_argument("--timescale", action="store_true",
+                   help="start a private TimescaleDB (fsync on, ingest.benchserver) and store there")
     p.add_argument("--registry", type=Path, default=None, help="also write the generated registry here")
     p.add_argument("--seed", type=int, default=1)
     return p
@@ -318,7 +321,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="smartward-gwbench-"))
     broker = Broker(tmp)
     workers: list[subprocess.Popen[bytes]] = []
+    server: BenchServer | None = None
     try:
+        if args.timescale:
+            server = start_bench_server("timescaledb")
+            args.db = server.create_db("gwbench")
         spec = write_registry(tmp / "registry.yaml", args.gateways, args.sensors)
         if args.registry:
             shutil.copyfile(tmp / "registry.yaml", args.registry)
@@ -377,6 +384,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             except subprocess.TimeoutExpired:
                 w.kill()
         broker.stop(kill9=True)
+        if server is not None:
+            server.close()
         if os.environ.get("SMARTWARD_BENCH_KEEP") != "1":
             shutil.rmtree(tmp, ignore_errors=True)
 
