@@ -14,6 +14,8 @@ from smartward import bench_gateways
 from smartward.bench_gateways_env import write_registry
 from tests.servers.mosquitto import mosquitto_binary
 
+pytestmark = pytest.mark.integration
+
 
 def test_two_hundred_gateways_survive_a_broker_restart(capsys: pytest.CaptureFixture[str]) -> None:
     mosquitto_binary()  # a skip here, a failure under CI, when the broker is not installed
