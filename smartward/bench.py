@@ -10,6 +10,7 @@ BENCHES: dict[str, str] = {
     "edge": "edge.bench",
     "ingest": "ingest.bench",
     "alerts": "smartward.bench_alerts",
+    "gateways": "smartward.bench_gateways",
     "api": "ops_center.api.bench",
 }
 
