@@ -355,8 +355,12 @@ def test_agent_reports_outbox_drops_in_its_status(tmp_path: Path) -> None:
     status = pub.statuses[0]
     assert status.state == "online"
     assert status.dropped_batches > 0 and status.dropped_through > 0
-    assert stats.counters.batches_dropped == status.dropped_batches
-    assert min(pub.sent) == status.dropped_through + 1  # what is left is sent, from the oldest kept
+    # The status agrees with itself; the agent may drop once more between that status and the
+    # moment the test reads its stats (a loaded machine: 38 in the status, 39 after).
+    assert status.counters["batches_dropped"] == status.dropped_batches
+    assert status.dropped_batches <= stats.counters.batches_dropped == stats.outbox.dropped_batches
+    # What is left is sent, from the oldest kept.
+    assert status.dropped_through + 1 <= min(pub.sent) <= stats.outbox.dropped_through + 1
 
 
 def test_agent_snapshot_serialises(tmp_path: Path) -> None:
