@@ -34,6 +34,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 _API_STOP_S = 10.0  # the API finishes its requests and stops its command link
+_API_START_S = 30.0  # the API binds its port and starts (a loaded machine included)
 # The replay's clock starts this many real seconds (at --speed) before the scenario's first
 # expected incident, so a newcomer sees one open within the demo's first minute.
 FIRST_INCIDENT_LEAD_S = 15.0
@@ -151,6 +152,7 @@ def _serve_api(stack: Stack, host: str, port: int) -> tuple[uvicorn.Server, thre
     from ops_center.api.app import create_app
     from ops_center.security.users import create_demo_users
     from ops_center.settings import OpsSettings
+    from smartward.stack import StackError
 
     service = stack.service
     assert service is not None
@@ -173,6 +175,15 @@ def _serve_api(stack: Stack, host: str, port: int) -> tuple[uvicorn.Server, thre
                                            proxy_headers=False))
     thread = threading.Thread(target=server.run, name="demo-api", daemon=True)
     thread.start()
+    # uvicorn logs a port it cannot bind and returns: say so and stop, rather than run a demo
+    # nobody can look at.
+    deadline = time.monotonic() + _API_START_S
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        thread.join(0.05)
+    if not server.started:
+        server.should_exit = True
+        raise StackError(f"API không mở được cổng {host}:{port} (đang bận?) / the API could not "
+                         f"listen on {host}:{port} (in use?): --port chọn cổng khác / another port")
     print(f"API: http://{host}:{port}/api/v1  (OpenAPI /docs)", flush=True)
     print(f"Màn hình điều hành / operations screen: http://{host}:{port}/screen/", flush=True)
     print("Người dùng demo / demo users (name: password): " +
