@@ -99,7 +99,7 @@ def parse_amqp_url(url: str) -> AmqpUrl:
         raise AmqpConfigError("AMQP URL: no host")
     path = parts.path[1:] if parts.path.startswith("/") else parts.path
     vhost = unquote(path) if path else "/"
-    queue = parse_qs(parts.query).get("queue", [DEFAULT_QUEUE])[0].strip()
+    queue = parse_qs(parts.query, keep_blank_values=True).get("queue", [DEFAULT_QUEUE])[0].strip()
     if not queue:
         raise AmqpConfigError("AMQP URL: empty queue name")
     return AmqpUrl(tuple(hosts), unquote(user) or "guest", unquote(password) or "guest",

@@ -102,7 +102,7 @@ def assert_stored_once(db_path: Path, last: dict[str, int], end: Any) -> None:
 
 def retained_ack(url: str, site: str, gateway: str, timeout_s: float = 10) -> int | None:
     """The retained ack watermark a fresh MQTT client gets for ``gateway`` (None: none)."""
-    b = url.split(",")[0]
+    b = url.split(",", maxsplit=1)[0]
     from contract.brokers import BrokerUrl
 
     broker = BrokerUrl.parse(b)

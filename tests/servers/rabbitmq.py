@@ -41,7 +41,7 @@ HOST = "127.0.0.1"
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "rabbitmq"
 SBIN = Path(os.environ.get("SMARTWARD_RABBITMQ_SBIN", "/usr/lib/rabbitmq/bin"))
 USER = "smartward"
-PASSWORD = "test-rabbit-pw"  # noqa: S105 - a throwaway account on a throwaway node
+PASSWORD = "test-rabbit-pw"
 # Settings the fixture replaces (listeners: ports of its own; log: a file; disk: small).
 _REPLACED = ("listeners.tcp.", "mqtt.listeners.", "log.", "disk_free_limit.")
 
