@@ -552,7 +552,8 @@ class IngestWorker:
         if self._unsaved and (idle or self._stopping.is_set()) and self._save_watermarks():
             self._unsaved.clear()
         republish = self.acks.take_reconnected()
-        to_publish = self._tracker.snapshot() if republish else changed
+        resent = self._tracker.take_resent()  # (RabbitMQ keeps a retained ack on one node)
+        to_publish = self._tracker.snapshot() if republish else resent | changed
         if to_publish:
             m.acks_published.inc(self.acks.publish_watermarks(to_publish, self.registry.site_of))
         if now - self._last_store_contact > self.settings.store_ping_interval_s:

@@ -23,6 +23,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from contract import topics
 from edge.agent import Agent
+from edge.clock import ScaledClock
 from edge.counters import EdgeStats
 from edge.drivers.synthetic import SyntheticDriver
 from ingest.amqp_source import AmqpSource
@@ -229,3 +230,37 @@ def test_cluster_node_holding_the_queue_leader_killed_while_edges_publish(
           f"every outbox drained and acked {drained_s:.1f} s after the kill; new leader {new_leader.node}")
     assert resumed_s < 60
     assert_stored_once(db, last, end)
+
+
+@pytest.mark.slow
+def test_an_edge_reconnecting_to_a_node_without_its_retained_ack_still_drains(
+        tmp_path: Path, rabbitmq: RabbitFactory) -> None:
+    """RabbitMQ 3.10 keeps a retained message on the node it was published to. The ingest
+    publishes watermarks through node 0; the edge comes back on node 1, which has none, with
+    batches in its outbox that are all committed and nothing new to send: its re-sends are
+    duplicates, and the ingest publishes the watermark again for them (take_resent)."""
+    cluster = rabbitmq(nodes=2)
+    n0, n1 = cluster.nodes
+    db = tmp_path / "ingest.db"
+    gw = GATEWAYS[0]
+    end = T0 + timedelta(minutes=10)
+    driver = SyntheticDriver(REGISTRY.sensors_of(gw), start=T0, end=end)
+    # 1. No ingest yet: everything stays in the outbox (and in the quorum queue).
+    with ingest(cluster, f"sqlite:///{db}"):
+        pass  # declares the queue and its bindings, then stops
+    with edge_agent(tmp_path / gw, n1.mqtt_url(), speed=300, end=end, gateway=gw, driver=driver) as a:
+        sent = a.wait_until(lambda s: s.at > end + 2 * FLUSH and s.counters.batches_created > 0
+                            and s.counters.batches_published >= s.outbox.last_seq, 60)
+    n = sent.outbox.last_seq
+    assert sent.watermark == 0 and sent.outbox.batches == n
+    # 2. The ingest commits them all and publishes the retained watermark through node 0.
+    with ingest(cluster, f"sqlite:///{db}", mqtt_url=n0.mqtt_url()):
+        wait_until(lambda: _max_stored_seqs(db).get(gw, 0) == n, 60, "all committed")
+        assert retained_ack(n0.mqtt_url(), REGISTRY.site_of(gw) or "", gw) == n
+        # 3. The edge returns on node 1 with nothing new to send (its clock is past the end).
+        idle = SyntheticDriver(REGISTRY.sensors_of(gw), start=end, end=end)
+        later = ScaledClock(speed=300, start=end + timedelta(minutes=5))
+        with edge_agent(tmp_path / gw, n1.mqtt_url(), gateway=gw, driver=idle, clock=later) as a:
+            back = a.wait_until(lambda s: s.watermark == n and s.outbox.batches == 0, 60)
+    assert back.outbox.last_seq == n
+    assert_stored_once(db, {gw: n}, end)
