@@ -264,3 +264,37 @@ def test_an_edge_reconnecting_to_a_node_without_its_retained_ack_still_drains(
             back = a.wait_until(lambda s: s.watermark == n and s.outbox.batches == 0, 60)
     assert back.outbox.last_seq == n
     assert_stored_once(db, {gw: n}, end)
+
+
+def test_two_ingest_processes_on_the_queue_one_killed_lose_and_duplicate_nothing(
+        tmp_path: Path, rabbitmq: RabbitFactory, postgres_db: str) -> None:
+    """``smartward ingest run`` with SMARTWARD_INGEST_SOURCE, twice: competing consumers on the
+    quorum queue; ``kill -9`` of one mid-stream (its unacked deliveries go to the other)."""
+    from tests.integration.test_ingest_faults import FAST, counts
+    from tests.integration.test_ingest_support import WorkerProcess
+
+    cluster = rabbitmq()
+    node = cluster.nodes[0]
+    env = {"SMARTWARD_INGEST_SOURCE": cluster.amqp_url(QUEUE), "SMARTWARD_MQTT_URL": cluster.mqtt_url(),
+           "SMARTWARD_DB_URL": postgres_db, "SMARTWARD_RECEIVE_MAXIMUM": "50", **FAST}
+    a = WorkerProcess(tmp_path, env, client_id="amqp-ingest-a")
+    b = WorkerProcess(tmp_path, env, client_id="amqp-ingest-b")
+    end = T0 + timedelta(minutes=40)
+    try:
+        a.start()
+        wait_until(a.ready, 30, "worker a ready")  # a migrates first: no race on CREATE
+        b.start()
+        wait_until(b.ready, 30, "worker b ready")
+        with edges(tmp_path, node.mqtt_url(), end, speed=200) as agents:
+            agents[GATEWAYS[0]].wait_until(lambda s: s.watermark >= 20, 60)
+            a.kill9()
+            last = {gw: ag.wait_until(drained_and_acked(end), 120).outbox.last_seq
+                    for gw, ag in agents.items()}
+        assert b.terminate() == 0
+    finally:
+        a.close()
+        b.close()
+    rows, readings = counts(postgres_db)
+    assert len(rows) == len(set(rows)), "a (gateway, seq) stored twice"
+    assert sorted(rows) == sorted((gw, s) for gw, n in last.items() for s in range(1, n + 1))
+    assert readings == sum(len(SyntheticDriver(REGISTRY.sensors_of(gw), start=T0).poll(end)) for gw in last)
