@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from contract import topics
 from ingest.metrics import IngestMetrics
-from ingest.mqtt_source import MqttLink
+from ingest.mqtt_source import ConfigError, MqttLink, parse_broker_url
 from ingest.settings import IngestSettings
 from ingest.source import AckPublisher, Source
 
@@ -43,3 +43,16 @@ def open_source(settings: IngestSettings, *, client_id: str,
     source = AmqpSource(parse_amqp_url(kind), prefetch=settings.receive_maximum,
                         heartbeat_s=settings.keepalive_s, metrics=metrics)
     return source, mqtt_link(f"{client_id}-acks", [], False)
+
+
+def check_settings(settings: IngestSettings) -> None:
+    """Raise ``IngestError`` (with the reason) for broker or source URLs that cannot work, before
+    any process is started for them."""
+    if not settings.mqtt_urls:
+        raise ConfigError("no MQTT URL (SMARTWARD_MQTT_URL)")
+    for url in settings.mqtt_urls:
+        parse_broker_url(url)
+    if settings.ingest_source.strip().lower() != "mqtt":
+        from ingest.amqp_source import parse_amqp_url
+
+        parse_amqp_url(settings.ingest_source)

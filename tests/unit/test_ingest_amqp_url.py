@@ -45,3 +45,12 @@ def test_the_setting_chooses_the_adapter_and_amqp_keeps_an_mqtt_ack_publisher() 
                             metrics=IngestMetrics())
     assert src is not acks
     assert type(src).__name__ == "AmqpSource" and type(acks).__name__ == "MqttLink"
+
+
+def test_ingest_run_refuses_a_bad_source_before_starting(capsys: pytest.CaptureFixture[str],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from ingest.cli import main
+
+    monkeypatch.setenv("SMARTWARD_INGEST_SOURCE", "amqp://u:p@h:x/")
+    assert main(["run", "--workers", "2"]) == 2
+    assert "bad port in 'h:x'" in capsys.readouterr().err
