@@ -64,6 +64,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     if args.command == "status":
         return _status(settings, args.timeout)
+    from ingest.sources import check_settings
+
+    try:
+        check_settings(settings)
+    except IngestError as exc:
+        print(f"Cấu hình sai / bad settings: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     if args.workers < 1:
         print("--workers must be ≥ 1", file=sys.stderr)
         return EXIT_USAGE
@@ -109,7 +116,11 @@ def _run_one(settings: IngestSettings, *, client_id: str | None, index: int | No
         metrics = IngestMetrics()
         cid = client_id or settings.client_id or f"smartward-ingest-{socket.gethostname()}" + (
             f"-{index}" if index is not None else "")
-        worker = IngestWorker(settings, store, registry, metrics=metrics, client_id=cid)
+        try:
+            worker = IngestWorker(settings, store, registry, metrics=metrics, client_id=cid)
+        except IngestError as exc:  # a broker or source URL that cannot work: say it, no traceback
+            print(f"cấu hình sai / bad configuration: {exc}", file=sys.stderr)
+            return EXIT_USAGE
         with contextlib.ExitStack() as stack:
             if settings.metrics_port is not None:
                 port = settings.metrics_port + (index or 0) if settings.metrics_port else 0
@@ -208,6 +219,30 @@ def _supervise(settings: IngestSettings, args: argparse.Namespace) -> int:
     return EXIT_FAILED if failed else EXIT_OK
 
 
+def _status_amqp(settings: IngestSettings, timeout_s: float) -> bool:
+    """Each node of an AMQP source (SMARTWARD_INGEST_SOURCE), TCP only; True for ``mqtt``.
+    One reachable node is enough to consume (any node may serve)."""
+    if settings.ingest_source.strip().lower() == "mqtt":
+        return True
+    from ingest.amqp_source import parse_amqp_url
+
+    try:
+        url = parse_amqp_url(settings.ingest_source)
+    except IngestError as exc:
+        print(f"nguồn AMQP / AMQP source: {exc}")
+        return False
+    reachable = 0
+    for host, port in url.hosts:
+        try:
+            with socket.create_connection((host, port), timeout=timeout_s):
+                pass
+            reachable += 1
+            print(f"nút AMQP / AMQP node  {host}:{port} (queue {url.queue}): kết nối được / reachable")
+        except OSError as exc:
+            print(f"nút AMQP / AMQP node  {host}:{port}: KHÔNG kết nối được / UNREACHABLE ({exc})")
+    return reachable > 0
+
+
 def _status(settings: IngestSettings, timeout_s: float) -> int:
     """Read-only: never creates the database (a missing one is an error, exit 1)."""
     from ingest.worker import parse_broker_url
@@ -223,6 +258,7 @@ def _status(settings: IngestSettings, timeout_s: float) -> int:
         except (OSError, IngestError) as exc:
             ok = False
             print(f"máy chủ MQTT / broker  {redact(url)}: KHÔNG kết nối được / UNREACHABLE ({exc})")
+    ok &= _status_amqp(settings, timeout_s)
     missing = missing_database(settings.db_url, timeout_s=timeout_s)
     if missing is not None:  # nothing opened, nothing created
         print(missing, file=sys.stderr)

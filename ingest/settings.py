@@ -20,6 +20,10 @@ class IngestSettings(BaseSettings):
 
     # A comma-separated list: the worker fails over round-robin (paho has no multi-host).
     mqtt_url: str = "mqtt://127.0.0.1:1883"
+    # Where messages come from: ``mqtt`` (a shared subscription on mqtt_url) or
+    # ``amqp://user:pass@h1:5672,h2:5672/vhost?queue=smartward.telemetry`` (a RabbitMQ quorum
+    # queue; the ack watermarks still go out over mqtt_url). docs/scale-out.md.
+    ingest_source: str = "mqtt"
     db_url: str = "sqlite:///./smartward.db"
     registry: Path | None = None
 

@@ -40,6 +40,7 @@ class WatermarkTracker:
         self._marks: dict[str, int] = dict(initial or {})
         self._pending: dict[str, set[int]] = {}
         self._changed: set[str] = set()
+        self._resent: set[str] = set()  # gateways that re-sent seqs their watermark covers
         self.max_pending = max_pending
         self.overflowed = 0
 
@@ -60,6 +61,11 @@ class WatermarkTracker:
         """``seq`` of ``gateway`` is durably handled."""
         mark = self._marks.get(gateway, 0)
         if seq <= mark:
+            # A re-send of what the watermark covers: the gateway has not seen its watermark
+            # (a RabbitMQ node it reconnected to keeps no copy of the retained ack; a broker
+            # lost its retained store). Publish it again; the edge stops re-sending then.
+            if mark > 0:
+                self._resent.add(gateway)
             return
         if seq == mark + 1:
             self._advance(gateway, seq)
@@ -93,6 +99,13 @@ class WatermarkTracker:
                 del self._pending[gateway]
         self._marks[gateway] = mark
         self._changed.add(gateway)
+
+    def take_resent(self) -> dict[str, int]:
+        """Watermarks to publish again (unchanged, so not saved again): their gateways re-sent
+        seqs below them since the last call."""
+        out = {gw: self._marks[gw] for gw in self._resent}
+        self._resent.clear()
+        return out
 
     def take_changed(self) -> dict[str, int]:
         """Watermarks that moved since the last call."""

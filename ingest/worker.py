@@ -1,34 +1,35 @@
-"""The ingest worker: MQTT in, one writer thread, store transaction, then acks.
+"""The ingest worker: a source in, one writer thread, store transaction, then acks.
 
 Threads and their jobs (the recorder pattern of Home Assistant: one writer fed by a bounded queue)::
 
-    paho network thread ── on_message ──▶ bounded queue ──▶ writer thread
-      (never raises, never touches           (≤ receive_maximum)   classify → store.write (ONE
-       the store; only enqueues)                                   transaction) → PUBACK each message
-                                                                   → retained ack watermarks
+    source thread ── sink ──▶ bounded queue ──▶ writer thread
+      (paho network thread, or       (≤ receive_maximum)   classify → store.write (ONE
+       the AMQP consumer; never                            transaction) → ack each message
+       raises, never touches the store)                    → retained ack watermarks (MQTT)
+
+The source is a port (ingest/source.py): MQTT (``ingest/mqtt_source.py``, the default) or a
+RabbitMQ quorum queue over AMQP (``ingest/amqp_source.py``); ``SMARTWARD_INGEST_SOURCE`` chooses.
 
 One writer, on purpose: a separate thread that classified the next flush while the writer
 waited for the database was measured (docs/performance.md, "Ingest") and brought nothing — the
 database backend is the serial part, and the extra thread cost ≈ 3 µs of CPU per message.
 
 Delivery: QoS 1, persistent session (MQTT 5 ``clean_start=False`` + Session Expiry Interval,
-MQTT-3.1.2.11.2), ``manual_ack=True``: a PUBACK leaves only after the transaction that holds the
-message committed, so a crash at any point makes the broker redeliver; the store turns the
-redelivery into a no-op by ``(gateway, seq)``.
+MQTT-3.1.2.11.2), ``manual_ack=True`` (AMQP: a durable quorum queue, manual acks): the ack
+leaves only after the transaction that holds the message committed, so a crash at any point
+makes the broker redeliver; the store turns the redelivery into a no-op by ``(gateway, seq)``.
 
-Backpressure: the MQTT 5 Receive Maximum we send in CONNECT (MQTT-3.1.2.11.3) caps the
-unacknowledged QoS 1 messages the broker has out to us; when the store is slow or down the writer
-retries the same transaction with backoff and acks nothing, so the broker stops sending once that
-window is full and keeps the rest in its own queue (size it: ``max_queued_messages`` in
-deploy/mosquitto). The in-memory queue is therefore bounded by ``receive_maximum`` messages of at
-most 256 KiB. (With MQTT 3.1.1 Mosquitto's ``max_inflight_messages`` plays that role; we speak 5.)
+Backpressure: the MQTT 5 Receive Maximum we send in CONNECT (MQTT-3.1.2.11.3), or the AMQP
+prefetch (``basic.qos``) set to the same value, caps the unacknowledged messages the broker has
+out to us; when the store is slow or down the writer retries the same transaction with backoff
+and acks nothing, so the broker stops sending once that window is full and keeps the rest in its
+own queue (size it: ``max_queued_messages`` in deploy/mosquitto). The in-memory queue is
+therefore bounded by ``receive_maximum`` messages of at most 256 KiB. (With MQTT 3.1.1
+Mosquitto's ``max_inflight_messages`` plays that role; we speak 5.)
 
-PUBACK and reconnects: a packet identifier is only meaningful on the connection that delivered
-it. After a reconnect the broker redelivers every unacknowledged message and may reuse an
-identifier for a *new* message once the old one is acknowledged, so acking a message that came
-on an earlier connection could acknowledge a different, uncommitted one. Every message carries
-the connection generation it arrived on, and only current-generation messages are acked (the
-earlier ones are redelivered on the new connection and acked then, as duplicates).
+Acks and reconnects: an ack handle is only meaningful on the connection that delivered it, so
+each message carries its connection generation and only current ones are acked
+(ingest/mqtt_source.py explains why).
 """
 
 from __future__ import annotations
@@ -38,60 +39,35 @@ import queue
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-from paho.mqtt.subscribeoptions import SubscribeOptions
-
 from contract import topics
 from contract.bounds import safe_text
-from contract.brokers import BrokerUrl, BrokerUrlError
-from contract.codec import decode_status, encode
+from contract.codec import decode_status
 from contract.errors import DecodeError, TopicError
-from contract.models import Ack
 from contract.registry import Registry
 from ingest import containment, deadletters
 from ingest.errors import IngestError, StoreError, StoreUnavailable
 from ingest.metrics import IngestMetrics
+from ingest.mqtt_source import ConfigError, MqttLink, parse_broker_url
 from ingest.pipeline import TimeWindow, classify
 from ingest.ports import DeadLetter, Store, ValidBatch, WriteResult
 from ingest.senml import classify_senml, is_senml
 from ingest.settings import IngestSettings
+from ingest.source import AckPublisher, Inbound, Source
+from ingest.sources import open_source
 from ingest.watermarks import HandledSeqSource, WatermarkTracker
+
+__all__ = ["ConfigError", "Inbound", "IngestWorker", "MqttLink", "parse_broker_url"]
 
 logger = logging.getLogger(__name__)
 
 # The writer wakes at least this often when idle (store ping, watermark republish, gaps).
 _IDLE_WAKE_S = 0.2
-
-
-class ConfigError(IngestError):
-    """Settings that cannot work (bad broker URL, mixed TLS and plain URLs)."""
-
-
-def parse_broker_url(url: str) -> BrokerUrl:
-    try:
-        return BrokerUrl.parse(url)
-    except BrokerUrlError as exc:
-        raise ConfigError(str(exc)) from exc
-
-
-@dataclass(slots=True)
-class Inbound:
-    topic: str
-    payload: bytes
-    mid: int
-    qos: int
-    generation: int
-    received_at: float  # time.time() on receipt
-    received_mono: float  # time.monotonic() on receipt
 
 
 @dataclass(slots=True)
@@ -109,188 +85,6 @@ class Flush:
     acked: bool = False
 
 
-class MqttLink:
-    """The paho client: failover over several brokers, subscriptions, generation-checked acks."""
-
-    def __init__(
-        self,
-        urls: Sequence[str],
-        *,
-        client_id: str,
-        subscriptions: Sequence[str],
-        sink: Callable[[Inbound], None],
-        receive_maximum: int,
-        session_expiry_s: int,
-        keepalive_s: int,
-        metrics: IngestMetrics,
-    ) -> None:
-        if not urls:
-            raise ConfigError("no MQTT URL")
-        self._urls = [parse_broker_url(u) for u in urls]
-        if len({u.tls for u in self._urls}) > 1:
-            raise ConfigError("all MQTT URLs must use the same scheme (mqtt:// or mqtts://)")
-        if len({u.protocol for u in self._urls}) > 1:
-            raise ConfigError("all MQTT URLs must use the same protocol (5 or 3.1.1)")
-        mqtt5 = self._urls[0].mqtt5
-        self._url_index = 0
-        self._subscriptions = list(subscriptions)
-        self._sink = sink
-        self._metrics = metrics
-        self._keepalive_s = keepalive_s
-        self._stopping = False
-        self._lock = threading.Lock()  # guards generation/connected against acks in flight
-        self.generation = 0
-        self.connected = False
-        self._reconnected = threading.Event()
-        self._last_publishes: list[mqtt.MQTTMessageInfo] = []
-        self._connect_props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        self._connect_props.ReceiveMaximum = receive_maximum
-        self._connect_props.SessionExpiryInterval = session_expiry_s
-
-        # MQTT 3.1.1 (``?protocol=3.1.1``) has no Receive Maximum: the broker's own
-        # in-flight limit (Mosquitto max_inflight_messages) bounds the work instead.
-        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                        protocol=mqtt.MQTTv5 if mqtt5 else mqtt.MQTTv311,
-                        clean_session=None if mqtt5 else False, manual_ack=True)
-        c.on_connect = self._on_connect
-        c.on_disconnect = self._on_disconnect
-        c.on_connect_fail = self._on_connect_fail
-        c.on_message = self._on_message
-        c.reconnect_delay_set(min_delay=1, max_delay=10)
-        if self._urls[0].tls:
-            c.tls_set()
-        self.client = c
-
-    # --- lifecycle -------------------------------------------------------------------------
-
-    def start(self) -> None:
-        self._connect_async(self._urls[0])
-        self.client.loop_start()
-
-    def stop(self, timeout_s: float = 5.0) -> None:
-        """Let queued PUBACKs and watermark publishes out, then disconnect."""
-        self._stopping = True
-        deadline = time.monotonic() + timeout_s
-        # paho keeps QoS 1 publishes in _out_messages until PUBACKed; wait for the last ones.
-        for info in list(self._last_publishes):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not self.connected:
-                break
-            try:
-                info.wait_for_publish(timeout=remaining)
-            except (RuntimeError, ValueError):
-                break
-        self.client.disconnect()
-        self.client.loop_stop()
-
-    def _connect_async(self, url: BrokerUrl) -> None:
-        self.client.username_pw_set(url.username, url.password)
-        if url.mqtt5:
-            self.client.connect_async(url.host, url.port, keepalive=self._keepalive_s,
-                                      clean_start=False, properties=self._connect_props)
-        else:
-            self.client.connect_async(url.host, url.port, keepalive=self._keepalive_s)
-
-    def _rotate(self) -> None:
-        """Next broker of the list for the next reconnect (paho itself retries one host only)."""
-        if self._stopping or len(self._urls) == 1:
-            return
-        self._url_index = (self._url_index + 1) % len(self._urls)
-        url = self._urls[self._url_index]
-        logger.info("MQTT failover: next attempt on %s", url)
-        self._connect_async(url)
-
-    # --- paho callbacks (network thread: must never raise) ---------------------------------
-
-    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any,
-                    properties: Any) -> None:
-        try:
-            if reason_code.is_failure:
-                logger.warning("MQTT connect refused by %s: %s", self._urls[self._url_index], reason_code)
-                return
-            with self._lock:
-                self.generation += 1
-                self.connected = True
-            self._metrics.broker_connected.set(1)
-            logger.info("MQTT connected to %s (session present: %s)", self._urls[self._url_index],
-                        getattr(flags, "session_present", "?"))
-            if self._urls[0].mqtt5:
-                client.subscribe([(s, SubscribeOptions(qos=1)) for s in self._subscriptions])
-            else:  # paho takes a plain QoS for MQTT 3.1.1 subscriptions
-                client.subscribe([(s, 1) for s in self._subscriptions])
-            self._reconnected.set()
-        except Exception:
-            logger.exception("on_connect failed")
-            self._metrics.loop_errors.labels("on_connect").inc()
-
-    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any,
-                       properties: Any) -> None:
-        try:
-            with self._lock:
-                self.generation += 1
-                was = self.connected
-                self.connected = False
-            self._metrics.broker_connected.set(0)
-            if was and not self._stopping:
-                logger.warning("MQTT disconnected from %s: %s", self._urls[self._url_index], reason_code)
-            self._rotate()
-        except Exception:
-            logger.exception("on_disconnect failed")
-            self._metrics.loop_errors.labels("on_disconnect").inc()
-
-    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
-        try:
-            logger.debug("MQTT connect to %s failed", self._urls[self._url_index])
-            self._rotate()
-        except Exception:
-            logger.exception("on_connect_fail failed")
-            self._metrics.loop_errors.labels("on_connect_fail").inc()
-
-    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        # An exception here would kill paho's network thread (docs/reliability.md): catch all.
-        try:
-            self._sink(Inbound(message.topic, bytes(message.payload), message.mid, message.qos,
-                               self.generation, time.time(), time.monotonic()))
-        except Exception:
-            logger.exception("on_message failed; the message stays unacknowledged and comes back")
-            self._metrics.loop_errors.labels("on_message").inc()
-
-    # --- used by the writer thread ---------------------------------------------------------
-
-    def take_reconnected(self) -> bool:
-        if self._reconnected.is_set():
-            self._reconnected.clear()
-            return True
-        return False
-
-    def ack(self, messages: Sequence[Inbound]) -> int:
-        """PUBACK every message that came on the current connection; returns how many."""
-        n = 0
-        with self._lock:
-            if not self.connected:
-                return 0
-            gen = self.generation
-            for m in messages:
-                if m.qos and m.generation == gen:
-                    self.client.ack(m.mid, m.qos)
-                    n += 1
-        return n
-
-    def publish_watermarks(self, marks: dict[str, int], site_of: Callable[[str], str | None]) -> int:
-        """Retained ``{"v":1,"seq":N}`` on each gateway's ack topic; only while connected (all
-        of them are republished after every reconnect, so nothing piles up in paho)."""
-        if not self.connected:
-            return 0
-        infos = []
-        for gateway, seq in marks.items():
-            site = site_of(gateway)
-            if site is None:
-                continue
-            infos.append(self.client.publish(topics.ack(site, gateway), encode(Ack(v=1, seq=seq)),
-                                             qos=1, retain=True))
-        self._last_publishes = infos
-        return len(infos)
-
 
 class IngestWorker:
     """One ingest worker. A context manager: ``with IngestWorker(...) as w: w.wait()``."""
@@ -303,7 +97,11 @@ class IngestWorker:
         *,
         metrics: IngestMetrics | None = None,
         client_id: str | None = None,
+        source: Source | None = None,
+        acks: AckPublisher | None = None,
     ) -> None:
+        """``source``/``acks``: the ports (ingest/source.py); by default built from the
+        settings (``SMARTWARD_INGEST_SOURCE``) by ``ingest.sources.open_source``."""
         self.settings = settings
         self.store = store
         self.registry = registry
@@ -322,19 +120,15 @@ class IngestWorker:
         self._unsaved: dict[str, int] = {}
         self._gap_checked: dict[str, float] = {}
         self._handled_source = store if isinstance(store, HandledSeqSource) else None
-        subs = [
-            topics.subscription("telemetry", share_group=settings.share_group),
-            topics.subscription("senml", share_group=settings.share_group),  # ingest/senml.py
-            # Status is retained, and retained messages are not sent to shared subscriptions
-            # (MQTT-4.8.2): every worker reads every status; record_dropped is idempotent.
-            topics.subscription("status"),
-        ]
-        cid = client_id or settings.client_id or f"smartward-ingest-{socket.gethostname()}"
-        self.link = MqttLink(
-            settings.mqtt_urls, client_id=cid, subscriptions=subs, sink=self._enqueue,
-            receive_maximum=settings.receive_maximum, session_expiry_s=settings.session_expiry_s,
-            keepalive_s=settings.keepalive_s, metrics=self.metrics,
-        )
+        if source is None:
+            cid = client_id or settings.client_id or f"smartward-ingest-{socket.gethostname()}"
+            source, default_acks = open_source(settings, client_id=cid, metrics=self.metrics)
+            acks = acks if acks is not None else default_acks
+        elif acks is None:
+            raise ConfigError("a Source given to the worker needs its AckPublisher too")
+        self.source: Source = source
+        self.acks: AckPublisher = acks
+        self._own_acks = id(acks) != id(source)  # a publisher of its own (the AMQP source)
         self._abandoned = False  # stopping with the store down: the rest stays unacked
         self._writer = threading.Thread(target=self._run_writer, name="ingest-writer", daemon=True)
 
@@ -351,7 +145,9 @@ class IngestWorker:
     def start(self) -> None:
         self._started = True
         self._writer.start()
-        self.link.start()
+        if self._own_acks:
+            self.acks.start()
+        self.source.start(self._enqueue)
 
     def stop(self) -> None:
         """SIGTERM path: finish the current transaction, ack, publish watermarks, disconnect."""
@@ -360,7 +156,9 @@ class IngestWorker:
         self._stopping.set()
         budget = self.settings.stop_grace_s + self.settings.batch_max_ms / 1000 + 30
         self._writer.join(timeout=budget)
-        self.link.stop()
+        self.source.stop()
+        if self._own_acks:
+            self.acks.stop()
         self._started = False
         logger.info("ingest worker stopped")
 
@@ -372,7 +170,7 @@ class IngestWorker:
 
     @property
     def ready(self) -> bool:
-        return self.link.connected and self._store_ok and self.live and not self.stalled
+        return self.source.connected and self._store_ok and self.live and not self.stalled
 
     @property
     def stalled(self) -> bool:
@@ -394,7 +192,7 @@ class IngestWorker:
     def watermarks(self) -> dict[str, int]:
         return self._tracker.snapshot()
 
-    # --- paho thread side ------------------------------------------------------------------
+    # --- source thread side ------------------------------------------------------------------
 
     def _enqueue(self, m: Inbound) -> None:
         # The broker never has more than receive_maximum unacked messages out to us, so this
@@ -511,7 +309,7 @@ class IngestWorker:
             if self._stopping.is_set():
                 self._abandoned = True
             return
-        self.link.ack([item])
+        self.source.ack([item])
         self.metrics.dead_letters.labels(letter.reason).inc()
 
     def _prepare(self, items: list[Inbound]) -> Flush:
@@ -573,7 +371,7 @@ class IngestWorker:
                 self._abandoned = True
             return
         flush.acked = True  # from here on, never again (see _commit_once)
-        acked = self.link.ack(items)
+        acked = self.source.ack(items)
         now_mono = time.monotonic()
         observe = m.commit_lag.observe
         for item in items:
@@ -753,10 +551,11 @@ class IngestWorker:
         # Busy: the next write carries them. Idle: a transaction of their own.
         if self._unsaved and (idle or self._stopping.is_set()) and self._save_watermarks():
             self._unsaved.clear()
-        republish = self.link.take_reconnected()
-        to_publish = self._tracker.snapshot() if republish else changed
+        republish = self.acks.take_reconnected()
+        resent = self._tracker.take_resent()  # (RabbitMQ keeps a retained ack on one node)
+        to_publish = self._tracker.snapshot() if republish else resent | changed
         if to_publish:
-            m.acks_published.inc(self.link.publish_watermarks(to_publish, self.registry.site_of))
+            m.acks_published.inc(self.acks.publish_watermarks(to_publish, self.registry.site_of))
         if now - self._last_store_contact > self.settings.store_ping_interval_s:
             self._ping()
         m.ready.set(1 if self.ready else 0)

@@ -6,6 +6,8 @@ file, an ACL and a conf snippet for every gateway of the registry plus the servi
 The shipped deploy/mosquitto/smartward.conf reads ``/etc/mosquitto/smartward/{passwd,acl}``:
 ``--out /etc/mosquitto/smartward``, then reload the broker (SIGHUP re-reads both files).
 ``DIR/smartward-auth.conf`` holds the same directives for a broker configured otherwise.
+``DIR/rabbitmq-definitions.json``: the same accounts and isolation for RabbitMQ
+(``rabbitmqctl import_definitions``; ops_center/security/rabbitmq_credentials.py).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 from contract.errors import RegistryError
 from contract.registry import load_registry
 from ops_center.security.mqtt_credentials import CONF_FILE, CREDENTIALS_FILE, DEFAULT_INGEST_WORKERS, generate
+from ops_center.security.rabbitmq_credentials import write_definitions
 from ops_center.settings import OpsSettings
 
 
@@ -39,12 +42,15 @@ def main(argv: Sequence[str]) -> int:
         registry = load_registry(settings.registry)
         generated = generate(registry, args.out, rotate=args.rotate, revoke=args.revoke,
                              ingest_workers=args.ingest_workers)
+        rabbit = write_definitions(registry, generated.accounts, args.out)
     except (RegistryError, ValueError, OSError) as exc:
         print(str(exc), file=sys.stderr)
         return 1
     print(f"{len(generated.accounts)} tài khoản / accounts -> {args.out}")
     print(f"  conf: {args.out / CONF_FILE}")
     print(f"  mật khẩu / passwords: {args.out / CREDENTIALS_FILE} (0600)")
+    print(f"  RabbitMQ: {rabbit} (rabbitmqctl import_definitions {rabbit})")
     if generated.revoked:
         print(f"  thu hồi / revoked: {', '.join(generated.revoked)}")
+        print("  RabbitMQ: rabbitmqctl delete_user " + " ; rabbitmqctl delete_user ".join(generated.revoked))
     return 0

@@ -27,6 +27,7 @@ log() { printf 'install-test-deps: %s\n' "$*" >&2; }
 . /etc/os-release
 packages=(
     mosquitto        # MQTT broker started by tests/servers/mosquitto.py
+    rabbitmq-server  # the broker cluster of docs/scale-out.md: nodes started by tests/servers/rabbitmq.py
     postgresql       # Debian's default PostgreSQL (15 on bookworm): the plain-PostgreSQL store
     victoria-metrics # accepts influxdb-client writes at /api/v2/write: the InfluxDB mirror's test server
     chromium         # the web tests drive it with Playwright (executable_path=/usr/bin/chromium)

@@ -234,8 +234,7 @@ def _start_ingest(mode: str, mqtt_url: str, db_url: str, registry: Registry,
         stack.callback(store.close)
         worker = IngestWorker(IngestSettings(mqtt_url=mqtt_url, db_url=db_url, session_expiry_s=600),
                               store, registry, client_id=f"smartward-bench-ingest-{os.getpid()}")
-        subscribed = threading.Event()
-        worker.link.client.on_subscribe = lambda *_a: subscribed.set()
+        subscribed = worker.source.subscribed
         worker.start()
         stack.callback(worker.stop)
         if not subscribed.wait(30):

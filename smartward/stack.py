@@ -550,11 +550,9 @@ class Stack:
         self.ingest_metrics = IngestMetrics()
         self.ingest = IngestWorker(ingest_settings, store, self.registry, metrics=self.ingest_metrics,
                                    client_id=f"smartward-ingest-{self.tag}")
-        # The worker offers no "subscribed" event; a batch published before its SUBSCRIBE is
-        # granted never reaches it (the edge re-sends after its ack timeout, but a run should
-        # not start with that). Its paho client has no on_subscribe of its own: listen there.
-        ingest_subscribed = threading.Event()
-        self.ingest.link.client.on_subscribe = lambda *_a: ingest_subscribed.set()
+        # A batch published before the SUBSCRIBE is granted never reaches the ingest (the edge
+        # re-sends after its ack timeout, but a run should not start with that).
+        ingest_subscribed = self.ingest.source.subscribed
         self.ingest.start()
         s.callback(self.ingest.stop)
         # Rollups (readings_1m, readings_1h: the VN_AQI and the charts read them), on their own

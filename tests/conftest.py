@@ -5,6 +5,7 @@ from __future__ import annotations
 pytest_plugins: list[str] = [
     "tests.servers.modbus",
     "tests.servers.mosquitto",
+    "tests.servers.rabbitmq",
     "tests.servers.postgres",
     "tests.servers.timescale",
     "tests.servers.victoria",

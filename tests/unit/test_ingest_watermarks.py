@@ -60,3 +60,12 @@ def test_watermark_never_passes_an_unhandled_seq(seqs: list[int], dropped: int) 
     w = t.watermark("gw")
     assert all(s in handled for s in range(1, w + 1))
     assert w + 1 not in handled or t.overflowed > 0
+
+
+def test_a_resend_below_the_watermark_asks_for_a_republish_not_a_save() -> None:
+    t = WatermarkTracker({"gw": 10})
+    t.mark("gw", 3)
+    assert t.take_changed() == {} and t.take_resent() == {"gw": 10}
+    assert t.take_resent() == {}
+    t.mark("new", 0)  # nothing handled yet: nothing to publish
+    assert t.take_resent() == {}
