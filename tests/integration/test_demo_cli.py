@@ -16,7 +16,8 @@ def test_demo_stops_with_a_clear_error_when_its_port_is_taken() -> None:
         port = taken.getsockname()[1]
         run = subprocess.run(
             [sys.executable, "-m", "smartward.cli", "demo", "--port", str(port), "--duration", "30"],
-            capture_output=True, text=True, timeout=180, check=False, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            capture_output=True, text=True, timeout=180, check=False,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
     assert run.returncode == 1, run.stderr[-2000:]
     assert f"API không mở được cổng 127.0.0.1:{port}" in run.stderr
