@@ -26,7 +26,15 @@ echo "== pytest" >&2
 # --timeout: a hung test fails with a traceback instead of eating the CI budget.
 # --durations: the slowest tests, to keep the run within its time budget.
 status=0
-"$python" -m pytest -q -ra --timeout="${SMARTWARD_TEST_TIMEOUT_S:-300}" --durations=15 "$@" || status=$?
+# -n: two pytest workers (pytest-xdist), one per core; --dist loadfile keeps a module's tests,
+# and its servers, in one worker. Most tests wait on real servers, so two run in about half
+# the time (SMARTWARD_TEST_WORKERS=0 runs them in this process, one after the other).
+workers="${SMARTWARD_TEST_WORKERS:-2}"
+parallel=()
+if [ "$workers" != 0 ]; then
+    parallel=(-n "$workers" --dist loadfile)
+fi
+"$python" -m pytest -q -ra "${parallel[@]}" --timeout="${SMARTWARD_TEST_TIMEOUT_S:-300}" --durations=15 "$@" || status=$?
 if [ "$status" -eq 5 ]; then
     # pytest's "no tests collected" is exit 5: a wrong path or a broken collection, not a pass.
     echo "scripts/test.sh: pytest collected no tests" >&2
