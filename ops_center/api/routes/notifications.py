@@ -43,7 +43,17 @@ router = APIRouter(tags=["notifications"], responses=ERROR_RESPONSES)
 Token = Annotated[str, PathParam(min_length=10, max_length=200, pattern=r"^[A-Za-z0-9._-]+$")]
 _HTML: Final[dict[str, object]] = {"text/html": {"schema": {"type": "string"}}}
 # The acknowledge pages are HTML for a phone's browser (the 422 of a malformed token stays JSON).
+# The routes' response class is HTML, so the API's JSON errors are named here with their own
+# media type (FastAPI would otherwise document them as text/html).
+_JSON_ERROR: Final[dict[str, object]] = {
+    "application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}},
+}
 ACK_RESPONSES: Final[dict[int | str, dict[str, object]]] = {
+    **{
+        status: {"description": spec["description"], "content": _JSON_ERROR}
+        for status, spec in ERROR_RESPONSES.items()
+        if status not in (404, 410)
+    },
     200: {"description": "Trang xác nhận / the page", "content": _HTML},
     404: {"description": "Liên kết không hợp lệ / link not valid", "content": _HTML},
     410: {"description": "Liên kết hết hạn hoặc đã dùng / link expired or used", "content": _HTML},
