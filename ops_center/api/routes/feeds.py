@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from contract.models import SLUG_PATTERN
 from ops_center.adapters.tt10 import Tt10Log, Tt10State, Tt10Upload
@@ -22,6 +22,9 @@ router = APIRouter(prefix="/feeds", tags=["feeds"], responses=ERROR_RESPONSES)
 
 
 class Tt10UploadOut(BaseModel):
+    # Read from a Tt10Upload's attributes of the same names (one shape to keep in step).
+    model_config = ConfigDict(from_attributes=True)
+
     file: str
     station: str
     sensor: str
@@ -36,9 +39,7 @@ class Tt10UploadOut(BaseModel):
 
     @classmethod
     def of(cls, u: Tt10Upload) -> Tt10UploadOut:
-        return cls(file=u.file, station=u.station, sensor=u.sensor, cycle=u.cycle, state=u.state,
-                   attempts=u.attempts, bytes=u.bytes, created_at=u.created_at,
-                   last_attempt_at=u.last_attempt_at, sent_at=u.sent_at, error=u.error)
+        return cls.model_validate(u)
 
 
 class Tt10StationOut(BaseModel):

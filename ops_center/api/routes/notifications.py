@@ -62,7 +62,8 @@ PAGE_CSP: Final = "default-src 'none'; form-action 'self'; frame-ancestors 'none
 
 
 class NotificationOut(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    # Read from a NotificationRecord's attributes of the same names (one shape to keep in step).
+    model_config = ConfigDict(frozen=True, from_attributes=True)
 
     id: str
     incident_id: str
@@ -78,19 +79,7 @@ class NotificationOut(BaseModel):
 
     @classmethod
     def of(cls, n: NotificationRecord) -> NotificationOut:
-        return cls(
-            id=n.id,
-            incident_id=n.incident_id,
-            site=n.site,
-            contact=n.contact,
-            channel=n.channel,
-            reason=n.reason,
-            state=n.state,
-            attempts=n.attempts,
-            created_at=n.created_at,
-            sent_at=n.sent_at,
-            error=n.error,
-        )
+        return cls.model_validate(n)
 
 
 class NotificationPage(BaseModel):
