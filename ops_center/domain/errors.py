@@ -23,4 +23,9 @@ class UnknownIncident(OpsError):
 
 
 class InvalidTransition(OpsError):
-    """The incident cannot make that lifecycle change (e.g. acknowledge a resolved one)."""
+    """The incident cannot make that lifecycle change (e.g. acknowledge a resolved one).
+    ``state``: the state it is in (the API answers 409 with it)."""
+
+    def __init__(self, message: str, *, state: str = "") -> None:
+        super().__init__(message)
+        self.state = state
