@@ -46,6 +46,7 @@ from contract.brokers import BrokerUrl
 from contract.codec import decode_ack, encode
 from contract.models import Reading, TelemetryBatch
 from contract.registry import Registry, load_registry
+from ops_center.adapters.records import AlertRecord
 from ops_center.feed import EventKind, Feed, FeedEvent
 
 if TYPE_CHECKING:  # paho-mqtt: imported when the benchmark runs, so --help works without it
@@ -70,11 +71,10 @@ class TimedFeed(Feed):
     def publish(self, kind: EventKind, site: str | None, data: Mapping[str, object]) -> FeedEvent:
         event = super().publish(kind, site, data)
         if kind == "alert":
-            alert = data.get("alert")
-            if isinstance(alert, dict) and alert.get("sensor") in GAS_SENSORS and data.get("action") in (
+            alert = data.get("alert")  # the record the ops service wrote (ops_center/service/persist.py)
+            if isinstance(alert, AlertRecord) and alert.sensor in GAS_SENSORS and data.get("action") in (
                     "raised", "reopened", "escalated"):
-                at = datetime.fromisoformat(str(alert["updated_at"]).replace("Z", "+00:00"))
-                key = (str(alert["sensor"]), at.timestamp())
+                key = (alert.sensor, alert.updated_at.timestamp())
                 with self._seen_lock:
                     self.seen.setdefault(key, time.monotonic())
         return event

@@ -25,7 +25,6 @@ from ops_center.api.deps import AppState, Readiness
 from ops_center.api.errors import install_handlers
 from ops_center.api.headers import SecurityHeaders
 from ops_center.api.kpi import KpiService
-from ops_center.api.lifecycle import ActionHook
 from ops_center.api.limits import BodySizeLimit
 from ops_center.api.metrics import ApiMetrics, MetricsMiddleware
 from ops_center.api.pagecache import BodyCache
@@ -58,6 +57,7 @@ from ops_center.security.passwords import Passwords
 from ops_center.security.proxies import TrustedProxies
 from ops_center.security.ratelimit import LoginLimiter
 from ops_center.security.tokens import TokenService
+from ops_center.service.actions import ActionHook
 from ops_center.settings import OpsSettings
 from ops_center.web import SCREEN_PATH, WEB_DIR
 

@@ -17,10 +17,10 @@ from collections.abc import Sequence
 
 from ops_center.adapters.records import AlertRecord, IncidentRecord, ResolvedNotice
 from ops_center.api.deps import AppState
-from ops_center.api.lifecycle import ResolvedNoticeFor
 from ops_center.domain.notify import NotifyPolicy
 from ops_center.notify.loader import PolicyError, load_policy
 from ops_center.notify.planner import resolved_notice
+from ops_center.service.actions import ResolvedNoticeFor
 
 logger = logging.getLogger(__name__)
 

@@ -244,12 +244,16 @@ class IncidentManager(IncidentRouting):
         entry = self._entry(inc, at.timestamp(), "annotated", by, note, note)
         return self._change("annotated", inc, entry)
 
+    def find(self, incident_id: str) -> Incident | None:
+        inc = self._incs.get(incident_id)
+        return None if inc is None else self._view(inc)
+
     def adopt(self, incident_id: str, stored: StoredLifecycle, *, action: IncidentAction, by: str,
-              at: datetime, note: str = "") -> IncidentChange | None:
+              at: datetime, note: str = "", quiet: bool = False) -> IncidentChange | None:
         """Take the lifecycle a person's committed action left in the store (the store is the
         truth: this never refuses). The timeline entry is the action's, in memory only (the API
-        wrote it to the store). None when the manager does not track the incident (forgotten
-        after its reopen window, or never seen): there is nothing to adopt."""
+        wrote it to the store; ``quiet``: none, and None is returned). None when the manager does
+        not track the incident (forgotten after its reopen window, or never seen)."""
         inc = self._incs.get(incident_id)
         if inc is None:
             return None
@@ -271,6 +275,8 @@ class IncidentManager(IncidentRouting):
             if not was_live and inc.merged_into is None and all(not m.active for m in inc.members.values()):
                 inc.clear_event, inc.clear_wall = t, t  # live again, nothing active: the hold runs
         inc.escalated = inc.escalated or stored.escalated_at is not None
+        if quiet:
+            return None
         words = {"acknowledged": ("Đã tiếp nhận", "Acknowledged"), "resolved": ("Đã xử lý xong", "Resolved")}
         vi, en = (note, note) if note else words.get(action, (action, action))
         entry = self._entry(inc, t, action, by, vi, en)

@@ -1,6 +1,10 @@
 """Writing what the rules decided: alerts, incidents and their timeline, gateway status, the
 rule-state snapshot; then telling the live stream.
 
+The feed carries the records (``AlertRecord``, ``IncidentRecord``, ``GatewayStatusRecord``) as
+they were written; the stream route renders them with the API's schemas
+(ops_center/api/render.py): the service never imports the API.
+
 One evaluation step is ONE transaction (``OpsRepository.commit_step``): a crash leaves either
 the whole step or none of it. The service records a step's changes, optionally attaches its
 snapshot (:meth:`ChangeWriter.checkpoint`), and :meth:`ChangeWriter.flush` commits the steps in
@@ -46,8 +50,6 @@ from ops_center.adapters.repository import (
     StepWrite,
     StoredVersion,
 )
-from ops_center.api.errors import Localized
-from ops_center.api.schemas import AlertOut, GatewayOut, IncidentOut
 from ops_center.domain.alerts import Alert, AlertChange
 from ops_center.domain.incidents import Incident, IncidentChange
 from ops_center.feed import EventKind, Feed
@@ -194,8 +196,7 @@ class ChangeWriter:
             # Each event shows the alert as this change left it (a step may raise and clear
             # one alert; the table keeps the last state).
             rec = AlertRecord.from_domain(ch.alert, records[ch.alert.id].incident_id)
-            data: dict[str, Any] = {"action": ch.action, "notify": ch.notify, "late": ch.late,
-                                    "alert": AlertOut.of(rec).model_dump(mode="json")}
+            data: dict[str, Any] = {"action": ch.action, "notify": ch.notify, "late": ch.late, "alert": rec}
             step.events.append(_AlertEvent(ch.alert, data))
         for k, ic in enumerate(incident_changes):
             irec = IncidentRecord.from_domain(ic.incident)
@@ -205,7 +206,7 @@ class ChangeWriter:
                                      "merged_into": ic.incident.merged_into,
                                      "entry_at": ic.entry.at.isoformat().replace("+00:00", "Z"),
                                      "alert_id": ic.entry.alert_id,
-                                     "incident": IncidentOut.of(irec).model_dump(mode="json")}
+                                     "incident": irec}
             step.events.append(_IncidentEvent(first_entry + k, irec.site, idata))
 
     def resolved_by_person(self, incident: Incident) -> None:
@@ -221,16 +222,7 @@ class ChangeWriter:
             step.gateways[status.gateway] = status
         if self.feed is None or not changed:
             return
-        gw = self.registry.gateways.get(status.gateway)
-        out = GatewayOut(
-            id=status.gateway, site=status.site,
-            name=Localized(vi=gw.name.vi, en=gw.name.en) if gw is not None and gw.name else None,
-            state="online" if status.state == "online" else "offline", last_seen=status.last_seen,
-            outbox_batches=status.outbox_batches, outbox_oldest=status.outbox_oldest,
-            dropped_batches=status.dropped_batches, last_seq=status.last_seq, agent=status.agent,
-            sensors=len(gw.sensors) if gw is not None else 0,
-        )
-        step.events.append(_GatewayEvent(status, {"gateway": out.model_dump(mode="json")}))
+        step.events.append(_GatewayEvent(status, {"gateway": status}))
 
     def checkpoint(self, snapshot: ServiceSnapshot, after: AfterCommit) -> None:
         """Attach the rule-state snapshot to the step being recorded (the snapshot covers

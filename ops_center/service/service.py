@@ -58,16 +58,16 @@ from ops_center.adapters.repository import (
     RepositoryUnavailable,
     ServiceSnapshot,
 )
-from ops_center.api.lifecycle import HumanAction
 from ops_center.domain.alerts import AlertChange
 from ops_center.domain.correlation import PatternSet
 from ops_center.domain.engine import RuleEngine
-from ops_center.domain.errors import InvalidTransition, UnknownIncident
-from ops_center.domain.incidents import IncidentChange, IncidentManager
+from ops_center.domain.incidents import Incident, IncidentChange, IncidentManager
+from ops_center.domain.lifecycle import TIMELINE_ACTION, IncidentAction
 from ops_center.domain.maintenance import MaintenanceCalendar, MaintenanceWindow
 from ops_center.domain.rules import RuleSet
 from ops_center.feed import Feed, FeedEvent
 from ops_center.notify.compose import Notifier, build_notifier
+from ops_center.service.actions import HumanAction
 from ops_center.service.errors import ServiceStopped
 from ops_center.service.mqtt import Inbound, OpsMqttLink
 from ops_center.service.persist import ChangeWriter
@@ -105,7 +105,7 @@ class ServiceCounters:
     snapshot_failures: int = 0
     acked: int = 0
     actions: int = 0
-    actions_refused: int = 0  # the manager's lifecycle disagreed (already resolved...)
+    actions_unknown: int = 0  # people's actions on incidents the rule state no longer tracks
     loop_errors: int = 0
 
 
@@ -195,6 +195,8 @@ class OpsService:
         self._started = False
         self._give_up_at: float | None = None
         self._open: set[str] = set()  # live incidents (for the progress view)
+        # People's actions adopted while the store was down: adopted again as stored.
+        self._deferred: dict[str, IncidentRecord] = {}
         self._unlisten: Callable[[], None] | None = None
         self.link = OpsMqttLink(
             settings.mqtt_urls, client_id=client_id or settings.client_id, sink=self._enqueue,
@@ -337,9 +339,10 @@ class OpsService:
     # --- people's actions (any thread) ---------------------------------------------------------------
 
     def on_action(self, act: HumanAction, record: IncidentRecord) -> None:
-        """The API's ``ActionHook``: a person's committed action, applied to the incident manager
-        by the worker. Waits (at most ``ops_action_timeout_s``) so a following read agrees."""
-        cmd = _Command(lambda: self._apply_action(act))
+        """The API's ``ActionHook``: a person's committed action. The worker adopts what the
+        store holds (the store is the truth; the manager never refuses it). Waits (at most
+        ``ops_action_timeout_s``) so a following read agrees."""
+        cmd = _Command(lambda: self._apply_action(act, record))
         if not self._thread.is_alive():
             raise ServiceStopped("the ops service is not running; the action is applied at its next start")
         try:
@@ -351,26 +354,56 @@ class OpsService:
         if not cmd.done.wait(self.settings.ops_action_timeout_s):
             logger.warning("ops service slow: %s of %s queued, not applied yet", act.action, act.incident_id)
 
-    def _apply_action(self, act: HumanAction) -> None:
-        note = act.note or ""
-        try:
-            if act.action == "acknowledge":
-                self.manager.acknowledge(act.incident_id, act.by, act.at, note)
-            elif act.action == "resolve":
-                self.manager.resolve(act.incident_id, act.by, act.at, note)
-                self._open.discard(act.incident_id)
-                # Whoever was told of it hears it is resolved (committed with the next step).
-                self.writer.resolved_by_person(self.manager.get(act.incident_id))
-            elif act.action == "note":
-                self.manager.annotate(act.incident_id, act.by, act.at, note)
-            else:  # assign, escalate: the store holds them; the manager has no such state
-                return
-        except (UnknownIncident, InvalidTransition) as exc:
-            self.counters.actions_refused += 1
-            logger.info("incident %s: %s by %s not applied to the rule state: %s", act.incident_id,
-                        act.action, act.by, exc)
+    def _apply_action(self, act: HumanAction, record: IncidentRecord) -> None:
+        """Adopt the incident's lifecycle as stored once this service's own earlier writes have
+        landed (they may have moved it on: an auto-resolve, a merge, a recurrence). With the
+        store down, the committed record stands in until the next commit, then the stored row
+        is adopted again (``_readopt``)."""
+        stored: IncidentRecord = record
+        if self.writer.pending and not self._flush():
+            self._deferred[act.incident_id] = record
+        else:
+            stored = self._stored(act.incident_id) or record
+        change = self.manager.adopt(act.incident_id, stored, action=TIMELINE_ACTION[act.action],
+                                    by=act.by, at=act.at, note=act.note or "")
+        if change is None:
+            self.counters.actions_unknown += 1
+            logger.info("incident %s: %s by %s: the rule state no longer tracks it", act.incident_id,
+                        act.action, act.by)
             return
         self.counters.actions += 1
+        self._track_open(change.incident)
+        if act.action == "resolve" and change.incident.state == "resolved":
+            # Whoever was told of it hears it is resolved (committed with the next step; the
+            # key makes the API's own insert of the same notice a no-op).
+            self.writer.resolved_by_person(change.incident)
+
+    def _stored(self, incident_id: str) -> IncidentRecord | None:
+        try:
+            detail = self.repo.get_incident(incident_id)
+        except RepositoryError as exc:
+            logger.info("incident %s not read back (%s): adopting the committed record", incident_id, exc)
+            return None
+        return detail.incident if detail is not None else None
+
+    def _readopt(self) -> None:
+        """After a commit: the actions adopted while the store was down, adopted again as stored."""
+        for iid in list(self._deferred):
+            stored = self._stored(iid)
+            if stored is None:
+                return  # still not answering: next time
+            del self._deferred[iid]
+            self.manager.adopt(iid, stored, action="annotated", by="system", at=stored.updated_at,
+                               note="", quiet=True)
+            view = self.manager.find(iid)
+            if view is not None:
+                self._track_open(view)
+
+    def _track_open(self, inc: Incident) -> None:
+        if inc.state != "resolved" and inc.merged_into is None:
+            self._open.add(inc.id)
+        else:
+            self._open.discard(inc.id)
 
     def _on_maintenance_event(self, _event: FeedEvent) -> None:
         """A window was set or ended through the API of this process: re-read them before the
@@ -426,6 +459,8 @@ class OpsService:
                     retry_s = min(retry_s * 2, s.ops_store_retry_max_ms / 1000)
                     continue
                 retry_s = s.ops_store_retry_initial_ms / 1000
+            if self._deferred:
+                self._readopt()
             now = mono()
             deadline = min(next_tick, next_snapshot if self._pending else next_tick)
             items = self._take(max(0.0, deadline - now))
@@ -545,11 +580,7 @@ class OpsService:
         self.counters.alert_changes += len(alert_changes)
         self.counters.incident_changes += len(incident_changes)
         for ic in incident_changes:
-            inc = ic.incident
-            if inc.state != "resolved" and inc.merged_into is None:
-                self._open.add(inc.id)
-            else:
-                self._open.discard(inc.id)
+            self._track_open(ic.incident)
         self.writer.record(alert_changes, incident_changes, self.manager.incident_of)
 
     def _tick(self) -> None:
@@ -741,7 +772,8 @@ class OpsService:
         return True
 
     def _reconcile(self) -> None:
-        """Actions people took while the service was away (the API stores them even then)."""
+        """Actions people took while the service was away (the API stores them even then): the
+        live incidents of the rule state take the lifecycle the store holds."""
         try:
             stored = {i.id: i for i in self.repo.open_incidents()}
         except RepositoryError as exc:
@@ -750,17 +782,13 @@ class OpsService:
         for inc in self.manager.incidents():
             if inc.state == "resolved":
                 continue
-            row = stored.get(inc.id)
-            try:
-                if row is None:
-                    detail = self.repo.get_incident(inc.id)
-                    if detail is not None and detail.incident.state == "resolved":
-                        at = detail.incident.resolved_at or detail.incident.updated_at
-                        self.manager.resolve(inc.id, "api", at, "resolved while the service was away")
-                elif row.state == "acknowledged" and inc.state == "open":
-                    self.manager.acknowledge(inc.id, "api", row.acknowledged_at or row.updated_at)
-            except (UnknownIncident, InvalidTransition, RepositoryError) as exc:
-                logger.info("incident %s not reconciled: %s", inc.id, exc)
+            row = stored.get(inc.id) or self._stored(inc.id)
+            if row is None or row.state == inc.state:
+                continue
+            action: IncidentAction = "resolved" if row.state == "resolved" else "acknowledged"
+            at = (row.resolved_at if row.state == "resolved" else row.acknowledged_at) or row.updated_at
+            self.manager.adopt(inc.id, row, action=action, by="api", at=at,
+                               note="trong lúc dịch vụ dừng / while the service was away")
 
     def _load_maintenance(self) -> None:
         try:

@@ -25,6 +25,7 @@ import pytest
 from contract.registry import load_registry
 from ops_center.adapters.records import AlertRecord
 from ops_center.adapters.repository import open_repository
+from ops_center.api.render import render_data
 from simulators.scenarios import ExpectedIncident, Scenario, get_scenario
 from smartward.sim_cli import LOCAL, Evaluation, evaluate, format_evaluation, plan_scenario
 from smartward.stack import Stack
@@ -185,7 +186,8 @@ def test_ops_service_crash_mid_flood_loses_nothing_and_duplicates_nothing(
     assert alert_facts(db_crash) == alert_facts(db_clean)
     assert crashed.score.produced == clean.score.produced == 1
     # The live stream heard of each change once: the replay after the restart stayed off it.
-    published = [(e.kind, json.dumps(e.data, sort_keys=True)) for e in crash["feed"].recent()
+    published = [(e.kind, json.dumps(render_data(e.data, REGISTRY), sort_keys=True))
+                 for e in crash["feed"].recent()
                  if e.kind in ("alert", "incident")]
     twice = [p for p in set(published) if published.count(p) > 1]
     assert published and not twice, f"published twice: {twice}"

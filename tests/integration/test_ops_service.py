@@ -23,9 +23,10 @@ from contract.codec import encode
 from contract.models import Reading, Status, TelemetryBatch
 from contract.registry import Registry, load_registry
 from ops_center.adapters.repository import OpsRepository, open_repository
-from ops_center.api.lifecycle import HumanAction, mutation
+from ops_center.api.render import render_data
 from ops_center.feed import Feed
 from ops_center.rules.loader import load_patterns, load_rules
+from ops_center.service.actions import HumanAction, mutation
 from ops_center.service.service import OpsService
 from ops_center.service.settings import OpsServiceSettings
 from tests.servers.mosquitto import MosquittoServer
@@ -301,7 +302,7 @@ def feed_changes(feed: Feed) -> list[tuple[str, str, str, str]]:
     out: list[tuple[str, str, str, str]] = []
     for e in feed.recent():
         if e.kind in ("alert", "incident"):
-            entity: Any = e.data[e.kind]
+            entity: Any = render_data(e.data, REGISTRY)[e.kind]  # as the stream shows it
             out.append((e.kind, entity["id"], str(e.data["action"]), json.dumps(entity, sort_keys=True)))
     return out
 

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
@@ -21,7 +21,6 @@ from ops_center.api.deps import (
     require_visible,
 )
 from ops_center.api.errors import ERROR_RESPONSES, ApiError
-from ops_center.api.lifecycle import PERMISSION, ActionName, HumanAction, InvalidState, mutation
 from ops_center.api.notify_policy import resolved_notice_for
 from ops_center.api.pages import Limit, Offset
 from ops_center.api.schemas import (
@@ -35,13 +34,23 @@ from ops_center.api.schemas import (
     TimelineOut,
     incident_page_json,
 )
+from ops_center.domain.errors import InvalidTransition
+from ops_center.security.roles import Action
 from ops_center.security.scope import Scope
+from ops_center.service.actions import ActionName, HumanAction, mutation
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/incidents", tags=["incidents"], responses=ERROR_RESPONSES)
 
 IncidentId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
 StateFilter = Literal["open", "acknowledged", "resolved"]
+PERMISSION: Final[dict[ActionName, Action]] = {
+    "acknowledge": "incident.acknowledge",
+    "resolve": "incident.resolve",
+    "note": "incident.note",
+    "assign": "incident.assign",
+    "escalate": "incident.escalate",
+}
 
 
 @router.get("", summary="Sự cố / incidents", response_model=IncidentPage)
@@ -133,7 +142,7 @@ def _act(
     notice = resolved_notice_for(state, detail.alerts if detail else ()) if action == "resolve" else None
     try:
         updated = state.repo.apply_incident_action(incident_id, mutation(act, notice))
-    except InvalidState as exc:
+    except InvalidTransition as exc:
         state.audit(
             request,
             actor=scope.user,
@@ -150,7 +159,7 @@ def _act(
     state.feed.publish(
         "incident",
         updated.site,
-        {"action": action, "by": scope.user, "incident": out.model_dump(mode="json")},
+        {"action": action, "by": scope.user, "incident": updated},
     )
     _notify(state, act, updated)
     return out

@@ -30,12 +30,13 @@ from ops_center.adapters.records import NotificationRecord
 from ops_center.adapters.repository import OpsRepository, RepositoryError
 from ops_center.api.deps import AdminScopeDep, AppState, ScopeDep, StateDep, client_ip, list_filter
 from ops_center.api.errors import ERROR_RESPONSES, ApiError
-from ops_center.api.lifecycle import HumanAction, InvalidState, mutation
 from ops_center.api.notify_policy import policy as _policy
 from ops_center.api.pages import Limit, Offset
 from ops_center.api.schemas import IncidentOut
+from ops_center.domain.errors import InvalidTransition
 from ops_center.notify import acklink
 from ops_center.notify.render import incident_link
+from ops_center.service.actions import HumanAction, mutation
 
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["notifications"], responses=ERROR_RESPONSES)
@@ -247,7 +248,7 @@ def ack_from_message(request: Request, state: StateDep, token: Token) -> HTMLRes
     )
     try:
         updated = state.repo.apply_incident_action(row.incident_id, mutation(act))
-    except InvalidState as exc:
+    except InvalidTransition as exc:
         state.audit(
             request,
             actor=actor,

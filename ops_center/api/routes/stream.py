@@ -1,5 +1,6 @@
 """``GET /api/v1/stream``: Server-Sent Events (``alert``, ``incident``, ``gateway``, ``kpi``),
-filtered by the user's scope, resumable with ``Last-Event-ID``.
+filtered by the user's scope, resumable with ``Last-Event-ID``. The feed carries records; they
+are rendered here with the API's schemas (ops_center/api/render.py).
 
 Each client reads from its own bounded subscription of the change feed
 (ops_center/feed.py): a client too slow to keep up is dropped (the stream ends; the browser
@@ -27,9 +28,11 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import StreamingResponse
 
+from contract.registry import Registry
 from ops_center.adapters.sessions import STREAM_TICKET_TTL_S, StreamTicket
 from ops_center.api.deps import AppState, PrincipalDep, StateDep, StreamPrincipalDep, principal_holds
 from ops_center.api.errors import ERROR_RESPONSES
+from ops_center.api.render import render_event
 from ops_center.api.schemas import StreamTicketOut
 from ops_center.feed import FeedEvent
 
@@ -39,8 +42,9 @@ RETRY_MS = 3000
 RECHECK_MIN_S = 1.0  # the user row is re-checked at most this often per stream (principal_cache_s 0)
 
 
-def format_event(e: FeedEvent) -> str:
-    data = json.dumps({"site": e.site, "at": e.at.isoformat(), **e.data}, ensure_ascii=False, default=str)
+def format_event(e: FeedEvent, registry: Registry) -> str:
+    """One SSE event; the feed's records rendered with the API's schemas (api/render.py)."""
+    data = json.dumps(render_event(e, registry), ensure_ascii=False, default=str)
     return f"id: {e.id}\nevent: {e.kind}\ndata: {data}\n\n"
 
 
@@ -87,6 +91,7 @@ async def stream(
     keepalive_s = state.settings.stream_keepalive_s
     recheck_s = max(state.settings.principal_cache_s, RECHECK_MIN_S)
     sent = state.metrics.stream_events
+    registry = state.registry
 
     async def events() -> AsyncIterator[str]:
         try:
@@ -95,7 +100,7 @@ async def stream(
                 yield f"event: resync\ndata: {json.dumps({'reason': 'history not available'})}\n\n"
             for e in replay.events:
                 sent.inc()
-                yield format_event(e)
+                yield format_event(e, registry)
             checked = time.monotonic()
             while True:
                 remaining = (expires - state.now()).total_seconds()
@@ -115,7 +120,7 @@ async def stream(
                     continue
                 for e in batch:
                     sent.inc()
-                    yield format_event(e)
+                    yield format_event(e, registry)
         finally:
             sub.close()
 

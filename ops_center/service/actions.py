@@ -1,10 +1,12 @@
-"""People's actions on an incident: acknowledge, resolve (a note is required), note, assign,
-escalate. Pure transitions here; the route runs them inside the repository's transaction
-(``apply_incident_action``) together with the timeline event, the audit entry and, for a
-resolve, the ``resolved`` notifications (the outbox, issue #13).
+"""People's actions on an incident (acknowledge, resolve, note, assign, escalate) as the store
+records them: :func:`mutation` runs inside the repository's transaction
+(``OpsRepository.apply_incident_action``) and writes, with the incident's new lifecycle, its
+timeline event, its audit entry and, for a resolve, the ``resolved`` notifications (the outbox,
+issue #13: created with the change, even while the ops service is down).
 
-The ops service's incident manager keeps its own in-memory lifecycle; ``ActionHook`` (given
-to ``create_app`` by the composition root) tells it about each action after the commit.
+The lifecycle itself is ops_center/domain/lifecycle.py's (:func:`next_state`): the same
+function the incident manager uses. After the commit, the route tells the ops service
+(:data:`ActionHook`, ``OpsService.on_action``), which adopts what the store holds.
 """
 
 from __future__ import annotations
@@ -12,29 +14,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Final, Literal
 
 from ops_center.adapters.records import AuditEntry, IncidentRecord, ResolvedNotice, TimelineEvent
 from ops_center.adapters.repository import IncidentUpdate
-from ops_center.security.roles import Action
+from ops_center.domain.lifecycle import TIMELINE_ACTION, HumanActionName, next_state
 
-ActionName = Literal["acknowledge", "resolve", "note", "assign", "escalate"]
-
-PERMISSION: Final[dict[ActionName, Action]] = {
-    "acknowledge": "incident.acknowledge",
-    "resolve": "incident.resolve",
-    "note": "incident.note",
-    "assign": "incident.assign",
-    "escalate": "incident.escalate",
-}
-# The timeline's vocabulary (ops_center/domain/incidents.py IncidentAction, plus "assigned").
-TIMELINE_ACTION: Final[dict[ActionName, str]] = {
-    "acknowledge": "acknowledged",
-    "resolve": "resolved",
-    "note": "annotated",
-    "assign": "assigned",
-    "escalate": "escalated",
-}
+ActionName = HumanActionName
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,31 +37,18 @@ ActionHook = Callable[[HumanAction, IncidentRecord], None]
 # The ``resolved`` notice of an incident as it is being resolved (None: nobody to tell).
 ResolvedNoticeFor = Callable[[IncidentRecord], ResolvedNotice | None]
 
-
-class InvalidState(Exception):
-    def __init__(self, state: str) -> None:
-        super().__init__(state)
-        self.state = state
-
-
 def transition(incident: IncidentRecord, act: HumanAction) -> IncidentRecord:
-    """The incident after ``act``; raises ``InvalidState`` when the lifecycle forbids it."""
+    """The stored incident after ``act``; raises ``InvalidTransition`` when the lifecycle
+    forbids it (ops_center/domain/lifecycle.py)."""
     i = incident
+    state = next_state(i.state, TIMELINE_ACTION[act.action])
     if act.action == "acknowledge":
-        if i.state != "open":
-            raise InvalidState(i.state)
-        return replace(i, state="acknowledged", acknowledged_at=act.at, updated_at=act.at)
+        return replace(i, state=state, acknowledged_at=act.at, updated_at=act.at)
     if act.action == "resolve":
-        if i.state == "resolved":
-            raise InvalidState(i.state)
-        return replace(i, state="resolved", resolved_at=act.at, updated_at=act.at)
+        return replace(i, state=state, resolved_at=act.at, updated_at=act.at)
     if act.action == "assign":
-        if i.state == "resolved":
-            raise InvalidState(i.state)
         return replace(i, assignee=act.assignee, updated_at=act.at)
     if act.action == "escalate":
-        if i.state == "resolved":
-            raise InvalidState(i.state)
         return replace(i, escalated_at=i.escalated_at or act.at, updated_at=act.at)
     return replace(i, updated_at=max(i.updated_at, act.at))  # note: any state
 
@@ -85,8 +57,7 @@ def mutation(
     act: HumanAction, notice: ResolvedNoticeFor | None = None
 ) -> Callable[[IncidentRecord], IncidentUpdate]:
     """The repository's mutation for ``act``. A resolve with ``notice`` also inserts the
-    ``resolved`` notifications in the same transaction (issue #13: created with the change that
-    causes them, even while the ops service is down)."""
+    ``resolved`` notifications in the same transaction."""
 
     def mutate(current: IncidentRecord) -> IncidentUpdate:
         updated = transition(current, act)
