@@ -238,6 +238,34 @@ def test_a_persons_acknowledgement_goes_through_the_incident_manager(rig: Rig, g
     assert row.incident.state == "acknowledged" and row.incident.severity == "emergency"
 
 
+def test_a_resolve_overtaken_by_a_recurrence_ends_with_store_and_rule_state_equal(
+        rig: Rig, gateway: Publisher) -> None:
+    """A person resolves; before the service hears of it, the next reading worsens the alert and
+    the service's write reopens the incident in the store (the recurrence rule). The service
+    used to apply the resolve to its rule state anyway: it then held the incident resolved (no
+    escalation, no recurrence) while the store showed it open. It now adopts what the store
+    holds (ops_center/domain/lifecycle.py, docs/design.md)."""
+    telemetry = topics.telemetry(SITE, GW)
+    svc = rig.service()
+    gateway.send(telemetry, batch(1, T0, 25.0))
+    through(svc, 1)
+    incident = rig.repo.list_incidents(None, None, 10, 0).items[0]
+    act = HumanAction(incident_id=incident.id, action="resolve", by="tran.van.b", at=datetime.now(UTC),
+                      note="Đã khóa van")
+    stored = rig.repo.apply_incident_action(incident.id, mutation(act))
+    assert stored is not None and stored.state == "resolved"
+    gateway.send(telemetry, batch(2, T0 + timedelta(seconds=10), 60.0))  # worse, before the hook
+    through(svc, 2)
+    svc.on_action(act, stored)
+    row = rig.repo.get_incident(incident.id)
+    assert row is not None and row.incident.state == "open"
+    memory = svc.manager.get(incident.id)
+    assert memory.state == row.incident.state
+    assert memory.resolved_at is None and row.incident.resolved_at is None
+    svc.wait_until(lambda p: p.counters.actions == 1, WAIT_S)
+    assert any(e.action == "resolved" and e.by == "tran.van.b" for e in memory.timeline)
+
+
 @pytest.mark.parametrize("heartbeat_after_s", [None, 20.0])
 def test_the_last_will_is_placed_after_the_gateways_last_batch_or_status(
         rig: Rig, gateway: Publisher, heartbeat_after_s: float | None) -> None:
