@@ -14,6 +14,9 @@ Freshness is judged against each gateway's own "live" horizon: the newest non-la
 it sent, advanced in :meth:`RuleEngine.tick` by the wall time elapsed since that reading
 arrived. A gateway draining a backlog therefore raises no silence alerts, and a fast
 simulated clock is never compared with the wall clock.
+
+The plans (which rules bind to which series, built once) and the pure one-rule
+:func:`evaluate` are in ops_center/domain/engine_plan.py.
 """
 
 from __future__ import annotations
@@ -21,94 +24,33 @@ from __future__ import annotations
 import logging
 from bisect import bisect_right
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from contract.catalog import METRICS
-from contract.registry import Registry, SensorRef
-from ops_center.domain.alerts import AlertBook, AlertChange, AlertContext, severity_rank
+from contract.registry import Registry
+from ops_center.domain.alerts import AlertBook, AlertChange
+from ops_center.domain.engine_plan import (
+    Bound,
+    EngineStats,
+    GatewayPlan,
+    Series,
+    build_plans,
+    evaluate,
+    idle,
+    rule_rank,
+)
 from ops_center.domain.maintenance import MaintenanceCalendar
-from ops_center.domain.rules import RuleSet, build_evaluator
-from ops_center.domain.rules.base import EngineSettings, Evaluator, RuleBase, Signal, Target, fmt, level_title
-from ops_center.domain.rules.connectivity import FreshnessRule, GatewayOfflineRule, GatewaySilentRule
+from ops_center.domain.rules import RuleSet
+from ops_center.domain.rules.base import Signal, fmt, level_title
 from ops_center.domain.rules.quality import BoundsEvaluator, ClockSkewEvaluator
-from ops_center.domain.rules.regulatory import RegulatoryEvaluator
-from ops_center.domain.rules.threshold import ThresholdEvaluator
+
+__all__ = ["EngineStats", "Reading", "RuleEngine", "evaluate"]
 
 logger = logging.getLogger(__name__)
 
 Reading = tuple[str, str, datetime, float, str]  # sensor, metric, ts, value, quality
 SNAPSHOT_VERSION = 1
-
-
-@dataclass(slots=True)
-class _Bound:
-    rule: RuleBase
-    evaluator: Evaluator
-    ctx: AlertContext
-
-
-@dataclass(slots=True)
-class _Series:
-    ref: SensorRef
-    metric: str
-    skew: _Bound | None            # clock skew: withholds readings from the future
-    bounds: _Bound | None          # physical bounds: withholds impossible values
-    values: list[_Bound]           # rules on the values that keep history (always fed)
-    levels: list[_Bound]           # pure level rules (threshold, regulatory): skipped while quiet
-    fresh: FreshnessRule | None
-    fresh_ctx: AlertContext | None
-    silence_s: float
-    last_ts: float | None = None
-    fresh_key: tuple[str, str, str] | None = None
-    max_ahead_s: float = float("inf")
-    lo: float = float("-inf")
-    hi: float = float("inf")
-    flagged: bool = False          # a skew or bounds alert is active on this series
-    # Values strictly inside (quiet_lo, quiet_hi) reach no level rule's threshold; while
-    # every level rule is idle (``busy`` False) such readings need not be fed to them.
-    quiet_lo: float = float("-inf")
-    quiet_hi: float = float("inf")
-    busy: bool = False
-    silent: bool = False           # a freshness alert is active on this series
-
-    @property
-    def filters(self) -> list[_Bound]:
-        return [b for b in (self.skew, self.bounds) if b is not None]
-
-    @property
-    def rules(self) -> list[_Bound]:
-        return [*self.filters, *self.values, *self.levels]
-
-
-@dataclass(slots=True)
-class _Gateway:
-    id: str
-    site: str
-    series: list[_Series]
-    offline: list[tuple[GatewayOfflineRule, AlertContext]]
-    silent: list[tuple[GatewaySilentRule, AlertContext]]
-    online: bool | None = None
-    status_ts: float | None = None
-    last_sent: float | None = None
-    last_received: float | None = None
-    live_ts: float | None = None        # newest non-late reading time
-    live_received: float | None = None  # wall time it arrived
-    baseline: float | None = None       # first live reading time (silence of never-seen series)
-    next_check: float = float("-inf")
-
-
-@dataclass(slots=True)
-class EngineStats:
-    readings: int = 0
-    evaluated: int = 0
-    unknown: int = 0
-    out_of_order: int = 0
-    skipped_quality: int = 0
-    in_maintenance: int = 0
-    withheld: int = 0  # out of bounds or clock-skewed
-    by_rule: dict[str, int] = field(default_factory=dict)
 
 
 class RuleEngine:
@@ -125,95 +67,10 @@ class RuleEngine:
         self.maintenance = maintenance if maintenance is not None else MaintenanceCalendar()
         self.book = AlertBook(reraise_hold_s=self.settings.reraise_hold_s)
         self.stats = EngineStats()
-        self._series: dict[tuple[str, str], _Series] = {}
-        self._gateways: dict[str, _Gateway] = {}
+        self._series: dict[tuple[str, str], Series] = {}
+        self._gateways: dict[str, GatewayPlan] = {}
         self._skip = frozenset(self.settings.skip_qualities)
-        self._build()
-
-    # --- plans -----------------------------------------------------------------------------
-
-    def _build(self) -> None:
-        for site, gw in self.registry.iter_gateways():
-            offline: list[tuple[GatewayOfflineRule, AlertContext]] = []
-            silent: list[tuple[GatewaySilentRule, AlertContext]] = []
-            for rule in self.rules.gateway_rules(site.id, gw.id):
-                ctx = AlertContext(rule.id, str(getattr(rule, "kind", "")), rule.category,
-                                   site.id, gw.id, None, None,
-                                   f"{rule.title.vi}: {gw.id}", f"{rule.title.en}: {gw.id}")
-                if isinstance(rule, GatewayOfflineRule):
-                    offline.append((rule, ctx))
-                elif isinstance(rule, GatewaySilentRule):
-                    silent.append((rule, ctx))
-            series: list[_Series] = []
-            for spec in gw.sensors:
-                ref = self.registry.sensors[spec.id]
-                resolved = self.rules.resolve(ref)
-                shared: dict[Any, Any] = {}
-                for metric in spec.metrics:
-                    s = self._plan(ref, metric, resolved, shared)
-                    self._series[(spec.id, metric)] = s
-                    series.append(s)
-            self._gateways[gw.id] = _Gateway(gw.id, site.id, series, offline, silent)
-
-    def _plan(self, ref: SensorRef, metric: str, resolved: tuple[RuleBase, ...],
-              shared: dict[Any, Any] | None = None) -> _Series:
-        lat, lon = self._position(ref)
-        target = Target(ref, metric, self.settings, lat, lon, shared)
-        skew: _Bound | None = None
-        bounds: _Bound | None = None
-        values: list[_Bound] = []
-        levels: list[_Bound] = []
-        fresh: FreshnessRule | None = None
-        for rule in resolved:
-            if isinstance(rule, FreshnessRule):
-                if not rule.metrics or metric in rule.metrics:
-                    fresh = rule
-                continue
-            ev = build_evaluator(rule, target)
-            if ev is None:
-                continue
-            # A rule judged across metrics raises its alert on one of them.
-            bound = _Bound(rule, ev, self._ctx(rule, ref, getattr(ev, "alert_metric", metric)))
-            if isinstance(ev, ClockSkewEvaluator):
-                skew = bound if skew is None or ev.max_ahead < _skew_of(skew) else skew
-            elif isinstance(ev, BoundsEvaluator):
-                bounds = bound
-            elif isinstance(ev, ThresholdEvaluator | RegulatoryEvaluator):
-                levels.append(bound)
-            else:
-                values.append(bound)
-        fresh_ctx = self._ctx(fresh, ref, metric) if fresh is not None else None
-        silence = fresh.silence_s(ref.spec.interval_s) if fresh is not None else float("inf")
-        s = _Series(ref, metric, skew, bounds, values, levels, fresh, fresh_ctx, silence)
-        for b in levels:
-            lm = b.evaluator.lmap  # type: ignore[attr-defined]
-            s.quiet_lo = max(s.quiet_lo, lm.first_below)
-            s.quiet_hi = min(s.quiet_hi, lm.first_above)
-        s.fresh_key = fresh_ctx.key if fresh_ctx is not None else None
-        if skew is not None:
-            s.max_ahead_s = _skew_of(skew)
-        if bounds is not None and isinstance(bounds.evaluator, BoundsEvaluator):
-            s.lo, s.hi = bounds.evaluator.lo, bounds.evaluator.hi
-        return s
-
-    def _position(self, ref: SensorRef) -> tuple[float | None, float | None]:
-        """The sensor's location, else its gateway's, else its site's (for sun-bound rules)."""
-        loc = ref.spec.location
-        if loc is None:
-            gw = self.registry.gateways.get(ref.gateway)
-            loc = gw.location if gw is not None else None
-        if loc is None:
-            site = self.registry.sites.get(ref.site)
-            loc = site.location if site is not None else None
-        return (loc.lat, loc.lon) if loc is not None else (None, None)
-
-    @staticmethod
-    def _ctx(rule: RuleBase, ref: SensorRef, metric: str) -> AlertContext:
-        m = METRICS[metric]
-        kind = str(getattr(rule, "kind", ""))
-        return AlertContext(rule.id, kind, rule.category, ref.site, ref.gateway, ref.id, metric,
-                            f"{rule.title.vi} — {ref.id}: {m.name_vi}",
-                            f"{rule.title.en} — {ref.id}: {m.name_en}")
+        self._series, self._gateways = build_plans(rules, registry)
 
     # --- readings --------------------------------------------------------------------------
 
@@ -269,7 +126,7 @@ class RuleEngine:
                 self._check_freshness(gw, live, changes)
         return changes
 
-    def _feed(self, s: _Series, tss: list[float], vals: list[float], quals: list[str],
+    def _feed(self, s: Series, tss: list[float], vals: list[float], quals: list[str],
               sent: float, late_cut: float, changes: list[AlertChange]) -> None:
         n = len(tss)
         if n == 1:  # the live case: one reading per series per batch, usually nothing to filter
@@ -329,7 +186,7 @@ class RuleEngine:
             return
         self._evaluate(s, tss, vals, sent, late_cut, changes)
 
-    def _evaluate(self, s: _Series, tss: list[float], vals: list[float], sent: float, late_cut: float,
+    def _evaluate(self, s: Series, tss: list[float], vals: list[float], sent: float, late_cut: float,
                   changes: list[AlertChange]) -> None:
         self.stats.evaluated += len(tss)
         for b in s.values:
@@ -339,9 +196,9 @@ class RuleEngine:
             for b in s.levels:
                 for sig in b.evaluator.feed(tss, vals, sent):
                     self._emit(b, sig, tss[sig.index], late_cut, changes)
-            s.busy = any(not _idle(b) for b in s.levels)
+            s.busy = any(not idle(b) for b in s.levels)
 
-    def _filter(self, s: _Series, tss: list[float], vals: list[float], quals: list[str], sent: float,
+    def _filter(self, s: Series, tss: list[float], vals: list[float], quals: list[str], sent: float,
                 late_cut: float, changes: list[AlertChange]) -> tuple[list[float], list[float], list[str]]:
         """Clock skew (a reading from the future must not advance the series) and physical
         bounds (impossible values still prove the sensor talks, but are unusable)."""
@@ -371,7 +228,7 @@ class RuleEngine:
         s.flagged = flagged
         return tss, vals, quals
 
-    def _emit(self, b: _Bound, sig: Signal, at: float, late_cut: float, changes: list[AlertChange]) -> None:
+    def _emit(self, b: Bound, sig: Signal, at: float, late_cut: float, changes: list[AlertChange]) -> None:
         ctx = b.ctx
         unit = METRICS[ctx.metric].unit if ctx.metric is not None and ctx.metric in METRICS else ""
         vi, en = ctx.message_vi, ctx.message_en
@@ -389,7 +246,7 @@ class RuleEngine:
 
     # --- freshness and gateways ------------------------------------------------------------
 
-    def _check_freshness(self, gw: _Gateway, horizon: float, changes: list[AlertChange]) -> None:
+    def _check_freshness(self, gw: GatewayPlan, horizon: float, changes: list[AlertChange]) -> None:
         if gw.online is False:
             return  # the gateway-offline alert speaks for its sensors
         covering = None if self.maintenance.empty else self.maintenance.covering
@@ -407,7 +264,7 @@ class RuleEngine:
             silent_for = horizon - last
             msg = (f"{ctx.message_vi}: không có dữ liệu {fmt(silent_for / 60)} phút",
                    f"{ctx.message_en}: no data for {fmt(silent_for / 60)} min")
-            ch = self.book.set_level(ctx, _rank(s.fresh), at, value=silent_for, limit=s.silence_s,
+            ch = self.book.set_level(ctx, rule_rank(s.fresh), at, value=silent_for, limit=s.silence_s,
                                      message=msg)
             s.silent = True
             if ch is not None:
@@ -428,7 +285,7 @@ class RuleEngine:
         in_maint = (not self.maintenance.empty
                     and self.maintenance.covering(gw.site, gw.id, None, t) is not None)
         for rule, ctx in gw.offline:
-            level = 0 if gw.online or in_maint else _rank(rule)
+            level = 0 if gw.online or in_maint else rule_rank(rule)
             ch = self.book.set_level(ctx, level, t)
             if ch is not None:
                 changes.append(ch)
@@ -453,14 +310,14 @@ class RuleEngine:
             in_maint = not maint.empty and maint.covering(gw.site, gw.id, None, est) is not None
             for rule, ctx in gw.silent:
                 if elapsed > rule.after_s and not in_maint and gw.online is not False:
-                    ch = self.book.set_level(ctx, _rank(rule), base + rule.after_s, value=elapsed,
+                    ch = self.book.set_level(ctx, rule_rank(rule), base + rule.after_s, value=elapsed,
                                              limit=rule.after_s)
                     if ch is not None:
                         changes.append(ch)
             if gw.online is False and not in_maint:
                 for orule, octx in gw.offline:
                     if octx.key not in self.book.active:
-                        ch = self.book.set_level(octx, _rank(orule), est)
+                        ch = self.book.set_level(octx, rule_rank(orule), est)
                         if ch is not None:
                             changes.append(ch)
             if gw.live_ts is not None and gw.live_received is not None:
@@ -513,7 +370,7 @@ class RuleEngine:
         active = self.book.active
         for s in self._series.values():
             s.silent = s.fresh_key is not None and s.fresh_key in active
-            s.busy = any(not _idle(b) for b in s.levels)
+            s.busy = any(not idle(b) for b in s.levels)
             s.flagged = any(getattr(b.evaluator, "active", False) for b in s.filters)
         for gid, vals in snap["gateways"].items():
             g = self._gateways.get(gid)
@@ -521,47 +378,3 @@ class RuleEngine:
                 continue
             (g.online, g.status_ts, g.last_sent, g.last_received, g.live_ts, g.live_received,
              g.baseline) = vals
-
-
-def _idle(b: _Bound) -> bool:
-    m = b.evaluator.machine  # type: ignore[attr-defined]
-    return bool(m.level == 0 and m.since is None and m.down_since is None)
-
-
-def _skew_of(b: _Bound) -> float:
-    ev = b.evaluator
-    return ev.max_ahead if isinstance(ev, ClockSkewEvaluator) else float("inf")
-
-
-def _rank(rule: FreshnessRule | GatewayOfflineRule | GatewaySilentRule) -> int:
-    return severity_rank(rule.severity)
-
-
-def evaluate(rule: RuleBase, ref: SensorRef, metric: str, window: Sequence[tuple[datetime, float]],
-             now: datetime, settings: EngineSettings | None = None) -> AlertChange | None:
-    """The pure form of one rule (docs/style.md): the last alert change ``rule`` makes on the
-    readings of one series in ``window`` (time order), taking readings up to ``now``.
-
-    For trying a rule on a stored series ("what would this threshold have done last
-    week?"); the engine keeps the same evaluators alive across batches instead.
-    """
-    loc = ref.spec.location
-    target = Target(ref, metric, settings if settings is not None else EngineSettings(),
-                    loc.lat if loc is not None else None, loc.lon if loc is not None else None)
-    ev = build_evaluator(rule, target)
-    if ev is None:
-        return None
-    cut = now.timestamp()
-    pairs = sorted((t.timestamp(), v) for t, v in window if t.timestamp() <= cut)
-    if not pairs:
-        return None
-    ts = [t for t, _ in pairs]
-    vals = [v for _, v in pairs]
-    book = AlertBook(reraise_hold_s=target.settings.reraise_hold_s)
-    ctx = RuleEngine._ctx(rule, ref, metric)
-    last: AlertChange | None = None
-    for sig in ev.feed(ts, vals, cut):
-        ch = book.set_level(ctx, sig.level, ts[sig.index], value=sig.value, limit=sig.limit)
-        if ch is not None:
-            last = ch
-    return last
