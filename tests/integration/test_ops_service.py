@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -264,6 +264,60 @@ def test_a_resolve_overtaken_by_a_recurrence_ends_with_store_and_rule_state_equa
     assert memory.resolved_at is None and row.incident.resolved_at is None
     svc.wait_until(lambda p: p.counters.actions == 1, WAIT_S)
     assert any(e.action == "resolved" and e.by == "tran.van.b" for e in memory.timeline)
+
+
+class HeldRepo:
+    """The service's repository, its commit of an incident's resolution held at a gate: the
+    worker stops mid-flush with the resolution decided in memory, not yet in the store."""
+
+    def __init__(self, repo: OpsRepository) -> None:
+        self.repo = repo
+        self.gate = threading.Event()
+        self.holding = threading.Event()
+
+    def commit_step(self, step: Any) -> Any:
+        if any(i.state == "resolved" for i in step.incidents) and not self.gate.is_set():
+            self.holding.set()
+            assert self.gate.wait(WAIT_S)
+        return self.repo.commit_step(step)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.repo, name)
+
+
+def test_an_acknowledgement_racing_an_auto_resolve_ends_with_store_and_rule_state_equal(
+        rig: Rig, gateway: Publisher) -> None:
+    """The manager has auto-resolved the incident (every alert clear for the hold) but the step
+    is not committed yet when a person acknowledges it in the store. The service's resolution
+    lands after (the store keeps the further state), and the service then adopts the stored
+    row: both say resolved."""
+    telemetry = topics.telemetry(SITE, GW)
+    fast = PATTERNS.model_copy(update={"settings": PATTERNS.settings.model_copy(
+        update={"auto_resolve_hold_s": 0.5})})
+    held = HeldRepo(open_repository(rig.db_url))
+    svc = OpsService(rig.settings(), REGISTRY, cast(OpsRepository, held), rig.feed, rules=RULES,
+                     patterns=fast, name="test-ops", client_id="test-ops")
+    svc.start()
+    rig.services.append(svc)
+    assert svc.link.subscribed.wait(WAIT_S)
+    gateway.send(telemetry, batch(1, T0, 25.0))
+    for k in range(2, 20):  # clear (the rule clears after 120 s below): the hold starts
+        gateway.send(telemetry, batch(k, T0 + timedelta(seconds=10 * k), 0.0))
+    assert held.holding.wait(WAIT_S), "the auto-resolve was not decided"
+    incident = rig.repo.list_incidents(None, None, 10, 0).items[0]
+    assert incident.state == "open"  # not committed yet
+    act = HumanAction(incident_id=incident.id, action="acknowledge", by="tran.van.b", at=datetime.now(UTC))
+    stored = rig.repo.apply_incident_action(incident.id, mutation(act))
+    assert stored is not None and stored.state == "acknowledged"
+    told = threading.Thread(target=svc.on_action, args=(act, stored))
+    told.start()
+    held.gate.set()
+    told.join(WAIT_S)
+    svc.wait_until(lambda p: p.counters.actions == 1 and p.queue_depth == 0, WAIT_S)
+    row = rig.repo.get_incident(incident.id)
+    assert row is not None and row.incident.state == "resolved"
+    assert svc.manager.get(incident.id).state == row.incident.state
+    assert {"acknowledged", "resolved"} <= {e.action for e in row.timeline}
 
 
 @pytest.mark.parametrize("heartbeat_after_s", [None, 20.0])
