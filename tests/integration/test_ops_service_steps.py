@@ -26,7 +26,11 @@ from ops_center.adapters.repository import (
 )
 from ops_center.adapters.sqlite import SqliteOpsRepository
 from ops_center.feed import Feed
+from ops_center.rules.loader import load_patterns, load_rules
+from ops_center.service.actions import HumanAction, mutation
 from ops_center.service.persist import ChangeWriter
+from ops_center.service.service import OpsService
+from ops_center.service.settings import OpsServiceSettings
 
 pytestmark = pytest.mark.integration
 
@@ -205,4 +209,39 @@ def test_a_step_refused_for_good_is_written_row_by_row(tmp_path: Path) -> None:
     assert [g.gateway for g in repo.list_gateway_status(None)] == ["ax-gw-02"]  # the rest of the step
     assert committed == [True] and repo.load_service_state("ops") == b"state"
     assert writer.stats.refused == 1
+    repo.close()
+
+
+def test_an_action_adopted_while_the_store_is_down_is_adopted_again_as_stored(tmp_path: Path) -> None:
+    """A person's action reaches the worker (called here directly; the service is not started)
+    while its own step cannot be committed: the committed record stands in, and once the step
+    is committed the stored row, which that step moved on (a recurrence reopened it), is
+    adopted: store and rule state end equal."""
+    repo = FlakySqlite(tmp_path / "ops.db")
+    repo.migrate()
+    settings = OpsServiceSettings(mqtt_url="mqtt://127.0.0.1:9", db_url=f"sqlite:///{tmp_path / 'ops.db'}")
+    svc = OpsService(settings, REGISTRY, repo, Feed(), rules=load_rules(registry=REGISTRY),
+                     patterns=load_patterns(), name="t", client_id="t")
+
+    def reading(k: int, value: float) -> None:
+        at = T0 + timedelta(seconds=10 * k)
+        changes = svc.engine.ingest([("ax-gas-01", "gas_lel", at, value, "good")], at, "ax-gw-02", at)
+        svc._record(changes, svc.manager.apply(changes, at))
+
+    reading(0, 25.0)
+    assert svc._flush()
+    (inc,) = svc.manager.incidents()
+    act = HumanAction(incident_id=inc.id, action="resolve", by="tran.van.b", at=T0 + timedelta(seconds=5),
+                      note="Đã khóa van")
+    stored = repo.apply_incident_action(inc.id, mutation(act))
+    assert stored is not None and stored.state == "resolved"
+    reading(1, 60.0)  # worse, recorded, not committed yet
+    repo.down = 2
+    svc._apply_action(act, stored)
+    assert svc.manager.get(inc.id).state == "resolved"  # the committed record, for now
+    assert not svc._flush() and svc._flush()
+    row = repo.get_incident(inc.id)
+    assert row is not None and row.incident.state == "open"  # the step reopened it
+    svc._readopt()
+    assert svc.manager.get(inc.id).state == row.incident.state and not svc._deferred
     repo.close()
