@@ -1,6 +1,11 @@
 """The internal change feed: the ops service publishes what changed (alerts, incidents,
 gateway status, KPIs) and every live-stream client reads what its scope may see.
 
+An event's data carries records, not rendered API objects: the ops service and the routes put
+the ``AlertRecord``, ``IncidentRecord`` or ``GatewayStatusRecord`` they wrote in it (with a few
+plain fields: action, by, notify...), and the stream route renders them with the API's schemas
+(ops_center/api/render.py). The feed imports nothing of the ops center.
+
 Thread-safe on the publishing side (the ops service publishes from its worker thread, the
 API from the event loop or the thread pool); each subscriber belongs to one asyncio loop.
 
@@ -45,7 +50,8 @@ Listener = Callable[["FeedEvent"], None]
 
 @dataclass(frozen=True, slots=True)
 class FeedEvent:
-    """One change. ``site`` None: not tied to a site (only global scopes see it)."""
+    """One change. ``site`` None: not tied to a site (only global scopes see it). ``data``:
+    plain values and records (rendered for clients by ops_center/api/render.py)."""
 
     id: str
     seq: int
