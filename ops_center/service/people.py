@@ -79,21 +79,28 @@ class PeopleActions:
             # key makes the API's own insert of the same notice a no-op).
             self.writer.resolved_by_person(change.incident)
 
+    def _read_back(self, incident_id: str) -> IncidentRecord | None:
+        """The incident as stored (None: no such row); RepositoryError when not readable."""
+        detail = self.repo.get_incident(incident_id)
+        return detail.incident if detail is not None else None
+
     def _stored(self, incident_id: str) -> IncidentRecord | None:
         try:
-            detail = self.repo.get_incident(incident_id)
+            return self._read_back(incident_id)
         except RepositoryError as exc:
             logger.info("incident %s not read back (%s): adopting the committed record", incident_id, exc)
             return None
-        return detail.incident if detail is not None else None
 
     def _readopt(self) -> None:
         """After a commit: the actions adopted while the store was down, adopted again as stored."""
         for iid in list(self._deferred):
-            stored = self._stored(iid)
-            if stored is None:
-                return  # still not answering: next time
+            try:
+                stored = self._read_back(iid)
+            except RepositoryError:
+                return  # still not answering: after the next commit
             del self._deferred[iid]
+            if stored is None:
+                continue
             self.manager.adopt(iid, stored, action="annotated", by="system", at=stored.updated_at,
                                note="", quiet=True)
             view = self.manager.find(iid)
