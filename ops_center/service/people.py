@@ -35,6 +35,8 @@ class PeopleActions:
     _queue: queue.Queue[Item]
     _open: set[str]
     _deferred: dict[str, IncidentRecord]
+    _overflow: dict[str, tuple[HumanAction, IncidentRecord]]
+    _overflow_lock: threading.Lock
 
     # Defined by another part (annotations only: the MRO finds the real ones).
     _flush: Callable[[], bool]
@@ -49,7 +51,10 @@ class PeopleActions:
         try:
             self._queue.put(cmd, timeout=self.settings.ops_action_timeout_s)
         except queue.Full:
-            logger.warning("ops service busy: %s of %s not applied to the rule state yet", act.action,
+            # Not lost: the worker takes it after its current work (one per incident, the last).
+            with self._overflow_lock:
+                self._overflow[act.incident_id] = (act, record)
+            logger.warning("ops service busy: %s of %s applied to the rule state later", act.action,
                            act.incident_id)
             return
         if not cmd.done.wait(self.settings.ops_action_timeout_s):
@@ -91,8 +96,18 @@ class PeopleActions:
             logger.info("incident %s not read back (%s): adopting the committed record", incident_id, exc)
             return None
 
+    def _catch_up(self) -> None:
+        """The worker, with its writes committed: actions that found the queue full, then the
+        ones adopted while the store was down, adopted again as stored."""
+        if self._overflow:
+            with self._overflow_lock:
+                late, self._overflow = list(self._overflow.values()), {}
+            for act, record in late:
+                self._apply_action(act, record)
+        if self._deferred:
+            self._readopt()
+
     def _readopt(self) -> None:
-        """After a commit: the actions adopted while the store was down, adopted again as stored."""
         for iid in list(self._deferred):
             try:
                 stored = self._read_back(iid)

@@ -60,6 +60,7 @@ from ops_center.domain.maintenance import MaintenanceCalendar
 from ops_center.domain.rules import RuleSet
 from ops_center.feed import Feed, FeedEvent
 from ops_center.notify.compose import Notifier, build_notifier
+from ops_center.service.actions import HumanAction
 from ops_center.service.inbound import InboundHandling
 from ops_center.service.model import (
     Command,
@@ -144,6 +145,9 @@ class OpsService(InboundHandling, PeopleActions, RuleStateKeeping):
         self._open: set[str] = set()  # live incidents (for the progress view)
         # People's actions adopted while the store was down: adopted again as stored.
         self._deferred: dict[str, IncidentRecord] = {}
+        # People's actions that found the queue full: taken by the worker after its current work.
+        self._overflow: dict[str, tuple[HumanAction, IncidentRecord]] = {}
+        self._overflow_lock = threading.Lock()
         self._unlisten: Callable[[], None] | None = None
         self.link = OpsMqttLink(
             settings.mqtt_urls, client_id=client_id or settings.client_id, sink=self._enqueue,
@@ -321,8 +325,7 @@ class OpsService(InboundHandling, PeopleActions, RuleStateKeeping):
                     retry_s = min(retry_s * 2, s.ops_store_retry_max_ms / 1000)
                     continue
                 retry_s = s.ops_store_retry_initial_ms / 1000
-            if self._deferred:
-                self._readopt()
+            self._catch_up()  # people's actions not adopted as stored yet
             now = mono()
             deadline = min(next_tick, next_snapshot if self._pending else next_tick)
             items = self._take(max(0.0, deadline - now))

@@ -5,6 +5,7 @@ de-duplicates timelines written before the entry key existed."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -244,4 +245,31 @@ def test_an_action_adopted_while_the_store_is_down_is_adopted_again_as_stored(tm
     assert row is not None and row.incident.state == "open"  # the step reopened it
     svc._readopt()
     assert svc.manager.get(inc.id).state == row.incident.state and not svc._deferred
+    repo.close()
+
+
+def test_an_action_that_found_the_queue_full_is_taken_by_the_worker_later(tmp_path: Path) -> None:
+    """``on_action`` with the worker's queue full leaves the action for the worker (here called
+    directly) instead of dropping it: the rule state then agrees with the store."""
+    repo = FlakySqlite(tmp_path / "ops.db")
+    repo.migrate()
+    settings = OpsServiceSettings(mqtt_url="mqtt://127.0.0.1:9", db_url=f"sqlite:///{tmp_path / 'ops.db'}")
+    svc = OpsService(settings, REGISTRY, repo, Feed(), rules=load_rules(registry=REGISTRY),
+                     patterns=load_patterns(), name="t", client_id="t")
+    changes = svc.engine.ingest([("ax-gas-01", "gas_lel", T0, 25.0, "good")], T0, "ax-gw-02", T0)
+    svc._record(changes, svc.manager.apply(changes, T0))
+    assert svc._flush()
+    (inc,) = svc.manager.incidents()
+    act = HumanAction(incident_id=inc.id, action="acknowledge", by="tran.van.b", at=T0 + timedelta(seconds=5))
+    stored = repo.apply_incident_action(inc.id, mutation(act))
+    assert stored is not None
+    svc._thread = threading.Thread(target=lambda: None)  # a worker that looks alive...
+    svc._thread.is_alive = lambda: True  # type: ignore[method-assign]
+    for _ in range(svc._queue.maxsize):  # ... with its queue full
+        svc._queue.put_nowait("abort")
+    svc.settings = settings.model_copy(update={"ops_action_timeout_s": 0.01})
+    svc.on_action(act, stored)
+    assert svc.manager.get(inc.id).state == "open"  # not yet
+    svc._catch_up()
+    assert svc.manager.get(inc.id).state == "acknowledged" == stored.state
     repo.close()
