@@ -47,7 +47,6 @@ class IncidentCore:
         self._clock: dict[str, float] = {}
         self._notify_rank = severity_rank(self.settings.notify_min_severity)
 
-
     # --- members ---------------------------------------------------------------------------
 
     def _new(self, site: str, kind: str, grp: str, pi: int | None, members: list[Alert], t: float,
@@ -169,7 +168,6 @@ class IncidentCore:
                             "Recurred within the reopen window")
         out.append(self._change("reopened", inc, entry))
 
-
     def _late(self, inc: Tracked) -> bool:
         return bool(inc.members) and all(m.late for m in inc.members.values())
 
@@ -179,7 +177,6 @@ class IncidentCore:
         inc.resolved_by = by
         entry = self._entry(inc, at, "resolved", by, vi, en)
         out.append(self._change("resolved", inc, entry))
-
 
     # --- views -----------------------------------------------------------------------------
 

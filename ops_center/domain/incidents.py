@@ -19,6 +19,11 @@ Memory stays bounded over a long run: a resolved incident is forgotten (with the
 merged into it) once its site's event clock is past its reopen window, when nothing can
 reopen it any more; a recurrence then opens a NEW incident. The store keeps the history;
 the manager keeps only what can still change.
+
+The lifecycle's transitions are ops_center/domain/lifecycle.py's (:func:`next_state`), shared
+with the store's mutation of people's actions; what people did is taken from the store by
+:meth:`IncidentManager.adopt`. The parts: ``incident_model`` (data), ``incident_core``
+(members, views), ``incident_routing`` (patterns, topology), ``incident_snapshot``.
 """
 
 from __future__ import annotations
@@ -69,7 +74,6 @@ class IncidentManager(IncidentRouting):
 
     def incident_of(self, alert_id: str) -> str | None:
         return self._alert_inc.get(alert_id)
-
 
     # --- alert changes ---------------------------------------------------------------------
 
