@@ -266,6 +266,24 @@ def test_a_resolve_overtaken_by_a_recurrence_ends_with_store_and_rule_state_equa
     assert any(e.action == "resolved" and e.by == "tran.van.b" for e in memory.timeline)
 
 
+def test_what_people_did_while_the_service_was_away_is_adopted_at_its_start(
+        rig: Rig, gateway: Publisher) -> None:
+    telemetry = topics.telemetry(SITE, GW)
+    svc = rig.service()
+    gateway.send(telemetry, batch(1, T0, 25.0))
+    through(svc, 1)
+    svc.stop()
+    rig.services.remove(svc)
+    incident = rig.repo.list_incidents(None, None, 10, 0).items[0]
+    act = HumanAction(incident_id=incident.id, action="acknowledge", by="tran.van.b", at=datetime.now(UTC))
+    stored = rig.repo.apply_incident_action(incident.id, mutation(act))  # the API, service away
+    assert stored is not None
+    again = rig.service()
+    again.wait_until(lambda p: p.restored, WAIT_S)
+    memory = again.manager.get(incident.id)
+    assert memory.state == stored.state == "acknowledged" and memory.acknowledged_by == "api"
+
+
 class HeldRepo:
     """The service's repository, its commit of an incident's resolution held at a gate: the
     worker stops mid-flush with the resolution decided in memory, not yet in the store."""
