@@ -25,7 +25,8 @@ from typing import Any, Literal, Protocol
 
 from ops_center.adapters.records import Page
 from ops_center.adapters.repository import Conflict, OpsRepository, Sites
-from ops_center.adapters.sql import Row, SqlOpsRepository, utc, utc_or_none
+from ops_center.adapters.sql import SqlOpsRepository
+from ops_center.adapters.sql_base import Row, utc, utc_or_none
 
 CommandState = Literal["pending", "applied", "failed", "expired"]
 COMMAND_STATES: tuple[CommandState, ...] = ("pending", "applied", "failed", "expired")

@@ -22,7 +22,10 @@ from ops_center.adapters.records import (
     TimelineEvent,
 )
 from ops_center.adapters.repository import OpsRepository, Sites
-from ops_center.adapters.sql import _INCIDENT_COLS, NOTIFICATION_COLS, Row, SqlOpsRepository, utc, utc_or_none
+from ops_center.adapters.sql import SqlOpsRepository
+from ops_center.adapters.sql_base import Row, utc, utc_or_none
+from ops_center.adapters.sql_incidents import INCIDENT_COLS, append_timeline, incident_record
+from ops_center.adapters.sql_outbox import NOTIFICATION_COLS, insert_notifications
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +119,7 @@ class SqlNotificationStore:
 
     def add(self, rows: Sequence[NotificationRecord]) -> int:
         with self._repo._tx() as x:
-            return self._repo._insert_notifications(x, rows)
+            return insert_notifications(self._repo, x, rows)
 
     def due(self, now: datetime, limit: int) -> list[NotificationRecord]:
         r = self._repo
@@ -181,7 +184,8 @@ class SqlNotificationStore:
                 if updated is None:
                     continue
                 digest = "" if delivery == n.id else f", digest {delivery}"
-                r._append_timeline(
+                append_timeline(
+                    r,
                     x,
                     TimelineEvent(
                         id=None,
@@ -206,7 +210,8 @@ class SqlNotificationStore:
                 (state, r._t(at), r._t(next_attempt_at or at), _error_text(error), row.id),
             )
             if next_attempt_at is None:
-                r._append_timeline(
+                append_timeline(
+                    r,
                     x,
                     TimelineEvent(
                         id=None,
@@ -220,7 +225,7 @@ class SqlNotificationStore:
                 )
 
     def escalation_candidates(self) -> list[EscalationCandidate]:
-        cols = ", ".join(f"i.{c.strip()}" for c in _INCIDENT_COLS.split(","))
+        cols = ", ".join(f"i.{c.strip()}" for c in INCIDENT_COLS.split(","))
         with self._repo._read() as x:
             rows = x.rows(
                 f"SELECT {cols}, (SELECT max(n.step) FROM notifications n WHERE n.incident_id = i.id), "
@@ -230,7 +235,7 @@ class SqlNotificationStore:
                 "WHERE f.incident_id = i.id AND f.reason IN ('opened', 'severity')) ORDER BY i.opened_at"
             )
         return [
-            EscalationCandidate(self._repo._incident(row[:-2]), int(row[-2] or 0), utc(row[-1]))
+            EscalationCandidate(incident_record(row[:-2]), int(row[-2] or 0), utc(row[-1]))
             for row in rows
         ]
 

@@ -17,7 +17,8 @@ from datetime import datetime
 from typing import Final, Literal, Protocol
 
 from ops_center.adapters.repository import OpsRepository
-from ops_center.adapters.sql import SqlOpsRepository, utc
+from ops_center.adapters.sql import SqlOpsRepository
+from ops_center.adapters.sql_base import utc
 
 _OPS: Final = {"eq": "=", "ne": "<>", "gt": ">", "ge": ">=", "lt": "<", "le": "<="}
 _COLUMNS: Final = {"time": "time", "result": "value", "id": "sensor, metric, time"}

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Generic, Literal, TypeVar
 
-from ops_center.security.roles import Role
+from ops_center.domain.roles import Role
 
 if TYPE_CHECKING:
     from ops_center.domain.alerts import Alert

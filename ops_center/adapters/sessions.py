@@ -27,7 +27,8 @@ from datetime import datetime, timedelta
 from typing import Literal, Protocol
 
 from ops_center.adapters.repository import OpsRepository
-from ops_center.adapters.sql import Row, SqlOpsRepository, utc
+from ops_center.adapters.sql import SqlOpsRepository
+from ops_center.adapters.sql_base import Row, utc
 
 RevokeReason = Literal["logout", "reuse"]
 Rotation = Literal["rotated", "reused", "unknown"]

@@ -11,7 +11,8 @@ from typing import Literal
 
 from ops_center.adapters.records import Page
 from ops_center.adapters.repository import OpsRepository
-from ops_center.adapters.sql import Row, SqlOpsRepository, utc, utc_or_none
+from ops_center.adapters.sql import SqlOpsRepository
+from ops_center.adapters.sql_base import Row, utc, utc_or_none
 
 Tt10State = Literal["pending", "sent", "failed"]
 TT10_STATES: tuple[Tt10State, ...] = ("pending", "sent", "failed")

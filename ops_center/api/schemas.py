@@ -23,7 +23,7 @@ from ops_center.adapters.records import (
     UserRecord,
 )
 from ops_center.api.errors import Localized
-from ops_center.security.roles import Role
+from ops_center.domain.roles import Role
 
 # --- bounds (docs/contract.md "Additions → Bounds and text", contract/bounds.py) ----------------------
 # Every text a request carries is checked here, before any route sees it: no control character

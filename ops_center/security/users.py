@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 from contract.registry import Registry
 from ops_center.adapters.records import AuditEntry, UserRecord
 from ops_center.adapters.repository import OpsRepository, UnknownUser
+from ops_center.domain.roles import GLOBAL_ROLES, ROLES, Role
 from ops_center.security.passwords import Passwords
-from ops_center.security.roles import GLOBAL_ROLES, ROLES, Role
 
 USER_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
