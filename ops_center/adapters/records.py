@@ -29,6 +29,14 @@ class Page(Generic[T]):
 
 
 @dataclass(frozen=True, slots=True)
+class Bilingual:
+    """A text in Vietnamese and English (docs/style.md: Vietnamese first), as the API shows it."""
+
+    vi: str
+    en: str
+
+
+@dataclass(frozen=True, slots=True)
 class AlertRecord:
     id: str
     rule: str
@@ -73,6 +81,13 @@ class AlertRecord:
             message_en=alert.message_en,
         )
 
+    @property
+    def message(self) -> Bilingual | None:
+        """The rule's message; English falls back to the Vietnamese when a rule has none."""
+        if not self.message_vi:
+            return None
+        return Bilingual(self.message_vi, self.message_en or self.message_vi)
+
 
 @dataclass(frozen=True, slots=True)
 class IncidentRecord:
@@ -108,6 +123,10 @@ class IncidentRecord:
             assignee=assignee,
             escalated_at=i.updated_at if i.escalated else None,
         )
+
+    @property
+    def title(self) -> Bilingual:
+        return Bilingual(self.title_vi, self.title_en)
 
 
 @dataclass(frozen=True, slots=True)
