@@ -2,7 +2,7 @@
 
 ``ObservationStore`` is the port; ``SqlObservationStore`` runs on the repository's own
 connections (SQLite or PostgreSQL/TimescaleDB, through the ``_read``/``_t`` hooks of
-:class:`~ops_center.adapters.sql.SqlOpsRepository`, as ``SqlCommandStore`` does), so it shares
+:class:`~ops_center.adapters.sql_base.SqlDatabase`, as ``SqlCommandStore`` does), so it shares
 the pool and error translation without widening the repository's interface.
 
 Every query is built from fixed fragments: column names come from the mappings below, values
@@ -17,8 +17,7 @@ from datetime import datetime
 from typing import Final, Literal, Protocol
 
 from ops_center.adapters.repository import OpsRepository
-from ops_center.adapters.sql import SqlOpsRepository
-from ops_center.adapters.sql_base import utc
+from ops_center.adapters.sql_base import SqlDatabase, utc
 
 _OPS: Final = {"eq": "=", "ne": "<>", "gt": ">", "ge": ">=", "lt": "<", "le": "<="}
 _COLUMNS: Final = {"time": "time", "result": "value", "id": "sensor, metric, time"}
@@ -74,7 +73,7 @@ class ObservationStore(Protocol):
 
 class SqlObservationStore:
     def __init__(self, repo: OpsRepository) -> None:
-        if not isinstance(repo, SqlOpsRepository):
+        if not isinstance(repo, SqlDatabase):
             raise TypeError(f"SqlObservationStore needs a SQL repository, not {type(repo).__name__}")
         self._repo = repo
 

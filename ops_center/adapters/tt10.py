@@ -1,6 +1,6 @@
 """The TT 10/2021 feed's upload log as the API reads it (table ``tt10_uploads``, migration
 0007; written by the feed process, feeds/tt10/uploads.py). On the repository's own
-connections (``_read``/``_t`` of :class:`~ops_center.adapters.sql.SqlOpsRepository`), as
+connections (``_read``/``_t`` of :class:`~ops_center.adapters.sql_base.SqlDatabase`), as
 commands.py does; a repository that is not SQL has no log (empty answers)."""
 
 from __future__ import annotations
@@ -11,8 +11,7 @@ from typing import Literal
 
 from ops_center.adapters.records import Page
 from ops_center.adapters.repository import OpsRepository
-from ops_center.adapters.sql import SqlOpsRepository
-from ops_center.adapters.sql_base import Row, utc, utc_or_none
+from ops_center.adapters.sql_base import Row, SqlDatabase, utc, utc_or_none
 
 Tt10State = Literal["pending", "sent", "failed"]
 TT10_STATES: tuple[Tt10State, ...] = ("pending", "sent", "failed")
@@ -54,7 +53,7 @@ def _upload(r: Row) -> Tt10Upload:
 
 class Tt10Log:
     def __init__(self, repo: OpsRepository) -> None:
-        self._repo = repo if isinstance(repo, SqlOpsRepository) else None
+        self._repo = repo if isinstance(repo, SqlDatabase) else None
 
     def stations(self, site: str) -> list[Tt10StationSummary]:
         """Per station of ``site``: files per state, newest sent cycle, oldest unsent one."""
