@@ -15,7 +15,9 @@ ROOT = Path(__file__).resolve().parents[2]
 ADAPTERS = "ops_center.adapters"
 PORTS = frozenset(
     f"{ADAPTERS}.{m}"
-    for m in ("errors", "ports", "records", "repository", "commands", "notifications", "sessions")
+    for m in (
+        "errors", "ports", "records", "repository", "commands", "notifications", "sessions", "observations"
+    )
 )
 IMPLEMENTATIONS = ("sql", "sqlite", "postgres", "factory")
 
