@@ -61,6 +61,20 @@ def page_total(row: Row | None) -> int:
     return int(row[0]) if row else 0
 
 
+def page_rows(
+    x: Executor, cols: str, table: str, where: str, params: Sequence[object], order_by: str, limit: int,
+    offset: int,
+) -> tuple[list[Row], int]:
+    """One page of ``table`` (a constant of the calling module, never input) within ``where``,
+    in ``order_by`` order; and how many rows match in all."""
+    total = x.one(f"SELECT count(*) FROM {table} WHERE {where}", params)
+    rows = x.rows(
+        f"SELECT {cols} FROM {table} WHERE {where} ORDER BY {order_by} LIMIT %s OFFSET %s",
+        [*params, limit, offset],
+    )
+    return rows, page_total(total)
+
+
 class SqlDatabase(ABC):
     """Units of work and the dialect's small differences. The SQL classes of every aggregate
     (``sql_incidents``, ``sql_gateways``, ``sql_users``, ...) and the stores beside them

@@ -10,7 +10,7 @@ from datetime import datetime
 from ops_center.adapters.commands import CommandRecord, CommandState, result_state
 from ops_center.adapters.ports import Sites
 from ops_center.adapters.records import Page
-from ops_center.adapters.sql_base import Row, SqlDatabase, utc, utc_or_none
+from ops_center.adapters.sql_base import Row, SqlDatabase, page_rows, utc, utc_or_none
 
 _COLS = "id, site, gateway, sensor, name, args, state, created_by, created_at, expires_at, result_at, detail"
 
@@ -51,13 +51,10 @@ class SqlCommandStore:
             clause += " AND state = %s"
             params.append(state)
         with r._read() as x:
-            total = x.one(f"SELECT count(*) FROM commands WHERE {clause}", params)
-            rows = x.rows(
-                f"SELECT {_COLS} FROM commands WHERE {clause} "
-                "ORDER BY created_at DESC, id LIMIT %s OFFSET %s",
-                [*params, limit, offset],
+            rows, total = page_rows(
+                x, _COLS, "commands", clause, params, "created_at DESC, id", limit, offset
             )
-        return Page([_record(row).as_seen(now) for row in rows], int(total[0]) if total else 0)
+        return Page([_record(row).as_seen(now) for row in rows], total)
 
     def record_result(self, command_id: str, gateway: str, ok: bool, detail: str,
                       at: datetime) -> CommandRecord | None:

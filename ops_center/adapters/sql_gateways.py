@@ -10,7 +10,7 @@ from typing import Final
 
 from ops_center.adapters.ports import Sites
 from ops_center.adapters.records import DeadLetterRecord, GatewayBatchStats, GatewayStatusRecord, Page
-from ops_center.adapters.sql_base import Executor, Row, SqlDatabase, page_total, preview, utc, utc_or_none
+from ops_center.adapters.sql_base import Executor, Row, SqlDatabase, page_rows, preview, utc, utc_or_none
 
 GATEWAY_COLS: Final = (
     "gateway, site, state, last_seen, outbox_batches, outbox_oldest, dropped_batches, last_seq, agent"
@@ -113,12 +113,12 @@ class SqlGatewayRepository:
             return Page([], 0)
         clause, params = where
         with db._read() as x:
-            total = x.one(f"SELECT count(*) FROM dead_letters WHERE {clause}", params)
-            rows = x.rows(
-                f"SELECT id, received_at, topic, gateway, site, seq, reason, detail, {db._payload_len}, "
-                f"{db._payload_head} FROM dead_letters WHERE {clause} "
-                "ORDER BY received_at DESC, id DESC LIMIT %s OFFSET %s",
-                [*params, limit, offset],
+            cols = (
+                f"id, received_at, topic, gateway, site, seq, reason, detail, {db._payload_len}, "
+                f"{db._payload_head}"
+            )
+            rows, total = page_rows(
+                x, cols, "dead_letters", clause, params, "received_at DESC, id DESC", limit, offset
             )
         items = [
             DeadLetterRecord(
@@ -135,7 +135,7 @@ class SqlGatewayRepository:
             )
             for r in rows
         ]
-        return Page(items, page_total(total))
+        return Page(items, total)
 
     def dead_letter_counts(self, sites: Sites, since: datetime) -> dict[str, int]:
         where = self._db._site_where(sites)

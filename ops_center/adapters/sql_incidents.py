@@ -19,7 +19,7 @@ from ops_center.adapters.records import (
     Page,
     TimelineEvent,
 )
-from ops_center.adapters.sql_base import IN_CHUNK, Executor, Row, SqlDatabase, page_total, utc, utc_or_none
+from ops_center.adapters.sql_base import IN_CHUNK, Executor, Row, SqlDatabase, page_rows, utc, utc_or_none
 from ops_center.adapters.sql_gateways import write_gateway_status
 from ops_center.adapters.sql_outbox import insert_notifications, insert_resolved
 from ops_center.adapters.sql_users import write_audit
@@ -234,13 +234,7 @@ class SqlIncidentRepository:
             clause += " AND state = %s"
             params.append(state)
         with self._db._read() as x:
-            total = x.one(f"SELECT count(*) FROM {table} WHERE {clause}", params)
-            rows = x.rows(
-                f"SELECT {cols} FROM {table} WHERE {clause} "
-                "ORDER BY opened_at DESC, id LIMIT %s OFFSET %s",
-                [*params, limit, offset],
-            )
-        return rows, page_total(total)
+            return page_rows(x, cols, table, clause, params, "opened_at DESC, id", limit, offset)
 
     def list_alerts(
         self, sites: Sites, state: AlertState | None, limit: int, offset: int

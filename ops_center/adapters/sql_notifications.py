@@ -10,7 +10,7 @@ from datetime import datetime
 from ops_center.adapters.notifications import EscalationCandidate
 from ops_center.adapters.ports import Sites
 from ops_center.adapters.records import NotificationRecord, Page, TimelineEvent
-from ops_center.adapters.sql_base import Row, SqlDatabase, utc, utc_or_none
+from ops_center.adapters.sql_base import Row, SqlDatabase, page_rows, utc, utc_or_none
 from ops_center.adapters.sql_incidents import INCIDENT_COLS, append_timeline, incident_record
 from ops_center.adapters.sql_outbox import NOTIFICATION_COLS, insert_notifications
 
@@ -180,13 +180,10 @@ class SqlNotificationStore:
             clause += " AND incident_id = %s"
             params.append(incident_id)
         with r._read() as x:
-            total = x.one(f"SELECT count(*) FROM notifications WHERE {clause}", params)
-            rows = x.rows(
-                f"SELECT {NOTIFICATION_COLS} FROM notifications WHERE {clause} "
-                "ORDER BY created_at DESC, id LIMIT %s OFFSET %s",
-                [*params, limit, offset],
+            rows, total = page_rows(
+                x, NOTIFICATION_COLS, "notifications", clause, params, "created_at DESC, id", limit, offset
             )
-        return Page([_record(row) for row in rows], int(total[0]) if total else 0)
+        return Page([_record(row) for row in rows], total)
 
     def get(self, notification_id: str) -> NotificationRecord | None:
         with self._repo._read() as x:

@@ -8,7 +8,7 @@ from typing import Any, Final, cast
 
 from ops_center.adapters.ports import Sites
 from ops_center.adapters.records import MaintenanceWindowRecord, Page, SecurityEventRecord
-from ops_center.adapters.sql_base import Row, SqlDatabase, page_total, utc, utc_or_none
+from ops_center.adapters.sql_base import Row, SqlDatabase, page_rows, utc, utc_or_none
 
 MAINTENANCE_COLS: Final = "id, site, scope, target, starts_at, ends_at, set_by, reason"
 
@@ -34,11 +34,9 @@ class SqlSecurityEventRepository:
             return Page([], 0)
         clause, params = where
         with self._db._read() as x:
-            total = x.one(f"SELECT count(*) FROM security_events WHERE {clause}", params)
-            rows = x.rows(
-                "SELECT id, at, source, kind, site, gateway, client, ip, detail FROM security_events "
-                f"WHERE {clause} ORDER BY id DESC LIMIT %s OFFSET %s",
-                [*params, limit, offset],
+            rows, total = page_rows(
+                x, "id, at, source, kind, site, gateway, client, ip, detail", "security_events", clause,
+                params, "id DESC", limit, offset,
             )
         items = [
             SecurityEventRecord(
@@ -54,7 +52,7 @@ class SqlSecurityEventRepository:
             )
             for r in rows
         ]
-        return Page(items, page_total(total))
+        return Page(items, total)
 
 
 def maintenance_window(r: Row) -> MaintenanceWindowRecord:

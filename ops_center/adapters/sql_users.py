@@ -7,7 +7,7 @@ from typing import Final
 
 from ops_center.adapters.errors import Conflict, UnknownUser, UserExists
 from ops_center.adapters.records import AuditEntry, Page, UserRecord
-from ops_center.adapters.sql_base import Executor, Row, SqlDatabase, page_total, utc, utc_or_none
+from ops_center.adapters.sql_base import Executor, Row, SqlDatabase, page_rows, utc, utc_or_none
 
 USER_COLS: Final = "name, password_hash, role, sites, disabled, token_version, created_at, updated_at"
 
@@ -87,11 +87,9 @@ class SqlUserRepository:
 
     def audit_entries(self, limit: int, offset: int) -> Page[AuditEntry]:
         with self._db._read() as x:
-            total = x.one("SELECT count(*) FROM audit_log")
-            rows = x.rows(
-                "SELECT id, at, actor, action, target, site, ip, outcome, detail FROM audit_log "
-                "ORDER BY id DESC LIMIT %s OFFSET %s",
-                (limit, offset),
+            rows, total = page_rows(
+                x, "id, at, actor, action, target, site, ip, outcome, detail", "audit_log", "TRUE", (),
+                "id DESC", limit, offset,
             )
         items = [
             AuditEntry(
@@ -107,4 +105,4 @@ class SqlUserRepository:
             )
             for r in rows
         ]
-        return Page(items, page_total(total))
+        return Page(items, total)

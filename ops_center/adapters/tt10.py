@@ -11,7 +11,7 @@ from typing import Literal
 
 from ops_center.adapters.records import Page
 from ops_center.adapters.repository import OpsRepository
-from ops_center.adapters.sql_base import Row, SqlDatabase, utc, utc_or_none
+from ops_center.adapters.sql_base import Row, SqlDatabase, page_rows, utc, utc_or_none
 
 Tt10State = Literal["pending", "sent", "failed"]
 TT10_STATES: tuple[Tt10State, ...] = ("pending", "sent", "failed")
@@ -87,13 +87,10 @@ class Tt10Log:
             clause += " AND state = %s"
             params.append(state)
         with r._read() as x:
-            total = x.one(f"SELECT count(*) FROM tt10_uploads WHERE {clause}", params)
-            rows = x.rows(
-                f"SELECT {_COLS} FROM tt10_uploads WHERE {clause} "
-                "ORDER BY cycle DESC, file LIMIT %s OFFSET %s",
-                [*params, limit, offset],
+            rows, total = page_rows(
+                x, _COLS, "tt10_uploads", clause, params, "cycle DESC, file", limit, offset
             )
-        return Page([_upload(row) for row in rows], int(total[0]) if total else 0)
+        return Page([_upload(row) for row in rows], total)
 
     def last_error(self, site: str) -> tuple[datetime, str] | None:
         r = self._repo
