@@ -30,7 +30,8 @@ from pydantic import SecretStr, ValidationError
 
 from contract.errors import RegistryError
 from contract.registry import Registry, load_registry
-from ops_center.adapters.repository import OpsRepository, RepositoryUnavailable, open_repository
+from ops_center.adapters.factory import open_repository
+from ops_center.adapters.repository import OpsRepository, RepositoryUnavailable
 from ops_center.domain.errors import RuleError
 from ops_center.feed import Feed
 from ops_center.notify.loader import PolicyError, load_policy

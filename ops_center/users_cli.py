@@ -19,8 +19,9 @@ from collections.abc import Sequence
 
 from contract.errors import RegistryError
 from contract.registry import load_registry
-from ops_center.adapters.repository import OpsRepository, RepositoryError, UserExists, open_repository
-from ops_center.security.roles import ROLES
+from ops_center.adapters.factory import open_repository
+from ops_center.adapters.repository import OpsRepository, RepositoryError, UserExists
+from ops_center.domain.roles import ROLES
 from ops_center.settings import OpsSettings
 
 

@@ -276,7 +276,7 @@ def _start_ingest(mode: str, mqtt_url: str, db_url: str, registry: Registry,
 
 def run_pipeline(args: argparse.Namespace, registry: Registry) -> int:
     from ingest.stores import open_store
-    from ops_center.adapters.repository import open_repository
+    from ops_center.adapters.factory import open_repository
     from ops_center.rules.loader import load_patterns, load_rules
     from ops_center.service.service import OpsService
     from ops_center.service.settings import OpsServiceSettings

@@ -33,7 +33,7 @@ def migrate(url: str, registry_path: str | None,
     steps = 3 if postgres else 2
     from ingest.housekeeping import sync_registry
     from ingest.stores import open_store
-    from ops_center.adapters.repository import open_repository
+    from ops_center.adapters.factory import open_repository
 
     registry = load_registry(registry_path)
     progress(f"[1/{steps}] kho số đo và sổ đăng ký / readings store and registry")

@@ -60,7 +60,8 @@ from pydantic import SecretStr
 from contract import topics
 from contract.brokers import BrokerUrl
 from contract.registry import Registry
-from ops_center.adapters.repository import OpsRepository, open_repository
+from ops_center.adapters.factory import open_repository
+from ops_center.adapters.repository import OpsRepository
 from ops_center.feed import Feed
 from ops_center.rules.loader import load_patterns, load_rules
 from ops_center.service.service import OpsService, ServiceProgress

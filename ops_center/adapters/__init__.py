@@ -1,2 +1,4 @@
-"""Persistence of the operations center: the ``OpsRepository`` port and its SQL adapters
-(``SqliteOpsRepository``, ``PostgresOpsRepository``), with their own numbered migrations."""
+"""Persistence of the operations center: one port per aggregate (``ports.py``), composed into
+``OpsRepository`` (``repository.py``); their SQL (``sql_*.py``) shared by the SQLite and
+PostgreSQL adapters (``sqlite.py``, ``postgres.py``), with their own numbered migrations;
+``factory.py`` picks one (docs/design.md, "Ops store")."""

@@ -1,10 +1,10 @@
 """Operator commands in the store (table ``commands``, migration 0004): what was sent to which
 device, by whom, and what the edge answered.
 
-``CommandStore`` is the port; ``SqlCommandStore`` runs on the repository's own connections
-(SQLite or PostgreSQL, through the ``_tx``/``_read``/``_t`` hooks of
-:class:`~ops_center.adapters.sql.SqlOpsRepository`), so commands share its pool and its
-error translation without widening the repository's interface; ``MemoryCommandStore`` is the
+``CommandStore`` is the port; ``SqlCommandStore`` (ops_center/adapters/sql_commands.py) runs
+on the repository's own connections (SQLite or PostgreSQL, through the ``_tx``/``_read``/``_t``
+hooks of :class:`~ops_center.adapters.sql_base.SqlDatabase`), so commands share its pool and
+its error translation without widening the repository's interface; ``MemoryCommandStore`` is the
 fake for unit tests.
 
 State: ``pending`` until the edge answers (``applied`` when ``ok``, ``expired`` when it
@@ -17,15 +17,13 @@ for it.
 
 from __future__ import annotations
 
-import json
 import threading
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
 from ops_center.adapters.records import Page
-from ops_center.adapters.repository import Conflict, OpsRepository, Sites
-from ops_center.adapters.sql import Row, SqlOpsRepository, utc, utc_or_none
+from ops_center.adapters.repository import Conflict, Sites
 
 CommandState = Literal["pending", "applied", "failed", "expired"]
 COMMAND_STATES: tuple[CommandState, ...] = ("pending", "applied", "failed", "expired")
@@ -115,75 +113,3 @@ class MemoryCommandStore:
             c = replace(c, state=result_state(ok, detail), result_at=at, detail=detail)
             self._rows[command_id] = c
             return c
-
-
-class SqlCommandStore:
-    def __init__(self, repo: SqlOpsRepository) -> None:
-        self._repo = repo
-
-    def add(self, command: CommandRecord) -> None:
-        c, r = command, self._repo
-        with r._tx() as x:
-            x.run(
-                f"INSERT INTO commands ({_COLS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                (c.id, c.site, c.gateway, c.sensor, c.name, json.dumps(c.args, ensure_ascii=False), c.state,
-                 c.created_by, r._t(c.created_at), r._t(c.expires_at), r._tn(c.result_at), c.detail),
-            )
-
-    def get(self, command_id: str, now: datetime) -> CommandRecord | None:
-        with self._repo._read() as x:
-            row = x.one(f"SELECT {_COLS} FROM commands WHERE id = %s", (command_id,))
-        return None if row is None else _record(row).as_seen(now)
-
-    def list(self, sites: Sites, state: CommandState | None, now: datetime, limit: int,
-             offset: int) -> Page[CommandRecord]:
-        r = self._repo
-        where = r._site_where(sites)
-        if where is None:
-            return Page([], 0)
-        clause, params = where
-        t = r._t(now)
-        if state == "pending":
-            clause += " AND state = 'pending' AND expires_at > %s"
-            params.append(t)
-        elif state == "expired":
-            clause += " AND (state = 'expired' OR (state = 'pending' AND expires_at <= %s))"
-            params.append(t)
-        elif state is not None:
-            clause += " AND state = %s"
-            params.append(state)
-        with r._read() as x:
-            total = x.one(f"SELECT count(*) FROM commands WHERE {clause}", params)
-            rows = x.rows(
-                f"SELECT {_COLS} FROM commands WHERE {clause} "
-                "ORDER BY created_at DESC, id LIMIT %s OFFSET %s",
-                [*params, limit, offset],
-            )
-        return Page([_record(row).as_seen(now) for row in rows], int(total[0]) if total else 0)
-
-    def record_result(self, command_id: str, gateway: str, ok: bool, detail: str,
-                      at: datetime) -> CommandRecord | None:
-        r = self._repo
-        with r._tx() as x:
-            row = x.one(
-                f"UPDATE commands SET state = %s, result_at = %s, detail = %s "
-                f"WHERE id = %s AND gateway = %s AND state = 'pending' RETURNING {_COLS}",
-                (result_state(ok, detail), r._t(at), detail, command_id, gateway),
-            )
-        return None if row is None else _record(row)
-
-
-def _record(r: Row) -> CommandRecord:
-    args = json.loads(r[5]) if isinstance(r[5], str) else r[5]
-    return CommandRecord(
-        id=r[0], site=r[1], gateway=r[2], sensor=r[3], name=r[4], args=dict(args), state=r[6],
-        created_by=r[7], created_at=utc(r[8]), expires_at=utc(r[9]), result_at=utc_or_none(r[10]),
-        detail=r[11],
-    )
-
-
-def open_command_store(repo: OpsRepository) -> CommandStore:
-    """The commands of ``repo``'s database; in memory for a repository that is not SQL."""
-    if isinstance(repo, SqlOpsRepository):
-        return SqlCommandStore(repo)
-    return MemoryCommandStore()

@@ -16,10 +16,12 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from ops_center.adapters.errors import Conflict, RepositoryError, RepositoryUnavailable
 from ops_center.adapters.migrations import TABLE, migrations_for
-from ops_center.adapters.records import LatestValue, UserRecord
-from ops_center.adapters.repository import Conflict, RepositoryError, RepositoryUnavailable, UserExists
-from ops_center.adapters.sql import Row, SqlOpsRepository, utc
+from ops_center.adapters.records import LatestValue
+from ops_center.adapters.sql import SqlOpsRepository
+from ops_center.adapters.sql_base import Row, utc
+from ops_center.adapters.sql_readings import SqlReadingsReader
 
 # pg_advisory_xact_lock key serialising concurrent `migrate` runs (several API processes).
 _MIGRATE_LOCK: Final = 0x5357_4F50  # "SWOP"
@@ -64,6 +66,7 @@ class PostgresOpsRepository(SqlOpsRepository):
     _payload_head = "substring(payload from 1 for 512)"
 
     def __init__(self, url: str, *, min_size: int = 1, max_size: int = 16, timeout_s: float = 5.0) -> None:
+        super().__init__()
         self.url = url
         self._timeout_s = timeout_s
         self._pool = ConnectionPool(
@@ -152,15 +155,11 @@ class PostgresOpsRepository(SqlOpsRepository):
             return False
         return True
 
-    def add_user(self, user: UserRecord) -> None:
-        try:
-            with self._tx() as x:
-                self._insert_user(x, user)
-        except Conflict as exc:
-            raise UserExists(user.name) from exc
+    def _readings_reader(self) -> SqlReadingsReader:
+        return PostgresReadingsReader(self)
 
-    # --- PostgreSQL-specific reads ----------------------------------------------------------
 
+class PostgresReadingsReader(SqlReadingsReader):
     def latest_values(self, pairs: Sequence[tuple[str, str]], since: datetime) -> list[LatestValue]:
         """One round trip: a LATERAL index probe per (sensor, metric) on the readings key
         (sensor, metric, time), newest first; TimescaleDB stops at the newest chunk."""
@@ -168,7 +167,7 @@ class PostgresOpsRepository(SqlOpsRepository):
             return []
         sensors = [p[0] for p in pairs]
         metrics = [p[1] for p in pairs]
-        with self._read() as x:
+        with self._db._read() as x:
             rows = x.rows(
                 "SELECT p.sensor, p.metric, r.time, r.value, r.quality "
                 "FROM unnest(%s::text[], %s::text[]) AS p(sensor, metric) "

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Generic, Literal, TypeVar
 
-from ops_center.security.roles import Role
+from ops_center.domain.roles import Role
 
 if TYPE_CHECKING:
     from ops_center.domain.alerts import Alert
@@ -26,6 +26,14 @@ T = TypeVar("T")
 class Page(Generic[T]):
     items: list[T]
     total: int
+
+
+@dataclass(frozen=True, slots=True)
+class Bilingual:
+    """A text in Vietnamese and English (docs/style.md: Vietnamese first), as the API shows it."""
+
+    vi: str
+    en: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +81,13 @@ class AlertRecord:
             message_en=alert.message_en,
         )
 
+    @property
+    def message(self) -> Bilingual | None:
+        """The rule's message; English falls back to the Vietnamese when a rule has none."""
+        if not self.message_vi:
+            return None
+        return Bilingual(self.message_vi, self.message_en or self.message_vi)
+
 
 @dataclass(frozen=True, slots=True)
 class IncidentRecord:
@@ -108,6 +123,10 @@ class IncidentRecord:
             assignee=assignee,
             escalated_at=i.updated_at if i.escalated else None,
         )
+
+    @property
+    def title(self) -> Bilingual:
+        return Bilingual(self.title_vi, self.title_en)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,10 +22,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
+from ops_center.adapters.errors import Conflict, RepositoryError, RepositoryUnavailable
 from ops_center.adapters.migrations import TABLE, migrations_for
-from ops_center.adapters.records import UserRecord
-from ops_center.adapters.repository import Conflict, RepositoryError, RepositoryUnavailable, UserExists
-from ops_center.adapters.sql import Row, SqlOpsRepository
+from ops_center.adapters.sql import SqlOpsRepository
+from ops_center.adapters.sql_base import Row
 
 _TRANSIENT: Final = {
     sqlite3.SQLITE_BUSY,
@@ -81,6 +81,7 @@ class _Exec:
 
 class SqliteOpsRepository(SqlOpsRepository):
     def __init__(self, path: str | Path, *, busy_timeout_ms: int = 5000, max_readers: int = 8) -> None:
+        super().__init__()
         self.path = str(path)
         self._timeout_s = busy_timeout_ms / 1000
         self._lock = threading.RLock()
@@ -213,13 +214,6 @@ class SqliteOpsRepository(SqlOpsRepository):
             conn.close()
         with self._lock:
             self._conn.close()
-
-    def add_user(self, user: UserRecord) -> None:
-        try:
-            with self._tx() as x:
-                self._insert_user(x, user)
-        except Conflict as exc:
-            raise UserExists(user.name) from exc
 
 
 def _statements(script: str) -> Iterator[str]:

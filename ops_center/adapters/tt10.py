@@ -1,6 +1,6 @@
 """The TT 10/2021 feed's upload log as the API reads it (table ``tt10_uploads``, migration
 0007; written by the feed process, feeds/tt10/uploads.py). On the repository's own
-connections (``_read``/``_t`` of :class:`~ops_center.adapters.sql.SqlOpsRepository`), as
+connections (``_read``/``_t`` of :class:`~ops_center.adapters.sql_base.SqlDatabase`), as
 commands.py does; a repository that is not SQL has no log (empty answers)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Literal
 
 from ops_center.adapters.records import Page
 from ops_center.adapters.repository import OpsRepository
-from ops_center.adapters.sql import Row, SqlOpsRepository, utc, utc_or_none
+from ops_center.adapters.sql_base import Row, SqlDatabase, page_rows, utc, utc_or_none
 
 Tt10State = Literal["pending", "sent", "failed"]
 TT10_STATES: tuple[Tt10State, ...] = ("pending", "sent", "failed")
@@ -53,7 +53,7 @@ def _upload(r: Row) -> Tt10Upload:
 
 class Tt10Log:
     def __init__(self, repo: OpsRepository) -> None:
-        self._repo = repo if isinstance(repo, SqlOpsRepository) else None
+        self._repo = repo if isinstance(repo, SqlDatabase) else None
 
     def stations(self, site: str) -> list[Tt10StationSummary]:
         """Per station of ``site``: files per state, newest sent cycle, oldest unsent one."""
@@ -87,13 +87,10 @@ class Tt10Log:
             clause += " AND state = %s"
             params.append(state)
         with r._read() as x:
-            total = x.one(f"SELECT count(*) FROM tt10_uploads WHERE {clause}", params)
-            rows = x.rows(
-                f"SELECT {_COLS} FROM tt10_uploads WHERE {clause} "
-                "ORDER BY cycle DESC, file LIMIT %s OFFSET %s",
-                [*params, limit, offset],
+            rows, total = page_rows(
+                x, _COLS, "tt10_uploads", clause, params, "cycle DESC, file", limit, offset
             )
-        return Page([_upload(row) for row in rows], int(total[0]) if total else 0)
+        return Page([_upload(row) for row in rows], total)
 
     def last_error(self, site: str) -> tuple[datetime, str] | None:
         r = self._repo

@@ -18,8 +18,8 @@ from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 
 from contract.registry import Registry, load_registry
+from ops_center.adapters.factory import open_session_store
 from ops_center.adapters.repository import OpsRepository, RepositoryError
-from ops_center.adapters.sessions import open_session_store
 from ops_center.api.command_link import CommandDesk
 from ops_center.api.deps import AppState, Readiness
 from ops_center.api.errors import install_handlers

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from ops_center.adapters.repository import open_repository
+from ops_center.adapters.factory import open_repository
 from ops_center.api.app import create_app
 from ops_center.feed import Feed
 from ops_center.settings import OpsSettings

@@ -112,7 +112,7 @@ def seed_store(
     ``incident_days`` of incidents, and add the bench user (ward staff of ``site``) and
     ``users`` - 1 more ward users of ``site`` (``bench_users``: each screen of the bench
     presents its own user's token, as in a ward office)."""
-    from ops_center.adapters.repository import open_repository
+    from ops_center.adapters.factory import open_repository
     from smartward.db_cli import migrate
 
     now = now or datetime.now(UTC)

@@ -80,7 +80,8 @@ from contract.brokers import BrokerUrlError, parse_broker_urls
 from contract.codec import decode_command_result
 from contract.errors import ContractError
 from contract.models import CommandResult
-from ops_center.adapters.commands import CommandRecord, CommandStore, open_command_store
+from ops_center.adapters.commands import CommandRecord, CommandStore
+from ops_center.adapters.factory import open_command_store
 from ops_center.adapters.repository import OpsRepository, RepositoryUnavailable
 from ops_center.api.result_queue import RETRY_MAX_S, RETRY_MIN_S, Delivery, InOrderAcks
 from ops_center.feed import Feed

@@ -26,11 +26,11 @@ from ops_center.api.kpi import KpiService
 from ops_center.api.metrics import ApiMetrics
 from ops_center.api.pagecache import BodyCache
 from ops_center.api.principals import KnownUser, UserRows
+from ops_center.domain.roles import Action
 from ops_center.feed import Feed
 from ops_center.security.passwords import Passwords
 from ops_center.security.proxies import TrustedProxies
 from ops_center.security.ratelimit import LoginLimiter
-from ops_center.security.roles import Action
 from ops_center.security.scope import Scope
 from ops_center.security.tokens import TokenClaims, TokenError, TokenService
 from ops_center.service.actions import ActionHook

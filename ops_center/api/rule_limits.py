@@ -14,7 +14,7 @@ from pathlib import Path
 
 from contract.registry import Registry, SensorRef
 from ops_center.api.errors import Localized
-from ops_center.api.schemas import _Out
+from ops_center.api.schemas.common import OutModel
 from ops_center.domain.rules import RuleSet
 from ops_center.domain.rules.base import RuleBase
 from ops_center.domain.rules.laeq import LaeqHourlyRule
@@ -23,7 +23,7 @@ from ops_center.domain.rules.threshold import ThresholdRule
 from ops_center.rules.loader import load_rules
 
 
-class LimitOut(_Out):
+class LimitOut(OutModel):
     metric: str
     rule: str
     title: Localized

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from contract.registry import Registry
-from ops_center.adapters.notifications import open_notification_store
+from ops_center.adapters.factory import open_notification_store
 from ops_center.adapters.repository import OpsRepository
 from ops_center.notify.channels import Channel, SmtpChannel, WebhookChannel
 from ops_center.notify.gateways import EsmsChannel, ZaloZnsChannel

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ops_center.security.roles import GLOBAL_ROLES, Action, Role, may
+from ops_center.domain.roles import GLOBAL_ROLES, Action, Role, may
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,7 @@ from typing import Final, Literal
 
 import jwt
 
-from ops_center.security.roles import Role, is_role
+from ops_center.domain.roles import Role, is_role
 
 ALGORITHM: Final = "HS256"
 LEEWAY_S: Final = 5

@@ -9,10 +9,11 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from contract.registry import Registry
+from ops_center.adapters.errors import UnknownUser
+from ops_center.adapters.ports import UserRepository
 from ops_center.adapters.records import AuditEntry, UserRecord
-from ops_center.adapters.repository import OpsRepository, UnknownUser
+from ops_center.domain.roles import GLOBAL_ROLES, ROLES, Role
 from ops_center.security.passwords import Passwords
-from ops_center.security.roles import GLOBAL_ROLES, ROLES, Role
 
 USER_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
@@ -58,7 +59,7 @@ def validate(name: str, role: str, sites: Sequence[str], registry: Registry) -> 
 
 
 def add_user(
-    repo: OpsRepository,
+    repo: UserRepository,
     passwords: Passwords,
     registry: Registry,
     *,
@@ -96,7 +97,7 @@ def add_user(
 
 
 def set_password(
-    repo: OpsRepository, passwords: Passwords, *, name: str, password: str, actor: str, ip: str | None = None
+    repo: UserRepository, passwords: Passwords, *, name: str, password: str, actor: str, ip: str | None = None
 ) -> UserRecord:
     now = datetime.now(UTC)
     try:
@@ -110,7 +111,7 @@ def set_password(
 
 
 def set_disabled(
-    repo: OpsRepository, *, name: str, disabled: bool, actor: str, ip: str | None = None
+    repo: UserRepository, *, name: str, disabled: bool, actor: str, ip: str | None = None
 ) -> UserRecord:
     now = datetime.now(UTC)
     try:
@@ -135,7 +136,7 @@ def _no_such_user(name: str) -> UserAdminError:
 
 
 def create_demo_users(
-    repo: OpsRepository,
+    repo: UserRepository,
     registry: Registry,
     passwords: Passwords | None = None,
     *,

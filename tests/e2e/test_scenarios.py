@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 
 from contract.registry import load_registry
+from ops_center.adapters.factory import open_repository
 from ops_center.adapters.records import AlertRecord
-from ops_center.adapters.repository import open_repository
 from ops_center.api.render import render_data
 from simulators.scenarios import ExpectedIncident, Scenario, get_scenario
 from smartward.sim_cli import LOCAL, Evaluation, evaluate, format_evaluation, plan_scenario

@@ -27,7 +27,7 @@ from contract.codec import decode_command_result, encode
 from contract.models import CommandResult
 from edge.app import open_agent
 from edge.drivers.simulated import open_simulation
-from ops_center.adapters.commands import open_command_store
+from ops_center.adapters.factory import open_command_store
 from ops_center.adapters.postgres import PostgresOpsRepository
 from ops_center.adapters.repository import OpsRepository
 from ops_center.adapters.sqlite import SqliteOpsRepository

@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from ops_center.adapters.notifications import SqlNotificationStore
 from ops_center.adapters.records import (
     NotificationRecord,
     NotifyChannel,
@@ -21,6 +20,7 @@ from ops_center.adapters.records import (
 )
 from ops_center.adapters.repository import StepWrite
 from ops_center.adapters.sql import SqlOpsRepository
+from ops_center.adapters.sql_notifications import SqlNotificationStore
 from ops_center.notify import acklink
 from tests.integration.test_api_support import SECRET, Env, auth, pg_env, sqlite_env
 

@@ -17,10 +17,11 @@ import pytest
 
 from contract import topics
 from contract.registry import load_registry
-from ops_center.adapters.notifications import SqlNotificationStore
+from ops_center.adapters.factory import open_repository
 from ops_center.adapters.records import IncidentRecord, NotificationRecord
-from ops_center.adapters.repository import OpsRepository, StepWrite, open_repository
+from ops_center.adapters.repository import OpsRepository, StepWrite
 from ops_center.adapters.sql import SqlOpsRepository
+from ops_center.adapters.sql_notifications import SqlNotificationStore
 from ops_center.domain.incidents import Incident, IncidentChange, TimelineEntry
 from ops_center.feed import Feed
 from ops_center.rules.loader import load_patterns, load_rules

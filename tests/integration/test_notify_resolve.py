@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from ops_center.adapters.factory import open_repository
 from ops_center.adapters.records import NotificationRecord, ResolvedNotice
-from ops_center.adapters.repository import StepWrite, open_repository
+from ops_center.adapters.repository import StepWrite
 from tests.integration.test_api_support import add_users, auth, build_app, login
 from tests.integration.test_notify_delivery import (
     DUTY,

@@ -22,7 +22,8 @@ from contract import topics
 from contract.codec import encode
 from contract.models import Reading, Status, TelemetryBatch
 from contract.registry import Registry, load_registry
-from ops_center.adapters.repository import OpsRepository, open_repository
+from ops_center.adapters.factory import open_repository
+from ops_center.adapters.repository import OpsRepository
 from ops_center.api.render import render_data
 from ops_center.feed import Feed
 from ops_center.rules.loader import load_patterns, load_rules

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from contract import topics
-from ops_center.adapters.repository import open_repository
+from ops_center.adapters.factory import open_repository
 from ops_center.security.mqtt_credentials import service_acl
 from ops_center.service.service import OpsService, ServiceProgress
 from tests.integration.test_ops_service import GW, SITE, WAIT_S, Publisher, Rig, batch, gas_alerts, through

@@ -15,6 +15,7 @@ import psycopg
 import pytest
 
 from contract.registry import load_registry
+from ops_center.adapters.factory import open_repository
 from ops_center.adapters.records import AlertRecord, GatewayStatusRecord, IncidentRecord, TimelineEvent
 from ops_center.adapters.repository import (
     OpsRepository,
@@ -23,7 +24,6 @@ from ops_center.adapters.repository import (
     ServiceSnapshot,
     StepOutcome,
     StepWrite,
-    open_repository,
 )
 from ops_center.adapters.sqlite import SqliteOpsRepository
 from ops_center.feed import Feed

@@ -35,7 +35,7 @@ from ops_center.api.schemas import (
     incident_page_json,
 )
 from ops_center.domain.errors import InvalidTransition
-from ops_center.security.roles import Action
+from ops_center.domain.roles import Action
 from ops_center.security.scope import Scope
 from ops_center.service.actions import ActionName, HumanAction, mutation
 

@@ -7,7 +7,7 @@ from fastapi import APIRouter
 from ops_center.api.deps import PrincipalDep
 from ops_center.api.errors import ERROR_RESPONSES
 from ops_center.api.schemas import MeOut
-from ops_center.security.roles import PERMISSIONS
+from ops_center.domain.roles import PERMISSIONS
 
 router = APIRouter(tags=["me"], responses=ERROR_RESPONSES)
 

@@ -25,7 +25,8 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from pydantic import BaseModel, ConfigDict
 
 from contract.models import SLUG_PATTERN
-from ops_center.adapters.notifications import NotificationStore, open_notification_store
+from ops_center.adapters.factory import open_notification_store
+from ops_center.adapters.notifications import NotificationStore
 from ops_center.adapters.records import NotificationRecord
 from ops_center.adapters.repository import OpsRepository, RepositoryError
 from ops_center.api.deps import AdminScopeDep, AppState, ScopeDep, StateDep, client_ip, list_filter

@@ -27,7 +27,8 @@ from ops_center.api.mapview import (
     streets,
 )
 from ops_center.api.rule_limits import LimitOut, limits_of, rules_for
-from ops_center.api.schemas import AqiOut, LocationOut, Severity, _Out
+from ops_center.api.schemas import AqiOut, LocationOut, Severity
+from ops_center.api.schemas.common import OutModel as _Out
 
 router = APIRouter(tags=["map"], responses=ERROR_RESPONSES)
 

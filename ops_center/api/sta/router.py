@@ -23,8 +23,8 @@ from ops_center.adapters.observations import (
     ObservationQuery,
     ObservationRow,
     ObservationStore,
-    SqlObservationStore,
 )
+from ops_center.adapters.sql_observations import SqlObservationStore
 from ops_center.api.deps import AppState, ScopeDep, StateDep, require_visible
 from ops_center.api.errors import ApiError
 from ops_center.api.sta.entities import (
