@@ -24,7 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "mqtt": ("ops_center.mqtt_cli", "thông tin xác thực MQTT / broker credentials and ACL"),
     "feeds": ("feeds.cli", "luồng dữ liệu ra (TT 10/2021) / outgoing feeds"),
     "dashboards": ("dashboards.cli", "bảng điều khiển Grafana / Grafana dashboards"),
-    "bench": ("smartward.bench", "đo hiệu năng / benchmarks"),
+    "bench": ("bench.cli", "đo hiệu năng / benchmarks"),
 }
 
 EXIT_NOT_BUILT = 2

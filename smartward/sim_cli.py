@@ -11,7 +11,7 @@ simulated clock) against the broker at ``SMARTWARD_MQTT_URL``, as a real fleet w
 
 ``evaluate`` runs a scenario through the REAL pipeline (broker → edge agents → ingest and ops
 service → store) on a fast clock until the scenario's simulated end, then scores the incidents
-the ops center STORED against the scenario's ground truth (``ops_center.domain.scoring``):
+the ops center STORED against the scenario's ground truth (``simulators.scoring``):
 precision, recall, alert compression, time to detect. The clock starts far enough in the past
 that it never reaches the wall clock before the scenario ends (a simulated clock never runs
 ahead of the wall clock: the ingest refuses readings from the future). ``--start`` pins the
@@ -40,7 +40,7 @@ from types import FrameType
 from contract.errors import RegistryError
 from contract.registry import Registry, load_registry
 from ops_center.adapters.repository import OpsRepository
-from ops_center.domain.scoring import ExpectedIncident, KindTiming, Score, score, timing_by_kind
+from simulators.scoring import ExpectedIncident, KindTiming, Score, score, timing_by_kind
 from simulators.scenarios import SCENARIOS, Scenario, describe, get_scenario
 
 logger = logging.getLogger(__name__)
