@@ -32,25 +32,19 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from contract import topics
-from contract.brokers import BrokerUrl
-from contract.codec import decode_ack, encode
-from contract.models import Reading, TelemetryBatch
-from contract.registry import Registry, load_registry
-from bench.alerts_load import GAS_SENSORS, Load, TimedFeed, plan_load
+from bench.alerts_load import Load, TimedFeed, plan_load
 from bench.measure import free_port
+from contract.registry import Registry, load_registry
 
 if TYPE_CHECKING:  # paho-mqtt: imported when the benchmark runs, so --help works without it
-    import paho.mqtt.client as mqtt
+    pass
 
 MAX_SECONDS = 600
 MAX_READINGS = 5_000_000

@@ -126,10 +126,10 @@ def report(result: LoadResult, *, period_s: float, cores: int) -> str:
 @contextlib.contextmanager
 def local_target(args: argparse.Namespace) -> Iterator[Target]:
     """A seeded store and the API serving it, for the duration of the bench."""
-    from contract.registry import load_registry
     from bench.api_seed import screen_tokens, seed_store
     from bench.api_server import ServerProcess
     from bench.measure import machine_busy_s, tree_cpu_s
+    from contract.registry import load_registry
 
     registry = load_registry(args.registry)
     with contextlib.ExitStack() as stack:

@@ -19,21 +19,15 @@ creates them.
 from __future__ import annotations
 
 import contextlib
-import os
 import random
 import secrets
-import signal
 import sqlite3
-import subprocess
-import sys
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Final
 
-import httpx
 import psycopg
 from argon2 import PasswordHasher
 

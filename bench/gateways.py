@@ -32,14 +32,14 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench.gateways_env import Broker, FleetSpec, write_registry
+from bench.ingest_store import count_stored
+from bench.measure import cpu_seconds, free_port, metrics_ready, percentile
+from bench.pgserver import BenchServer, start_bench_server
 from contract import topics
 from contract.codec import decode_ack, encode
 from contract.errors import ContractError
 from contract.models import Reading, TelemetryBatch
-from bench.ingest_store import count_stored
-from bench.measure import cpu_seconds, free_port, metrics_ready, percentile
-from bench.pgserver import BenchServer, start_bench_server
-from bench.gateways_env import Broker, FleetSpec, write_registry
 from smartward.mqttlite import (
     DISCONNECT_PACKET,
     MqttConnection,

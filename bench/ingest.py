@@ -22,29 +22,22 @@ import argparse
 import os
 import shutil
 import signal
-import socket
-import sqlite3
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-import urllib.request
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import msgspec
-
-from contract import topics
-from contract.codec import decode_ack
-from contract.registry import Registry, load_registry
 from bench.ingest_load import AckTracker, CliPublisher, PahoPublisher, Publisher, RowSource
 from bench.ingest_store import copy_rate, count_stored, pg_counters, start_mosquitto
-from bench.measure import cpu_seconds, metrics_ready, percentile, postgres_cpu
+from bench.measure import cpu_seconds, free_port, metrics_ready, percentile, postgres_cpu
 from bench.pgserver import BenchServer, start_bench_server
+from contract import topics
+from contract.codec import decode_ack
+from contract.registry import load_registry
 
 if TYPE_CHECKING:  # paho-mqtt: imported when the benchmark runs, so --help works without it
     import paho.mqtt.client as mqtt

@@ -8,17 +8,16 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from contract import topics
-from contract.codec import decode_ack
+from bench.measure import cpu_seconds
 from contract.registry import Registry
 
 if TYPE_CHECKING:  # paho-mqtt: imported when the benchmark runs, so --help works without it
-    import paho.mqtt.client as mqtt
+    pass
 
 
 @dataclass

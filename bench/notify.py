@@ -25,9 +25,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from contract.registry import Registry
 from bench.alerts import pct, start_ingest
 from bench.alerts_load import GAS_SENSORS, Load, TimedFeed, plan_load
+from contract.registry import Registry
 
 POLICY = """\
 version: 1

@@ -40,8 +40,8 @@ from types import FrameType
 from contract.errors import RegistryError
 from contract.registry import Registry, load_registry
 from ops_center.adapters.repository import OpsRepository
-from simulators.scoring import ExpectedIncident, KindTiming, Score, score, timing_by_kind
 from simulators.scenarios import SCENARIOS, Scenario, describe, get_scenario
+from simulators.scoring import ExpectedIncident, KindTiming, Score, score, timing_by_kind
 
 logger = logging.getLogger(__name__)
 

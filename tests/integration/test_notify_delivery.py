@@ -28,8 +28,8 @@ from ops_center.rules.loader import load_patterns, load_rules
 from ops_center.service.service import OpsService
 from ops_center.service.settings import OpsServiceSettings
 from tests.integration.test_ops_service import Publisher, batch
-from tests.servers._proc import wait_until
 from tests.servers.smtp import SmtpServer
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -16,7 +16,6 @@ from fastapi.testclient import TestClient
 
 from ops_center.adapters.records import NotificationRecord, ResolvedNotice
 from ops_center.adapters.repository import StepWrite, open_repository
-from tests.integration.test_api_support import add_users, auth, build_app, login
 from tests.integration.test_notify_delivery import (
     DUTY,
     LEADER,
@@ -29,6 +28,7 @@ from tests.integration.test_notify_delivery import (
 )
 from tests.integration.test_ops_service import Publisher
 from tests.servers.smtp import SmtpServer
+from tests.support.api import add_users, auth, build_app, login
 
 pytestmark = pytest.mark.integration
 

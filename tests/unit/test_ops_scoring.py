@@ -11,8 +11,8 @@ from contract.registry import load_registry
 from ops_center.domain.alerts import AlertChange
 from ops_center.domain.engine import Reading, RuleEngine
 from ops_center.domain.incidents import Incident, IncidentManager
-from simulators.scoring import score
 from ops_center.rules.loader import load_patterns, load_rules
+from simulators.scoring import score
 
 REGISTRY = load_registry()
 T0 = datetime(2026, 6, 1, 11, 0, tzinfo=UTC)

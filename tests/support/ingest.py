@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,7 +21,7 @@ from contract import topics
 from contract.codec import decode_ack, encode
 from contract.models import Reading, Status, TelemetryBatch
 from contract.registry import Registry, load_registry
-from tests.servers._proc import free_port
+from tests.support.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 REGISTRY = load_registry()
@@ -141,15 +140,6 @@ class AckWatcher:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
-
-
-def wait_until(pred: Callable[[], bool], timeout_s: float, what: str, step_s: float = 0.05) -> None:
-    """Deadline wait on state owned by another process (a database): no event can tell us."""
-    deadline = time.monotonic() + timeout_s
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(step_s)
 
 
 class WorkerProcess:

@@ -1,12 +1,12 @@
 """Helpers of the ops-center API tests: the ingest's schema and seeded rows in a real store
-(SQLite or TimescaleDB), one user per role, a test client per role. The one test here checks
-the seed itself, so the helpers fail loudly if the ingest's schema moves."""
+(SQLite or TimescaleDB), one user per role, a test client per role. The seed itself is
+checked by tests/integration/test_api_seed.py, so the helpers fail loudly if the ingest's
+schema moves."""
 
 from __future__ import annotations
 
 import sqlite3
 import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -29,7 +29,8 @@ from ops_center.feed import Feed
 from ops_center.security.passwords import Passwords
 from ops_center.security.users import add_user
 from ops_center.settings import OpsSettings
-from tests.servers._proc import free_port
+from tests.support.ports import free_port
+from tests.support.waiting import wait_until
 
 REG: Registry = load_registry()
 PASSWORD = "correct-horse-battery"
@@ -347,14 +348,6 @@ def sqlite_env(path: Path, **over: Any) -> Iterator[Env]:
         repo.close()
 
 
-def test_seed_is_visible_through_the_repository(tmp_path: Path) -> None:
-    for env in sqlite_env(tmp_path / "seed.db"):
-        page = env.repo.list_incidents(None, None, 50, 0)
-        assert {i.site for i in page.items} == set(SITES)
-        assert env.repo.latest_values([("tn-aq-01", "pm25")], env.seed.now - timedelta(minutes=5))
-        assert env.repo.batch_stats(["tn-gw-01"], env.seed.now - timedelta(hours=1))[0].stored == 9
-
-
 class Server:
     """uvicorn serving the app on a free port, in a thread of this process (so a test can
     publish on the app's feed the way the ops service does)."""
@@ -369,10 +362,7 @@ class Server:
 
     def __enter__(self) -> Self:
         self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.01)
+        wait_until(lambda: bool(self.server.started), 10, "uvicorn to start", max_step_s=0.01)
         return self
 
     def __exit__(self, *exc: object) -> None:
