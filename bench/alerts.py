@@ -4,7 +4,7 @@
                            [--mqtt URL] [--db URL] [--ingest subprocess|thread]
 
 (a) The rule engine alone: readings per second on one core (CPU time), with the default
-    rules over the demo registry (``bench.rules.measure_rules``), live batches
+    rules over the demo registry (``bench.rule_engine.measure_rules``), live batches
     (one reading per series) and backlog batches (ten per series).
 
 (b) The whole pipeline under a steady load: realistic telemetry of every gateway (the
@@ -111,7 +111,7 @@ def start_ingest(mode: str, mqtt_url: str, db_url: str, registry: Registry,
 def run_pipeline(args: argparse.Namespace, registry: Registry) -> int:
     from ingest.stores import open_store
     from ops_center.adapters.repository import open_repository
-    from ops_center.rules.loader import load_patterns, load_rules
+    from ops_center.rulebook.loader import load_patterns, load_rules
     from ops_center.service.service import OpsService
     from ops_center.service.settings import OpsServiceSettings
     from smartward.stack import MosquittoBroker
@@ -216,7 +216,7 @@ def main(argv: Sequence[str]) -> int:
     registry = load_registry(os.environ.get("SMARTWARD_REGISTRY") or None)
     print("smartward bench alerts")
     if not args.skip_rules:
-        from bench.rules import measure_rules
+        from bench.rule_engine import measure_rules
 
         live = measure_rules(args.rules_readings, per_series=1, registry=registry)
         backlog = measure_rules(args.rules_readings, per_series=10, registry=registry)

@@ -71,7 +71,7 @@ def run_notify_pipeline(args: argparse.Namespace, registry: Registry) -> int:
         return 2
     from ingest.stores import open_store
     from ops_center.adapters.repository import open_repository
-    from ops_center.rules.loader import load_patterns, load_rules
+    from ops_center.rulebook.loader import load_patterns, load_rules
     from ops_center.service.service import OpsService
     from ops_center.service.settings import OpsServiceSettings
     from smartward.stack import MosquittoBroker, free_port

@@ -24,7 +24,7 @@ from ops_center.adapters.sql import SqlOpsRepository
 from ops_center.api.lifecycle import HumanAction, mutation
 from ops_center.domain.incidents import Incident, IncidentChange, TimelineEntry
 from ops_center.feed import Feed
-from ops_center.rules.loader import load_patterns, load_rules
+from ops_center.rulebook.loader import load_patterns, load_rules
 from ops_center.service.service import OpsService
 from ops_center.service.settings import OpsServiceSettings
 from tests.integration.test_ops_service import Publisher, batch

@@ -25,7 +25,7 @@ from contract.registry import Registry, load_registry
 from ops_center.adapters.repository import OpsRepository, open_repository
 from ops_center.api.lifecycle import HumanAction, mutation
 from ops_center.feed import Feed
-from ops_center.rules.loader import load_patterns, load_rules
+from ops_center.rulebook.loader import load_patterns, load_rules
 from ops_center.service.service import OpsService
 from ops_center.service.settings import OpsServiceSettings
 from tests.servers.mosquitto import MosquittoServer

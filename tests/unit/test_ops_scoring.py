@@ -11,7 +11,7 @@ from contract.registry import load_registry
 from ops_center.domain.alerts import AlertChange
 from ops_center.domain.engine import Reading, RuleEngine
 from ops_center.domain.incidents import Incident, IncidentManager
-from ops_center.rules.loader import load_patterns, load_rules
+from ops_center.rulebook.loader import load_patterns, load_rules
 from simulators.scoring import score
 
 REGISTRY = load_registry()
