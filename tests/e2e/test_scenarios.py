@@ -26,7 +26,7 @@ from contract.registry import load_registry
 from ops_center.adapters.records import AlertRecord
 from ops_center.adapters.repository import open_repository
 from simulators.scenarios import ExpectedIncident, Scenario, get_scenario
-from smartward.sim_cli import LOCAL, Evaluation, evaluate, format_evaluation, plan_scenario
+from smartward.sim_eval import LOCAL, Evaluation, evaluate, format_evaluation, plan_scenario
 from smartward.stack import Stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
