@@ -91,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_NOT_BUILT
 
 
-_OWN_PACKAGES = frozenset({"contract", "edge", "ingest", "ops_center", "dashboards", "simulators",
+_OWN_PACKAGES = frozenset({"bench", "contract", "edge", "ingest", "ops_center", "dashboards", "simulators",
                            "smartward"})
 
 
