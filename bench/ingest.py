@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.ingest_load import AckTracker, CliPublisher, PahoPublisher, Publisher, RowSource
-from bench.ingest_store import copy_rate, count_stored, pg_counters, start_mosquitto
+from bench.ingest_store import COPY_ROWS, copy_rate, count_stored, pg_counters, start_mosquitto
 from bench.measure import cpu_seconds, free_port, metrics_ready, percentile, postgres_cpu
 from bench.pgserver import BenchServer, start_bench_server
 from contract import topics
@@ -45,9 +45,7 @@ if TYPE_CHECKING:  # paho-mqtt: imported when the benchmark runs, so --help work
 MAX_SECONDS = 600
 MAX_RATE = 2_000_000
 MAX_READINGS = 10_000_000  # payloads are made in memory before the run
-_CLK_TCK = os.sysconf("SC_CLK_TCK")
 _REPO = Path(__file__).resolve().parents[1]
-_COPY_ROWS = 10_000  # rows per transaction of the raw COPY reference
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -236,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows = list(source.rows(registry, totals))
         copy = copy_rate(db_url, rows, pg_pid)
         kind = "executemany (SQLite)" if db_url.startswith("sqlite") else "COPY BINARY"
-        how = f" ({_COPY_ROWS} per transaction, a table like readings)" if is_pg else ""
+        how = f" ({COPY_ROWS} per transaction, a table like readings)" if is_pg else ""
         print(f"raw {kind}  {copy:,.0f} rows/s of the same {len(rows)} rows{how}; "
               f"ingest/raw = {committed / elapsed / copy:.2f}")
         print(f"load average   {' '.join(f'{x:.2f}' for x in os.getloadavg())} (after the run)")

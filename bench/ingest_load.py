@@ -9,15 +9,12 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 
 from bench.measure import cpu_seconds
 from contract.registry import Registry
-
-if TYPE_CHECKING:  # paho-mqtt: imported when the benchmark runs, so --help works without it
-    pass
 
 
 @dataclass

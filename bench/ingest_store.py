@@ -13,7 +13,7 @@ from typing import Any
 from bench.measure import free_port, postgres_cpu, wait_port
 
 _REPO = Path(__file__).resolve().parents[1]
-_COPY_ROWS = 10_000  # rows per transaction of the raw COPY reference
+COPY_ROWS = 10_000  # rows per transaction of the raw COPY reference
 
 
 def start_mosquitto(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -96,13 +96,13 @@ def copy_rate(db_url: str, rows: list[tuple[Any, ...]], pg_pid: int | None) -> f
         pg.commit()
         cpu0 = postgres_cpu(pg_pid)
         t0 = time.perf_counter()
-        for start in range(0, len(rows), _COPY_ROWS):
+        for start in range(0, len(rows), COPY_ROWS):
             with pg.cursor() as cur, cur.copy(
                     "COPY bench_copy (time, site, gateway, sensor, metric, value, quality, batch_id) "
                     "FROM STDIN (FORMAT BINARY)"
             ) as copy:
                 copy.set_types(["timestamptz", "text", "text", "text", "text", "float8", "text", "int8"])
-                for i, r in enumerate(rows[start:start + _COPY_ROWS], start):
+                for i, r in enumerate(rows[start:start + COPY_ROWS], start):
                     copy.write_row((*r, i // 100))
             pg.commit()
         dt = time.perf_counter() - t0

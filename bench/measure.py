@@ -15,6 +15,7 @@ _CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def percentile(values: list[float], p: float) -> float:
+    """The nearest-rank ``p``-th percentile (NaN without values)."""
     if not values:
         return float("nan")
     s = sorted(values)
@@ -22,6 +23,7 @@ def percentile(values: list[float], p: float) -> float:
 
 
 def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of one live process (NaN once it is gone)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / _CLK_TCK
@@ -53,12 +55,14 @@ def postgres_cpu(postmaster: int | None = None) -> float:
 
 
 def free_port() -> int:
+    """A loopback TCP port nobody listens on now (the kernel picks it)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
 def wait_port(port: int, timeout_s: float) -> None:
+    """Return once a local port accepts connections; a child's port has no event to wait on."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         with socket.socket() as s:
@@ -68,8 +72,8 @@ def wait_port(port: int, timeout_s: float) -> None:
     raise SystemExit(f"port {port} did not open")
 
 
-
 def metrics_ready(port: int) -> bool:
+    """Whether a process's metrics server on ``port`` answers ``/readyz`` with 200."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
             return bool(r.status == 200)
@@ -78,10 +82,6 @@ def metrics_ready(port: int) -> bool:
 
 
 # --- CPU accounting (Linux /proc) ----------------------------------------------------------------
-
-
-def _ticks() -> float:
-    return float(os.sysconf("SC_CLK_TCK"))
 
 
 def tree_cpu_s(root: int) -> float:
@@ -93,7 +93,7 @@ def tree_cpu_s(root: int) -> float:
         except OSError:
             continue
         fields = raw[raw.rindex(")") + 2 :].split()
-        stats[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / _ticks())
+        stats[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / _CLK_TCK)
     wanted = {root}
     changed = True
     while changed:
@@ -121,4 +121,4 @@ def machine_busy_s() -> tuple[float, float]:
     v = [int(x) for x in first]
     idle = v[3] + (v[4] if len(v) > 4 else 0)
     total = sum(v[:8])
-    return (total - idle) / _ticks(), total / _ticks()
+    return (total - idle) / _CLK_TCK, total / _CLK_TCK
