@@ -61,6 +61,7 @@ def wait_for_port(
         what=f"{host}:{port}",
         alive=(lambda: proc.poll() is None) if proc is not None else None,
         log_path=log_path,
+        max_step_s=0.2,  # servers start in tens of milliseconds to seconds: no need to ask more often
     )
 
 

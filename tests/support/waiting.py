@@ -40,10 +40,13 @@ def wait_until(
     *,
     alive: Callable[[], bool] | None = None,
     log_path: Path | None = None,
-    max_step_s: float = 0.2,
+    max_step_s: float = 0.05,
 ) -> None:
     """Return once `condition()` holds; raise WaitTimeout at the deadline or as soon as
-    `alive()` turns false (the process died: waiting longer cannot help)."""
+    `alive()` turns false (the process died: waiting longer cannot help).
+
+    The checks start 10 ms apart and grow to `max_step_s`: 50 ms by default, so a time the
+    test measures around the wait (a recovery, a failover) is at most that much late."""
     deadline = time.monotonic() + timeout_s
     delay_s = min(0.01, max_step_s)
     while True:
