@@ -1,4 +1,4 @@
-"""The limits drawn on the dashboards. Every number is a copy of ops_center/rules/defaults.yaml
+"""The limits drawn on the dashboards. Every number is a copy of ops_center/rulebook/defaults.yaml
 (the alert rules) or of docs/domain-facts.md, with its tag; tests/unit/test_dashboards.py
 checks each against defaults.yaml so the two cannot drift. Components do not import each
 other (docs/style.md, convention 1), hence the copy.

@@ -246,7 +246,7 @@ def _status_amqp(settings: IngestSettings, timeout_s: float) -> bool:
 def _status(settings: IngestSettings, timeout_s: float) -> int:
     """Read-only: never creates the database (a missing one is an error, exit 1)."""
     from ingest.worker import parse_broker_url
-    from smartward.database import missing_database, redact
+    from smartward.db_probe import missing_database, redact
 
     ok = True
     for url in settings.mqtt_urls:

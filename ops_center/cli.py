@@ -61,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str]) -> int:
     args = _parser().parse_args(list(argv))
-    from ops_center.rules.loader import load_patterns, load_rules
+    from ops_center.rulebook.loader import load_patterns, load_rules
     from ops_center.security.broker_watch import BrokerLogWatcher
     from ops_center.service.service import OpsService
     from ops_center.service.settings import OpsServiceSettings

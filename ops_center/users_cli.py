@@ -70,7 +70,7 @@ def main(argv: Sequence[str]) -> int:
     # Managing users needs the database, not the signing key.
     settings = OpsSettings(environment="local")
     if args.command == "list":  # read-only: never creates the database
-        from smartward.database import missing_database
+        from smartward.db_probe import missing_database
 
         missing = missing_database(settings.db_url)
         if missing is not None:

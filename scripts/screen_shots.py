@@ -1,5 +1,5 @@
 """Screenshots of the operations screen for docs/screen.md: the test seed (tests/integration/
-test_api_support.py) served by uvicorn, Debian's Chromium through Playwright.
+tests/support/api.py) served by uvicorn, Debian's Chromium through Playwright.
 
     PYTHONPATH=$PWD python3 scripts/screen_shots.py [OUT_DIR]     # default docs/screenshots
 """
@@ -15,8 +15,8 @@ from pathlib import Path
 from playwright.sync_api import sync_playwright
 
 from ops_center.web import SCREEN_PATH
-from tests.integration.test_api_support import Env, Server, sqlite_env, sqlite_rows
 from tests.integration.test_web_screen import CHROMIUM, CHROMIUM_ARGS, log_in
+from tests.support.api import Env, Server, sqlite_env, sqlite_rows
 
 WIDE = {"width": 1920, "height": 1080}
 PHONE = {"width": 390, "height": 844}

@@ -24,7 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "mqtt": ("ops_center.mqtt_cli", "thông tin xác thực MQTT / broker credentials and ACL"),
     "feeds": ("feeds.cli", "luồng dữ liệu ra (TT 10/2021) / outgoing feeds"),
     "dashboards": ("dashboards.cli", "bảng điều khiển Grafana / Grafana dashboards"),
-    "bench": ("smartward.bench", "đo hiệu năng / benchmarks"),
+    "bench": ("bench.cli", "đo hiệu năng / benchmarks"),
 }
 
 EXIT_NOT_BUILT = 2
@@ -91,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_NOT_BUILT
 
 
-_OWN_PACKAGES = frozenset({"contract", "edge", "ingest", "ops_center", "dashboards", "simulators",
+_OWN_PACKAGES = frozenset({"bench", "contract", "edge", "ingest", "ops_center", "dashboards", "simulators",
                            "smartward"})
 
 

@@ -18,7 +18,7 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import NoReturn
 
-from smartward.bench import BENCHES, USAGE
+from bench.cli import BENCHES, USAGE
 from smartward.cli import COMMANDS, _usage
 
 Path_ = tuple[str, ...]

@@ -63,7 +63,7 @@ from contract.registry import Registry
 from ops_center.adapters.factory import open_repository
 from ops_center.adapters.repository import OpsRepository
 from ops_center.feed import Feed
-from ops_center.rules.loader import load_patterns, load_rules
+from ops_center.rulebook.loader import load_patterns, load_rules
 from ops_center.service.service import OpsService, ServiceProgress
 from ops_center.service.settings import OpsServiceSettings
 from simulators.faults import LinkOutage

@@ -53,7 +53,7 @@ class KindText:
     en: str
 
 
-# Incident kinds (ops_center/rules/patterns.yaml, domain/incidents.py) -> CAP category and event.
+# Incident kinds (ops_center/rulebook/patterns.yaml, domain/incidents.py) -> CAP category and event.
 KINDS: Final = {
     "fire_risk": KindText("Fire", "Nguy cơ cháy", "Fire risk"),
     "gas_leak": KindText("Safety", "Rò rỉ khí cháy", "Combustible gas leak"),

@@ -20,7 +20,7 @@ from ops_center.domain.rules.base import RuleBase
 from ops_center.domain.rules.laeq import LaeqHourlyRule
 from ops_center.domain.rules.rolling_mean import RollingMeanRule
 from ops_center.domain.rules.threshold import ThresholdRule
-from ops_center.rules.loader import load_rules
+from ops_center.rulebook.loader import load_rules
 
 
 class LimitOut(OutModel):

@@ -1,6 +1,6 @@
 """Correlation patterns: which alerts belong together, and when they make an incident.
 
-Patterns are data (``ops_center/rules/patterns.yaml``), tried in file order. A pattern
+Patterns are data (``ops_center/rulebook/patterns.yaml``), tried in file order. A pattern
 names its member alerts (by category, rule, rule kind, sensor kind), how members are
 grouped (site, gateway, sensor, or a sensor attribute such as ``factory`` or ``zone``, with
 an optional distance limit), and the conditions that open an incident from the active

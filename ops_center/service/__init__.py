@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from contract.registry import Registry, load_registry
 from ops_center.adapters.repository import OpsRepository
 from ops_center.feed import Feed
-from ops_center.rules.loader import load_patterns, load_rules
+from ops_center.rulebook.loader import load_patterns, load_rules
 from ops_center.service.service import OpsService, ServiceCounters, ServiceProgress
 from ops_center.service.settings import OpsServiceSettings
 

@@ -27,7 +27,7 @@ from ops_center.adapters.factory import open_repository
 from ops_center.adapters.records import AlertRecord
 from ops_center.api.render import render_data
 from simulators.scenarios import ExpectedIncident, Scenario, get_scenario
-from smartward.sim_cli import LOCAL, Evaluation, evaluate, format_evaluation, plan_scenario
+from smartward.sim_eval import LOCAL, Evaluation, evaluate, format_evaluation, plan_scenario
 from smartward.stack import Stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -17,8 +17,10 @@ import pytest
 
 from contract import topics
 from tests.integration.test_ops_service import Publisher, batch
-from tests.servers._proc import free_port, kill9, start_process, stop_process, wait_for_port, wait_until
+from tests.servers._proc import kill9, start_process, stop_process, wait_for_port
 from tests.servers.smtp import SmtpServer
+from tests.support.ports import free_port
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 

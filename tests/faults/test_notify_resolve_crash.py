@@ -20,10 +20,12 @@ import pytest
 from contract import topics
 from ops_center.adapters.sqlite import SqliteOpsRepository
 from tests.faults.test_notify_crash import POLICY, SECRET, rows
-from tests.integration.test_api_support import PASSWORD, add_users
 from tests.integration.test_ops_service import Publisher, batch
-from tests.servers._proc import free_port, kill9, start_process, stop_process, wait_for_port, wait_until
+from tests.servers._proc import kill9, start_process, stop_process, wait_for_port
 from tests.servers.smtp import SmtpServer
+from tests.support.api import PASSWORD, add_users
+from tests.support.ports import free_port
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 

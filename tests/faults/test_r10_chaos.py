@@ -38,8 +38,8 @@ from ingest.stores import open_store
 from tests.faults.tcp_proxy import TcpProxy
 from tests.integration.test_edge_mqtt import T0, drained, edge_agent
 from tests.integration.test_ingest_faults import workers
-from tests.integration.test_ingest_support import wait_until
 from tests.servers.mosquitto import MosquittoFactory
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 __all__ = ["workers"]

@@ -27,9 +27,9 @@ from ingest.stores.sqlite import sqlite_time
 from ingest.worker import IngestWorker
 from ops_center.security.broker_log import BrokerLogParser
 from tests.integration.test_edge_mqtt import FLUSH, GW, T0, edge_agent, expected_readings
-from tests.integration.test_ingest_support import wait_until
 from tests.integration.test_ingest_worker import settings_for
 from tests.servers.mosquitto import MosquittoFactory
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 

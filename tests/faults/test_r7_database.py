@@ -21,7 +21,8 @@ import psycopg
 import pytest
 
 from tests.integration.test_ingest_faults import assert_exactly_once, workers
-from tests.integration.test_ingest_support import AckWatcher, Publisher, broker, gateways, wait_until
+from tests.support.ingest import AckWatcher, Publisher, broker, gateways
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
 __all__ = ["broker", "workers"]

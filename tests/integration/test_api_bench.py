@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from ops_center.api.bench import main
+from bench.api import main
 
 
 def test_bench_api_runs_both_modes_against_a_seeded_server(capsys: pytest.CaptureFixture[str]) -> None:

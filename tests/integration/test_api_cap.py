@@ -17,7 +17,7 @@ from capparselib.parsers import CAPParser
 from lxml import etree
 
 from ops_center.adapters.records import AlertRecord, IncidentRecord
-from tests.integration.test_api_support import Env, auth, sqlite_env
+from tests.support.api import Env, auth, sqlite_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

@@ -37,7 +37,11 @@ from ops_center.feed import Feed, FeedEvent
 from ops_center.security.mqtt_credentials import generate, read_credentials
 from ops_center.service.mqtt import OpsMqttLink
 from tests.integration.test_api_commands import GW, REG, SET_LAMP, SIM_T, V1, until
-from tests.integration.test_api_support import (
+from tests.integration.test_edge_mqtt import fast_settings
+from tests.servers.mosquitto import MosquittoFactory, MosquittoServer
+from tests.servers.postgres import PostgresServer
+from tests.servers.timescale import TimescaleServer
+from tests.support.api import (
     FAST_PASSWORDS,
     add_users,
     auth,
@@ -49,11 +53,7 @@ from tests.integration.test_api_support import (
     settings,
     sqlite_rows,
 )
-from tests.integration.test_edge_mqtt import fast_settings
-from tests.servers._proc import free_port
-from tests.servers.mosquitto import MosquittoFactory, MosquittoServer
-from tests.servers.postgres import PostgresServer
-from tests.servers.timescale import TimescaleServer
+from tests.support.ports import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 

@@ -19,9 +19,9 @@ from edge.app import open_agent
 from edge.drivers.simulated import open_simulation
 from ops_center.api.command_link import CommandDesk
 from ops_center.security.mqtt_credentials import generate, read_credentials
-from tests.integration.test_api_support import Env, auth, sqlite_env
 from tests.integration.test_edge_mqtt import fast_settings
 from tests.servers.mosquitto import MosquittoFactory
+from tests.support.api import Env, auth, sqlite_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 

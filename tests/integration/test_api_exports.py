@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from ops_center.api.routes import exports
-from tests.integration.test_api_support import Env, auth, sqlite_env
+from tests.support.api import Env, auth, sqlite_env
 
 pytestmark = pytest.mark.integration
 

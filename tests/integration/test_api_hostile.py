@@ -15,8 +15,8 @@ from urllib.parse import quote
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.integration.test_api_support import Env, auth, login, pg_env, sqlite_env
 from tests.servers.timescale import TimescaleServer
+from tests.support.api import Env, auth, login, pg_env, sqlite_env
 
 pytestmark = pytest.mark.integration
 

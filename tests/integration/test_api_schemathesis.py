@@ -11,8 +11,8 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis import BaseSchema, Case
 
-from tests.integration.test_api_support import USERS, Env, auth, login, pg_env
 from tests.servers.timescale import TimescaleServer
+from tests.support.api import USERS, Env, auth, login, pg_env
 
 pytestmark = pytest.mark.integration
 

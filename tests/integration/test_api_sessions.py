@@ -19,8 +19,8 @@ import httpx
 import pytest
 
 from ops_center.adapters.sessions import STREAM_TICKET_TTL_S
-from tests.integration.test_api_support import PASSWORD, Env, Server, auth, pg_env, sqlite_env
 from tests.servers.timescale import TimescaleServer
+from tests.support.api import PASSWORD, Env, Server, auth, pg_env, sqlite_env
 
 pytestmark = pytest.mark.integration
 

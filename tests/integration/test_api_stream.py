@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from ops_center.feed import Feed
-from tests.integration.test_api_support import Env, Server, auth, sqlite_env
+from tests.support.api import Env, Server, auth, sqlite_env
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,8 @@ import jwt
 import psycopg
 import pytest
 
-from tests.integration.test_api_support import (
+from tests.servers.timescale import TimescaleServer
+from tests.support.api import (
     PASSWORD,
     SECRET,
     USERS,
@@ -23,7 +24,6 @@ from tests.integration.test_api_support import (
     auth,
     pg_env,
 )
-from tests.servers.timescale import TimescaleServer
 
 pytestmark = pytest.mark.integration
 

@@ -16,7 +16,7 @@ from ops_center.api.routes.stream import RECHECK_MIN_S
 from ops_center.api.schemas import PASSWORD_MIN
 from ops_center.security.passwords import MIN_PASSWORD_CHARS
 from ops_center.security.users import set_disabled
-from tests.integration.test_api_support import PASSWORD, USERS, Env, Server, auth, login, sqlite_env
+from tests.support.api import PASSWORD, USERS, Env, Server, auth, login, sqlite_env
 
 pytestmark = pytest.mark.integration
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from bench import gateways as bench_gateways
+from bench.gateways_env import write_registry
 from contract.registry import load_registry
-from smartward import bench_gateways
-from smartward.bench_gateways_env import write_registry
 from tests.servers.mosquitto import mosquitto_binary
 
 pytestmark = pytest.mark.integration

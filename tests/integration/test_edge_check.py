@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.servers._proc import free_port
+from tests.support.ports import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 

@@ -29,8 +29,8 @@ from feeds.tt10.runner import Tt10Feed, export
 from feeds.tt10.spool import Spool
 from feeds.tt10.uploader import FtpUploader
 from feeds.tt10.uploads import UploadLog, open_upload_log
-from tests.integration.test_api_support import Env, Rows, auth, pg_env, pg_rows, sqlite_env, sqlite_rows
 from tests.servers.ftp import FtpReceiver, self_signed
+from tests.support.api import Env, Rows, auth, pg_env, pg_rows, sqlite_env, sqlite_rows
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 

@@ -31,8 +31,8 @@ from ingest.settings import IngestSettings
 from ingest.stores import open_store
 from ingest.worker import IngestWorker
 from tests.integration.test_edge_mqtt import FLUSH, REGISTRY, T0, edge_agent
-from tests.integration.test_ingest_support import wait_until
 from tests.servers.rabbitmq import RabbitCluster, RabbitFactory, message_counts
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -271,7 +271,7 @@ def test_two_ingest_processes_on_the_queue_one_killed_lose_and_duplicate_nothing
     """``smartward ingest run`` with SMARTWARD_INGEST_SOURCE, twice: competing consumers on the
     quorum queue; ``kill -9`` of one mid-stream (its unacked deliveries go to the other)."""
     from tests.integration.test_ingest_faults import FAST, counts
-    from tests.integration.test_ingest_support import WorkerProcess
+    from tests.support.ingest import WorkerProcess
 
     cluster = rabbitmq()
     node = cluster.nodes[0]

@@ -16,14 +16,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.test_ingest_support import (
-    AckWatcher,
-    Publisher,
-    WorkerProcess,
-    broker,
-    gateways,
-    wait_until,
-)
+from tests.support.ingest import AckWatcher, Publisher, WorkerProcess, broker, gateways
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 __all__ = ["broker"]

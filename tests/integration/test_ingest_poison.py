@@ -19,15 +19,9 @@ from ingest.stores import open_store
 from ingest.stores.postgres import PostgresStore
 from ingest.stores.sqlite import SqliteStore
 from ingest.worker import IngestWorker
-from tests.integration.test_ingest_support import (
-    AckWatcher,
-    Publisher,
-    broker,
-    broker_url,
-    gateways,
-    wait_until,
-)
 from tests.integration.test_ingest_worker import settings_for
+from tests.support.ingest import AckWatcher, Publisher, broker, broker_url, gateways
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 __all__ = ["broker"]

@@ -22,9 +22,10 @@ from ingest.stores.sqlite import SqliteStore
 from ingest.worker import IngestWorker
 from ops_center.mqtt_cli import main as mqtt_main
 from ops_center.security.mqtt_credentials import read_credentials
-from tests.integration.test_ingest_support import AckWatcher, Publisher, broker, broker_url, wait_until
 from tests.integration.test_ingest_worker import settings_for
 from tests.integration.test_security_mqtt import Client
+from tests.support.ingest import AckWatcher, Publisher, broker, broker_url
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 __all__ = ["broker"]

@@ -19,14 +19,8 @@ from ingest.pipeline import TimeWindow, classify
 from ingest.ports import DeadLetter, ValidBatch, WriteResult
 from ingest.settings import IngestSettings
 from ingest.worker import IngestWorker
-from tests.integration.test_ingest_support import (
-    AckWatcher,
-    Publisher,
-    broker,
-    broker_url,
-    gateways,
-    wait_until,
-)
+from tests.support.ingest import AckWatcher, Publisher, broker, broker_url, gateways
+from tests.support.waiting import wait_until
 from tests.unit.test_ingest_worker import FakeStore
 
 pytestmark = pytest.mark.integration
@@ -255,7 +249,7 @@ def test_timestamps_in_the_future_or_1970_are_dead_letters_and_late_data_is_stor
 def test_failover_to_the_next_broker_of_the_list(
     broker: Any, store: FakeStore, pub: Publisher, acks: AckWatcher
 ) -> None:
-    from tests.servers._proc import free_port
+    from tests.support.ports import free_port
 
     dead = f"mqtt://127.0.0.1:{free_port()}"
     w = IngestWorker(settings_for(f"{dead},{broker_url(broker)}"), store, REG, client_id="test-failover")

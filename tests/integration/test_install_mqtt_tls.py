@@ -18,8 +18,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from contract import topics
 from contract.registry import load_registry
 from ops_center.security.mqtt_credentials import generate, read_credentials
-from tests.servers._proc import free_port, wait_for_port
+from tests.servers._proc import wait_for_port
 from tests.servers.mosquitto import MosquittoFactory
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.integration
 

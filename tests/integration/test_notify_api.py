@@ -22,7 +22,7 @@ from ops_center.adapters.repository import StepWrite
 from ops_center.adapters.sql import SqlOpsRepository
 from ops_center.adapters.sql_notifications import SqlNotificationStore
 from ops_center.notify import acklink
-from tests.integration.test_api_support import SECRET, Env, auth, pg_env, sqlite_env
+from tests.support.api import SECRET, Env, auth, pg_env, sqlite_env
 
 POLICY = """\
 version: 1

@@ -24,13 +24,13 @@ from ops_center.adapters.sql import SqlOpsRepository
 from ops_center.adapters.sql_notifications import SqlNotificationStore
 from ops_center.domain.incidents import Incident, IncidentChange, TimelineEntry
 from ops_center.feed import Feed
-from ops_center.rules.loader import load_patterns, load_rules
+from ops_center.rulebook.loader import load_patterns, load_rules
 from ops_center.service.actions import HumanAction, mutation
 from ops_center.service.service import OpsService
 from ops_center.service.settings import OpsServiceSettings
 from tests.integration.test_ops_service import Publisher, batch
-from tests.servers._proc import wait_until
 from tests.servers.smtp import SmtpServer
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,6 @@ from fastapi.testclient import TestClient
 from ops_center.adapters.factory import open_repository
 from ops_center.adapters.records import NotificationRecord, ResolvedNotice
 from ops_center.adapters.repository import StepWrite
-from tests.integration.test_api_support import add_users, auth, build_app, login
 from tests.integration.test_notify_delivery import (
     DUTY,
     LEADER,
@@ -30,6 +29,7 @@ from tests.integration.test_notify_delivery import (
 )
 from tests.integration.test_ops_service import Publisher
 from tests.servers.smtp import SmtpServer
+from tests.support.api import add_users, auth, build_app, login
 
 pytestmark = pytest.mark.integration
 

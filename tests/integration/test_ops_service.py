@@ -26,7 +26,7 @@ from ops_center.adapters.factory import open_repository
 from ops_center.adapters.repository import OpsRepository
 from ops_center.api.render import render_data
 from ops_center.feed import Feed
-from ops_center.rules.loader import load_patterns, load_rules
+from ops_center.rulebook.loader import load_patterns, load_rules
 from ops_center.service.actions import HumanAction, mutation
 from ops_center.service.service import OpsService
 from ops_center.service.settings import OpsServiceSettings

@@ -27,7 +27,7 @@ from ops_center.adapters.repository import (
 )
 from ops_center.adapters.sqlite import SqliteOpsRepository
 from ops_center.feed import Feed
-from ops_center.rules.loader import load_patterns, load_rules
+from ops_center.rulebook.loader import load_patterns, load_rules
 from ops_center.service.actions import HumanAction, mutation
 from ops_center.service.persist import ChangeWriter
 from ops_center.service.service import OpsService

@@ -18,9 +18,8 @@ import os
 import sqlite3
 import subprocess
 import sys
-import threading
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -33,9 +32,11 @@ from hypothesis import strategies as st
 from contract import topics
 from contract.bounds import MAX_INT, time_problem
 from contract.models import AGENT_MAX_CHARS, COMMAND_ID_MAX_CHARS, DETAIL_MAX_CHARS
-from tests.integration.test_ingest_support import Publisher, gateways
-from tests.servers._proc import free_port, start_process, stop_process, wait_for_port
+from tests.servers._proc import start_process, stop_process, wait_for_port
 from tests.servers.mosquitto import MosquittoFactory
+from tests.support.ingest import Publisher, gateways
+from tests.support.ports import free_port
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -162,20 +163,6 @@ def _get(url: str) -> tuple[int, str]:
         return int(exc.code), ""
     except OSError:
         return 0, ""
-
-
-def wait_until(pred: Callable[[], bool], timeout_s: float, what: str) -> None:
-    done = threading.Event()
-    timer = threading.Timer(timeout_s, done.set)
-    timer.start()
-    try:
-        while not done.is_set():
-            if pred():
-                return
-            done.wait(0.1)  # polling other processes: bounded by the deadline
-    finally:
-        timer.cancel()
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
 def metric(text: str, name: str) -> float:

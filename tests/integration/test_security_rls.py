@@ -21,8 +21,8 @@ from ops_center.security.rls import (
     role_name,
 )
 from smartward.db_cli import grant_readonly_main
-from tests.integration.test_api_support import add_users, migrate_ingest_pg, pg_rows, seed
 from tests.servers.timescale import TimescaleServer
+from tests.support.api import add_users, migrate_ingest_pg, pg_rows, seed
 
 pytestmark = pytest.mark.integration
 

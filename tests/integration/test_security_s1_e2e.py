@@ -10,7 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,28 +24,16 @@ from contract.codec import encode
 from contract.models import Reading, TelemetryBatch
 from ops_center.security.mqtt_credentials import read_credentials
 from smartward.cli import main as smartward_main
-from tests.servers._proc import free_port, start_process, stop_process, wait_for_port
+from tests.servers._proc import start_process, stop_process, wait_for_port
 from tests.servers.mosquitto import MosquittoFactory
+from tests.support.ports import free_port
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "s1-end-to-end-secret-key-0123456789abcdef"
 ADMIN_PASSWORD = "mat-khau-quan-tri-S1!"
-
-
-def wait_until(pred: Callable[[], bool], timeout_s: float, what: str) -> None:
-    done = threading.Event()
-    deadline = threading.Timer(timeout_s, done.set)
-    deadline.start()
-    try:
-        while not done.is_set():
-            if pred():
-                return
-            done.wait(0.05)  # polling a process we do not own: bounded by the deadline
-    finally:
-        deadline.cancel()
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
 def batch(gateway: str, sensor: str, metric: str, seq: int, value: float) -> bytes:

@@ -1,6 +1,6 @@
 """OGC SensorThings API 1.1 (read-only) through an independent client: FROST's Python client
 (frost-sta-client, as a provincial system would use it) against a real uvicorn server, on
-SQLite and on TimescaleDB with the seeded readings (tests/integration/test_api_support.py:
+SQLite and on TimescaleDB with the seeded readings (tests/support/api.py:
 tn-aq-01/no2 has one value a minute for 2 h, 0 … 119, newest first). Ward scoping, paging by
 ``@iot.nextLink``, ``$filter``/``$orderby``/``$expand``/``$count``, and 400 (never 500) for
 anything outside the supported grammar."""
@@ -19,8 +19,8 @@ from frost_sta_client.service.auth_handler import AuthHandler
 
 from contract.models import Reading
 from simulators.fleet import GatewaySimulator
-from tests.integration.test_api_support import REG, Env, Server, pg_env, pg_rows, sqlite_env, sqlite_rows
 from tests.servers.timescale import TimescaleServer
+from tests.support.api import REG, Env, Server, pg_env, pg_rows, sqlite_env, sqlite_rows
 
 pytestmark = pytest.mark.integration
 

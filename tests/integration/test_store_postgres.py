@@ -4,6 +4,7 @@ through a database crash and a locked table."""
 
 from __future__ import annotations
 
+import itertools
 import random
 import threading
 import time
@@ -22,6 +23,7 @@ from ingest.ports import ValidBatch
 from ingest.retention import RetentionPolicy, apply_retention
 from ingest.stores import open_store
 from ingest.stores.postgres import PostgresStore
+from tests.support.waiting import wait_until
 from tests.unit.test_store_contract import GW, ONE_SENSOR_REGISTRY, SITE, T0, batch, refresh
 
 pytestmark = pytest.mark.integration
@@ -352,16 +354,21 @@ def test_sync_registry_upserts_and_retires(pg_store: PostgresStore) -> None:
 # --- failures --------------------------------------------------------------------------------
 
 
-def _wait_until_writes(store: PostgresStore, make: Callable[[int], Any], timeout_s: float) -> Any:
-    deadline = time.monotonic() + timeout_s
-    seq = 100
-    while True:
-        seq += 1
+def _write_once_the_database_is_back(store: PostgresStore, make: Callable[[int], Any],
+                                     timeout_s: float) -> Any:
+    """Write a new batch (seq 101, 102, ...) until one commits; the deadline bounds the retries."""
+    seqs = itertools.count(101)
+    written: list[Any] = []
+
+    def attempt() -> bool:
         try:
-            return store.write([make(seq)], [])
+            written.append(store.write([make(next(seqs))], []))
         except StoreUnavailable:
-            if time.monotonic() > deadline:
-                raise
+            return False
+        return True
+
+    wait_until(attempt, timeout_s, "a write committed by the restarted database")
+    return written[0]
 
 
 @pytest.mark.parametrize("factory", ["make_postgres", "make_timescale"])
@@ -387,7 +394,8 @@ def test_store_is_unavailable_while_the_database_is_down_and_recovers(
             with pytest.raises(StoreUnavailable):
                 s.write([batch(2, ("tn-aq-01", "pm25", 60, 2.0))], [])
         server.start()
-        r = _wait_until_writes(s, lambda seq: batch(seq, ("tn-aq-01", "pm25", seq, 2.0)), timeout_s=30)
+        r = _write_once_the_database_is_back(s, lambda seq: batch(seq, ("tn-aq-01", "pm25", seq, 2.0)),
+                                             timeout_s=30)
         assert r.stored_batches == 1
         assert s.ping()
         # Every pooled connection was replaced: several calls in a row all work.

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 import pytest
 
 from ops_center.adapters.records import TimelineEvent
-from tests.integration.test_api_support import Env
 from tests.integration.test_web_screen import (
     DEADLINE_MS,
     ScreenServer,
@@ -21,6 +20,7 @@ from tests.integration.test_web_screen import (
     publish_new_incident,
     server,
 )
+from tests.support.api import Env
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page

@@ -1,5 +1,5 @@
 """The operations screen's map in a real browser (Debian's Chromium, Playwright), against the
-API served by uvicorn on the store seeded by test_api_support: the DOM contract of
+API served by uvicorn on the store seeded by tests/support/api.py: the DOM contract of
 docs/contract.md "Operations screen" — one marker per visible gateway in its state, a change of
 state within 30 s, an incident pin live in and out, global roles on the city-wide view, and no
 request leaving 127.0.0.1. Waits are Playwright's ``expect`` with deadlines, never sleeps."""
@@ -18,7 +18,6 @@ import pytest
 from ops_center.adapters.records import GatewayStatusRecord
 from ops_center.feed import Feed
 from ops_center.web import SCREEN_PATH
-from tests.integration.test_api_support import REG, Env, Server, auth, sqlite_env
 from tests.integration.test_web_screen import (  # noqa: F401 (fixtures)
     DEADLINE_MS,
     ScreenServer,
@@ -26,6 +25,7 @@ from tests.integration.test_web_screen import (  # noqa: F401 (fixtures)
     log_in,
     publish_new_incident,
 )
+from tests.support.api import REG, Env, Server, auth, sqlite_env
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Locator, Page
@@ -163,7 +163,7 @@ def test_the_screens_vn_aqi_is_the_domain_functions_for_the_same_data(page: Page
 
     from ops_center.domain.aqi import category, hourly_aqi
 
-    # The seed's hourly means of tn-aq-01 (test_api_support): PM2.5 40 and PM10 60 for 12 h.
+    # The seed's hourly means of tn-aq-01 (tests/support/api.py): PM2.5 40 and PM10 60 for 12 h.
     expected = hourly_aqi({"pm25": [40.0] * 12, "pm10": [60.0] * 12}, {})
     assert expected is not None
     log_in(page, "tn-staff")

@@ -1,6 +1,6 @@
 """The operations screen (ops_center/web/) in a real browser: Debian's Chromium driven by
 Playwright, against the API served by uvicorn on a free port (SQLite store seeded by
-test_api_support). No browser is ever downloaded: a missing /usr/bin/chromium or
+tests/support/api.py). No browser is ever downloaded: a missing /usr/bin/chromium or
 playwright package is a skip here and a failure under CI (tests/servers/_proc.py).
 
 Every wait is Playwright's ``expect`` with a deadline, or a deadline loop on the server's
@@ -22,8 +22,8 @@ from ops_center.adapters.records import IncidentRecord, TimelineEvent
 from ops_center.api.schemas import IncidentOut
 from ops_center.feed import Feed
 from ops_center.web import SCREEN_PATH
-from tests.integration.test_api_support import PASSWORD, REG, Env, Server, auth, sqlite_env
 from tests.servers._proc import missing_server
+from tests.support.api import PASSWORD, REG, Env, Server, auth, sqlite_env
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page

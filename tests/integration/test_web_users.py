@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 import pytest
 
 from ops_center.web import SCREEN_PATH
-from tests.integration.test_api_support import Env
 from tests.integration.test_web_screen import (  # noqa: F401 (fixtures)
     DEADLINE_MS,
     ScreenServer,
@@ -21,6 +20,7 @@ from tests.integration.test_web_screen import (  # noqa: F401 (fixtures)
     page,
     server,
 )
+from tests.support.api import Env
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page

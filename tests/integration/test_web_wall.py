@@ -13,7 +13,6 @@ import httpx
 import pytest
 
 from ops_center.web import SCREEN_PATH
-from tests.integration.test_api_support import REG, Env, Server, auth, sqlite_env
 from tests.integration.test_web_screen import (  # noqa: F401 (fixtures)
     DEADLINE_MS,
     ScreenServer,
@@ -21,6 +20,7 @@ from tests.integration.test_web_screen import (  # noqa: F401 (fixtures)
     log_in,
     publish_new_incident,
 )
+from tests.support.api import REG, Env, Server, auth, sqlite_env
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page

@@ -1,4 +1,4 @@
-"""Process plumbing shared by the server fixtures: free ports, deadlines, start/stop/kill -9.
+"""Process plumbing shared by the server fixtures: start/stop/kill -9, short commands, private servers.
 
 Every wait here has a deadline and fails with the server's log, so a server that does not
 come up is one clear failure, not a hung run.
@@ -9,15 +9,23 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import NoReturn, Protocol, TypeVar
 
 import pytest
 
+# The one free_port and the one wait_until live in tests/support/; re-exported here for the
+# fixtures and for tests that import them from this module.
+from tests.support.ports import free_port, port_open
+from tests.support.waiting import WaitTimeout, log_tail, log_tail_message, wait_until
+
+__all__ = [
+    "INSTALL_HINT", "ServerError", "WaitTimeout", "free_port", "in_ci", "kill9", "log_tail",
+    "log_tail_message", "missing_server", "port_open", "private_servers", "run", "start_process",
+    "stop_process", "wait_for_port", "wait_until",
+]
 INSTALL_HINT = "scripts/install-test-deps.sh"
 
 
@@ -38,58 +46,6 @@ class ServerError(RuntimeError):
     """A test server failed to start, stop or answer; the message carries its log tail."""
 
 
-_handed_out: set[int] = set()
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nobody listens on now, never the same one twice in this session.
-
-    The kernel picks it (bind to port 0); the small race until the server binds it is
-    accepted, and a server that loses it fails to start with a clear log.
-    """
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind((host, 0))
-            port = int(sock.getsockname()[1])
-        if port not in _handed_out:
-            _handed_out.add(port)
-            return port
-    raise ServerError("no free TCP port found")
-
-
-def port_open(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-def wait_until(
-    condition: Callable[[], bool],
-    *,
-    timeout_s: float,
-    what: str,
-    alive: Callable[[], bool] | None = None,
-    log_path: Path | None = None,
-) -> None:
-    """Return once `condition()` holds; raise ServerError at the deadline or when `alive()`
-    turns false (the process died: waiting longer cannot help)."""
-    deadline = time.monotonic() + timeout_s
-    delay_s = 0.01
-    while True:
-        if condition():
-            return
-        if alive is not None and not alive():
-            raise ServerError(f"{what}: the process exited{log_tail_message(log_path)}")
-        if time.monotonic() >= deadline:
-            raise ServerError(f"{what}: not ready after {timeout_s:.0f} s{log_tail_message(log_path)}")
-        # A short, growing back-off: servers here start in tens of milliseconds to a few
-        # seconds, and there is no event to wait on for "a port is listening".
-        time.sleep(delay_s)
-        delay_s = min(delay_s * 2, 0.2)
-
-
 def wait_for_port(
     host: str,
     port: int,
@@ -105,6 +61,7 @@ def wait_for_port(
         what=f"{host}:{port}",
         alive=(lambda: proc.poll() is None) if proc is not None else None,
         log_path=log_path,
+        max_step_s=0.2,  # servers start in tens of milliseconds to seconds: no need to ask more often
     )
 
 
@@ -185,21 +142,6 @@ def run(
             f"{what}: exit {done.returncode}: {' '.join(argv)}\n{output.strip()}{log_tail_message(log_path)}"
         )
     return output
-
-
-def log_tail(path: Path, lines: int = 40) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])
-
-
-def log_tail_message(path: Path | None) -> str:
-    if path is None:
-        return ""
-    tail = log_tail(path)
-    return f"\n--- last lines of {path} ---\n{tail}" if tail else f" (log {path} is empty)"
 
 
 class _Closable(Protocol):

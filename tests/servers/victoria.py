@@ -28,6 +28,7 @@ import pytest
 
 from tests.servers._proc import (
     ServerError,
+    WaitTimeout,
     free_port,
     kill9,
     missing_server,
@@ -169,7 +170,7 @@ class VictoriaServer:
 
         try:
             wait_until(enough, timeout_s=timeout_s, what=f"{self.name}: {count} points for {matches}")
-        except ServerError as exc:
+        except WaitTimeout as exc:
             points = sum(len(s.values) for s in found)
             raise ServerError(f"{exc}; found {points} points in {len(found)} series") from exc
         return found

@@ -14,7 +14,7 @@ from ops_center.adapters.sqlite import SqliteOpsRepository
 from ops_center.feed import Feed
 from ops_center.security.users import create_demo_users
 from ops_center.users_cli import main as users_main
-from tests.integration.test_api_support import PASSWORD, Env, auth, build_app, sqlite_env
+from tests.support.api import PASSWORD, Env, auth, build_app, sqlite_env
 
 REG = load_registry()
 

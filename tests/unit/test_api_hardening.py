@@ -19,7 +19,7 @@ from ops_center.api.routes.exports import neutralise
 from ops_center.feed import Feed
 from ops_center.security.proxies import ProxyConfigError, TrustedProxies
 from ops_center.settings import OpsSettings
-from tests.integration.test_api_support import PASSWORD, Env, auth, sqlite_env
+from tests.support.api import PASSWORD, Env, auth, sqlite_env
 
 V1 = "/api/v1"
 

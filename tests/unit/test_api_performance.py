@@ -38,7 +38,7 @@ from ops_center.security.scope import Scope
 from ops_center.security.tokens import TokenError, TokenService
 from ops_center.security.users import set_disabled
 from ops_center.settings import OpsSettings
-from tests.integration.test_api_support import Env, auth, build_app, sqlite_env
+from tests.support.api import Env, auth, build_app, sqlite_env
 
 REG = load_registry()
 

@@ -89,7 +89,7 @@ def test_series_use_raw_readings_for_short_ranges_and_rollups_for_long_ones() ->
 
 
 def _defaults() -> dict[str, Any]:
-    rules = yaml.safe_load((REPO / "ops_center" / "rules" / "defaults.yaml").read_text(encoding="utf-8"))
+    rules = yaml.safe_load((REPO / "ops_center" / "rulebook" / "defaults.yaml").read_text(encoding="utf-8"))
     return {r["id"]: r for r in rules["rules"]}
 
 

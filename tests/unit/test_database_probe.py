@@ -1,4 +1,4 @@
-"""``smartward.database.missing_database``: what a read-only command asks before it opens a
+"""``smartward.db_probe.missing_database``: what a read-only command asks before it opens a
 database (it must never create one)."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from smartward.database import missing_database, redact
+from smartward.db_probe import missing_database, redact
 
 
 def test_a_missing_sqlite_file_is_named_and_not_created(tmp_path: Path) -> None:

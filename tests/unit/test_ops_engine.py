@@ -7,12 +7,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from bench.rule_engine import measure_rules
 from contract.registry import load_registry
 from ops_center.domain.alerts import AlertChange
-from ops_center.domain.bench import measure_rules
 from ops_center.domain.engine import Reading, RuleEngine
 from ops_center.domain.maintenance import MaintenanceCalendar, MaintenanceWindow
-from ops_center.rules.loader import load_rules
+from ops_center.rulebook.loader import load_rules
 
 REGISTRY = load_registry()
 RULES = load_rules(registry=REGISTRY)

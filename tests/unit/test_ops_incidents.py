@@ -14,7 +14,7 @@ from ops_center.domain.correlation import display_attrs, sensor_display_name
 from ops_center.domain.errors import InvalidTransition, UnknownIncident
 from ops_center.domain.incidents import IncidentChange, IncidentManager
 from ops_center.domain.maintenance import MaintenanceWindow
-from ops_center.rules.loader import load_patterns
+from ops_center.rulebook.loader import load_patterns
 
 REGISTRY = load_registry()
 PATTERNS = load_patterns()
@@ -323,7 +323,7 @@ def test_manager_snapshot_round_trip_keeps_incidents_and_grouping() -> None:
 
 
 def test_grouping_by_distance() -> None:
-    from ops_center.rules.loader import parse_patterns
+    from ops_center.rulebook.loader import parse_patterns
 
     patterns = parse_patterns(
         "version: 1\npatterns:\n  - kind: bin_full\n"

@@ -12,10 +12,10 @@ from contract.catalog import SENSOR_KINDS
 from contract.registry import load_registry
 from ops_center.domain.errors import RuleError
 from ops_center.domain.rules import VALUE_KINDS
-from ops_center.rules.loader import load_patterns, load_rules, parse_patterns, parse_rules
+from ops_center.rulebook.loader import load_patterns, load_rules, parse_patterns, parse_rules
 
 REGISTRY = load_registry()
-DEFAULTS = resources.files("ops_center.rules").joinpath("defaults.yaml").read_text("utf-8")
+DEFAULTS = resources.files("ops_center.rulebook").joinpath("defaults.yaml").read_text("utf-8")
 INCIDENT_KINDS = {"flooding", "fire_risk", "gas_leak", "discharge_breach", "emission_breach", "air_quality",
                   "noise", "lighting_fault", "sensor_fault", "bin_full"}
 

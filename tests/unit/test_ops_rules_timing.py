@@ -15,7 +15,7 @@ from contract.solar import sunrise_sunset
 from ops_center.domain.engine import RuleEngine
 from ops_center.domain.rules import RULE_ADAPTER, RuleSet, build_evaluator
 from ops_center.domain.rules.base import EngineSettings, Evaluator, Machine, Target
-from ops_center.rules.loader import load_rules
+from ops_center.rulebook.loader import load_rules
 
 REGISTRY = load_registry()
 ICT = timezone(timedelta(hours=7))

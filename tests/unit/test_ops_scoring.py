@@ -11,8 +11,8 @@ from contract.registry import load_registry
 from ops_center.domain.alerts import AlertChange
 from ops_center.domain.engine import Reading, RuleEngine
 from ops_center.domain.incidents import Incident, IncidentManager
-from ops_center.domain.scoring import score
-from ops_center.rules.loader import load_patterns, load_rules
+from ops_center.rulebook.loader import load_patterns, load_rules
+from simulators.scoring import score
 
 REGISTRY = load_registry()
 T0 = datetime(2026, 6, 1, 11, 0, tzinfo=UTC)
@@ -110,7 +110,7 @@ def test_engine_and_manager_turn_an_evening_flood_and_an_outage_into_two_inciden
 
 
 def test_time_to_detect_is_judged_per_kind_in_reporting_intervals() -> None:
-    from ops_center.domain.scoring import timing_by_kind
+    from simulators.scoring import timing_by_kind
 
     expected = [Expected("an-xa", "discharge_breach", T0, None, frozenset({"ax-ww-01"})),
                 Expected("thong-nhat", "flooding", T0, None, frozenset({"tn-flood-01"})),

@@ -8,7 +8,8 @@ import pytest
 
 from contract.registry import Registry, load_registry
 from simulators.scenarios import Scenario, get_scenario
-from smartward.sim_cli import LOCAL, StartTooLateError, _parser, parse_start, pinned_scenario
+from smartward.sim_cli import _parser
+from smartward.sim_eval import LOCAL, StartTooLateError, parse_start, pinned_scenario
 
 NOW = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
 

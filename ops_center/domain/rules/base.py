@@ -2,7 +2,7 @@
 protocol, and the engine settings.
 
 Rule definitions are frozen pydantic models (they are human-edited data, validated with
-line numbers by ``ops_center.rules.loader``); evaluators are small mutable objects holding the
+line numbers by ``ops_center.rulebook.loader``); evaluators are small mutable objects holding the
 state of one rule on one (sensor, metric) series, fed a batch of readings at a time.
 
 Levels are severity ranks: 0 = clear, 1 info, 2 warning, 3 critical, 4 emergency.

@@ -1,4 +1,5 @@
-"""``smartward bench ingest | alerts | api``: each benchmark lives with its component."""
+"""``smartward bench codec | edge | ingest | alerts | gateways | api``: every benchmark lives in ``bench/``
+(docs/performance.md); the product packages carry no benchmark code."""
 
 from __future__ import annotations
 
@@ -6,12 +7,12 @@ import importlib
 import sys
 
 BENCHES: dict[str, str] = {
-    "codec": "smartward.bench_codec",
-    "edge": "edge.bench",
-    "ingest": "ingest.bench",
-    "alerts": "smartward.bench_alerts",
-    "gateways": "smartward.bench_gateways",
-    "api": "ops_center.api.bench",
+    "codec": "bench.codec",
+    "edge": "bench.edge",
+    "ingest": "bench.ingest",
+    "alerts": "bench.alerts",
+    "gateways": "bench.gateways",
+    "api": "bench.api",
 }
 
 

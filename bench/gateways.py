@@ -32,13 +32,14 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench.gateways_env import Broker, FleetSpec, write_registry
+from bench.ingest_store import count_stored
+from bench.measure import cpu_seconds, free_port, metrics_ready, percentile
+from bench.pgserver import BenchServer, start_bench_server
 from contract import topics
 from contract.codec import decode_ack, encode
 from contract.errors import ContractError
 from contract.models import Reading, TelemetryBatch
-from ingest.bench import _count, _cpu_seconds, _free_port, _percentile, _ready
-from ingest.benchserver import BenchServer, start_bench_server
-from smartward.bench_gateways_env import Broker, FleetSpec, write_registry
 from smartward.mqttlite import (
     DISCONNECT_PACKET,
     MqttConnection,
@@ -264,8 +265,8 @@ async def scenario(args: argparse.Namespace, broker: Broker, fleet_spec: FleetSp
     report["publishes"] = fleet.published
     report["resent"] = fleet.resent
     for phase, lags in fleet.lags.items():
-        report[f"lag_{phase}_p50_s"] = round(_percentile(lags, 50), 3)
-        report[f"lag_{phase}_p99_s"] = round(_percentile(lags, 99), 3)
+        report[f"lag_{phase}_p50_s"] = round(percentile(lags, 50), 3)
+        report[f"lag_{phase}_p99_s"] = round(percentile(lags, 99), 3)
         report[f"lag_{phase}_max_s"] = round(max(lags, default=float("nan")), 3)
     for gw in fleet.gateways:
         if gw.conn is not None:
@@ -298,7 +299,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, help="ingest worker processes")
     p.add_argument("--db", default=None, help="store URL (default: SQLite in a temp dir)")
     p.add_argument("--timescale", action="store_true",
-                   help="start a private TimescaleDB (fsync on, ingest.benchserver) and store there")
+                   help="start a private TimescaleDB (fsync on, bench.pgserver) and store there")
     p.add_argument("--registry", type=Path, default=None, help="also write the generated registry here")
     p.add_argument("--seed", type=int, default=1)
     return p
@@ -341,7 +342,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                "SMARTWARD_LOG_LEVEL": os.environ.get("SMARTWARD_LOG_LEVEL", "WARNING")}
         ports = []
         for i in range(args.workers):
-            ports.append(_free_port())
+            ports.append(free_port())
             cmd = [sys.executable, "-m", "ingest.cli", "run", "--client-id", f"gwbench-ingest-{i}",
                    "--metrics-port", str(ports[-1]), "--no-migrate"]
             if args.workers > 1:
@@ -349,7 +350,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             log = (tmp / f"ingest-{i}.log").open("wb")
             workers.append(subprocess.Popen(cmd, env=env, cwd=_REPO, stderr=log))
         deadline = time.monotonic() + 120
-        while not all(_ready(p) for p in ports):
+        while not all(metrics_ready(p) for p in ports):
             if time.monotonic() > deadline or any(w.poll() is not None for w in workers):
                 print(f"ingest not ready; logs in {tmp}", file=sys.stderr)
                 os.environ["SMARTWARD_BENCH_KEEP"] = "1"
@@ -358,12 +359,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         report: dict[str, float | int | str] = {
             "gateways": args.gateways, "readings_per_batch": 2 * args.sensors,
             "interval_s": args.interval, "open_files_limit": limit}
-        cpu0 = sum(_cpu_seconds(w.pid) for w in workers)
+        cpu0 = sum(cpu_seconds(w.pid) for w in workers)
         t0 = time.process_time()
         published = asyncio.run(scenario(args, broker, spec, report))
         report["loadgen_cpu_s"] = round(time.process_time() - t0, 1)
-        report["ingest_cpu_s"] = round(sum(_cpu_seconds(w.pid) for w in workers) - cpu0, 1)
-        stored, readings, dup, dead = _count(db_url, published)
+        report["ingest_cpu_s"] = round(sum(cpu_seconds(w.pid) for w in workers) - cpu0, 1)
+        stored, readings, dup, dead = count_stored(db_url, published)
         made = sum(published.values())
         report["ingest_cpu_us_per_reading"] = round(float(report["ingest_cpu_s"]) / max(1, readings) * 1e6, 1)
         report.update(batches_stored=stored, lost_batches=made - stored, duplicate_batches=dup,

@@ -66,7 +66,7 @@ def _batches(registry: Registry, n: int, per_series: int, seed: int,
 def measure_rules(n: int = 200_000, *, per_series: int = 1, seed: int = 7,
                   rules: RuleSet | None = None, registry: Registry | None = None) -> float:
     """Readings per second through ``RuleEngine.ingest`` with the default rules."""
-    from ops_center.rules.loader import load_rules  # the loader reads the bundled YAML
+    from ops_center.rulebook.loader import load_rules  # the loader reads the bundled YAML
 
     registry = registry if registry is not None else load_registry()
     rules = rules if rules is not None else load_rules(registry=registry)

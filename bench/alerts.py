@@ -4,7 +4,7 @@
                            [--mqtt URL] [--db URL] [--ingest subprocess|thread]
 
 (a) The rule engine alone: readings per second on one core (CPU time), with the default
-    rules over the demo registry (``ops_center.domain.bench.measure_rules``), live batches
+    rules over the demo registry (``bench.rule_engine.measure_rules``), live batches
     (one reading per series) and backlog batches (ten per series).
 
 (b) The whole pipeline under a steady load: realistic telemetry of every gateway (the
@@ -32,198 +32,27 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
-from contract import topics
-from contract.brokers import BrokerUrl
-from contract.codec import decode_ack, encode
-from contract.models import Reading, TelemetryBatch
+from bench.alerts_load import Load, TimedFeed, plan_load
+from bench.measure import free_port
 from contract.registry import Registry, load_registry
-from ops_center.adapters.records import AlertRecord
-from ops_center.feed import EventKind, Feed, FeedEvent
-
-if TYPE_CHECKING:  # paho-mqtt: imported when the benchmark runs, so --help works without it
-    import paho.mqtt.client as mqtt
 
 MAX_SECONDS = 600
 MAX_READINGS = 5_000_000
-WINDOW_S = 300.0  # simulated seconds per batch and gateway (under the 600 s lateness limit)
-GAS_SENSORS = ("ax-gas-01", "ax-gas-02", "ax-gas-03", "ax-gas-04")
-INJECT_LEL = 50.0
 _REPO = Path(__file__).resolve().parents[1]
 
-
-class TimedFeed(Feed):
-    """The live-stream feed, noting when each alert of a gas detector reaches it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.seen: dict[tuple[str, float], float] = {}
-        self._seen_lock = threading.Lock()
-
-    def publish(self, kind: EventKind, site: str | None, data: Mapping[str, object]) -> FeedEvent:
-        event = super().publish(kind, site, data)
-        if kind == "alert":
-            alert = data.get("alert")  # the record the ops service wrote (ops_center/service/persist.py)
-            if isinstance(alert, AlertRecord) and alert.sensor in GAS_SENSORS and data.get("action") in (
-                    "raised", "reopened", "escalated"):
-                key = (alert.sensor, alert.updated_at.timestamp())
-                with self._seen_lock:
-                    self.seen.setdefault(key, time.monotonic())
-        return event
-
-
-@dataclass(frozen=True, slots=True)
-class Planned:
-    topic: str
-    gateway: str
-    seq: int
-    readings: int
-    payload: bytes
-    due_s: float  # seconds after the start of the load
-    injected: tuple[tuple[str, float], ...]  # (sensor, epoch s) of the threshold crossings inside
-
-
-def plan_load(registry: Registry, rate: float, seconds: float, *, inject_every_s: float,
-              start: datetime) -> list[Planned]:
-    """Batches of every gateway over a window of simulated time, with gas alarms injected
-    every ``inject_every_s`` simulated seconds, each due when the cumulated readings reach
-    ``rate`` per second."""
-    from simulators.fleet import fleet
-
-    per_sim_s = sum(len(s.metrics) / s.interval_s for _, gw in registry.iter_gateways() for s in gw.sensors)
-    sim_s = rate * seconds / per_sim_s
-    sims = fleet(registry, seed=7, start=start)
-    batches: list[tuple[float, str, str, list[Reading]]] = []
-    inject_at = {start.timestamp() + k * inject_every_s: GAS_SENSORS[k % len(GAS_SENSORS)]
-                 for k in range(1, int(sim_s // inject_every_s) + 1)}
-    steps = int(sim_s // WINDOW_S) + 1
-    for site, gw in registry.iter_gateways():
-        sim = sims[gw.id]
-        for k in range(1, steps + 1):
-            until = start + timedelta(seconds=k * WINDOW_S)
-            rs = sim.advance(until)
-            if rs:
-                batches.append((until.timestamp(), site.id, gw.id, rs))
-    batches.sort(key=lambda b: b[0])
-    total = sum(len(b[3]) for b in batches)
-    out: list[Planned] = []
-    seqs: dict[str, int] = {}
-    cumulated = 0
-    pending_inject = sorted(inject_at.items())
-    for end_ts, site_id, gw_id, rs in batches:
-        injected: list[tuple[str, float]] = []
-        readings: list[Reading] = []
-        for r in rs:
-            reading = r
-            if r.sensor in GAS_SENSORS and r.metric == "gas_lel":
-                ts = r.ts.timestamp()
-                hit = next(((t, s) for t, s in pending_inject if s == r.sensor and t <= ts), None)
-                if hit is not None:
-                    pending_inject.remove(hit)
-                    reading = Reading(r.sensor, r.metric, r.ts, INJECT_LEL, r.quality)
-                    injected.append((r.sensor, ts))
-            readings.append(reading)
-        seqs[gw_id] = seqs.get(gw_id, 0) + 1
-        sent = datetime.fromtimestamp(end_ts, UTC)
-        payload = encode(TelemetryBatch(v=1, gateway=gw_id, seq=seqs[gw_id], sent_at=sent, readings=readings))
-        cumulated += len(readings)
-        out.append(Planned(topics.telemetry(site_id, gw_id), gw_id, seqs[gw_id], len(readings), payload,
-                           cumulated / rate if total else 0.0, tuple(injected)))
-    return out
-
-
-class Load:
-    """Publishes the plan on time from one thread; watches the ack watermarks."""
-
-    def __init__(self, url: str, registry: Registry) -> None:
-        import paho.mqtt.client as mqtt
-        from paho.mqtt.enums import CallbackAPIVersion
-
-        b = BrokerUrl.parse(url)
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"smartward-bench-{os.getpid()}",
-                                  protocol=mqtt.MQTTv5 if b.mqtt5 else mqtt.MQTTv311)
-        self.client.username_pw_set(b.username, b.password)
-        self.client.max_inflight_messages_set(1000)
-        self.client.max_queued_messages_set(0)
-        self.client.on_message = self._on_ack
-        self.client.on_connect = lambda c, *_a: c.subscribe(topics.subscription("ack"), qos=1)
-        self.marks: dict[str, int] = {}
-        self.cond = threading.Condition()
-        self.published_at: dict[tuple[str, float], float] = {}
-        self.first_s = 0.0
-        self.last_s = 0.0
-        self.behind_max_s = 0.0
-        self.client.connect(b.host, b.port)
-        self.client.loop_start()
-        self.registry = registry
-
-    def _on_ack(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        try:
-            gw = topics.parse(msg.topic).gateway
-            seq = decode_ack(bytes(msg.payload)).seq if msg.payload else 0
-        except Exception:  # a foreign retained message: not ours to judge
-            return
-        with self.cond:
-            self.marks[gw] = max(self.marks.get(gw, 0), seq)
-            self.cond.notify_all()
-
-    def run(self, plan: Sequence[Planned]) -> None:
-        t0 = time.monotonic()
-        self.first_s = t0
-        infos = []
-        for p in plan:
-            delay = t0 + p.due_s - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)  # pacing the load, not a synchronisation
-            else:
-                self.behind_max_s = max(self.behind_max_s, -delay)
-            now = time.monotonic()
-            for key in p.injected:
-                self.published_at[key] = now
-            infos.append(self.client.publish(p.topic, p.payload, qos=1))
-        for info in infos[-1000:]:
-            info.wait_for_publish(timeout=30)
-        self.last_s = time.monotonic()
-
-    def warm_up(self, first: Planned, timeout_s: float = 30.0) -> None:
-        """Publish the first batch until the ingest acknowledges it: its subscription is then
-        granted (the load's own copy of that batch is a duplicate, a no-op everywhere)."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            self.client.publish(first.topic, first.payload, qos=1)
-            with self.cond:
-                if self.cond.wait_for(lambda: self.marks.get(first.gateway, 0) >= first.seq, timeout=1.0):
-                    return
-        raise TimeoutError("the ingest never acknowledged the first batch")
-
-    def wait_acks(self, last: Mapping[str, int], timeout_s: float) -> float:
-        with self.cond:
-            ok = self.cond.wait_for(lambda: all(self.marks.get(g, 0) >= s for g, s in last.items()),
-                                    timeout=timeout_s)
-        if not ok:
-            raise TimeoutError(f"ingest did not store everything in {timeout_s:.0f} s: {self.marks} < {last}")
-        return time.monotonic()
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
-def _pct(values: Sequence[float], q: int) -> float:
+def pct(values: Sequence[float], q: int) -> float:
     if len(values) == 1:
         return values[0]
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if q < 100 else max(values)
 
 
-def _start_ingest(mode: str, mqtt_url: str, db_url: str, registry: Registry,
+def start_ingest(mode: str, mqtt_url: str, db_url: str, registry: Registry,
                   stack: contextlib.ExitStack, workdir: Path) -> None:
     if mode == "thread":
         from ingest.settings import IngestSettings
@@ -240,8 +69,6 @@ def _start_ingest(mode: str, mqtt_url: str, db_url: str, registry: Registry,
         if not subscribed.wait(30):
             raise TimeoutError("the ingest did not subscribe")
         return
-    from smartward.stack import free_port
-
     port = free_port()
     env = {**os.environ, "SMARTWARD_MQTT_URL": mqtt_url, "SMARTWARD_DB_URL": db_url,
            "SMARTWARD_SESSION_EXPIRY_S": "600",
@@ -277,7 +104,7 @@ def _start_ingest(mode: str, mqtt_url: str, db_url: str, registry: Registry,
 def run_pipeline(args: argparse.Namespace, registry: Registry) -> int:
     from ingest.stores import open_store
     from ops_center.adapters.factory import open_repository
-    from ops_center.rules.loader import load_patterns, load_rules
+    from ops_center.rulebook.loader import load_patterns, load_rules
     from ops_center.service.service import OpsService
     from ops_center.service.settings import OpsServiceSettings
     from smartward.stack import MosquittoBroker
@@ -317,7 +144,7 @@ def run_pipeline(args: argparse.Namespace, registry: Registry) -> int:
         stack.callback(service.stop)
         if not service.link.subscribed.wait(30):
             raise TimeoutError("the ops service did not subscribe")
-        _start_ingest(args.ingest, mqtt_url, db_url, registry, stack, workdir)
+        start_ingest(args.ingest, mqtt_url, db_url, registry, stack, workdir)
         load = Load(mqtt_url, registry)
         stack.callback(load.close)
         print(f"    {broker_name}; ingest ({args.ingest}) + ops service; {db_url.split(':', 1)[0]}",
@@ -343,8 +170,8 @@ def run_pipeline(args: argparse.Namespace, registry: Registry) -> int:
     if lat:
         ms = [x * 1000 for x in lat]
         print(f"    công bố → cảnh báo đã lưu và lên luồng / publish → alert stored and on the feed "
-              f"(n={len(ms)}{f', {missing} not seen' if missing else ''}): p50 {_pct(ms, 50):.0f} ms, "
-              f"p90 {_pct(ms, 90):.0f} ms, p99 {_pct(ms, 99):.0f} ms, max {max(ms):.0f} ms")
+              f"(n={len(ms)}{f', {missing} not seen' if missing else ''}): p50 {pct(ms, 50):.0f} ms, "
+              f"p90 {pct(ms, 90):.0f} ms, p99 {pct(ms, 99):.0f} ms, max {max(ms):.0f} ms")
     else:
         print("    no injected alert reached the feed", file=sys.stderr)
         return 1
@@ -366,7 +193,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--ingest", choices=("subprocess", "thread"), default="subprocess",
                    help="(b) ingest in its own process (default, as in production) or a thread")
     p.add_argument("--notify", action="store_true",
-                   help="(b) đo số đo → email / measure reading → email (smartward/bench_notify.py)")
+                   help="(b) đo số đo → email / measure reading → email (bench/notify.py)")
     p.add_argument("--skip-rules", action="store_true", help="bỏ (a) / skip (a)")
     p.add_argument("--skip-pipeline", action="store_true", help="bỏ (b) / skip (b)")
     return p
@@ -382,7 +209,7 @@ def main(argv: Sequence[str]) -> int:
     registry = load_registry(os.environ.get("SMARTWARD_REGISTRY") or None)
     print("smartward bench alerts")
     if not args.skip_rules:
-        from ops_center.domain.bench import measure_rules
+        from bench.rule_engine import measure_rules
 
         live = measure_rules(args.rules_readings, per_series=1, registry=registry)
         backlog = measure_rules(args.rules_readings, per_series=10, registry=registry)
@@ -394,7 +221,7 @@ def main(argv: Sequence[str]) -> int:
           flush=True)
     try:
         if args.notify:
-            from smartward.bench_notify import run_notify_pipeline
+            from bench.notify import run_notify_pipeline
 
             return run_notify_pipeline(args, registry)
         return run_pipeline(args, registry)

@@ -1,6 +1,6 @@
 """How many readings per second one edge agent publishes to a broker.
 
-    python -m edge.bench --url mqtt://127.0.0.1:1883 --readings 200000 --batch 500
+    python -m bench.edge --url mqtt://127.0.0.1:1883 --readings 200000 --batch 500
 
 A driver hands the agent readings as fast as it polls (``--per-poll`` at a time); a small
 acker in the same process plays the ingest (subscribes to the gateway's telemetry and
@@ -147,10 +147,10 @@ def run(url: str, *, gateway: str, readings: int, batch: int, per_poll: int, win
 def main(argv: Sequence[str] | None = None) -> int:
     if argv is not None and any(a == "--drivers" or a.startswith("--drivers=") for a in argv):
         # The edge budget with real device drivers (docs/performance.md).
-        from edge.bench_modbus import main as modbus_main
+        from bench.edge_modbus import main as modbus_main
 
         return modbus_main(argv)
-    parser = argparse.ArgumentParser(prog="python -m edge.bench",
+    parser = argparse.ArgumentParser(prog="python -m bench.edge",
                                      description="Đo thông lượng tác tử biên / edge agent throughput")
     parser.add_argument("--url", default="mqtt://127.0.0.1:1883", help="broker (default %(default)s)")
     parser.add_argument("--gateway", default="tn-gw-01")

@@ -1,5 +1,5 @@
-"""``smartward bench api`` (also ``python -m ops_center.api.bench``): latency of the overview
-and incidents routes with many concurrent clients (ops_center/api/bench_client.py):
+"""``smartward bench api`` (also ``python -m bench.api``): latency of the overview
+and incidents routes with many concurrent clients (bench/api_client.py):
 
 - ``screens``: every client is an open operations screen refreshing the site overview and
   the incidents list once a second (what 200 open screens do to the API);
@@ -8,7 +8,7 @@ and incidents routes with many concurrent clients (ops_center/api/bench_client.p
   the server in CPU per request, with no queueing.
 
 Without ``--url`` the bench seeds a store (a new SQLite file, or its own database on the
-PostgreSQL server of ``--pg``; ops_center/api/bench_server.py) with ``--users`` ward users,
+PostgreSQL server of ``--pg``; bench/api_seed.py, bench/api_server.py) with ``--users`` ward users,
 starts the API on it in a uvicorn subprocess (``--workers``) and gives every client its own
 access token (of those users in turn), as open screens in a ward office have; with ``--url``
 it runs them against a running server with one login as ``--user`` for every client
@@ -16,8 +16,8 @@ it runs them against a running server with one login as ``--user`` for every cli
 second, errors, the CPU used by the client, the server (per request too) and the whole
 machine, and the load average. Exit 1 when any request failed::
 
-    python -m ops_center.api.bench [--clients 200] [--duration-s 20] [--workers 1|2] [--mode serial]
-    python -m ops_center.api.bench --pg postgresql://postgres@127.0.0.1:5432/postgres --workers 2
+    python -m bench.api [--clients 200] [--duration-s 20] [--workers 1|2] [--mode serial]
+    python -m bench.api --pg postgresql://postgres@127.0.0.1:5432/postgres --workers 2
     smartward bench api --url http://127.0.0.1:8000 --user U --password P --site thong-nhat [--server-pid PID]
 """
 
@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from ops_center.api.bench_client import LoadResult, Mode, run_load
+from bench.api_client import LoadResult, Mode, run_load
 
 MODES: tuple[Mode, ...] = ("screens", "closed")
 
@@ -126,14 +126,10 @@ def report(result: LoadResult, *, period_s: float, cores: int) -> str:
 @contextlib.contextmanager
 def local_target(args: argparse.Namespace) -> Iterator[Target]:
     """A seeded store and the API serving it, for the duration of the bench."""
+    from bench.api_seed import screen_tokens, seed_store
+    from bench.api_server import ServerProcess
+    from bench.measure import machine_busy_s, tree_cpu_s
     from contract.registry import load_registry
-    from ops_center.api.bench_server import (
-        ServerProcess,
-        machine_busy_s,
-        screen_tokens,
-        seed_store,
-        tree_cpu_s,
-    )
 
     registry = load_registry(args.registry)
     with contextlib.ExitStack() as stack:
@@ -192,7 +188,7 @@ def scratch_database(server_url: str) -> Iterator[str]:
 
 @contextlib.contextmanager
 def remote_target(args: argparse.Namespace) -> Iterator[Target]:
-    from ops_center.api.bench_server import machine_busy_s, tree_cpu_s
+    from bench.measure import machine_busy_s, tree_cpu_s
 
     token = login(args.url, args.user, args.password)
     pid = args.server_pid

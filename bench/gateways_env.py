@@ -8,7 +8,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-from ingest.bench import _cpu_seconds, _free_port, _wait_port
+from bench.measure import cpu_seconds, free_port, wait_port
 
 _REPO = Path(__file__).resolve().parents[1]
 FleetSpec = list[tuple[str, str, list[tuple[str, str]]]]  # (site, gateway, [(sensor, metric)])
@@ -59,7 +59,7 @@ class Broker:
     """Mosquitto with the project's configuration; restartable on the same port and data."""
 
     def __init__(self, tmp: Path) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.conf = tmp / "mosquitto.conf"
         self.conf.write_text(render_broker_config(self.port, tmp))
         self.proc: subprocess.Popen[bytes] | None = None
@@ -70,18 +70,18 @@ class Broker:
         exe = os.environ.get("SMARTWARD_MOSQUITTO") or shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         self.proc = subprocess.Popen([exe, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
-        _wait_port(self.port, 30)
+        wait_port(self.port, 30)
 
     def stop(self, kill9: bool) -> None:
         if self.proc is None:
             return
-        self.cpu_before += _cpu_seconds(self.proc.pid)
+        self.cpu_before += cpu_seconds(self.proc.pid)
         self.proc.send_signal(signal.SIGKILL if kill9 else signal.SIGTERM)
         self.proc.wait(60)
         self.proc = None
 
     def cpu(self) -> float:
-        return self.cpu_before + (_cpu_seconds(self.proc.pid) if self.proc else 0.0)
+        return self.cpu_before + (cpu_seconds(self.proc.pid) if self.proc else 0.0)
 
     def rss_kib(self) -> int:
         if self.proc is None:

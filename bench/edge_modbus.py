@@ -111,9 +111,9 @@ def _rss_mb() -> float:
 
 
 def run(url: str, *, devices: int, duration_s: float, speed: float, poll_s: int) -> dict[str, Any]:
-    from edge.bench import Acker
+    from bench.edge import Acker
 
-    child = subprocess.Popen([sys.executable, "-m", "edge.bench_modbus", "--serve", str(devices)],
+    child = subprocess.Popen([sys.executable, "-m", "bench.edge_modbus", "--serve", str(devices)],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout is not None

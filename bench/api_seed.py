@@ -1,5 +1,5 @@
-"""The server side of ``smartward bench api``: a store seeded like a day of a running city,
-and the API serving it in a uvicorn subprocess (``ops_center.api.asgi``).
+"""The store of ``smartward bench api``: seeded like a day of a running city (the API serving it
+runs in ``bench/api_server.py``).
 
 The seed, for every site of the registry:
 
@@ -19,21 +19,15 @@ creates them.
 from __future__ import annotations
 
 import contextlib
-import os
 import random
 import secrets
-import signal
 import sqlite3
-import subprocess
-import sys
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Final
 
-import httpx
 import psycopg
 from argon2 import PasswordHasher
 
@@ -299,155 +293,3 @@ def _incidents(
                 for at, actor, action, detail in steps
             ]
     return incidents, alerts, events
-
-
-# --- the server process ------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _installed(module: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(module) is not None
-
-
-class ServerProcess:
-    """``uvicorn --factory ops_center.api.asgi:app_from_env`` on a free port, with uvloop and
-    httptools when installed; ``with`` starts it and waits for ``/readyz``."""
-
-    def __init__(
-        self, db_url: str, *, workers: int = 1, registry: Path | None = None, pool_max: int = 8
-    ) -> None:
-        self.db_url = db_url
-        self.workers = workers
-        self.registry = registry
-        self.pool_max = pool_max
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.secret_key = secrets.token_urlsafe(48)  # the bench mints its screens' tokens with it
-        self.loop = "uvloop" if _installed("uvloop") else "asyncio"
-        self.http = "httptools" if _installed("httptools") else "h11"
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def pid(self) -> int | None:
-        return None if self._proc is None else self._proc.pid
-
-    def __enter__(self) -> ServerProcess:
-        env = dict(os.environ)
-        env.update(
-            SMARTWARD_DB_URL=self.db_url,
-            SMARTWARD_SECRET_KEY=self.secret_key,
-            SMARTWARD_ENVIRONMENT="production",
-            SMARTWARD_DB_POOL_MAX=str(self.pool_max),
-        )
-        if self.registry is not None:
-            env["SMARTWARD_REGISTRY"] = str(self.registry)
-        cmd = [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "ops_center.api.asgi:app_from_env",
-            "--factory",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--workers",
-            str(self.workers),
-            "--loop",
-            self.loop,
-            "--http",
-            self.http,
-            "--no-access-log",
-            "--log-level",
-            "warning",
-            "--backlog",
-            "4096",
-        ]
-        self._proc = subprocess.Popen(cmd, env=env, start_new_session=True)
-        self._wait_ready(deadline=time.monotonic() + 30)
-        return self
-
-    def _wait_ready(self, deadline: float) -> None:
-        assert self._proc is not None
-        ready = 0
-        with httpx.Client(timeout=2.0) as client:
-            while time.monotonic() < deadline:
-                if self._proc.poll() is not None:
-                    raise RuntimeError(f"API server exited with {self._proc.returncode}")
-                try:
-                    # Every worker must be up: readiness answers from any one of them.
-                    ready = ready + 1 if client.get(f"{self.url}/readyz").status_code == 200 else 0
-                except httpx.HTTPError:
-                    ready = 0
-                if ready >= 4 * self.workers:
-                    return
-                time.sleep(0.25)  # a child process's port: no event to wait on
-        raise RuntimeError("API server not ready within 30 s")
-
-    def __exit__(self, *exc: object) -> None:
-        if self._proc is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self._proc.pid, signal.SIGTERM)
-        try:
-            self._proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(self._proc.pid, signal.SIGKILL)
-            self._proc.wait()
-
-
-# --- CPU accounting (Linux /proc) ----------------------------------------------------------------
-
-
-def _ticks() -> float:
-    return float(os.sysconf("SC_CLK_TCK"))
-
-
-def tree_cpu_s(root: int) -> float:
-    """User + system CPU seconds of ``root`` and its descendants now alive (0 without /proc)."""
-    stats: dict[int, tuple[int, float]] = {}
-    for entry in _proc_entries():
-        try:
-            raw = (Path("/proc") / entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = raw[raw.rindex(")") + 2 :].split()
-        stats[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / _ticks())
-    wanted = {root}
-    changed = True
-    while changed:
-        changed = False
-        for pid, (ppid, _) in stats.items():
-            if ppid in wanted and pid not in wanted:
-                wanted.add(pid)
-                changed = True
-    return sum(cpu for pid, (_, cpu) in stats.items() if pid in wanted)
-
-
-def _proc_entries() -> Iterator[str]:
-    with contextlib.suppress(OSError):
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                yield entry
-
-
-def machine_busy_s() -> tuple[float, float]:
-    """(busy CPU seconds, total CPU seconds) of the whole machine, from /proc/stat."""
-    try:
-        first = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-    except OSError:
-        return 0.0, 0.0
-    v = [int(x) for x in first]
-    idle = v[3] + (v[4] if len(v) > 4 else 0)
-    total = sum(v[:8])
-    return (total - idle) / _ticks(), total / _ticks()

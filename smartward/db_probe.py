@@ -4,6 +4,10 @@ Opening ``sqlite:///./smartward.db`` creates the file, and a store or repository
 URL that names no database would report an empty one as if it were real. A read-only
 command (``ingest status``, ``users list``...) asks ``missing_database(url)`` first: when it
 answers a message, the command prints it, exits non-zero and creates nothing.
+
+It lives beside ``smartward db`` (db_cli.py) because its users are the components' command
+lines (ingest, ops): the components do not import each other, ``contract/`` has no I/O, and a
+probe that prints for a person belongs to the commands, not to a store adapter.
 """
 
 from __future__ import annotations

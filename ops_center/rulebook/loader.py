@@ -111,7 +111,7 @@ def _add_file(acc: _Acc, text: str, source: str) -> None:
 
 
 def _bundled(name: str) -> str:
-    return resources.files("ops_center.rules").joinpath(name).read_text("utf-8")
+    return resources.files("ops_center.rulebook").joinpath(name).read_text("utf-8")
 
 
 def parse_rules(texts: Sequence[tuple[str, str]]) -> RuleSet:

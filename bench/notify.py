@@ -25,8 +25,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from bench.alerts import pct, start_ingest
+from bench.alerts_load import GAS_SENSORS, Load, TimedFeed, plan_load
 from contract.registry import Registry
-from smartward.bench_alerts import GAS_SENSORS, Load, TimedFeed, _pct, _start_ingest, plan_load
 
 POLICY = """\
 version: 1
@@ -70,7 +71,7 @@ def run_notify_pipeline(args: argparse.Namespace, registry: Registry) -> int:
         return 2
     from ingest.stores import open_store
     from ops_center.adapters.factory import open_repository
-    from ops_center.rules.loader import load_patterns, load_rules
+    from ops_center.rulebook.loader import load_patterns, load_rules
     from ops_center.service.service import OpsService
     from ops_center.service.settings import OpsServiceSettings
     from smartward.stack import MosquittoBroker, free_port
@@ -127,7 +128,7 @@ def run_notify_pipeline(args: argparse.Namespace, registry: Registry) -> int:
         stack.callback(service.stop)
         if not service.link.subscribed.wait(30):
             raise TimeoutError("the ops service did not subscribe")
-        _start_ingest(args.ingest, broker.url, db_url, registry, stack, workdir)
+        start_ingest(args.ingest, broker.url, db_url, registry, stack, workdir)
         load = Load(broker.url, registry)
         stack.callback(load.close)
         load.warm_up(plan[0])
@@ -171,12 +172,12 @@ def run_notify_pipeline(args: argparse.Namespace, registry: Registry) -> int:
     ms = sorted(latencies)
     print(
         f"    công bố → email đến máy chủ thư / publish → email received (n={len(ms)}): "
-        f"p50 {_pct(ms, 50):.0f} ms, "
-        f"p90 {_pct(ms, 90):.0f} ms, p99 {_pct(ms, 99):.0f} ms, max {max(ms):.0f} ms"
+        f"p50 {pct(ms, 50):.0f} ms, "
+        f"p90 {pct(ms, 90):.0f} ms, p99 {pct(ms, 99):.0f} ms, max {max(ms):.0f} ms"
     )
     if after_alert:
         ms = sorted(after_alert)
         print(f"    cảnh báo lên luồng → email / alert on the feed → email received (n={len(ms)}): "
-              f"p50 {_pct(ms, 50):.0f} ms, p90 {_pct(ms, 90):.0f} ms, p99 {_pct(ms, 99):.0f} ms, "
+              f"p50 {pct(ms, 50):.0f} ms, p90 {pct(ms, 90):.0f} ms, p99 {pct(ms, 99):.0f} ms, "
               f"max {max(ms):.0f} ms")
     return 0

@@ -1,1 +1,0 @@
-"""Rule and pattern files (YAML, edited by city staff) and their loader."""
