@@ -1,5 +1,5 @@
-"""The command link's results, handled one at a time in arrival order and acknowledged only
-once recorded (ops_center/api/command_link.py): a result that cannot be stored yet stays
+"""Deliveries handled one at a time in arrival order and acknowledged only once handled (the
+command link's results, ops_center/commands/link.py): one that cannot be stored yet stays
 unacknowledged and is retried, so a store outage loses nothing (docs/reliability.md)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-logger = logging.getLogger("ops_center.api.command_link")
+logger = logging.getLogger(__name__)
 
 RETRY_MIN_S = 0.5
 RETRY_MAX_S = 10.0
@@ -103,7 +103,8 @@ class InOrderAcks:
             self._queue = deque(kept)
             self._cond.notify_all()
         if dropped:
-            logger.info("%d unacknowledged command results left to the broker's redelivery", dropped)
+            logger.info("%s: %d unacknowledged deliveries left to the broker's redelivery",
+                        self._name, dropped)
 
     def _run(self) -> None:
         while True:
@@ -135,8 +136,8 @@ class InOrderAcks:
                 return True
             if why is None:
                 if attempts:
-                    logger.info("recorded the command result on %s after %d failed attempts (%.1f s)",
-                                d.topic, attempts, time.monotonic() - started)
+                    logger.info("%s: handled the delivery on %s after %d failed attempts (%.1f s)",
+                                self._name, d.topic, attempts, time.monotonic() - started)
                 return True
             attempts += 1
             self.retries += 1
@@ -148,7 +149,7 @@ class InOrderAcks:
             with self._cond:
                 self._cond.wait_for(lambda: self._stopping or d.generation != self._generation, delay)
                 if self._stopping or d.generation != self._generation:
-                    logger.info("command result on %s left unacknowledged after %d failed attempts: "
-                                "the broker redelivers it", d.topic, attempts)
+                    logger.info("%s: the delivery on %s left unacknowledged after %d failed attempts: "
+                                "the broker redelivers it", self._name, d.topic, attempts)
                     return False
             delay = min(delay * 2, self._retry_max_s)
