@@ -24,7 +24,7 @@ from ingest.errors import IngestError
 from ingest.metrics import IngestMetrics
 from ingest.source import Inbound, Sink
 from mqttlink.client import SessionOptions, url_set_problem
-from mqttlink.link import Link
+from mqttlink.link import Link, OverLink
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ def parse_broker_url(url: str) -> BrokerUrl:
         raise ConfigError(str(exc)) from exc
 
 
-class MqttLink:
+class MqttLink(OverLink):
     """The ingest's MQTT link: a ``Source`` (with subscriptions) and an ``AckPublisher``
     (ingest/source.py)."""
 
@@ -76,16 +76,6 @@ class MqttLink:
             subscriptions=subscriptions, on_message=self._on_message, on_state=self._on_state,
             on_error=lambda where: metrics.loop_errors.labels(where).inc(), log=logger, name="MQTT",
         )
-        self.subscribed = self.link.subscribed  # SUBACK granted every subscription
-        self.client = self.link.client
-
-    @property
-    def connected(self) -> bool:
-        return self.link.connected
-
-    @property
-    def generation(self) -> int:
-        return self.link.generation
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -131,10 +121,6 @@ class MqttLink:
             self._reconnected.clear()
             return True
         return False
-
-    def ack(self, messages: Sequence[Inbound]) -> int:
-        """PUBACK every message that came on the current connection; returns how many."""
-        return self.link.ack(messages)
 
     def publish_watermarks(self, marks: dict[str, int], site_of: Callable[[str], str | None]) -> int:
         """Retained ``{"v":1,"seq":N}`` on each gateway's ack topic; only while connected (all

@@ -239,3 +239,30 @@ class Link:
             self._on_message_sink(message, self.generation)
         except Exception:
             self._failed("on_message", "; the message stays unacknowledged and comes back")
+
+
+class OverLink:
+    """For a class that owns one :class:`Link` as ``self.link``: its state and acks read through."""
+
+    link: Link
+
+    @property
+    def subscribed(self) -> threading.Event:
+        """Set once the broker granted the subscriptions (SUBACK); cleared while disconnected."""
+        return self.link.subscribed
+
+    @property
+    def client(self) -> mqtt.Client:
+        return self.link.client
+
+    @property
+    def connected(self) -> bool:
+        return self.link.connected
+
+    @property
+    def generation(self) -> int:
+        return self.link.generation
+
+    def ack(self, messages: Iterable[Ackable]) -> int:
+        """PUBACK every QoS 1 message of the current connection; returns how many."""
+        return self.link.ack(messages)

@@ -78,7 +78,7 @@ from contract.errors import ContractError
 from contract.models import CommandResult
 from mqttlink.acks import RETRY_MAX_S, RETRY_MIN_S, Delivery, InOrderAcks
 from mqttlink.client import SessionOptions, url_set_problem
-from mqttlink.link import Link
+from mqttlink.link import Link, OverLink
 from ops_center.adapters.repository import RepositoryUnavailable
 
 logger = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ class CommandLinkError(Exception):
     """The command link cannot be configured (a bad broker URL)."""
 
 
-class CommandLink:
+class CommandLink(OverLink):
     def __init__(self, url: str, *, client_id: str, on_result: ResultSink, keepalive_s: int = 30,
                  session_expiry_s: int = DEFAULT_SESSION_EXPIRY_S,
                  receive_maximum: int = RESULTS_RECEIVE_MAXIMUM, retry_min_s: float = RETRY_MIN_S,
@@ -114,7 +114,7 @@ class CommandLink:
         # Over MQTT 3.1.1 (e.g. the demo's embedded broker) the plain filter: no shared ones.
         results = (topics.subscription("cmd/result", share_group=SHARE_GROUP) if urls[0].mqtt5
                    else topics.subscription("cmd/result"))
-        self._link = Link(
+        self.link = Link(
             urls,
             SessionOptions(client_id=client_id, keepalive_s=keepalive_s, session_expiry_s=session_expiry_s,
                            receive_maximum=receive_maximum, manual_ack=True),
@@ -123,11 +123,6 @@ class CommandLink:
             on_state=lambda _connected, generation: self._acks.new_generation(generation),
             log=logger, name="command link",
         )
-        self.subscribed = self._link.subscribed
-
-    @property
-    def connected(self) -> bool:
-        return self._link.client.is_connected()
 
     @property
     def pending(self) -> int:
@@ -161,21 +156,21 @@ class CommandLink:
     def start(self) -> None:
         """Connect in the background (the API starts while the broker is down)."""
         self._acks.start()
-        self._link.start()
+        self.link.start()
 
     def stop(self) -> None:
         """Let the result being recorded finish (and its ack out), then disconnect; the session,
         the results not yet acknowledged and those that arrive meanwhile stay on the broker for
         the session expiry."""
         self._acks.stop()
-        self._link.stop()
+        self.link.stop()
 
     def publish(self, site: str, gateway: str, payload: bytes) -> bool:
         """Hand one command to the network (QoS 1, not retained: a command is for now, not
         for a gateway that connects tomorrow); False when not connected."""
         if not self.connected:
             return False
-        info = self._link.publish(topics.cmd(site, gateway), payload, qos=1)
+        info = self.link.publish(topics.cmd(site, gateway), payload, qos=1)
         return info.rc == mqtt.MQTT_ERR_SUCCESS
 
     def _on_message(self, msg: mqtt.MQTTMessage, generation: int) -> None:
@@ -212,4 +207,4 @@ class CommandLink:
 
     def _ack(self, d: Delivery) -> bool:
         """PUBACK ``d`` if it came on the current connection (else the broker sends it again)."""
-        return self._link.ack([d]) == 1
+        return self.link.ack([d]) == 1

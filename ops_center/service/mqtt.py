@@ -33,7 +33,7 @@ import paho.mqtt.client as mqtt
 from contract import topics
 from contract.brokers import BrokerUrl, BrokerUrlError
 from mqttlink.client import SessionOptions, url_set_problem
-from mqttlink.link import Link
+from mqttlink.link import Link, OverLink
 from ops_center.service.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ class Inbound:
     received_mono: float
 
 
-class OpsMqttLink:
+class OpsMqttLink(OverLink):
     """The ops service's link: telemetry, SenML and status of every gateway, acked by hand."""
 
     def __init__(
@@ -95,16 +95,6 @@ class OpsMqttLink:
             on_message=self._on_message, on_state=self._state, on_error=self._count_error,
             log=logger, name="ops service",
         )
-        self.subscribed = self.link.subscribed  # the broker granted the subscriptions (SUBACK)
-        self.client = self.link.client
-
-    @property
-    def connected(self) -> bool:
-        return self.link.connected
-
-    @property
-    def generation(self) -> int:
-        return self.link.generation
 
     def start(self) -> None:
         self.link.start()
@@ -130,9 +120,3 @@ class OpsMqttLink:
         self._sink(Inbound(message.topic, bytes(message.payload), message.mid, message.qos,
                            bool(message.retain), bool(message.dup), generation,
                            datetime.now(UTC), time.monotonic()))
-
-    # --- the worker's side -------------------------------------------------------------------
-
-    def ack(self, messages: Sequence[Inbound]) -> int:
-        """PUBACK every QoS 1 message of the current connection; returns how many."""
-        return self.link.ack(messages)
