@@ -59,14 +59,15 @@ def url_set_problem(urls: Sequence[BrokerUrl]) -> str | None:
 
 
 def new_client(url: BrokerUrl, options: SessionOptions, *, ca_file: str | None = None,
-               reconnect_on_failure: bool = True) -> mqtt.Client:
-    """A paho client for ``url`` (its protocol, TLS and credentials); not connected yet."""
+               default_username: str | None = None, reconnect_on_failure: bool = True) -> mqtt.Client:
+    """A paho client for ``url`` (its protocol, TLS and credentials; ``default_username``
+    when the URL names none); not connected yet."""
     c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=options.client_id,
                     protocol=mqtt.MQTTv5 if url.mqtt5 else mqtt.MQTTv311,
                     # MQTT 5 takes clean_start per connect (connect_args); 3.1.1 sets it here.
                     clean_session=None if url.mqtt5 else not options.persistent,
                     manual_ack=options.manual_ack, reconnect_on_failure=reconnect_on_failure)
-    set_credentials(c, url)
+    set_credentials(c, url, default_username)
     if url.tls:
         c.tls_set(ca_certs=ca_file)
     return c
