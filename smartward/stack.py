@@ -44,7 +44,6 @@ import threading
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -60,6 +59,7 @@ from ops_center.service.service import OpsService
 from ops_center.service.settings import OpsServiceSettings
 from simulators.faults import LinkOutage
 from simulators.scenarios import Scenario
+from smartward.governor import EdgeRun, Governor, barriers
 from smartward.paced_clock import PacedClock
 from smartward.stack_broker import (
     EmbeddedBroker,
@@ -75,18 +75,9 @@ __all__ = ["MosquittoBroker", "Stack", "StackCounters", "StackError", "free_port
 
 logger = logging.getLogger(__name__)
 
-_GOVERN_S = 0.05
-_BEFORE = timedelta(milliseconds=1)  # barriers sit just before a link drops
 
 
 # --- the stack -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Edge:
-    gateway: str
-    agent: Any  # edge.agent.Agent
-    thread: threading.Thread
 
 
 class Stack:
@@ -137,7 +128,7 @@ class Stack:
         self._workdir_arg = workdir
         self._db_url_arg = db_url
         self._stack = contextlib.ExitStack()
-        self._edges: list[_Edge] = []
+        self._edges: list[EdgeRun] = []
         self._governor_stop = threading.Event()
         self.service: OpsService | None = None
         self.broker_url = ""
@@ -145,7 +136,10 @@ class Stack:
         self.workdir = Path()
         self._outages = [e for e in scenario.events if isinstance(e, LinkOutage)] if scenario else []
         self.clock = PacedClock(start=t0, speed=speed, stop_at=stop_at,
-                                barriers=self._barriers() if governor else ())
+                                barriers=barriers(self._outages, flush_s) if governor else ())
+        self._governor = Governor(self.clock, scenario=scenario, outages=self._outages, speed=speed,
+                                  flush_s=flush_s, max_backlog_batches=max_backlog_batches,
+                                  edges=lambda: self._edges, service=lambda: self.service)
         self.clock.hold()  # no simulated time passes while the stack starts
 
     # --- lifecycle -------------------------------------------------------------------------------
@@ -240,7 +234,8 @@ class Stack:
             self._start_edge(gw)
         s.callback(self._signal_edges)
         if self.governor_on:
-            gov = threading.Thread(target=self._govern, name="stack-governor", daemon=True)
+            gov = threading.Thread(target=self._governor.run, args=(self._governor_stop,),
+                                   name="stack-governor", daemon=True)
             gov.start()
             s.callback(gov.join, 5.0)
             s.callback(self._governor_stop.set)
@@ -315,7 +310,7 @@ class Stack:
         thread.start()
         self._stack.callback(thread.join, 30.0)
         self._stack.callback(agent.stop)
-        self._edges.append(_Edge(gateway, agent, thread))
+        self._edges.append(EdgeRun(gateway, agent, thread))
 
     def _signal_edges(self) -> None:
         for e in self._edges:
@@ -324,82 +319,6 @@ class Stack:
     @property
     def agents(self) -> dict[str, Any]:
         return {e.gateway: e.agent for e in self._edges}
-
-    # --- the governor -------------------------------------------------------------------------------
-
-    def _behind(self) -> bool:
-        now = self.clock.now()
-        scen = self.scenario
-        # While the ops service is down (a crash test), the fleet goes on: the broker keeps
-        # what the service's persistent session misses.
-        svc = self.service
-        through = svc.progress().through if svc is not None else None
-        for e in self._edges:
-            up = scen is None or scen.link_up(e.gateway, now)
-            st = e.agent.snapshot()
-            # A link change must be lived through, not skipped: hold until the agent has
-            # noticed it and (dis)connected, so a 2-hour outage is an outage for the broker
-            # (Last Will) and the ops center at any speed.
-            if st.link_up != up or st.connected != up:
-                return True
-            if not up or st.outbox is None:
-                continue
-            # Behind, in batches (independent of the clock's speed): not yet stored (the
-            # outbox under the ack watermark), or not yet evaluated by the ops service.
-            backlog = st.outbox.batches
-            if through is not None:
-                backlog = max(backlog, st.outbox.last_seq - through.get(e.gateway, 0))
-            if backlog > self.max_backlog_batches:
-                return True
-        return False
-
-    def _barriers(self) -> list[datetime]:
-        """Two per outage: where the slow approach to it begins, and just before it."""
-        lead = timedelta(seconds=2 * self.flush_s)
-        return [t for o in self._outages for t in (o.start - lead, o.start - _BEFORE)]
-
-    def _approaching_outage(self, now: datetime) -> bool:
-        """In the two flush intervals before an outage the clock runs slowly enough (a flush
-        interval per half second) for the gateways to poll and seal as they would live."""
-        lead = timedelta(seconds=2 * self.flush_s)
-        return any(o.start - lead <= now < o.start for o in self._outages)
-
-    def _may_pass(self, barrier: datetime) -> bool:
-        """At a barrier before an outage: its gateways have stepped there, and every batch they
-        sealed is stored and evaluated. The ops center places an outage after the last batch it
-        saw, so at any speed the outage is seen where it would be at real speed (at most a
-        flush interval early)."""
-        if self.service is None:
-            return False
-        through = self.service.progress().through
-        lead = timedelta(seconds=2 * self.flush_s)
-        for e in self._edges:
-            if not any(e.gateway in o.gateways and (o.start - lead <= barrier < o.start)
-                       for o in self._outages):
-                continue
-            st = e.agent.snapshot()
-            if st.at < barrier or st.outbox is None or st.outbox.batches or st.inflight:
-                return False
-            if through.get(e.gateway, 0) < st.outbox.last_seq:
-                return False
-        return True
-
-    def _govern(self) -> None:
-        while not self._governor_stop.wait(_GOVERN_S):  # a control loop, not a synchronisation
-            try:
-                now = self.clock.now()
-                self.clock.set_speed(min(self.speed, 2 * self.flush_s) if self._approaching_outage(now)
-                                     else self.speed)
-                barrier = self.clock.next_barrier()
-                if barrier is not None and now >= barrier and self._may_pass(barrier):
-                    self.clock.pass_barrier()
-                if self._behind():
-                    self.clock.hold()
-                else:
-                    self.clock.release()
-            except Exception:  # the governor must never take the stack down
-                logger.exception("governor step failed")
-        self.clock.release()
 
     # --- observation ----------------------------------------------------------------------------------
 
