@@ -156,13 +156,13 @@ class _PahoPublisher(_Publisher):
     """paho in this process, as the edge agent publishes (about 50-90 µs of CPU a message)."""
 
     def __init__(self, host: str, port: int, run_id: str) -> None:
-        import paho.mqtt.client as mqtt
-        from paho.mqtt.enums import CallbackAPIVersion
+        from contract.brokers import BrokerUrl
+        from mqttlink.client import SessionOptions, connect, new_client
 
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{run_id}-pub",
-                                  protocol=mqtt.MQTTv5)
+        url, options = BrokerUrl(host, port), SessionOptions(client_id=f"{run_id}-pub")
+        self.client = new_client(url, options)
         self.client.max_inflight_messages_set(1000)
-        self.client.connect(host, port)
+        connect(self.client, url, options)
         self.client.loop_start()
 
     def publish(self, topic: str, payload: bytes) -> None:
@@ -454,17 +454,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 time.sleep(0.1)
 
         tracker = AckTracker()
-        host, port_s = mqtt_url.split("://", 1)[1].split("@")[-1].rsplit(":", 1)
-        import paho.mqtt.client as mqtt
-        from paho.mqtt.enums import CallbackAPIVersion
 
-        acks = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{run_id}-acks", protocol=mqtt.MQTTv5)
+        from contract.brokers import BrokerUrl
+        from mqttlink.client import SessionOptions, connected_client
+
+        broker_url = BrokerUrl.parse(mqtt_url)
+        acks = connected_client(broker_url, SessionOptions(client_id=f"{run_id}-acks"))
 
         def on_ack(client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
             tracker.on_ack(topics.parse(msg.topic).gateway, decode_ack(bytes(msg.payload)).seq)
 
         acks.on_message = on_ack
-        acks.connect(host, int(port_s))
         acks.subscribe(topics.subscription("ack"), qos=1)
         acks.loop_start()
         source = RowSource(registry, args.batch, datetime.now(UTC).replace(microsecond=0) - timedelta(days=1))
@@ -479,9 +479,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         del batches
         pub: _Publisher
         if args.publisher == "mosquitto_pub":
-            pub = _CliPublisher(host, int(port_s), run_id, {t for t, *_ in ready_batches})
+            pub = _CliPublisher(broker_url.host, broker_url.port, run_id, {t for t, *_ in ready_batches})
         else:
-            pub = _PahoPublisher(host, int(port_s), run_id)
+            pub = _PahoPublisher(broker_url.host, broker_url.port, run_id)
         cpu0 = {p.pid: _cpu_seconds(p.pid) for p in procs}
         broker_cpu0 = _cpu_seconds(broker.pid) if broker else float("nan")
         pg_cpu0 = _postgres_cpu(pg_pid)
