@@ -59,6 +59,7 @@ from ingest.source import AckPublisher, Inbound, Source
 from ingest.sources import open_source
 from ingest.store_calls import StoreCalls
 from ingest.watermarks import HandledSeqSource, WatermarkTracker
+from mqttlink.acks import hand_over
 
 __all__ = ["ConfigError", "Flush", "Inbound", "IngestWorker", "MqttLink", "parse_broker_url"]
 
@@ -175,16 +176,8 @@ class IngestWorker:
     # --- source thread side ------------------------------------------------------------------
 
     def _enqueue(self, m: Inbound) -> None:
-        # The broker never has more than receive_maximum unacked messages out to us, so this
-        # blocks only against a broker that ignores Receive Maximum; blocking the network thread
-        # is then the backpressure (TCP fills). When stopping, a message is left unacked: the
-        # broker redelivers it to the next session.
-        while not self._stopping.is_set():
-            try:
-                self._queue.put(m, timeout=0.5)
-                return
-            except queue.Full:
-                continue
+        # Bounded by receive_maximum; when stopping, a message is left unacked (mqttlink/acks.py).
+        hand_over(self._queue, m, self._stopping)
 
     # --- writer thread ---------------------------------------------------------------------
 

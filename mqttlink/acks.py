@@ -5,13 +5,17 @@ unacknowledged and is retried, so a store outage loses nothing (docs/reliability
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 RETRY_MIN_S = 0.5
 RETRY_MAX_S = 10.0
@@ -153,3 +157,19 @@ class InOrderAcks:
                                 "the broker redelivers it", self._name, d.topic, attempts)
                     return False
             delay = min(delay * 2, self._retry_max_s)
+
+
+def hand_over(q: queue.Queue[T], item: T, stopping: threading.Event, poll_s: float = 0.5) -> bool:
+    """Put a delivered message into its owner's bounded queue from paho's network thread.
+
+    The broker never has more than the Receive Maximum unacknowledged messages out to us, so
+    this blocks only against a broker that ignores it; blocking the network thread is then the
+    backpressure (TCP fills). When ``stopping`` is set the message is left unacknowledged (the
+    broker redelivers it to the next session) and False is returned."""
+    while not stopping.is_set():
+        try:
+            q.put(item, timeout=poll_s)
+            return True
+        except queue.Full:
+            continue
+    return False

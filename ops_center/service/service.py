@@ -51,6 +51,7 @@ from contract.bounds import safe_text
 from contract.codec import decode_status, decode_telemetry
 from contract.errors import DecodeError, TopicError
 from contract.registry import Registry
+from mqttlink.acks import hand_over
 from ops_center.adapters.records import GatewayStatusRecord, IncidentRecord
 from ops_center.adapters.repository import (
     OpsRepository,
@@ -383,15 +384,8 @@ class OpsService:
     # --- the paho thread's side ---------------------------------------------------------------------
 
     def _enqueue(self, m: Inbound) -> None:
-        # The broker never has more than the Receive Maximum unacknowledged messages out to us,
-        # and the queue holds that many plus room for commands; blocking here is only against a
-        # broker that ignores Receive Maximum (then TCP backpressure is the answer).
-        while not self._stop_requested.is_set():
-            try:
-                self._queue.put(m, timeout=0.5)
-                return
-            except queue.Full:
-                continue
+        # The queue holds the Receive Maximum plus room for commands (mqttlink/acks.py).
+        hand_over(self._queue, m, self._stop_requested)
 
     # --- the worker ------------------------------------------------------------------------------
 
