@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import socket
 import threading
 import time
 from datetime import datetime
@@ -60,6 +59,7 @@ from ingest.sources import open_source
 from ingest.store_calls import StoreCalls
 from ingest.watermarks import HandledSeqSource, WatermarkTracker
 from mqttlink.acks import hand_over
+from mqttlink.ids import host_client_id
 
 __all__ = ["ConfigError", "Flush", "Inbound", "IngestWorker", "MqttLink", "parse_broker_url"]
 
@@ -102,7 +102,7 @@ class IngestWorker:
         self._gap_checked: dict[str, float] = {}
         self._handled_source = store if isinstance(store, HandledSeqSource) else None
         if source is None:
-            cid = client_id or settings.client_id or f"smartward-ingest-{socket.gethostname()}"
+            cid = client_id or settings.client_id or host_client_id("ingest")
             source, default_acks = open_source(settings, client_id=cid, metrics=self.metrics)
             acks = acks if acks is not None else default_acks
         elif acks is None:

@@ -9,7 +9,9 @@ message, and a queue that acknowledges in arrival order once each message is han
   failover over ``SMARTWARD_MQTT_URL``'s list (the ingest's MQTT source, the ops service's
   subscription, the API's command link);
 - ``mqttlink.acks``: :class:`~mqttlink.acks.InOrderAcks`, handle one delivery at a time and
-  PUBACK each in arrival order once handled (the command link's results).
+  PUBACK each in arrival order once handled (the command link's results), and ``hand_over``,
+  the network thread's bounded hand-over to a worker's queue;
+- ``mqttlink.ids``: the default, stable client id of a service's link (no paho import).
 
 It imports ``contract`` (broker URLs) and paho only; the components import it, never the
 reverse (docs/design.md "Components").

@@ -5,13 +5,13 @@ live screens, the clock."""
 from __future__ import annotations
 
 import logging
-import socket
 from collections.abc import Callable, Mapping
 from datetime import datetime
 
 from prometheus_client import CollectorRegistry
 
 from contract.models import CommandResult
+from mqttlink.ids import host_client_id
 from ops_center.adapters.commands import CommandRecord, CommandStore, open_command_store
 from ops_center.adapters.repository import OpsRepository
 from ops_center.commands.link import CommandLink
@@ -39,7 +39,7 @@ class CommandDesk:
         if url is not None:
             # Stable across restarts, so a restarted API resumes its persistent session (and the
             # results queued in it) instead of leaving it behind (see the module docstring).
-            client_id = f"smartward-ops-api-{socket.gethostname()}"[:64]
+            client_id = host_client_id("ops-api")[:64]
             desk.link = CommandLink(url.get_secret_value(), client_id=client_id, on_result=desk.on_result,
                                     session_expiry_s=settings.commands_session_expiry_s)
         return desk
