@@ -112,13 +112,11 @@ class Load:
     """Publishes the plan on time from one thread; watches the ack watermarks."""
 
     def __init__(self, url: str, registry: Registry) -> None:
-        import paho.mqtt.client as mqtt
-        from paho.mqtt.enums import CallbackAPIVersion
+        from mqttlink.client import SessionOptions, connect, new_client
 
         b = BrokerUrl.parse(url)
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"smartward-bench-{os.getpid()}",
-                                  protocol=mqtt.MQTTv5 if b.mqtt5 else mqtt.MQTTv311)
-        self.client.username_pw_set(b.username, b.password)
+        options = SessionOptions(client_id=f"smartward-bench-{os.getpid()}")
+        self.client = new_client(b, options)
         self.client.max_inflight_messages_set(1000)
         self.client.max_queued_messages_set(0)
         self.client.on_message = self._on_ack
@@ -129,7 +127,7 @@ class Load:
         self.first_s = 0.0
         self.last_s = 0.0
         self.behind_max_s = 0.0
-        self.client.connect(b.host, b.port)
+        connect(self.client, b, options)
         self.client.loop_start()
         self.registry = registry
 

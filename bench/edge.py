@@ -62,15 +62,14 @@ class Acker:
         self._seqs: set[int] = set()
         self.mark = 0
         self._connected = threading.Event()
-        import paho.mqtt.client as mqtt
-        from paho.mqtt.enums import CallbackAPIVersion
+        from mqttlink.client import SessionOptions, connect, new_client
 
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-acker-{gateway}",
-                                  protocol=mqtt.MQTTv5)
+        options = SessionOptions(client_id=f"bench-acker-{gateway}")
+        self.client = new_client(url, options)
         self._telemetry_topic = topics.telemetry(site, gateway)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
-        self.client.connect(url.host, url.port)
+        connect(self.client, url, options)
         self.client.loop_start()
         if not self._connected.wait(10):
             raise RuntimeError(f"bench acker cannot connect to {url}")

@@ -133,17 +133,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 time.sleep(0.1)
 
         tracker = AckTracker()
-        host, port_s = mqtt_url.split("://", 1)[1].split("@")[-1].rsplit(":", 1)
-        import paho.mqtt.client as mqtt
-        from paho.mqtt.enums import CallbackAPIVersion
 
-        acks = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{run_id}-acks", protocol=mqtt.MQTTv5)
+        from contract.brokers import BrokerUrl
+        from mqttlink.client import SessionOptions, connected_client
+
+        broker_url = BrokerUrl.parse(mqtt_url)
+        acks = connected_client(broker_url, SessionOptions(client_id=f"{run_id}-acks"))
 
         def on_ack(client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
             tracker.on_ack(topics.parse(msg.topic).gateway, decode_ack(bytes(msg.payload)).seq)
 
         acks.on_message = on_ack
-        acks.connect(host, int(port_s))
         acks.subscribe(topics.subscription("ack"), qos=1)
         acks.loop_start()
         source = RowSource(registry, args.batch, datetime.now(UTC).replace(microsecond=0) - timedelta(days=1))
@@ -158,9 +158,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         del batches
         pub: Publisher
         if args.publisher == "mosquitto_pub":
-            pub = CliPublisher(host, int(port_s), run_id, {t for t, *_ in ready_batches})
+            pub = CliPublisher(broker_url.host, broker_url.port, run_id, {t for t, *_ in ready_batches})
         else:
-            pub = PahoPublisher(host, int(port_s), run_id)
+            pub = PahoPublisher(broker_url.host, broker_url.port, run_id)
         cpu0 = {p.pid: cpu_seconds(p.pid) for p in procs}
         broker_cpu0 = cpu_seconds(broker.pid) if broker else float("nan")
         pg_cpu0 = postgres_cpu(pg_pid)

@@ -119,13 +119,13 @@ class PahoPublisher(Publisher):
     """paho in this process, as the edge agent publishes (about 50-90 µs of CPU a message)."""
 
     def __init__(self, host: str, port: int, run_id: str) -> None:
-        import paho.mqtt.client as mqtt
-        from paho.mqtt.enums import CallbackAPIVersion
+        from contract.brokers import BrokerUrl
+        from mqttlink.client import SessionOptions, connect, new_client
 
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{run_id}-pub",
-                                  protocol=mqtt.MQTTv5)
+        url, options = BrokerUrl(host, port), SessionOptions(client_id=f"{run_id}-pub")
+        self.client = new_client(url, options)
         self.client.max_inflight_messages_set(1000)
-        self.client.connect(host, port)
+        connect(self.client, url, options)
         self.client.loop_start()
 
     def publish(self, topic: str, payload: bytes) -> None:

@@ -39,9 +39,7 @@ from types import TracebackType
 from typing import Any, Protocol
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from contract import topics
@@ -50,6 +48,7 @@ from contract.brokers import parse_broker_urls as _parse_broker_urls
 from contract.codec import decode_ack
 from contract.errors import DecodeError
 from edge.errors import ConfigError
+from mqttlink.client import SessionOptions, connect, new_client
 
 logger = logging.getLogger(__name__)
 
@@ -371,19 +370,15 @@ class MqttPublisher:
         base = min(self._reconnect_max_s, self._reconnect_min_s * 2.0 ** (rounds - 1))
         return base / 2 + self._rng.uniform(0, base / 2)
 
+    def _session_options(self) -> SessionOptions:
+        return SessionOptions(client_id=self._gateway, keepalive_s=self._keepalive_s,
+                              session_expiry_s=self._session_expiry_s)
+
     def _new_client(self, url: BrokerUrl, session_box: list[_Session]) -> mqtt.Client:
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=self._gateway,
-            protocol=mqtt.MQTTv5 if url.mqtt5 else mqtt.MQTTv311,
-            # MQTT 3.1.1 keeps the session with clean_session=False; MQTT 5 uses clean_start
-            # and a Session Expiry Interval at connect (paho refuses clean_session there).
-            clean_session=None if url.mqtt5 else False,
-            reconnect_on_failure=False,
-        )
-        client.username_pw_set(url.username or self._gateway, url.password)
-        if url.tls:
-            client.tls_set(ca_certs=self._ca_file)
+        # The persistent session: MQTT 5 clean_start=False + Session Expiry Interval, MQTT 3.1.1
+        # clean_session=False (mqttlink/client.py); this class fails over itself (above).
+        client = new_client(url, self._session_options(), ca_file=self._ca_file,
+                            default_username=self._gateway, reconnect_on_failure=False)
         client.connect_timeout = self._connect_timeout_s
         client.max_inflight_messages_set(self._window + 2)
         client.will_set(self._status_topic, self._will(), qos=1, retain=True)
@@ -464,14 +459,7 @@ class MqttPublisher:
         session = _Session(url, client)
         box.append(session)
         try:
-            if url.mqtt5:
-                props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-                props.SessionExpiryInterval = self._session_expiry_s
-                client.connect(url.host, url.port, keepalive=self._keepalive_s, clean_start=False,
-                               properties=props)
-            else:
-                # MQTT 3.1.1: the session persists with clean_session=False (set on the client).
-                client.connect(url.host, url.port, keepalive=self._keepalive_s)
+            connect(client, url, self._session_options())
         except (OSError, ValueError) as exc:
             return None, str(exc) or type(exc).__name__
         client.loop_start()

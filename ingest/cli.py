@@ -27,6 +27,7 @@ from ingest.errors import IngestError, StoreUnavailable
 from ingest.housekeeping import sync_registry
 from ingest.ports import Store
 from ingest.settings import IngestSettings
+from mqttlink.ids import host_client_id
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +115,7 @@ def _run_one(settings: IngestSettings, *, client_id: str | None, index: int | No
             _migrate_with_retry(store, stop)
             sync_registry(store, registry)
         metrics = IngestMetrics()
-        cid = client_id or settings.client_id or f"smartward-ingest-{socket.gethostname()}" + (
+        cid = client_id or settings.client_id or host_client_id("ingest") + (
             f"-{index}" if index is not None else "")
         try:
             worker = IngestWorker(settings, store, registry, metrics=metrics, client_id=cid)
@@ -176,7 +177,7 @@ def _supervise(settings: IngestSettings, args: argparse.Namespace) -> int:
             sync_registry(store, load_registry(settings.registry))
         finally:
             store.close()
-    base_id = args.client_id or settings.client_id or f"smartward-ingest-{socket.gethostname()}"
+    base_id = args.client_id or settings.client_id or host_client_id("ingest")
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

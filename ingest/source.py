@@ -4,7 +4,7 @@ Two roles, two ports:
 
 - ``Source`` hands the worker every message (topic, payload, an ack handle) through a sink, and
   takes the acknowledgement of a flush after its transaction committed. Adapters:
-  ``ingest.mqtt_source.MqttLink`` (a shared MQTT subscription, the default) and
+  ``ingest.mqtt_source.MqttLink`` (a shared MQTT subscription over ``mqttlink``, the default) and
   ``ingest.amqp_source.AmqpSource`` (a RabbitMQ quorum queue fed by the broker's MQTT plugin,
   docs/contract.md "Scale-out and high availability").
 - ``AckPublisher`` publishes the retained ack watermarks back to the gateways. They always go over
@@ -43,9 +43,10 @@ Sink = Callable[[Inbound], None]
 class Source(Protocol):
     """Delivers messages into a sink; acknowledges them after their commit, in order."""
 
-    # Set when the broker confirmed the subscriptions (MQTT SUBACK) or the consumer
-    # (AMQP basic.consume-ok); cleared while disconnected.
-    subscribed: threading.Event
+    @property
+    def subscribed(self) -> threading.Event:
+        """Set when the broker confirmed the subscriptions (MQTT SUBACK) or the consumer
+        (AMQP basic.consume-ok); cleared while disconnected."""
 
     @property
     def connected(self) -> bool: ...

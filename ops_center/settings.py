@@ -54,7 +54,7 @@ class OpsSettings(BaseSettings):
     environment: Environment = "production"
     db_url: str = "sqlite:///./smartward.db"
     mqtt_url: str = "mqtt://127.0.0.1:1883"
-    # The API's command link (ops_center/api/command_link.py), with its own broker account
+    # The API's command link (ops_center/commands/link.py), with its own broker account
     # (`ops-api` in the generated ACL); unset: commands cannot be sent (503).
     commands_mqtt_url: SecretStr | None = None
     # How long the broker keeps the command link's session, and the command results queued in

@@ -15,6 +15,7 @@ it reconnects.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -162,28 +163,28 @@ class LorawanDriver:
 
     def __init__(self, gateway: str, sensors: Sequence[SensorSpec], url: BrokerUrl, *,
                  application_id: str = "+", ca_file: str | None = None) -> None:
-        import paho.mqtt.client as mqtt
-        from paho.mqtt.enums import CallbackAPIVersion
+        from mqttlink.client import SessionOptions, new_client
 
         self.devices = Devices(sensors)
         self._inbox = DriverInbox()
         self.connected = threading.Event()  # connected and subscribed
         self._topics = [f"application/{application_id}/device/{eui}/event/{kind}"
                         for eui in sorted(self.devices.by_eui) for kind in ("up", "status")]
-        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"smartward-edge-{gateway}-lorawan",
-                                   clean_session=False)
-        if url.username:
-            self._client.username_pw_set(url.username, url.password)
-        if url.tls:
-            self._client.tls_set(ca_certs=ca_file)
+        # MQTT 3.1.1 whatever the URL says (the network server's broker), with a persistent
+        # session (clean_session=False: its expiry is the broker's).
+        self._url = dataclasses.replace(url, protocol="3.1.1")
+        self._options = SessionOptions(client_id=f"smartward-edge-{gateway}-lorawan", keepalive_s=60,
+                                       session_expiry_s=0)
+        self._client = new_client(self._url, self._options, ca_file=ca_file)
         self._client.reconnect_delay_set(min_delay=1, max_delay=60)
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
         self._client.on_subscribe = self._on_subscribe
-        self._url = url
 
     def start(self) -> None:
-        self._client.connect_async(self._url.host, self._url.port, keepalive=60)
+        from mqttlink.client import connect
+
+        connect(self._client, self._url, self._options, background=True)
         self._client.loop_start()
 
     def close(self, timeout_s: float = 5.0) -> None:

@@ -20,11 +20,9 @@ from fastapi.staticfiles import StaticFiles
 from contract.registry import Registry, load_registry
 from ops_center.adapters.factory import open_session_store
 from ops_center.adapters.repository import OpsRepository, RepositoryError
-from ops_center.api.command_link import CommandDesk
 from ops_center.api.deps import AppState, Readiness
 from ops_center.api.errors import install_handlers
 from ops_center.api.headers import SecurityHeaders
-from ops_center.api.kpi import KpiService
 from ops_center.api.limits import BodySizeLimit
 from ops_center.api.metrics import ApiMetrics, MetricsMiddleware
 from ops_center.api.pagecache import BodyCache
@@ -52,12 +50,14 @@ from ops_center.api.routes import (
     users,
 )
 from ops_center.api.sta import router as sta
+from ops_center.commands.desk import CommandDesk
 from ops_center.feed import Feed
 from ops_center.security.passwords import Passwords
 from ops_center.security.proxies import TrustedProxies
 from ops_center.security.ratelimit import LoginLimiter
 from ops_center.security.tokens import TokenService
 from ops_center.service.actions import ActionHook
+from ops_center.service.kpi import KpiService
 from ops_center.settings import OpsSettings
 from ops_center.web import SCREEN_PATH, WEB_DIR
 

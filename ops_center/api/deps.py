@@ -22,7 +22,6 @@ from ops_center.adapters.records import AuditEntry, AuditOutcome, UserRecord
 from ops_center.adapters.repository import OpsRepository, RepositoryError
 from ops_center.adapters.sessions import MemorySessionStore, SessionStore
 from ops_center.api.errors import ApiError
-from ops_center.api.kpi import KpiService
 from ops_center.api.metrics import ApiMetrics
 from ops_center.api.pagecache import BodyCache
 from ops_center.api.principals import KnownUser, UserRows
@@ -34,6 +33,7 @@ from ops_center.security.ratelimit import LoginLimiter
 from ops_center.security.scope import Scope
 from ops_center.security.tokens import TokenClaims, TokenError, TokenService
 from ops_center.service.actions import ActionHook
+from ops_center.service.kpi import KpiService
 from ops_center.settings import OpsSettings
 
 logger = logging.getLogger(__name__)

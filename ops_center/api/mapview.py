@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import Final, Literal
 
 from contract.registry import GatewaySpec, SiteSpec
-from ops_center.api.kpi import fresh_s
+from ops_center.service.kpi import fresh_s
 
 OUTLINE_MARGIN_DEG: Final = 0.0015  # about 160 m at Nam Định's latitude
 MarkerState = Literal["online", "stale", "offline"]

@@ -51,6 +51,7 @@ from prometheus_client import CollectorRegistry
 
 from contract.bounds import safe_text
 from contract.registry import Registry
+from mqttlink.acks import hand_over
 from ops_center.adapters.records import IncidentRecord
 from ops_center.adapters.repository import OpsRepository
 from ops_center.domain.correlation import PatternSet
@@ -282,15 +283,8 @@ class OpsService(InboundHandling, PeopleActions, RuleStateKeeping):
     # --- the paho thread's side ---------------------------------------------------------------------
 
     def _enqueue(self, m: Inbound) -> None:
-        # The broker never has more than the Receive Maximum unacknowledged messages out to us,
-        # and the queue holds that many plus room for commands; blocking here is only against a
-        # broker that ignores Receive Maximum (then TCP backpressure is the answer).
-        while not self._stop_requested.is_set():
-            try:
-                self._queue.put(m, timeout=0.5)
-                return
-            except queue.Full:
-                continue
+        # The queue holds the Receive Maximum plus room for commands (mqttlink/acks.py).
+        hand_over(self._queue, m, self._stop_requested)
 
     # --- the worker ------------------------------------------------------------------------------
 

@@ -8,12 +8,13 @@ component's in a shared environment. Built in ``main()`` and passed down.
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from mqttlink.ids import host_client_id
 
 
 class OpsServiceSettings(BaseSettings):
@@ -101,4 +102,4 @@ class OpsServiceSettings(BaseSettings):
 
     @property
     def client_id(self) -> str:
-        return self.ops_client_id or f"smartward-ops-{socket.gethostname()}"
+        return self.ops_client_id or host_client_id("ops")

@@ -5,7 +5,7 @@ session expiry (``SMARTWARD_COMMANDS_SESSION_EXPIRY_S``) it is gone and the comm
 ``expired``. A result that arrives while the database is down stays unacknowledged and is
 recorded, once, when the database is back, also when the API stops meanwhile (the broker
 redelivers it to the next run). And the client factory both MQTT links of the ops center share
-(``ops_center/mqtt_client.py``) fails over from a dead broker to the next URL."""
+(``mqttlink/link.py``) fails over from a dead broker to the next URL."""
 
 from __future__ import annotations
 
@@ -32,7 +32,8 @@ from ops_center.adapters.postgres import PostgresOpsRepository
 from ops_center.adapters.repository import OpsRepository
 from ops_center.adapters.sqlite import SqliteOpsRepository
 from ops_center.api.app import create_app
-from ops_center.api.command_link import CommandDesk, CommandLink
+from ops_center.commands.desk import CommandDesk
+from ops_center.commands.link import CommandLink
 from ops_center.feed import Feed, FeedEvent
 from ops_center.security.mqtt_credentials import generate, read_credentials
 from ops_center.service.mqtt import OpsMqttLink
@@ -295,14 +296,14 @@ def test_past_the_session_expiry_a_result_is_lost_and_the_command_shows_expired(
 def test_both_links_fail_over_from_a_dead_broker_to_the_next_url(
     mosquitto: MosquittoFactory, caplog: pytest.LogCaptureFixture, owner: str
 ) -> None:
-    """The shared client factory (ops_center/mqtt_client.py): a refused first URL, the next
+    """The shared client factory (mqttlink/link.py): a refused first URL, the next
     one of the list is tried, and the failover is logged under the owner's logger."""
     server = mosquitto()
     urls = [f"mqtt://127.0.0.1:{free_port('127.0.0.1')}", server.url]
     link: CommandLink | OpsMqttLink
     if owner == "command link":
         link = CommandLink(",".join(urls), client_id="test-api-failover", on_result=lambda *_a: None)
-        logger_name = "ops_center.api.command_link"
+        logger_name = "ops_center.commands.link"
     else:
         link = OpsMqttLink(urls, client_id="test-ops-failover", sink=lambda _m: None, receive_maximum=10,
                            session_expiry_s=60, keepalive_s=30)

@@ -17,7 +17,7 @@ import pytest
 from contract.registry import load_registry
 from edge.app import open_agent
 from edge.drivers.simulated import open_simulation
-from ops_center.api.command_link import CommandDesk
+from ops_center.commands.desk import CommandDesk
 from ops_center.security.mqtt_credentials import generate, read_credentials
 from tests.integration.test_edge_mqtt import fast_settings
 from tests.servers.mosquitto import MosquittoFactory

@@ -13,7 +13,7 @@ import pytest
 
 from edge.app import open_agent
 from edge.drivers.simulated import open_simulation
-from ops_center.api.command_link import CommandDesk
+from ops_center.commands.desk import CommandDesk
 from tests.integration.test_api_commands import REG, SIM_T, V1, env, secured, until
 from tests.integration.test_edge_mqtt import fast_settings
 from tests.support.api import Env, auth

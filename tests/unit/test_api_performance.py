@@ -29,7 +29,6 @@ from ops_center.adapters.repository import OpsRepository
 from ops_center.adapters.sqlite import SqliteOpsRepository
 from ops_center.api import routes as routes_package
 from ops_center.api.app import API_PREFIX
-from ops_center.api.kpi import KpiService
 from ops_center.api.pagecache import BodyCache
 from ops_center.api.principals import UserRows
 from ops_center.api.routes import ops
@@ -37,6 +36,7 @@ from ops_center.api.schemas import IncidentOut, IncidentPage, incident_page_json
 from ops_center.security.scope import Scope
 from ops_center.security.tokens import TokenError, TokenService
 from ops_center.security.users import set_disabled
+from ops_center.service.kpi import KpiService
 from ops_center.settings import OpsSettings
 from tests.support.api import Env, auth, build_app, sqlite_env
 

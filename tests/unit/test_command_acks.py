@@ -1,4 +1,4 @@
-"""The command link's in-order ack queue (``InOrderAcks``, ops_center/api/command_link.py):
+"""The command link's in-order ack queue (``InOrderAcks``, ops_center/commands/link.py):
 results handled one at a time in arrival order, each acked only once handled, a failing one
 kept unacknowledged and retried with a bounded backoff, deliveries of an earlier connection
 left to the broker's redelivery."""
@@ -14,9 +14,10 @@ from datetime import UTC, datetime
 import pytest
 from prometheus_client import CollectorRegistry
 
+from mqttlink.acks import Delivery, InOrderAcks
 from ops_center.adapters.commands import MemoryCommandStore
-from ops_center.api.command_link import CommandDesk, CommandLink
-from ops_center.api.result_queue import Delivery, InOrderAcks
+from ops_center.commands.desk import CommandDesk
+from ops_center.commands.link import CommandLink
 from ops_center.feed import Feed
 
 

@@ -13,9 +13,9 @@ from prometheus_client import CollectorRegistry
 
 from contract import topics
 from contract.models import CommandResult
+from mqttlink.acks import Delivery, InOrderAcks
 from ops_center.adapters.repository import RepositoryError, RepositoryUnavailable
-from ops_center.api.command_link import CommandLink
-from ops_center.api.result_queue import Delivery, InOrderAcks
+from ops_center.commands.link import CommandLink
 
 TOPIC = topics.build("thong-nhat", "tn-gw-01", "cmd/result")
 GOOD = {"v": 1, "id": "c-1", "ok": True, "detail": "applied", "ts": "2026-11-28T05:00:02Z"}

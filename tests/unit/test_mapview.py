@@ -1,13 +1,13 @@
 """What the screen's map draws (ops_center/api/mapview.py) and how fresh a reading is
-(ops_center/api/kpi.py): pure functions, no I/O."""
+(ops_center/service/kpi.py): pure functions, no I/O."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
 from contract.registry import load_registry
-from ops_center.api.kpi import MIN_FRESH_S, is_fresh
 from ops_center.api.mapview import convex_hull, gateway_state, outline, site_points, streets
+from ops_center.service.kpi import MIN_FRESH_S, is_fresh
 
 NOW = datetime(2026, 12, 7, 3, 0, tzinfo=UTC)
 REG = load_registry()

@@ -5,7 +5,7 @@ Sending: the sensor's site must be visible (else 404, as every scoped resource),
 must be allowed to act (``device.command``: a city leader gets 403), the command must be one
 the sensor's kind takes with arguments of the right shape (else 422); then it is recorded,
 audited and published QoS 1 by the API process's command link, and the answer is 202 with
-the pending command. The edge's answer arrives on ``cmd/result`` (ops_center/api/command_link.py).
+the pending command. The edge's answer arrives on ``cmd/result`` (ops_center/commands/link.py).
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ from contract.codec import encode
 from contract.commands import BY_KIND
 from contract.models import SLUG_PATTERN, Command
 from ops_center.adapters.commands import CommandRecord, CommandState
-from ops_center.api.command_link import CommandDesk
 from ops_center.api.deps import AppState, ScopeDep, StateDep, list_filter, require_action, require_visible
 from ops_center.api.errors import ERROR_RESPONSES, ApiError
 from ops_center.api.pages import Limit, Offset
 from ops_center.api.schemas import CommandIn, CommandOut, CommandPage
+from ops_center.commands.desk import CommandDesk
 from ops_center.security.scope import Scope
 
 router = APIRouter(prefix="/commands", tags=["commands"], responses=ERROR_RESPONSES)

@@ -28,9 +28,9 @@ from fastapi.responses import StreamingResponse
 from contract.models import METRIC_PATTERN, SLUG_PATTERN
 from ops_center.api.deps import AppState, ScopeDep, StateDep, require_visible
 from ops_center.api.errors import ERROR_RESPONSES, ApiError
-from ops_center.api.kpi import unit_of
 from ops_center.api.schemas import QueryTime
 from ops_center.security.scope import Scope
+from ops_center.service.kpi import unit_of
 
 # The error bodies are JSON, as everywhere: documented as such explicitly, since a ``model``
 # here would be filed under the route's own media type (text/csv).

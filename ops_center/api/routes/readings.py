@@ -10,9 +10,9 @@ from contract.models import SLUG_PATTERN
 from ops_center.adapters.repository import Resolution
 from ops_center.api.deps import ScopeDep, StateDep, require_visible
 from ops_center.api.errors import ERROR_RESPONSES, ApiError
-from ops_center.api.kpi import unit_of
 from ops_center.api.schemas import PointOut, QueryTime, ReadingsOut
 from ops_center.api.series import aggregate, plan
+from ops_center.service.kpi import unit_of
 
 router = APIRouter(tags=["readings"], responses=ERROR_RESPONSES)
 

@@ -17,7 +17,6 @@ from fastapi import APIRouter, Query, Request
 from contract.models import SLUG_PATTERN
 from ops_center.api.deps import ScopeDep, StateDep, list_filter, require_visible
 from ops_center.api.errors import ERROR_RESPONSES, Localized
-from ops_center.api.kpi import VN_TZ, fresh_s, is_fresh
 from ops_center.api.mapview import (
     MarkerState,
     gateway_interval_s,
@@ -29,6 +28,7 @@ from ops_center.api.mapview import (
 from ops_center.api.rule_limits import LimitOut, limits_of, rules_for
 from ops_center.api.schemas import AqiOut, LocationOut, Severity
 from ops_center.api.schemas.common import OutModel as _Out
+from ops_center.service.kpi import VN_TZ, fresh_s, is_fresh
 
 router = APIRouter(tags=["map"], responses=ERROR_RESPONSES)
 

@@ -10,8 +10,8 @@ from fastapi import APIRouter, Query, Request
 from contract.models import SLUG_PATTERN
 from ops_center.api.deps import ScopeDep, StateDep, list_filter
 from ops_center.api.errors import ERROR_RESPONSES, Localized
-from ops_center.api.kpi import is_fresh, unit_of
 from ops_center.api.schemas import LatestOut, SensorOut
+from ops_center.service.kpi import is_fresh, unit_of
 
 router = APIRouter(tags=["sensors"], responses=ERROR_RESPONSES)
 

@@ -13,7 +13,7 @@ Its broker account is its own (``ops-api`` in the generated ACL: write ``+/+/cmd
 each other's session over. So it connects only when ``SMARTWARD_COMMANDS_MQTT_URL`` is set;
 without it the API answers a command with 503 ``broker_unavailable``.
 
-Persistent session (the paho client comes from ``ops_center/mqtt_client.py``): MQTT 5
+Persistent session (the link is ``mqttlink.link.Link``, shared with the ingest and the ops service): MQTT 5
 ``clean_start=False`` with a Session Expiry Interval of ``SMARTWARD_COMMANDS_SESSION_EXPIRY_S``
 (1 h by default, the longest command TTL), MQTT 3.1.1 ``clean_session=False``. A result that
 the edge publishes while the API is stopped or cut off waits in the broker and arrives when the
@@ -36,14 +36,14 @@ embedded amqtt 0.12 answers ``session present`` but did not deliver a result pub
 the link was away (measured): there such a result is still lost.
 
 QoS 1 may deliver a result twice (a redelivery after a reconnect, or a retried command that
-the edge answers again): :meth:`CommandDesk.on_result` applies only the first answer of the
-command's gateway to a pending command (``CommandStore.record_result`` changes nothing
-otherwise), so a copy writes nothing and tells no live screen.
+the edge answers again): ``CommandDesk.on_result`` (ops_center/commands/desk.py) applies only
+the first answer of the command's gateway to a pending command (``CommandStore.record_result``
+changes nothing otherwise), so a copy writes nothing and tells no live screen.
 
 A result survives a store outage: the link acknowledges by hand (paho ``manual_ack``) and a
 PUBACK leaves only once the result is recorded, or is known to need no recording (a copy, an
 unknown command, a malformed payload). paho's network thread only queues what arrives; one
-worker thread (:class:`InOrderAcks`) records the results in arrival order and acks each when
+worker thread (``mqttlink.acks.InOrderAcks``) records the results in arrival order and acks each when
 it is done, so PUBACKs leave in the order the PUBLISHes came (MQTT 5 §4.6). While the store
 is unavailable (``RepositoryUnavailable``) the result at the head stays unacknowledged and is
 retried, 0.5 s doubling to 10 s; the ones behind it wait. A poison result (outside the
@@ -58,20 +58,16 @@ next connect (MQTT-4.4.0-1) and recorded then. A packet identifier means somethi
 connection that delivered it: a reconnect drops what is queued from the earlier connection
 (it comes again) and an ack never crosses to another connection (as in ``ingest/worker.py``).
 
-``CommandDesk`` is the glue the routes use: the store, the link, the feed.
+``CommandDesk`` (ops_center/commands/desk.py) is the glue the routes use: the store, the
+link, the feed.
 """
 
 from __future__ import annotations
 
 import logging
-import socket
-import threading
-from collections.abc import Callable, Mapping
-from datetime import datetime
-from typing import Any
+from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.subscribeoptions import SubscribeOptions
 from prometheus_client import CollectorRegistry, Gauge
 
 from contract import topics
@@ -80,13 +76,10 @@ from contract.brokers import BrokerUrlError, parse_broker_urls
 from contract.codec import decode_command_result
 from contract.errors import ContractError
 from contract.models import CommandResult
-from ops_center.adapters.commands import CommandRecord, CommandStore
-from ops_center.adapters.factory import open_command_store
-from ops_center.adapters.repository import OpsRepository, RepositoryUnavailable
-from ops_center.api.result_queue import RETRY_MAX_S, RETRY_MIN_S, Delivery, InOrderAcks
-from ops_center.feed import Feed
-from ops_center.mqtt_client import BrokerClient, SessionOptions, url_set_problem
-from ops_center.settings import OpsSettings
+from mqttlink.acks import RETRY_MAX_S, RETRY_MIN_S, Delivery, InOrderAcks
+from mqttlink.client import SessionOptions, url_set_problem
+from mqttlink.link import Link, OverLink
+from ops_center.adapters.repository import RepositoryUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +95,7 @@ class CommandLinkError(Exception):
     """The command link cannot be configured (a bad broker URL)."""
 
 
-class CommandLink:
+class CommandLink(OverLink):
     def __init__(self, url: str, *, client_id: str, on_result: ResultSink, keepalive_s: int = 30,
                  session_expiry_s: int = DEFAULT_SESSION_EXPIRY_S,
                  receive_maximum: int = RESULTS_RECEIVE_MAXIMUM, retry_min_s: float = RETRY_MIN_S,
@@ -115,29 +108,21 @@ class CommandLink:
         if problem is not None:
             raise CommandLinkError(problem)
         self._on_result = on_result
-        self.subscribed = threading.Event()
         self.results = 0
         self.bad_results = 0
-        # The connection a delivery came on; changed (with ``_acking``) under ``_lock`` by the
-        # connect and disconnect callbacks, so an ack never reaches another connection.
-        self._lock = threading.Lock()
-        self._generation = 0
-        self._acking = False
         self._acks = InOrderAcks(self._handle, self._ack, retry_min_s=retry_min_s, retry_max_s=retry_max_s)
-        self._broker = BrokerClient(
+        # Over MQTT 3.1.1 (e.g. the demo's embedded broker) the plain filter: no shared ones.
+        results = (topics.subscription("cmd/result", share_group=SHARE_GROUP) if urls[0].mqtt5
+                   else topics.subscription("cmd/result"))
+        self.link = Link(
             urls,
             SessionOptions(client_id=client_id, keepalive_s=keepalive_s, session_expiry_s=session_expiry_s,
                            receive_maximum=receive_maximum, manual_ack=True),
-            log=logger, on_connect=self._on_connect, on_disconnect=self._on_disconnect,
-            on_connect_fail=self._on_connect_fail, on_subscribe=self._on_subscribe,
-            on_message=self._on_message,
+            subscriptions=[results], on_message=self._on_message,
+            # A connection came or went: what earlier connections delivered comes again.
+            on_state=lambda _connected, generation: self._acks.new_generation(generation),
+            log=logger, name="command link",
         )
-        self._mqtt5 = self._broker.mqtt5
-        self._client = self._broker.client
-
-    @property
-    def connected(self) -> bool:
-        return self._client.is_connected()
 
     @property
     def pending(self) -> int:
@@ -171,77 +156,26 @@ class CommandLink:
     def start(self) -> None:
         """Connect in the background (the API starts while the broker is down)."""
         self._acks.start()
-        self._broker.start()
+        self.link.start()
 
     def stop(self) -> None:
         """Let the result being recorded finish (and its ack out), then disconnect; the session,
         the results not yet acknowledged and those that arrive meanwhile stay on the broker for
         the session expiry."""
         self._acks.stop()
-        self._broker.stop()
+        self.link.stop()
 
     def publish(self, site: str, gateway: str, payload: bytes) -> bool:
         """Hand one command to the network (QoS 1, not retained: a command is for now, not
         for a gateway that connects tomorrow); False when not connected."""
         if not self.connected:
             return False
-        info = self._client.publish(topics.cmd(site, gateway), payload, qos=1)
+        info = self.link.publish(topics.cmd(site, gateway), payload, qos=1)
         return info.rc == mqtt.MQTT_ERR_SUCCESS
 
-    # --- paho callbacks (network thread: never raise) --------------------------------------
-
-    def _on_connect(self, client: mqtt.Client, _u: Any, flags: Any, reason_code: Any, _p: Any) -> None:
-        try:
-            if reason_code.is_failure:
-                logger.warning("command link refused by %s: %s", self._broker.url, reason_code)
-                return
-            with self._lock:
-                self._generation += 1
-                self._acking = True
-                generation = self._generation
-            self._acks.new_generation(generation)
-            logger.info("command link connected to %s (session present: %s)", self._broker.url,
-                        getattr(flags, "session_present", "?"))
-            # Subscribing again on a resumed session replaces the same subscription (MQTT-3.8.4-3):
-            # the results queued meanwhile are already on their way.
-            if self._mqtt5:
-                filt = topics.subscription("cmd/result", share_group=SHARE_GROUP)
-                client.subscribe([(filt, SubscribeOptions(qos=1))])
-            else:
-                client.subscribe([(topics.subscription("cmd/result"), 1)])
-        except Exception:
-            logger.exception("command link on_connect failed")
-
-    def _on_subscribe(self, _c: mqtt.Client, _u: Any, _mid: int, reason_codes: Any, _p: Any) -> None:
-        if any(getattr(rc, "is_failure", False) for rc in reason_codes):
-            logger.error("command results subscription refused by the broker: %s", reason_codes)
-            return
-        self.subscribed.set()
-
-    def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason_code: Any, _p: Any) -> None:
-        try:
-            self.subscribed.clear()
-            with self._lock:
-                self._generation += 1
-                self._acking = False
-                generation = self._generation
-            self._acks.new_generation(generation)
-            if not self._broker.stopping:
-                logger.warning("command link disconnected: %s", reason_code)
-                self._broker.rotate()
-        except Exception:
-            logger.exception("command link on_disconnect failed")
-
-    def _on_connect_fail(self, _c: mqtt.Client, _u: Any) -> None:
-        self._broker.rotate()
-
-    def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        # An exception here would kill paho's network thread (docs/reliability.md). Only queued: the
-        # worker records it and acks it (manual_ack), never this thread.
-        try:
-            self._acks.put(Delivery(msg.topic, bytes(msg.payload), msg.mid, msg.qos, self._generation))
-        except Exception:
-            logger.exception("queueing a command result failed; unacknowledged, it comes back")
+    def _on_message(self, msg: mqtt.MQTTMessage, generation: int) -> None:
+        # paho's network thread: only queued; the worker records it and acks it (manual_ack).
+        self._acks.put(Delivery(msg.topic, bytes(msg.payload), msg.mid, msg.qos, generation))
 
     # --- the results worker (InOrderAcks) ---------------------------------------------------
 
@@ -273,75 +207,4 @@ class CommandLink:
 
     def _ack(self, d: Delivery) -> bool:
         """PUBACK ``d`` if it came on the current connection (else the broker sends it again)."""
-        with self._lock:
-            if not self._acking or d.generation != self._generation:
-                return False
-            return self._client.ack(d.mid, d.qos) == mqtt.MQTT_ERR_SUCCESS
-
-
-class CommandDesk:
-    """What the command routes use: the store, the link (None: commands cannot be sent), the
-    feed that tells live screens, the clock."""
-
-    def __init__(self, store: CommandStore, feed: Feed, clock: Callable[[], datetime]) -> None:
-        self.store = store
-        self.feed = feed
-        self.clock = clock
-        self.link: CommandLink | None = None
-
-    @classmethod
-    def build(cls, settings: OpsSettings, repo: OpsRepository, feed: Feed,
-              clock: Callable[[], datetime]) -> CommandDesk:
-        desk = cls(open_command_store(repo), feed, clock)
-        url = settings.commands_mqtt_url
-        if url is not None:
-            # Stable across restarts, so a restarted API resumes its persistent session (and the
-            # results queued in it) instead of leaving it behind (see the module docstring).
-            client_id = f"smartward-ops-api-{socket.gethostname()}"[:64]
-            desk.link = CommandLink(url.get_secret_value(), client_id=client_id, on_result=desk.on_result,
-                                    session_expiry_s=settings.commands_session_expiry_s)
-        return desk
-
-    def start(self) -> None:
-        if self.link is not None:
-            self.link.start()
-
-    def stop(self) -> None:
-        if self.link is not None:
-            self.link.stop()
-
-    def readiness(self, base: Callable[[], Mapping[str, bool]]) -> Callable[[], Mapping[str, bool]]:
-        """``base``'s checks, plus the command link's connection when there is one."""
-        link = self.link
-        if link is None:
-            return base
-
-        def checks() -> Mapping[str, bool]:
-            return {**base(), "commands": link.connected}
-
-        return checks
-
-    def register_metrics(self, registry: CollectorRegistry) -> None:
-        """The command link's gauges in the app's metrics registry (nothing without a link)."""
-        if self.link is not None:
-            self.link.register_metrics(registry)
-
-    def on_result(self, site: str, gateway: str, result: CommandResult) -> None:
-        """A result from the broker (the link's worker thread): record it, tell the live
-        screens. ``RepositoryError`` propagates: the link keeps the result unacknowledged and
-        tries again while it is ``RepositoryUnavailable``, else counts and acknowledges it."""
-        updated = self.store.record_result(result.id, gateway, result.ok, result.detail, result.ts)
-        if updated is None:
-            logger.debug("command result %s from %s changed nothing (unknown, redelivered or late)",
-                         result.id, gateway)
-            return
-        if updated.site != site:
-            logger.warning("command %s answered on %s's topic, but it is of %s",
-                           result.id, site, updated.site)
-        self.publish_event(updated)
-
-    def publish_event(self, c: CommandRecord) -> None:
-        self.feed.publish("command", c.site, {
-            "id": c.id, "sensor": c.sensor, "gateway": c.gateway, "name": c.name, "state": c.state,
-            "detail": c.detail, "by": c.created_by,
-        })
+        return self.link.ack([d]) == 1

@@ -1,17 +1,21 @@
-"""The command link's results, handled one at a time in arrival order and acknowledged only
-once recorded (ops_center/api/command_link.py): a result that cannot be stored yet stays
+"""Deliveries handled one at a time in arrival order and acknowledged only once handled (the
+command link's results, ops_center/commands/link.py): one that cannot be stored yet stays
 unacknowledged and is retried, so a store outage loses nothing (docs/reliability.md)."""
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
-logger = logging.getLogger("ops_center.api.command_link")
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 RETRY_MIN_S = 0.5
 RETRY_MAX_S = 10.0
@@ -103,7 +107,8 @@ class InOrderAcks:
             self._queue = deque(kept)
             self._cond.notify_all()
         if dropped:
-            logger.info("%d unacknowledged command results left to the broker's redelivery", dropped)
+            logger.info("%s: %d unacknowledged deliveries left to the broker's redelivery",
+                        self._name, dropped)
 
     def _run(self) -> None:
         while True:
@@ -135,8 +140,8 @@ class InOrderAcks:
                 return True
             if why is None:
                 if attempts:
-                    logger.info("recorded the command result on %s after %d failed attempts (%.1f s)",
-                                d.topic, attempts, time.monotonic() - started)
+                    logger.info("%s: handled the delivery on %s after %d failed attempts (%.1f s)",
+                                self._name, d.topic, attempts, time.monotonic() - started)
                 return True
             attempts += 1
             self.retries += 1
@@ -148,7 +153,23 @@ class InOrderAcks:
             with self._cond:
                 self._cond.wait_for(lambda: self._stopping or d.generation != self._generation, delay)
                 if self._stopping or d.generation != self._generation:
-                    logger.info("command result on %s left unacknowledged after %d failed attempts: "
-                                "the broker redelivers it", d.topic, attempts)
+                    logger.info("%s: the delivery on %s left unacknowledged after %d failed attempts: "
+                                "the broker redelivers it", self._name, d.topic, attempts)
                     return False
             delay = min(delay * 2, self._retry_max_s)
+
+
+def hand_over(q: queue.Queue[T], item: T, stopping: threading.Event, poll_s: float = 0.5) -> bool:
+    """Put a delivered message into its owner's bounded queue from paho's network thread.
+
+    The broker never has more than the Receive Maximum unacknowledged messages out to us, so
+    this blocks only against a broker that ignores it; blocking the network thread is then the
+    backpressure (TCP fills). When ``stopping`` is set the message is left unacknowledged (the
+    broker redelivers it to the next session) and False is returned."""
+    while not stopping.is_set():
+        try:
+            q.put(item, timeout=poll_s)
+            return True
+        except queue.Full:
+            continue
+    return False
