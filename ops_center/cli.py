@@ -37,7 +37,7 @@ from ops_center.notify.loader import PolicyError, load_policy
 from ops_center.settings import OpsSettings, SecretKeyError
 
 if TYPE_CHECKING:  # numpy, paho (the ops extra) come with these: imported when a command runs
-    from ops_center.service.service import OpsService
+    from ops_center.service.standby import EvaluatorGate
 
 logger = logging.getLogger(__name__)
 
@@ -60,10 +60,13 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str]) -> int:
     args = _parser().parse_args(list(argv))
+    from ops_center.adapters.leadership import AdvisoryLeadership
     from ops_center.rules.loader import load_patterns, load_rules
     from ops_center.security.broker_watch import BrokerLogWatcher
+    from ops_center.service.change_feed import ChangeFeedListener, StoreFedFeed
     from ops_center.service.service import OpsService
     from ops_center.service.settings import OpsServiceSettings
+    from ops_center.service.standby import EvaluatorGate
 
     env_file = os.environ.get("SMARTWARD_CONFIG")
     try:
@@ -108,14 +111,25 @@ def main(argv: Sequence[str]) -> int:
         # The service writes through its own connection(s): API reads never queue behind it.
         service_repo = open_repository(settings.db_url, pool_min=1, pool_max=2)
         stack.callback(service_repo.close)
-        feed = Feed(ring_size=settings.stream_ring_size, queue_max=settings.stream_queue_max)
+        # HA (docs/scale-out.md): several processes on one PostgreSQL store, one evaluator.
+        ha = settings.ops_ha and not settings.db_url.startswith("sqlite")
+        feed = (StoreFedFeed if ha else Feed)(ring_size=settings.stream_ring_size,
+                                              queue_max=settings.stream_queue_max)
+        if isinstance(feed, StoreFedFeed):
+            listener = ChangeFeedListener(settings.db_url, repo, registry, feed)
+            listener.start()
+            stack.callback(listener.stop)
         # The acknowledge links in messages are signed with the API's key (random per process
         # in demo/local without one).
         service_settings.secret_key = SecretStr(settings.signing_key())
+        # In HA every process uses one MQTT client id: the broker's session (what the last
+        # leader took but did not acknowledge) passes to whichever process leads next.
         service = OpsService(service_settings, registry, service_repo, feed, rules=rules,
-                             patterns=patterns)
-        service.start()
-        stack.callback(service.stop)
+                             patterns=patterns,
+                             client_id=service_settings.ops_client_id or ("smartward-ops" if ha else None))
+        gate = EvaluatorGate(service, AdvisoryLeadership(settings.db_url) if ha else None)
+        gate.start()
+        stack.callback(gate.stop)
         if settings.broker_log is not None:
             watcher = BrokerLogWatcher(settings.broker_log, registry, service_repo, feed)
             watcher.start()
@@ -124,20 +138,20 @@ def main(argv: Sequence[str]) -> int:
             return EXIT_OK
 
         def readiness() -> Mapping[str, bool]:
-            return {"store": repo.ping(), "broker": service.connected, "rules": service.ready}
+            return {"store": repo.ping(), "broker": gate.broker_ok, "rules": gate.ready}
 
-        return _serve(args.host, args.port, settings, repo, feed, registry, service, readiness, stop)
+        return _serve(args.host, args.port, settings, repo, feed, registry, gate, readiness, stop)
     return EXIT_OK
 
 
 def _serve(host: str, port: int, settings: OpsSettings, repo: OpsRepository, feed: Feed, registry: Registry,
-           service: OpsService, readiness: Callable[[], Mapping[str, bool]], stop: threading.Event) -> int:
+           gate: EvaluatorGate, readiness: Callable[[], Mapping[str, bool]], stop: threading.Event) -> int:
     import uvicorn
 
     from ops_center.api.app import create_app
 
-    app = create_app(settings, repo, feed, readiness, registry=registry, on_action=service.on_action)
-    service.register_metrics(app.state.smartward.metrics.registry)
+    app = create_app(settings, repo, feed, readiness, registry=registry, on_action=gate.on_action)
+    gate.service.register_metrics(app.state.smartward.metrics.registry)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,
                                            proxy_headers=False, lifespan="on"))
     logger.info("operations center on http://%s:%d (API /api/v1, /readyz)", host, port)
@@ -146,7 +160,7 @@ def _serve(host: str, port: int, settings: OpsSettings, repo: OpsRepository, fee
     # restarts the whole process instead of leaving an API without rules.
     def watch() -> None:
         while not stop.wait(1.0):
-            if service.fatal is not None:
+            if gate.failure() is not None:
                 logger.error("the ops service failed; stopping the API")
                 server.should_exit = True
                 return
@@ -156,7 +170,7 @@ def _serve(host: str, port: int, settings: OpsSettings, repo: OpsRepository, fee
         server.run()
     finally:
         stop.set()
-    if service.fatal is not None:
+    if gate.failure() is not None:
         return EXIT_FAILED
     return EXIT_OK if server.started or stop.is_set() else EXIT_FAILED
 

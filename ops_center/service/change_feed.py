@@ -1,0 +1,176 @@
+"""The live stream fed from the store's change feed (PostgreSQL ``LISTEN``; docs/scale-out.md).
+
+With ``SMARTWARD_OPS_HA`` several ``ops serve`` share one store and only the leader evaluates,
+yet a browser on any of them must see every alert, incident and gateway change once. The
+store announces each committed change with ``NOTIFY smartward_feed`` (ops migration 0008:
+triggers, in the writing transaction, payload kind + ids); every process listens
+(:class:`ChangeFeedListener`), loads the rows through its repository and publishes them into
+its own :class:`StoreFedFeed`. Local publishes of those kinds (the service's writer, the API's
+incident actions) are dropped there, so each change reaches the stream exactly once per
+process, from the store. Other kinds (KPIs, maintenance, commands, security) stay local.
+
+Notifications are delivered after commit, in commit order; one lost while the listening
+session is down (the database restarting) is not replayed: the stream's clients resync on the
+next reconnect as after any restart. All the rendering of the loaded records is in
+:func:`render`, the one place to adapt when the feed carries records.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+from collections.abc import Mapping
+from typing import Any, Final
+
+import psycopg
+
+from contract.registry import Registry
+from ops_center.adapters.records import AlertRecord, GatewayStatusRecord, IncidentRecord, TimelineEvent
+from ops_center.adapters.repository import OpsRepository, RepositoryError
+from ops_center.api.errors import Localized
+from ops_center.api.schemas import AlertOut, GatewayOut, IncidentOut
+from ops_center.feed import EventKind, Feed, FeedEvent
+
+logger = logging.getLogger(__name__)
+
+CHANNEL: Final = "smartward_feed"
+STORE_KINDS: Final[frozenset[EventKind]] = frozenset({"alert", "incident", "gateway"})
+_NOTIFY_ACTIONS: Final = frozenset({"opened", "reopened", "escalated"})
+_NOTIFY_SEVERITIES: Final = frozenset({"critical", "emergency"})
+_ALERT_REF = re.compile(r"\[alert ([^\]]+)\]$")
+_LIST_SCAN: Final = 500  # an alert without incident is looked up among its site's newest
+
+
+class StoreFedFeed(Feed):
+    """A :class:`Feed` whose alert, incident and gateway events come from the store only."""
+
+    def publish(self, kind: EventKind, site: str | None, data: Mapping[str, object]) -> FeedEvent:
+        if kind in STORE_KINDS:
+            # Announced by the store's trigger and published by the listener instead.
+            return FeedEvent(f"{self.boot}-0", 0, kind, site, data, self._clock())
+        return super().publish(kind, site, data)
+
+    def publish_from_store(self, kind: EventKind, site: str | None, data: Mapping[str, object]) -> FeedEvent:
+        return super().publish(kind, site, data)
+
+
+def render(kind: str, note: Mapping[str, Any], repo: OpsRepository,
+           registry: Registry) -> tuple[EventKind, str | None, dict[str, Any]] | None:
+    """The stream event for one notification, from the rows it names (None: gone meanwhile)."""
+    if kind == "incident":
+        detail = repo.get_incident(str(note["id"]))
+        if detail is None:
+            return None
+        entry = next((e for e in detail.timeline if e.id == note.get("e")), None)
+        return "incident", detail.incident.site, _incident_data(detail.incident, entry)
+    if kind == "alert":
+        alert = _load_alert(repo, str(note["id"]), note.get("i"), note.get("s"))
+        if alert is None:
+            return None
+        action = str(note.get("a") or "raised")
+        return "alert", alert.site, {"action": action, "late": alert.late,
+                                     "notify": not alert.late and action in ("raised", "escalated"),
+                                     "alert": AlertOut.of(alert).model_dump(mode="json")}
+    if kind == "gateway":
+        site = str(note.get("s") or "")
+        status = next((g for g in repo.list_gateway_status((site,)) if g.gateway == note["id"]), None)
+        if status is None:
+            return None
+        return "gateway", status.site, {"gateway": _gateway_out(status, registry)}
+    return None
+
+
+def _incident_data(inc: IncidentRecord, entry: TimelineEvent | None) -> dict[str, Any]:
+    action = entry.action if entry is not None else "updated"
+    alert_ref = _ALERT_REF.search(entry.detail or "") if entry is not None else None
+    at = entry.at if entry is not None else inc.updated_at
+    return {"action": action, "by": entry.actor if entry is not None else "system",
+            "notify": action in _NOTIFY_ACTIONS and inc.severity in _NOTIFY_SEVERITIES,
+            "merged_into": None,
+            "entry_at": at.isoformat().replace("+00:00", "Z"),
+            "alert_id": alert_ref.group(1) if alert_ref else None,
+            "incident": IncidentOut.of(inc).model_dump(mode="json")}
+
+
+def _load_alert(repo: OpsRepository, alert_id: str, incident_id: object, site: object) -> AlertRecord | None:
+    if isinstance(incident_id, str):
+        detail = repo.get_incident(incident_id)
+        if detail is not None:
+            found = next((a for a in detail.alerts if a.id == alert_id), None)
+            if found is not None:
+                return found
+    if isinstance(site, str):
+        page = repo.list_alerts((site,), None, _LIST_SCAN, 0)
+        return next((a for a in page.items if a.id == alert_id), None)
+    return None
+
+
+def _gateway_out(status: GatewayStatusRecord, registry: Registry) -> dict[str, Any]:
+    gw = registry.gateways.get(status.gateway)
+    return GatewayOut(
+        id=status.gateway, site=status.site,
+        name=Localized(vi=gw.name.vi, en=gw.name.en) if gw is not None and gw.name else None,
+        state="online" if status.state == "online" else "offline", last_seen=status.last_seen,
+        outbox_batches=status.outbox_batches, outbox_oldest=status.outbox_oldest,
+        dropped_batches=status.dropped_batches, last_seq=status.last_seq, agent=status.agent,
+        sensors=len(gw.sensors) if gw is not None else 0,
+    ).model_dump(mode="json")
+
+
+class ChangeFeedListener:
+    """A thread with its own session: ``LISTEN smartward_feed``, load, publish. Reconnects
+    with back-off (a multi-host URL follows the primary after a failover)."""
+
+    def __init__(self, url: str, repo: OpsRepository, registry: Registry, feed: StoreFedFeed, *,
+                 poll_s: float = 0.5) -> None:
+        self.url = url
+        self.repo = repo
+        self.registry = registry
+        self.feed = feed
+        self.poll_s = poll_s
+        self.received = 0
+        self.published = 0
+        self.listening = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="ops-change-feed", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        delay = 0.5
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(self.url, autocommit=True, connect_timeout=3, keepalives=1,
+                                     keepalives_idle=5, keepalives_interval=2, keepalives_count=3,
+                                     application_name="smartward-ops-feed") as conn:
+                    conn.execute(f"LISTEN {CHANNEL}")
+                    self.listening.set()
+                    delay = 0.5
+                    while not self._stop.is_set():
+                        for n in conn.notifies(timeout=self.poll_s):
+                            self._handle(n.payload)
+            except psycopg.Error as exc:
+                self.listening.clear()
+                logger.warning("change feed: not listening (%s); retrying in %.1f s", exc, delay)
+                self._stop.wait(delay)
+                delay = min(delay * 2, 10.0)
+        self.listening.clear()
+
+    def _handle(self, payload: str) -> None:
+        self.received += 1
+        try:
+            note = json.loads(payload)
+            out = render(str(note["k"]), note, self.repo, self.registry)
+        except (ValueError, KeyError, TypeError, RepositoryError) as exc:
+            logger.warning("change feed: %s not published: %s", payload[:200], exc)
+            return
+        if out is not None:
+            self.feed.publish_from_store(*out)
+            self.published += 1
