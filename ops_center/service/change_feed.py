@@ -9,10 +9,12 @@ its own :class:`StoreFedFeed`. Local publishes of those kinds (the service's wri
 incident actions) are dropped there, so each change reaches the stream exactly once per
 process, from the store. Other kinds (KPIs, maintenance, commands, security) stay local.
 
-Notifications are delivered after commit, in commit order; one lost while the listening
-session is down (the database restarting) is not replayed: the stream's clients resync on the
-next reconnect as after any restart. All the rendering of the loaded records is in
-:func:`render`, the one place to adapt when the feed carries records.
+Notifications are delivered after commit, in commit order (two writers committing at once may
+commit their numbers out of order: a client resuming exactly between them could miss the
+earlier one). One lost while the listening session is down (the database restarting) is not
+replayed: a client resuming from before the gap is told to resync, as after a restart. All
+the rendering of the loaded records is in :func:`render`, the one place to adapt when the
+feed carries records.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from ops_center.adapters.records import AlertRecord, GatewayStatusRecord, Incide
 from ops_center.adapters.repository import OpsRepository, RepositoryError
 from ops_center.api.errors import Localized
 from ops_center.api.schemas import AlertOut, GatewayOut, IncidentOut
-from ops_center.feed import EventKind, Feed, FeedEvent
+from ops_center.feed import Accept, EventKind, Feed, FeedEvent, _Replay
 
 logger = logging.getLogger(__name__)
 
@@ -40,20 +42,61 @@ STORE_KINDS: Final[frozenset[EventKind]] = frozenset({"alert", "incident", "gate
 _NOTIFY_ACTIONS: Final = frozenset({"opened", "reopened", "escalated"})
 _NOTIFY_SEVERITIES: Final = frozenset({"critical", "emergency"})
 _ALERT_REF = re.compile(r"\[alert ([^\]]+)\]$")
+_LOCAL_BITS: Final = 20  # room for a million local events between two store changes
+_LOCAL_MAX: Final = (1 << _LOCAL_BITS) - 1
 _LIST_SCAN: Final = 500  # an alert without incident is looked up among its site's newest
 
 
 class StoreFedFeed(Feed):
-    """A :class:`Feed` whose alert, incident and gateway events come from the store only."""
+    """A :class:`Feed` whose alert, incident and gateway events come from the store only.
+
+    Event ids are the same in every process: ``store-<seq>`` where a store change numbered
+    ``n`` (the trigger's sequence) is ``n << 20`` and a local event (KPIs...) is numbered
+    after the last change heard. A client resumes with its Last-Event-ID on any process that
+    has heard every change after it; else it is told to resync, as after a restart."""
+
+    def __init__(self, *, ring_size: int = 2048, queue_max: int = 256) -> None:
+        super().__init__(ring_size=ring_size, queue_max=queue_max)
+        self.boot = "store"
+        self._numbers = threading.Lock()
+        self._store_n = 0  # the newest change number heard
+        self._local = 0  # local events since it
+        self._floor: int | None = None  # every change numbered above this one was heard
 
     def publish(self, kind: EventKind, site: str | None, data: Mapping[str, object]) -> FeedEvent:
         if kind in STORE_KINDS:
             # Announced by the store's trigger and published by the listener instead.
             return FeedEvent(f"{self.boot}-0", 0, kind, site, data, self._clock())
-        return super().publish(kind, site, data)
+        with self._numbers:
+            self._local = min(self._local + 1, _LOCAL_MAX)
+            seq = (self._store_n << _LOCAL_BITS) + self._local
+        return self._publish(kind, site, data, seq)
 
-    def publish_from_store(self, kind: EventKind, site: str | None, data: Mapping[str, object]) -> FeedEvent:
-        return super().publish(kind, site, data)
+    def publish_from_store(self, n: int, kind: EventKind, site: str | None,
+                           data: Mapping[str, object]) -> FeedEvent:
+        with self._numbers:
+            if n > self._store_n:
+                self._store_n, self._local = n, 0
+        return self._publish(kind, site, data, n << _LOCAL_BITS)
+
+    def heard_from(self, n: int) -> None:
+        """The listener (re)started: every change numbered above ``n`` will be heard."""
+        with self._numbers:
+            self._floor = n if self._floor is None else max(self._floor, n)
+            self._store_n = max(self._store_n, n)
+
+    def _replay(self, last_event_id: str, accept: Accept) -> _Replay:
+        boot, _, seq_text = last_event_id.rpartition("-")
+        if boot != self.boot or not (seq_text.isascii() and seq_text.isdigit()):
+            return _Replay(resync=True)
+        seq = int(seq_text)
+        with self._numbers:
+            floor = self._floor
+        ring = self._ring
+        if floor is None or (seq >> _LOCAL_BITS) < floor or (
+                len(ring) == self.ring_size and seq < ring[0].seq):
+            return _Replay(resync=True)  # changes after it may not all be in this ring
+        return _Replay([e for e in ring if e.seq > seq and accept(e.site)])
 
 
 def render(kind: str, note: Mapping[str, Any], repo: OpsRepository,
@@ -151,6 +194,9 @@ class ChangeFeedListener:
                                      keepalives_idle=5, keepalives_interval=2, keepalives_count=3,
                                      application_name="smartward-ops-feed") as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
+                    row = conn.execute("SELECT last_value, is_called FROM smartward_feed_seq").fetchone()
+                    if row is not None:
+                        self.feed.heard_from(int(row[0]) if row[1] else int(row[0]) - 1)
                     self.listening.set()
                     delay = 0.5
                     while not self._stop.is_set():
@@ -172,5 +218,5 @@ class ChangeFeedListener:
             logger.warning("change feed: %s not published: %s", payload[:200], exc)
             return
         if out is not None:
-            self.feed.publish_from_store(*out)
+            self.feed.publish_from_store(int(note["n"]), *out)
             self.published += 1

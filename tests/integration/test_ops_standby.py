@@ -118,9 +118,34 @@ def test_a_stream_client_of_a_store_fed_feed_receives_the_events() -> None:
 
     async def client() -> list[Any]:
         sub, _ = feed.subscribe(lambda site: True)
-        threading.Thread(target=feed.publish_from_store, args=("incident", "an-xa", {"x": 1})).start()
+        threading.Thread(target=feed.publish_from_store, args=(7, "incident", "an-xa", {"x": 1})).start()
         got = await sub.next_batch(5)
         sub.close()
         return got or []
 
-    assert [e.data for e in asyncio.run(client())] == [{"x": 1}]
+    assert [(e.id, e.data) for e in asyncio.run(client())] == [(f"store-{7 << 20}", {"x": 1})]
+
+
+def test_last_event_id_resumes_on_any_process_that_heard_every_change_after_it() -> None:
+    a, b = StoreFedFeed(), StoreFedFeed()
+    a.heard_from(0)
+    b.heard_from(0)
+    for n in (1, 2, 3):
+        for f in (a, b):
+            f.publish_from_store(n, "incident", "an-xa", {"n": n})
+    a.publish("kpi", "an-xa", {"local": "a"})
+    last = a.recent()[1].id  # the client saw change 2 on process a
+    assert [e.id for e in a.recent()[:3]] == [e.id for e in b.recent()]  # one numbering
+
+    async def resume(f: StoreFedFeed, last_id: str) -> tuple[bool, list[Any]]:
+        sub, replay = f.subscribe(lambda site: True, last_id)
+        sub.close()
+        return replay.resync, [e.data for e in replay.events]
+
+    assert asyncio.run(resume(b, last)) == (False, [{"n": 3}])
+    assert asyncio.run(resume(b, a.recent()[-1].id)) == (False, [])  # a's KPI: nothing missed on b
+    late = StoreFedFeed()
+    late.heard_from(2)  # started listening after change 2
+    assert asyncio.run(resume(late, f"store-{1 << 20}"))[0] is True
+    assert asyncio.run(resume(late, last))[0] is False
+    assert asyncio.run(resume(b, "0a1b2c3d-5"))[0] is True  # an id of a process-local feed
