@@ -147,11 +147,14 @@ def main(argv: Sequence[str]) -> int:
 def _serve(host: str, port: int, settings: OpsSettings, repo: OpsRepository, feed: Feed, registry: Registry,
            gate: EvaluatorGate, readiness: Callable[[], Mapping[str, bool]], stop: threading.Event) -> int:
     import uvicorn
+    from prometheus_client import Gauge
 
     from ops_center.api.app import create_app
 
     app = create_app(settings, repo, feed, readiness, registry=registry, on_action=gate.on_action)
     gate.service.register_metrics(app.state.smartward.metrics.registry)
+    Gauge("smartward_ops_leader", "1 while this process is the evaluator (docs/scale-out.md), else 0",
+          registry=app.state.smartward.metrics.registry).set_function(lambda: 1 if gate.leader else 0)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,
                                            proxy_headers=False, lifespan="on"))
     logger.info("operations center on http://%s:%d (API /api/v1, /readyz)", host, port)

@@ -98,10 +98,11 @@ class AdvisoryLeadership:
 
     def _connection(self) -> psycopg.Connection[tuple[object, ...]]:
         if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(self.url, autocommit=True,
-                                         connect_timeout=max(1, int(self._connect_timeout_s)),
-                                         application_name=f"smartward-ops-leader:{self.name}",
-                                         **_KEEPALIVES)
+            self._conn = psycopg.connect(
+                conninfo=psycopg.conninfo.make_conninfo(
+                    self.url, connect_timeout=max(1, int(self._connect_timeout_s)),
+                    application_name=f"smartward-ops-leader:{self.name}", **_KEEPALIVES),
+                autocommit=True)
         return self._conn
 
     def _drop(self, why: str) -> None:
