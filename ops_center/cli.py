@@ -128,6 +128,8 @@ def main(argv: Sequence[str]) -> int:
                              patterns=patterns,
                              client_id=service_settings.ops_client_id or ("smartward-ops" if ha else None))
         gate = EvaluatorGate(service, AdvisoryLeadership(settings.db_url) if ha else None)
+        if isinstance(feed, StoreFedFeed):
+            listener.on_incident = gate.adopt
         gate.start()
         stack.callback(gate.stop)
         if settings.broker_log is not None:

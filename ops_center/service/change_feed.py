@@ -23,7 +23,7 @@ import json
 import logging
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import psycopg
@@ -173,6 +173,9 @@ class ChangeFeedListener:
         self.registry = registry
         self.feed = feed
         self.poll_s = poll_s
+        # Told of every incident timeline entry committed (HA: the leader adopts people's
+        # actions taken through any process; ops_center/service/standby.py).
+        self.on_incident: Callable[[IncidentRecord, TimelineEvent], None] | None = None
         self.received = 0
         self.published = 0
         self.listening = threading.Event()
@@ -213,10 +216,23 @@ class ChangeFeedListener:
         self.received += 1
         try:
             note = json.loads(payload)
-            out = render(str(note["k"]), note, self.repo, self.registry)
+            kind = str(note["k"])
+            if kind == "incident" and self.on_incident is not None:
+                self._adopt(note)
+            out = render(kind, note, self.repo, self.registry)
         except (ValueError, KeyError, TypeError, RepositoryError) as exc:
             logger.warning("change feed: %s not published: %s", payload[:200], exc)
             return
         if out is not None:
             self.feed.publish_from_store(int(note["n"]), *out)
             self.published += 1
+
+    def _adopt(self, note: Mapping[str, Any]) -> None:
+        assert self.on_incident is not None
+        detail = self.repo.get_incident(str(note["id"]))
+        entry = next((e for e in detail.timeline if e.id == note.get("e")), None) if detail else None
+        if detail is not None and entry is not None:
+            try:
+                self.on_incident(detail.incident, entry)
+            except Exception:  # the stream goes on; the leader reads the store at its next start
+                logger.exception("change feed: incident %s's %s not adopted", entry.incident_id, entry.action)

@@ -26,15 +26,18 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Literal, Protocol
+from typing import Final, Literal, Protocol
 
-from ops_center.adapters.records import IncidentRecord
-from ops_center.api.lifecycle import HumanAction
+from ops_center.adapters.records import IncidentRecord, TimelineEvent
+from ops_center.api.lifecycle import ActionName, HumanAction
 from ops_center.service.service import OpsService
 
 logger = logging.getLogger(__name__)
 
 Role = Literal["leader", "standby", "stopped"]
+# Timeline actions (what the store keeps) → the person's action the incident manager applies.
+_ADOPTED: Final[dict[str, ActionName]] = {"acknowledged": "acknowledge", "resolved": "resolve",
+                                           "annotated": "note"}
 
 
 class Leadership(Protocol):
@@ -106,10 +109,21 @@ class EvaluatorGate:
         return self.service.ready if self.leader else self.role == "standby"
 
     def on_action(self, act: HumanAction, record: IncidentRecord) -> None:
-        """The API's action hook: the leader's service applies it; on a standby the store
-        already holds it (the leader reads it at its next start, ``_reconcile``)."""
-        if self.leader:
+        """The API's action hook. Alone (no leadership): the service applies it. In HA every
+        process's actions reach the leader once, from the store (:meth:`adopt`)."""
+        if self.leadership is None and self.leader:
             self.service.on_action(act, record)
+
+    def adopt(self, record: IncidentRecord, entry: TimelineEvent) -> None:
+        """A timeline entry committed by any process (the store's change feed, HA): a
+        person's acknowledge, resolve or note reaches the leader's incident manager. Entries
+        the rules or the system wrote are the leader's own. A standby ignores them; the
+        leader it becomes reads the store at its start (``_reconcile``)."""
+        name = _ADOPTED.get(entry.action)
+        if not self.leader or name is None or entry.actor == "system" or entry.actor.startswith("rule:"):
+            return
+        self.service.on_action(HumanAction(entry.incident_id, name, entry.actor, entry.at, entry.detail),
+                               record)
 
     def failure(self) -> BaseException | None:
         """Why this process must stop (the service's error, or the lock lost to another)."""
