@@ -202,6 +202,14 @@ def gas_alerts(db_url: str) -> list[tuple[str, str, str]]:
     return [(str(a), str(b), str(c)) for a, b, c in rows]
 
 
+def timeline(db_url: str, incident: str) -> list[tuple[str, str]]:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        rows = conn.execute("SELECT action, actor FROM incident_events WHERE incident_id = %s "
+                            "AND action IN ('opened', 'acknowledged', 'resolved', 'escalated') "
+                            "ORDER BY id", (incident,)).fetchall()
+    return [(str(a), str(b)) for a, b in rows]
+
+
 def saved_at(db_url: str) -> datetime | None:
     with psycopg.connect(db_url, autocommit=True) as conn:
         row = conn.execute("SELECT saved_at FROM ops_service_state WHERE name = 'ops'").fetchone()
@@ -223,7 +231,7 @@ def ops_env(timescale_db: str, mosquitto: Any, tmp_path: Path) -> Iterator[dict[
            "SMARTWARD_OPS_SNAPSHOT_INTERVAL_S": "1", "SMARTWARD_OPS_TICK_INTERVAL_S": "0.5",
            "SMARTWARD_KPI_INTERVAL_S": "3600"}
     for argv, stdin in ((["db", "migrate"], b""),
-                        (["users", "add", "truc-ban", "--role", "city_leader", "--password-stdin"],
+                        (["users", "add", "truc-ban", "--role", "admin", "--password-stdin"],
                          f"{PASSWORD}\n".encode())):
         done = subprocess.run([sys.executable, "-m", "smartward.cli", *argv], input=stdin, env=env,
                               cwd=ROOT, capture_output=True, timeout=120, check=False)
@@ -265,6 +273,16 @@ def test_kill_9_of_the_leader_the_standby_evaluates_within_seconds_and_the_strea
         first = incidents(db)[0]
         wait_until(lambda: any(k == "incident" and d["incident"]["id"] == first[0] for k, d in sse.kinds()),
                    timeout_s=15, what="the first incident on the stream")
+        # A person acknowledges it through the standby's own API: stored there, announced by
+        # the store, on the stream of the leader (where the client is).
+        ack = urllib.request.Request(f"http://127.0.0.1:{port_b}/api/v1/incidents/{first[0]}/acknowledge",
+                                     data=b"{}", method="POST", headers={
+                                         "Authorization": f"Bearer {sse.token}",
+                                         "Content-Type": "application/json"})
+        with urllib.request.urlopen(ack, timeout=10) as r:
+            assert r.status == 200
+        wait_until(lambda: any(k == "incident" and d["action"] == "acknowledged" for k, d in sse.kinds()),
+                   timeout_s=15, what="the acknowledgement (taken on the standby) on the leader's stream")
         seen_before = len(sse.kinds())
 
         kill9(a)
@@ -290,6 +308,8 @@ def test_kill_9_of_the_leader_the_standby_evaluates_within_seconds_and_the_strea
             raise AssertionError(f"{exc}: incidents {incidents(db)}, gas alerts {gas_alerts(db)}") from exc
         final = incidents(db)
         assert final[0][0] == first[0], "the first incident is the one opened before the kill"
+        assert timeline(db, first[0]) == [("opened", "rule:gas-lel"), ("acknowledged", "truc-ban"),
+                                          ("resolved", "system")], timeline(db, first[0])
         assert [a_[:2] for a_ in gas_alerts(db)] == [("ax-gas-01", "cleared"), ("ax-gas-03", "active")]
         # The stream: cut at the kill, resumed through haproxy on B without a resync, and it
         # carried what B decided.

@@ -72,6 +72,8 @@ def _step(seq: int) -> StepWrite:
 def test_a_committed_step_reaches_every_listening_stream_once(repo: OpsRepository, postgres_db: str) -> None:
     feeds = [StoreFedFeed(), StoreFedFeed()]
     listeners = [ChangeFeedListener(postgres_db, repo, REGISTRY, f, poll_s=0.1) for f in feeds]
+    adopted: list[tuple[str, str, str]] = []
+    listeners[1].on_incident = lambda rec, e: adopted.append((rec.id, e.action, e.actor))
     for listener in listeners:
         listener.start()
     try:
@@ -94,6 +96,7 @@ def test_a_committed_step_reaches_every_listening_stream_once(repo: OpsRepositor
         for f in feeds:
             kinds = sorted(e.kind for e in f.recent() if e.kind != "kpi")
             assert kinds == ["alert", "gateway", "incident"], kinds
+        assert adopted == [("inc-1", "opened", "rule:gas-lel")]  # every committed entry, once
         inc = next(e for e in feeds[1].recent() if e.kind == "incident")
         assert inc.data["action"] == "opened" and inc.data["alert_id"] == "al-1"
         assert inc.data["notify"] is True
