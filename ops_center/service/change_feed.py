@@ -178,6 +178,7 @@ class ChangeFeedListener:
         self.on_incident: Callable[[IncidentRecord, TimelineEvent], None] | None = None
         self.received = 0
         self.published = 0
+        self.sessions = 0  # LISTEN sessions opened (a reconnect adds one)
         self.listening = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ops-change-feed", daemon=True)
@@ -200,6 +201,7 @@ class ChangeFeedListener:
                     row = conn.execute("SELECT last_value, is_called FROM smartward_feed_seq").fetchone()
                     if row is not None:
                         self.feed.heard_from(int(row[0]) if row[1] else int(row[0]) - 1)
+                    self.sessions += 1
                     self.listening.set()
                     delay = 0.5
                     while not self._stop.is_set():

@@ -152,3 +152,38 @@ def test_last_event_id_resumes_on_any_process_that_heard_every_change_after_it()
     assert asyncio.run(resume(late, f"store-{1 << 20}"))[0] is True
     assert asyncio.run(resume(late, last))[0] is False
     assert asyncio.run(resume(b, "0a1b2c3d-5"))[0] is True  # an id of a process-local feed
+
+
+def test_the_listener_comes_back_after_its_session_is_cut_and_older_ids_resync(
+        repo: OpsRepository, postgres_db: str) -> None:
+    feed = StoreFedFeed()
+    listener = ChangeFeedListener(postgres_db, repo, REGISTRY, feed, poll_s=0.1)
+    listener.start()
+    try:
+        wait_until(lambda: listener.sessions == 1, timeout_s=10, what="listening")
+        repo.commit_step(_step(1))
+        wait_until(lambda: len(feed.recent()) == 3, timeout_s=10, what="the first step's events")
+        before_gap = feed.recent()[-1].id
+        with psycopg.connect(postgres_db, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                          "WHERE application_name = 'smartward-ops-feed'")
+            # A change while nobody listens: lost to this process's stream.
+            admin.execute("INSERT INTO gateway_status (gateway, site, state, last_seen) "
+                          "VALUES ('ax-gw-03', 'an-xa', 'online', now())")
+        wait_until(lambda: listener.sessions == 2, timeout_s=15, what="listening again")
+        entry = TimelineEvent(incident_id="inc-1", site="an-xa", at=AT + timedelta(minutes=5),
+                              actor="truc-ban", action="acknowledged")
+        repo.commit_step(StepWrite(timeline=(entry,)))
+        wait_until(lambda: len(feed.recent()) == 4, timeout_s=10, what="a change after the reconnect")
+        assert feed.recent()[-1].data["action"] == "acknowledged"
+
+        async def resume(last_id: str) -> bool:
+            sub, replay = feed.subscribe(lambda site: True, last_id)
+            sub.close()
+            return replay.resync
+
+        # Before the gap: what this process missed cannot be replayed. After it: resumes.
+        assert asyncio.run(resume(before_gap)) is True
+        assert asyncio.run(resume(feed.recent()[-1].id)) is False
+    finally:
+        listener.stop()
