@@ -44,6 +44,7 @@ logger = logging.getLogger(__name__)
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+_GRACE_S = 5  # open HTTP responses (live streams) get this long at a stop, then are closed
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -157,8 +158,11 @@ def _serve(host: str, port: int, settings: OpsSettings, repo: OpsRepository, fee
     gate.service.register_metrics(app.state.smartward.metrics.registry)
     Gauge("smartward_ops_leader", "1 while this process is the evaluator (docs/scale-out.md), else 0",
           registry=app.state.smartward.metrics.registry).set_function(lambda: 1 if gate.leader else 0)
+    # A live-stream response never ends by itself: without a grace limit a SIGTERM waits for
+    # every browser to leave, and the supervisor's SIGKILL then skips the final snapshot.
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,
-                                           proxy_headers=False, lifespan="on"))
+                                           proxy_headers=False, lifespan="on",
+                                           timeout_graceful_shutdown=_GRACE_S))
     logger.info("operations center on http://%s:%d (API /api/v1, /readyz)", host, port)
 
     # The service can die (a fatal error in its worker): then stop serving, so a supervisor

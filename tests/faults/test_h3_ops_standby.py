@@ -205,7 +205,7 @@ def gas_alerts(db_url: str) -> list[tuple[str, str, str]]:
 def timeline(db_url: str, incident: str) -> list[tuple[str, str]]:
     with psycopg.connect(db_url, autocommit=True) as conn:
         rows = conn.execute("SELECT action, actor FROM incident_events WHERE incident_id = %s "
-                            "AND action IN ('opened', 'acknowledged', 'resolved', 'escalated') "
+                            "AND action IN ('opened', 'acknowledged', 'resolved', 'reopened', 'escalated') "
                             "ORDER BY id", (incident,)).fetchall()
     return [(str(a), str(b)) for a, b in rows]
 
@@ -327,6 +327,31 @@ def test_kill_9_of_the_leader_the_standby_evaluates_within_seconds_and_the_strea
         print(f"\nH3: kill -9 → standby leader {leader_s:.2f} s, → first change by it {evaluated_s:.2f} s; "
               f"stream reconnects {sse.connects}, resyncs {sse.resyncs}")
         assert a.poll() is not None and b.poll() is None
+
+        # The killed process comes back (its supervisor restarts it): a standby now. A graceful
+        # stop of the leader (SIGTERM: final snapshot, acknowledgements, lock released) hands
+        # over to it; gas again on ax-gas-01 reopens the first incident (within the reopen
+        # window), evaluated by A from B's snapshot, and the stream follows once more.
+        a = start_ops(env, port_a, log_a)
+        wait_until(lambda: readyz(port_a), timeout_s=90, what="ops A back (standby)",
+                   alive=lambda: a.poll() is None, log_path=log_a)
+        assert not is_leader(port_a) and is_leader(port_b)
+        stopped = time.monotonic()
+        assert stop_process(b) == 0
+        wait_until(lambda: is_leader(port_a), timeout_s=TAKEOVER_MAX_S, what="ops A leader again",
+                   log_path=log_a)
+        handover_s = time.monotonic() - stopped
+        for _ in range(3):
+            edges.step(36.0, 36.0)
+        wait_until(lambda: timeline(db, first[0])[-1:] == [("reopened", "rule:gas-lel")]
+                   or timeline(db, first[0])[-1:] == [("reopened", "system")], timeout_s=30,
+                   what="the first incident reopened by A", log_path=log_a)
+        assert [(i[0], i[2], i[3]) for i in incidents(db)] == [(first[0], "open", 1),
+                                                                (final[1][0], "open", 1)]
+        wait_until(lambda: any(k == "incident" and d["action"] == "reopened" for k, d in sse.kinds()),
+                   timeout_s=20, what="the reopening on the stream (now from A)")
+        assert sse.connects >= 3 and sse.resyncs == 0
+        print(f"H3: graceful stop of the leader → the other leads in {handover_s:.2f} s (SIGTERM included)")
     finally:
         if sse is not None:
             sse.stop()
