@@ -14,7 +14,9 @@ telemetry → rules → alerts → incidents → store). :class:`EvaluatorGate` 
   database answers and another process holds the lock means it is no longer the leader: the
   service is aborted (nothing saved, nothing acknowledged: the new leader replays it) and
   ``fatal`` is set, so ``ops serve`` exits and its supervisor restarts it as a standby. A
-  session lost with the database unreachable is retried: nothing can be written meanwhile.
+  session lost with the database unreachable is retried (nothing can be written meanwhile) for
+  ``step_down_after_s``, then the same step down: by then the server may have dropped the
+  session and another process may lead (docs/scale-out.md: the server's keepalives).
 
 Without a leadership (SQLite, or HA off) the service simply starts: the single instance is
 always the leader, as before.
@@ -59,10 +61,11 @@ class LeadershipLost(RuntimeError):
 
 class EvaluatorGate:
     def __init__(self, service: OpsService, leadership: Leadership | None, *, retry_s: float = 1.0,
-                 on_leader: Callable[[], None] | None = None) -> None:
+                 step_down_after_s: float = 20.0, on_leader: Callable[[], None] | None = None) -> None:
         self.service = service
         self.leadership = leadership
         self.retry_s = retry_s
+        self.step_down_after_s = step_down_after_s
         self.on_leader = on_leader
         self.role: Role = "stopped"
         self.fatal: BaseException | None = None
@@ -134,13 +137,23 @@ class EvaluatorGate:
     def _run(self) -> None:
         assert self.leadership is not None
         lease = self.leadership
+        lost_at: float | None = None
         while not self._stop.is_set():
             if not self.leader:
                 if lease.try_acquire() and not self._stop.is_set():
                     self._lead()
-            elif not lease.check() and not lease.try_acquire():
+            elif lease.check() or lease.try_acquire():
+                lost_at = None
+            else:
+                lost_at = lost_at if lost_at is not None else time.monotonic()
                 if lease.reachable:  # the database answers and someone else holds the lock
-                    self._step_down()
+                    self._step_down("another ops process holds the evaluator lock")
+                    return
+                if time.monotonic() - lost_at >= self.step_down_after_s:
+                    # Cut off longer than this: another process may lead by now (the server
+                    # drops our session after its keepalives), and two evaluators would fight
+                    # over the broker session. Nothing could be written here meanwhile anyway.
+                    self._step_down(f"the evaluator lock unconfirmed for {self.step_down_after_s:.0f} s")
                     return
                 logger.warning("evaluator lock: the database is unreachable; still evaluating "
                                "(nothing can be written until it answers)")
@@ -154,9 +167,9 @@ class EvaluatorGate:
         if self.on_leader is not None:
             self.on_leader()
 
-    def _step_down(self) -> None:
-        self.fatal = LeadershipLost("another ops process holds the evaluator lock")
-        logger.error("evaluator lock lost to another ops process: stopping the rule service")
+    def _step_down(self, why: str) -> None:
+        self.fatal = LeadershipLost(why)
+        logger.error("evaluator lock lost (%s): stopping the rule service", why)
         self.service.fatal = self.fatal
         self.service.abort()
         self.role = "stopped"

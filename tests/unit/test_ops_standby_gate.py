@@ -68,9 +68,9 @@ class ScriptedLock:
         self.released = True
 
 
-def gate_with(lock: ScriptedLock) -> tuple[EvaluatorGate, FakeService]:
+def gate_with(lock: ScriptedLock, step_down_after_s: float = 60.0) -> tuple[EvaluatorGate, FakeService]:
     svc = FakeService()
-    return EvaluatorGate(cast(OpsService, svc), lock, retry_s=0.01), svc
+    return EvaluatorGate(cast(OpsService, svc), lock, retry_s=0.01, step_down_after_s=step_down_after_s), svc
 
 
 def test_standby_until_the_lock_is_free_then_leader() -> None:
@@ -102,6 +102,21 @@ def test_a_leader_cut_off_from_the_database_keeps_going_one_whose_lock_was_taken
         lock.reachable = True  # the database answers: someone else holds the lock now
         assert svc.aborted.wait(5)
         assert isinstance(gate.failure(), LeadershipLost) and not gate.ready
+    finally:
+        gate.stop()
+
+
+def test_a_leader_cut_off_longer_than_its_grace_steps_down() -> None:
+    lock = ScriptedLock()
+    lock.free = True
+    gate, svc = gate_with(lock, step_down_after_s=0.3)
+    gate.start()
+    try:
+        assert svc.started.wait(5)
+        lock.alive, lock.reachable = False, False
+        assert not svc.aborted.wait(0.1)
+        assert svc.aborted.wait(5)
+        assert isinstance(gate.failure(), LeadershipLost)
     finally:
         gate.stop()
 
