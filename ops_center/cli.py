@@ -160,9 +160,15 @@ def _serve(host: str, port: int, settings: OpsSettings, repo: OpsRepository, fee
           registry=app.state.smartward.metrics.registry).set_function(lambda: 1 if gate.leader else 0)
     # A live-stream response never ends by itself: without a grace limit a SIGTERM waits for
     # every browser to leave, and the supervisor's SIGKILL then skips the final snapshot.
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,
-                                           proxy_headers=False, lifespan="on",
-                                           timeout_graceful_shutdown=_GRACE_S))
+    class _Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            # Hand the evaluator over at the signal, not after the open streams' grace: the
+            # service saves its final snapshot and the lock goes to a standby meanwhile.
+            threading.Thread(target=gate.stop, name="ops-handover", daemon=True).start()
+            super().handle_exit(sig, frame)
+
+    server = _Server(uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,
+                                    proxy_headers=False, lifespan="on", timeout_graceful_shutdown=_GRACE_S))
     logger.info("operations center on http://%s:%d (API /api/v1, /readyz)", host, port)
 
     # The service can die (a fatal error in its worker): then stop serving, so a supervisor

@@ -71,6 +71,7 @@ class EvaluatorGate:
         self.fatal: BaseException | None = None
         self.took_over_at: float | None = None  # time.time() when this process became the leader
         self._stop = threading.Event()
+        self._stopping = threading.Lock()
         self._thread: threading.Thread | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------
@@ -84,14 +85,17 @@ class EvaluatorGate:
         self._thread.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        if self.role == "leader":
-            self.service.stop()
-        self.role = "stopped"
-        if self.leadership is not None:
-            self.leadership.release()
+        """Stop evaluating (final snapshot, acknowledgements) and release the lock; idempotent,
+        from any thread (``ops serve`` calls it at the signal and again at exit)."""
+        with self._stopping:
+            self._stop.set()
+            if self._thread is not None:
+                self._thread.join(timeout=10)
+            if self.role == "leader":
+                self.service.stop()
+            self.role = "stopped"
+            if self.leadership is not None:
+                self.leadership.release()
 
     # --- what ops serve shows ------------------------------------------------------------------
 
