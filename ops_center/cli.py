@@ -6,7 +6,12 @@ It runs the ops service (its own MQTT subscription → rules → alerts → inci
 the change feed) and the API (FastAPI under uvicorn: REST, the live stream from the feed, the
 operations screen), with readiness = broker connected, store answering, rule state restored.
 People's incident actions reach the incident manager through the service. SIGTERM (or
-Ctrl-C) stops the API, then the service (final snapshot, acknowledgements), then the stores.
+Ctrl-C) stops the service at once (final snapshot, acknowledgements; in HA the evaluator lock
+goes to a standby), then the API (open live streams get a 5 s grace), then the stores.
+
+With ``SMARTWARD_OPS_HA`` (PostgreSQL) the service runs only while this process holds the
+evaluator lock (ops_center/service/standby.py) and the live stream is fed from the store's
+change feed (ops_center/service/change_feed.py); docs/scale-out.md.
 
 Settings: ``OpsSettings`` (API: ``SMARTWARD_DB_URL``, ``SMARTWARD_SECRET_KEY``...) and
 ``OpsServiceSettings`` (``SMARTWARD_MQTT_URL``, ``SMARTWARD_OPS_*``), from the environment or
