@@ -40,7 +40,10 @@ logger = logging.getLogger(__name__)
 CHANNEL: Final = "smartward_feed"
 STORE_KINDS: Final[frozenset[EventKind]] = frozenset({"alert", "incident", "gateway"})
 _NOTIFY_ACTIONS: Final = frozenset({"opened", "reopened", "escalated"})
-_NOTIFY_SEVERITIES: Final = frozenset({"critical", "emergency"})
+# As IncidentChange.notify with patterns.yaml's notify_min_severity (warning). The store keeps
+# neither an incident's lateness nor which incident a merged one went into: a merged or late
+# change is flagged as the stored row allows (the screen re-reads the incident anyway).
+_NOTIFY_SEVERITIES: Final = frozenset({"warning", "critical", "emergency"})
 _ALERT_REF = re.compile(r"\[alert ([^\]]+)\]$")
 _LOCAL_BITS: Final = 20  # room for a million local events between two store changes
 _LOCAL_MAX: Final = (1 << _LOCAL_BITS) - 1

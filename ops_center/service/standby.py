@@ -27,7 +27,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
 from typing import Final, Literal, Protocol
 
 from ops_center.adapters.records import IncidentRecord, TimelineEvent
@@ -61,12 +60,11 @@ class LeadershipLost(RuntimeError):
 
 class EvaluatorGate:
     def __init__(self, service: OpsService, leadership: Leadership | None, *, retry_s: float = 1.0,
-                 step_down_after_s: float = 20.0, on_leader: Callable[[], None] | None = None) -> None:
+                 step_down_after_s: float = 20.0) -> None:
         self.service = service
         self.leadership = leadership
         self.retry_s = retry_s
         self.step_down_after_s = step_down_after_s
-        self.on_leader = on_leader
         self.role: Role = "stopped"
         self.fatal: BaseException | None = None
         self.took_over_at: float | None = None  # time.time() when this process became the leader
@@ -168,8 +166,6 @@ class EvaluatorGate:
         logger.info("this ops process is the evaluator (leader)")
         self.role = "leader"
         self.service.start()
-        if self.on_leader is not None:
-            self.on_leader()
 
     def _step_down(self, why: str) -> None:
         self.fatal = LeadershipLost(why)
