@@ -42,7 +42,7 @@ STORE_KINDS: Final[frozenset[EventKind]] = frozenset({"alert", "incident", "gate
 _NOTIFY_ACTIONS: Final = frozenset({"opened", "reopened", "escalated"})
 # As IncidentChange.notify with patterns.yaml's notify_min_severity (warning). The store keeps
 # neither an incident's lateness nor which incident a merged one went into: a merged or late
-# change is flagged as the stored row allows (the screen re-reads the incident anyway).
+# change is flagged as the stored row allows (an approximation of the in-process feed).
 _NOTIFY_SEVERITIES: Final = frozenset({"warning", "critical", "emergency"})
 _ALERT_REF = re.compile(r"\[alert ([^\]]+)\]$")
 _LOCAL_BITS: Final = 20  # room for a million local events between two store changes
