@@ -6,7 +6,12 @@ It runs the ops service (its own MQTT subscription → rules → alerts → inci
 the change feed) and the API (FastAPI under uvicorn: REST, the live stream from the feed, the
 operations screen), with readiness = broker connected, store answering, rule state restored.
 People's incident actions reach the incident manager through the service. SIGTERM (or
-Ctrl-C) stops the API, then the service (final snapshot, acknowledgements), then the stores.
+Ctrl-C) stops the service at once (final snapshot, acknowledgements; in HA the evaluator lock
+goes to a standby), then the API (open live streams get a 5 s grace), then the stores.
+
+With ``SMARTWARD_OPS_HA`` (PostgreSQL) the service runs only while this process holds the
+evaluator lock (ops_center/service/standby.py) and the live stream is fed from the store's
+change feed (ops_center/service/change_feed.py); docs/scale-out.md.
 
 Settings: ``OpsSettings`` (API: ``SMARTWARD_DB_URL``, ``SMARTWARD_SECRET_KEY``...) and
 ``OpsServiceSettings`` (``SMARTWARD_MQTT_URL``, ``SMARTWARD_OPS_*``), from the environment or
@@ -38,13 +43,14 @@ from ops_center.notify.loader import PolicyError, load_policy
 from ops_center.settings import OpsSettings, SecretKeyError
 
 if TYPE_CHECKING:  # numpy, paho (the ops extra) come with these: imported when a command runs
-    from ops_center.service.service import OpsService
+    from ops_center.service.standby import EvaluatorGate
 
 logger = logging.getLogger(__name__)
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+_GRACE_S = 5  # open HTTP responses (live streams) get this long at a stop, then are closed
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -61,10 +67,13 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str]) -> int:
     args = _parser().parse_args(list(argv))
+    from ops_center.adapters.leadership import AdvisoryLeadership
     from ops_center.rulebook.loader import load_patterns, load_rules
     from ops_center.security.broker_watch import BrokerLogWatcher
+    from ops_center.service.change_feed import ChangeFeedListener, StoreFedFeed
     from ops_center.service.service import OpsService
     from ops_center.service.settings import OpsServiceSettings
+    from ops_center.service.standby import EvaluatorGate
 
     env_file = os.environ.get("SMARTWARD_CONFIG")
     try:
@@ -109,14 +118,27 @@ def main(argv: Sequence[str]) -> int:
         # The service writes through its own connection(s): API reads never queue behind it.
         service_repo = open_repository(settings.db_url, pool_min=1, pool_max=2)
         stack.callback(service_repo.close)
-        feed = Feed(ring_size=settings.stream_ring_size, queue_max=settings.stream_queue_max)
+        # HA (docs/scale-out.md): several processes on one PostgreSQL store, one evaluator.
+        ha = settings.ops_ha and not settings.db_url.startswith("sqlite")
+        feed = (StoreFedFeed if ha else Feed)(ring_size=settings.stream_ring_size,
+                                              queue_max=settings.stream_queue_max)
+        if isinstance(feed, StoreFedFeed):
+            listener = ChangeFeedListener(settings.db_url, repo, registry, feed)
+            listener.start()
+            stack.callback(listener.stop)
         # The acknowledge links in messages are signed with the API's key (random per process
         # in demo/local without one).
         service_settings.secret_key = SecretStr(settings.signing_key())
+        # In HA every process uses one MQTT client id: the broker's session (what the last
+        # leader took but did not acknowledge) passes to whichever process leads next.
         service = OpsService(service_settings, registry, service_repo, feed, rules=rules,
-                             patterns=patterns)
-        service.start()
-        stack.callback(service.stop)
+                             patterns=patterns,
+                             client_id=service_settings.ops_client_id or ("smartward-ops" if ha else None))
+        gate = EvaluatorGate(service, AdvisoryLeadership(settings.db_url) if ha else None)
+        if isinstance(feed, StoreFedFeed):
+            listener.on_incident = gate.adopt
+        gate.start()
+        stack.callback(gate.stop)
         if settings.broker_log is not None:
             watcher = BrokerLogWatcher(settings.broker_log, registry, service_repo, feed)
             watcher.start()
@@ -125,29 +147,41 @@ def main(argv: Sequence[str]) -> int:
             return EXIT_OK
 
         def readiness() -> Mapping[str, bool]:
-            return {"store": repo.ping(), "broker": service.connected, "rules": service.ready}
+            return {"store": repo.ping(), "broker": gate.broker_ok, "rules": gate.ready}
 
-        return _serve(args.host, args.port, settings, repo, feed, registry, service, readiness, stop)
+        return _serve(args.host, args.port, settings, repo, feed, registry, gate, readiness, stop)
     return EXIT_OK
 
 
 def _serve(host: str, port: int, settings: OpsSettings, repo: OpsRepository, feed: Feed, registry: Registry,
-           service: OpsService, readiness: Callable[[], Mapping[str, bool]], stop: threading.Event) -> int:
+           gate: EvaluatorGate, readiness: Callable[[], Mapping[str, bool]], stop: threading.Event) -> int:
     import uvicorn
+    from prometheus_client import Gauge
 
     from ops_center.api.app import create_app
 
-    app = create_app(settings, repo, feed, readiness, registry=registry, on_action=service.on_action)
-    service.register_metrics(app.state.smartward.metrics.registry)
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,
-                                           proxy_headers=False, lifespan="on"))
+    app = create_app(settings, repo, feed, readiness, registry=registry, on_action=gate.on_action)
+    gate.service.register_metrics(app.state.smartward.metrics.registry)
+    Gauge("smartward_ops_leader", "1 while this process is the evaluator (docs/scale-out.md), else 0",
+          registry=app.state.smartward.metrics.registry).set_function(lambda: 1 if gate.leader else 0)
+    # A live-stream response never ends by itself: without a grace limit a SIGTERM waits for
+    # every browser to leave, and the supervisor's SIGKILL then skips the final snapshot.
+    class _Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            # Hand the evaluator over at the signal, not after the open streams' grace: the
+            # service saves its final snapshot and the lock goes to a standby meanwhile.
+            threading.Thread(target=gate.stop, name="ops-handover", daemon=True).start()
+            super().handle_exit(sig, frame)
+
+    server = _Server(uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,
+                                    proxy_headers=False, lifespan="on", timeout_graceful_shutdown=_GRACE_S))
     logger.info("operations center on http://%s:%d (API /api/v1, /readyz)", host, port)
 
     # The service can die (a fatal error in its worker): then stop serving, so a supervisor
     # restarts the whole process instead of leaving an API without rules.
     def watch() -> None:
         while not stop.wait(1.0):
-            if service.fatal is not None:
+            if gate.failure() is not None:
                 logger.error("the ops service failed; stopping the API")
                 server.should_exit = True
                 return
@@ -157,7 +191,7 @@ def _serve(host: str, port: int, settings: OpsSettings, repo: OpsRepository, fee
         server.run()
     finally:
         stop.set()
-    if service.fatal is not None:
+    if gate.failure() is not None:
         return EXIT_FAILED
     return EXIT_OK if server.started or stop.is_set() else EXIT_FAILED
 

@@ -152,8 +152,14 @@ class Feed:
 
     def publish(self, kind: EventKind, site: str | None, data: Mapping[str, object]) -> FeedEvent:
         """Record and fan out one event. Never blocks on a client."""
+        return self._publish(kind, site, data, None)
+
+    def _publish(self, kind: EventKind, site: str | None, data: Mapping[str, object],
+                 seq: int | None) -> FeedEvent:
+        # ``seq`` given: the event's number comes from elsewhere (the store's change feed,
+        # ops_center/service/change_feed.py), increasing like the feed's own.
         with self._lock:
-            seq = next(self._seq)
+            seq = next(self._seq) if seq is None else seq
             event = FeedEvent(f"{self.boot}-{seq}", seq, kind, site, data, self._clock())
             self._ring.append(event)
             self.stats.published += 1

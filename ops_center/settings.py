@@ -62,6 +62,9 @@ class OpsSettings(BaseSettings):
     # longest command TTL. MQTT 3.1.1 has no such interval: the broker's own applies.
     commands_session_expiry_s: int = Field(default=3600, ge=0, le=0xFFFF_FFFF)
     registry: Path | None = None
+    # Several `ops serve` on one PostgreSQL store (docs/scale-out.md): one evaluator elected by
+    # an advisory lock, the live stream fed from the store's change feed. Ignored on SQLite.
+    ops_ha: bool = False
     secret_key: SecretStr | None = None
     # The Mosquitto log file (with `log_type debug`: deploy/mosquitto/smartward.conf) whose
     # refusals and ACL denials become security events; unset: not followed.

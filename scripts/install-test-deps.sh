@@ -38,6 +38,7 @@ packages=(
     socat            # a pseudo-terminal pair: the serial line of the Modbus RTU tests
     systemd          # systemd-analyze verify checks deploy/systemd/smartward-edge@.service
     nginx-light      # `nginx -t` checks deploy/nginx/smartward.conf
+    haproxy          # in front of two `ops serve` in the H3 test (tests/servers/haproxy.py)
 )
 if [ "$python" = "$repo/.venv/bin/python" ]; then
     packages+=(python3-venv)  # Debian's python3 refuses pip (PEP 668): use a virtualenv
