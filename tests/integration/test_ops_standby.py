@@ -14,11 +14,12 @@ import psycopg
 import pytest
 
 from contract.registry import load_registry
+from ops_center.adapters.factory import open_repository
 from ops_center.adapters.leadership import AdvisoryLeadership
 from ops_center.adapters.records import AlertRecord, GatewayStatusRecord, IncidentRecord, TimelineEvent
-from ops_center.adapters.repository import OpsRepository, StepWrite, open_repository
+from ops_center.adapters.repository import OpsRepository, StepWrite
 from ops_center.service.change_feed import ChangeFeedListener, StoreFedFeed
-from tests.servers._proc import wait_until
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
