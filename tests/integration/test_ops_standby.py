@@ -101,7 +101,7 @@ def test_a_committed_step_reaches_every_listening_stream_once(repo: OpsRepositor
         inc = next(e for e in feeds[1].recent() if e.kind == "incident")
         assert inc.data["action"] == "opened" and inc.data["alert_id"] == "al-1"
         assert inc.data["notify"] is True
-        assert isinstance(inc.data["incident"], dict) and inc.data["incident"]["id"] == "inc-1"
+        assert isinstance(inc.data["incident"], IncidentRecord) and inc.data["incident"].id == "inc-1"
         alert = next(e for e in feeds[1].recent() if e.kind == "alert")
         assert alert.data["action"] == "raised" and alert.site == "an-xa"
         cleared = AlertRecord(id="al-1", rule="gas-lel", site="an-xa", gateway="ax-gw-02",
