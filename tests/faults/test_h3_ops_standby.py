@@ -223,7 +223,7 @@ def ops_env(timescale_db: str, mosquitto: Any, tmp_path: Path) -> Iterator[dict[
     # A 60 s auto-resolve hold (the shipped one is 15 min of reading time): the test's data
     # then needs less than 20 minutes of reading time after the kill.
     patterns = tmp_path / "patterns.yaml"
-    shipped = (ROOT / "ops_center" / "rules" / "patterns.yaml").read_text("utf-8")
+    shipped = (ROOT / "ops_center" / "rulebook" / "patterns.yaml").read_text("utf-8")
     assert "auto_resolve_hold_s: 900" in shipped
     patterns.write_text(shipped.replace("auto_resolve_hold_s: 900", "auto_resolve_hold_s: 60"), "utf-8")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "SMARTWARD_DB_URL": timescale_db,
