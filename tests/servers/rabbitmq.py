@@ -199,9 +199,10 @@ class RabbitCluster:
         """Every node, in order (the edge and the ingest fail over along the list)."""
         return ",".join(n.mqtt_url(user, password) for n in self.nodes)
 
-    def queue_leader(self, queue: str) -> RabbitNode:
-        """The node that leads ``queue`` (quorum queues: the Raft leader)."""
-        out = self.running_node().ctl("list_queues", "name", "leader", "--no-table-headers", "-q")
+    def queue_leader(self, queue: str, via: RabbitNode | None = None) -> RabbitNode:
+        """The node that leads ``queue`` (quorum queues: the Raft leader), as ``via`` (default:
+        the first running node) sees it."""
+        out = (via or self.running_node()).ctl("list_queues", "name", "leader", "--no-table-headers", "-q")
         for line in out.splitlines():
             parts = line.split()
             if len(parts) >= 2 and parts[0] == queue:
