@@ -139,15 +139,25 @@ def test_queue_leader_node_partitioned_then_healed_loses_and_duplicates_nothing(
                     edge_keepalive_s=5))
             for ag in agents.values():
                 ag.wait_until(lambda s: s.watermark >= 3, 60)
-            sealed = {gw: ag.wait_until(lambda s: True, 1).outbox.last_seq for gw, ag in agents.items()}
-
             # The cut: the leader's node loses its peers and its clients at once.
             assert leader.lan_host is not None
             t_cut = time.monotonic()
             leader.lan_host.cut()
-            wait_until(lambda: any(max_seqs(postgres_db).get(gw, 0) > n for gw, n in sealed.items()),
-                       RESUME_MAX_S, "a batch sealed after the cut committed")
-            figures["resumed"] = time.monotonic() - t_cut
+            sealed = {gw: ag.wait_until(lambda s: True, 1).outbox.last_seq for gw, ag in agents.items()}
+            # Commits resume for every gateway, the one whose edge was on the cut node included:
+            # for each, a batch sealed after the cut is committed.
+            resumed: dict[str, float] = {}
+
+            def each_resumed() -> bool:
+                stored = max_seqs(postgres_db)
+                for gw, n in sealed.items():
+                    if gw not in resumed and stored.get(gw, 0) > n:
+                        resumed[gw] = time.monotonic() - t_cut
+                return len(resumed) == len(sealed)
+
+            wait_until(each_resumed, RESUME_MAX_S, "for every gateway a batch sealed after the cut committed")
+            figures["resumed_first"] = min(resumed.values())
+            figures["resumed_all"] = max(resumed.values())
             wait_until(lambda: is_running(leader) is False, PAUSE_MAX_S,
                        "the cut node paused (pause_minority)")
             figures["paused"] = time.monotonic() - t_cut
@@ -172,8 +182,8 @@ def test_queue_leader_node_partitioned_then_healed_loses_and_duplicates_nothing(
     finally:
         a.close()
         b.close()
-    print(f"\nH1b RabbitMQ partition: {leader.node} cut; commits resumed {figures['resumed']:.1f} s "
-          f"after the cut; it paused after {figures['paused']:.1f} s; new leader {new_leader.node}; "
+    print(f"\nH1b RabbitMQ partition: {leader.node} cut; commits resumed {figures['resumed_first']:.1f} s "
+          f"(first gateway) to {figures['resumed_all']:.1f} s (every gateway) after the cut; it paused after {figures['paused']:.1f} s; new leader {new_leader.node}; "
           f"after the heal it rejoined in {figures['rejoined']:.1f} s and was a queue member again in "
           f"{figures['member']:.1f} s; every outbox drained and acked {figures['drained']:.1f} s "
           f"after the cut; batches per gateway {last}")
