@@ -182,8 +182,10 @@ def test_queue_leader_node_partitioned_then_healed_loses_and_duplicates_nothing(
     finally:
         a.close()
         b.close()
-    print(f"\nH1b RabbitMQ partition: {leader.node} cut; commits resumed {figures['resumed_first']:.1f} s "
-          f"(first gateway) to {figures['resumed_all']:.1f} s (every gateway) after the cut; it paused after {figures['paused']:.1f} s; new leader {new_leader.node}; "
+    print(f"\nH1b RabbitMQ partition: {leader.node} cut; commits resumed "
+          f"{figures['resumed_first']:.1f} s (first gateway) to {figures['resumed_all']:.1f} s "
+          f"(every gateway) after the cut; it paused after {figures['paused']:.1f} s; "
+          f"new leader {new_leader.node}; "
           f"after the heal it rejoined in {figures['rejoined']:.1f} s and was a queue member again in "
           f"{figures['member']:.1f} s; every outbox drained and acked {figures['drained']:.1f} s "
           f"after the cut; batches per gateway {last}")
