@@ -104,6 +104,16 @@ def queue_member_online(cluster: RabbitCluster, node: RabbitNode, via: RabbitNod
     return any(r.get("name") == QUEUE and node.node in (r.get("online") or []) for r in rows)
 
 
+def clients_on(node: RabbitNode) -> tuple[int, list[str]]:
+    """(AMQP connections served by ``node``, client ids of the MQTT connections it serves)."""
+    amqp = node.ctl("list_connections", "host", "port", "--no-table-headers", "-q", timeout_s=30)
+    n_amqp = sum(1 for line in amqp.splitlines() if line.split() == [node.host, str(node.amqp_port)])
+    mqtt = node.ctl("list_mqtt_connections", "client_id", "conn_name", "--no-table-headers", "-q",
+                    timeout_s=30)
+    server = f"-> {node.host}:{node.mqtt_port}"
+    return n_amqp, [line.split()[0] for line in mqtt.splitlines() if line.strip().endswith(server)]
+
+
 def test_queue_leader_node_partitioned_then_healed_loses_and_duplicates_nothing(
         tmp_path: Path, lan: Lan, rabbitmq: RabbitFactory, postgres_db: str) -> None:
     cluster = rabbitmq(nodes=3, lan=lan)
@@ -130,15 +140,20 @@ def test_queue_leader_node_partitioned_then_healed_loses_and_duplicates_nothing(
         wait_until(b.ready, 60, "worker b ready")
         leader = cluster.queue_leader(QUEUE)
         others = [n for n in cluster.nodes if n is not leader]
+        first = cluster.nodes.index(leader)  # the first edge starts on the leader's node
         with contextlib.ExitStack() as stack:
             agents: dict[str, Agent] = {}
             for i, gw in enumerate(GATEWAYS):
                 driver = SyntheticDriver(REGISTRY.sensors_of(gw), start=T0, end=end)
                 agents[gw] = stack.enter_context(edge_agent(
-                    tmp_path / gw, rotated(mqtt, i), speed=SPEED, end=end, gateway=gw, driver=driver,
-                    edge_keepalive_s=5))
+                    tmp_path / gw, rotated(mqtt, (first + i) % len(mqtt)), speed=SPEED, end=end,
+                    gateway=gw, driver=driver, edge_keepalive_s=5))
             for ag in agents.values():
                 ag.wait_until(lambda s: s.watermark >= 3, 60)
+            # What the cut takes away: at least one ingest's AMQP connection (a declared the
+            # queue on node 0, its first leader) and the first edge.
+            n_amqp, edges_on_leader = clients_on(leader)
+            assert n_amqp >= 1 and GATEWAYS[0] in edges_on_leader, (leader.node, n_amqp, edges_on_leader)
             # The cut: the leader's node loses its peers and its clients at once.
             assert leader.lan_host is not None
             t_cut = time.monotonic()
@@ -171,6 +186,7 @@ def test_queue_leader_node_partitioned_then_healed_loses_and_duplicates_nothing(
             # The heal: the node finds its peers again and restarts its broker by itself.
             leader.lan_host.heal()
             t_heal = time.monotonic()
+            assert "DROP" not in leader.lan_host.rules()
             wait_until(lambda: rejoined(cluster, leader), REJOIN_MAX_S,
                        "the healed node back in the cluster, no partition recorded")
             figures["rejoined"] = time.monotonic() - t_heal
