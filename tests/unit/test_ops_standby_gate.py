@@ -11,7 +11,7 @@ from typing import Any, cast
 from ops_center.adapters.records import IncidentRecord, TimelineEvent
 from ops_center.service.service import OpsService
 from ops_center.service.standby import EvaluatorGate, LeadershipLost
-from tests.servers._proc import wait_until
+from tests.support.waiting import wait_until
 
 AT = datetime(2026, 12, 7, 8, 0, tzinfo=UTC)
 INC = IncidentRecord(id="inc-1", site="an-xa", kind="gas_leak", severity="critical", state="open",
