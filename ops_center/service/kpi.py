@@ -13,7 +13,7 @@ the API turns into its answers.
   registered gateways; a gateway with nothing in the window counts 0.
 - VN_AQI now: QĐ 1459/QĐ-TCMT hourly AQI (ops_center/domain/aqi.py) from the hourly means
   (``readings_1h``) of each air-quality station, NowCast over 12 hours for PM; the site
-  shows its worst station.
+  shows its worst station. Per station, now and by day: ops_center/domain/aqi_station.py.
 - Dead letters today: since midnight Asia/Ho_Chi_Minh (UTC+7, no daylight saving).
 
 Overviews are cached per site for ``overview_cache_s`` (2 s by default; the live stream pushes
