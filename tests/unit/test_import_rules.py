@@ -203,6 +203,26 @@ def test_every_exception_is_still_needed() -> None:
     assert not set(EXCEPTIONS) - seen, "exceptions no import needs any more: remove them"
 
 
+def _under_main_guard(path: Path) -> set[int]:
+    """The lines of the imports under ``if __name__ == "__main__":`` at the top of the file."""
+    lines: set[int] = set()
+    for node in _tree(path).body:
+        test = node.test if isinstance(node, ast.If) else None
+        if (isinstance(test, ast.Compare) and isinstance(test.left, ast.Name) and test.left.id == "__name__"
+                and any(isinstance(c, ast.Constant) and c.value == "__main__" for c in test.comparators)):
+            lines |= {n.lineno for n in ast.walk(node) if isinstance(n, ast.Import | ast.ImportFrom)}
+    return lines
+
+
+def test_the_excepted_delegations_run_only_as_scripts() -> None:
+    for source, target in EXCEPTIONS:
+        if target != "smartward.cli":
+            continue
+        path = ROOT.joinpath(*source.split(".")).with_suffix(".py")
+        lines = {e.line for e in _imports(path) if e.target == target}
+        assert lines and lines <= _under_main_guard(path), (source, lines)
+
+
 def test_the_excepted_db_probe_is_a_leaf() -> None:
     imported = [e.target for e in _edges("smartward") if e.source == "smartward.db_probe"]
     assert imported and not [m for m in imported if _is_project(m)], imported
