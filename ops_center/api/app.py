@@ -49,6 +49,7 @@ from ops_center.api.routes import (
     stream,
     users,
 )
+from ops_center.api.schemas import OverviewOut
 from ops_center.api.sta import router as sta
 from ops_center.commands.desk import CommandDesk
 from ops_center.feed import Feed
@@ -112,7 +113,7 @@ def create_app(
         ),
         readiness=desk.readiness(readiness or (lambda: {"store": repo.ping()})),
         metrics=metrics,
-        kpis=KpiService(repo, reg, settings, data_clock or now),
+        kpis=KpiService(repo, reg, settings, data_clock or now, render=sites.overview_json),
         on_action=on_action,
         clock=now,
         users=UserRows(settings.principal_cache_s),
@@ -233,4 +234,5 @@ async def _publish_kpis(state: AppState) -> None:
             except Exception:
                 logger.exception("kpi for %s failed", site)
                 continue
-            state.feed.publish("kpi", site, overview.model_dump(mode="json"))
+            answer = OverviewOut.model_validate(overview, from_attributes=True)
+            state.feed.publish("kpi", site, answer.model_dump(mode="json"))

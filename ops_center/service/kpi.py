@@ -1,5 +1,6 @@
 """Site KPIs for the operations screen (``/sites/{site}/overview``, the city overview and
-the live stream's ``kpi`` events).
+the live stream's ``kpi`` events), as plain records (ops_center/service/kpi_model.py) that
+the API turns into its answers.
 
 - Sensors online: a sensor is online when its newest reading (reading time) is within
   3 × its ``interval_s`` of now.
@@ -12,7 +13,7 @@ the live stream's ``kpi`` events).
   registered gateways; a gateway with nothing in the window counts 0.
 - VN_AQI now: QĐ 1459/QĐ-TCMT hourly AQI (ops_center/domain/aqi.py) from the hourly means
   (``readings_1h``) of each air-quality station, NowCast over 12 hours for PM; the site
-  shows its worst station.
+  shows its worst station. Per station, now and by day: ops_center/domain/aqi_station.py.
 - Dead letters today: since midnight Asia/Ho_Chi_Minh (UTC+7, no daylight saving).
 
 Overviews are cached per site for ``overview_cache_s`` (2 s by default; the live stream pushes
@@ -20,8 +21,8 @@ changes as they happen, the overview may lag that much): many screens polling on
 one computation. At most one computation per site runs at a time (the others wait for it,
 never start their own), and once an entry is half its age a single background refresh
 replaces it, so under steady polling nobody waits for a computation and no answer is older
-than ``overview_cache_s``. The cache keeps the JSON body too: a hit is served without
-touching the store, the thread pool or the serializer.
+than ``overview_cache_s``. The cache keeps the JSON body too (made by the ``render`` the API
+passes in): a hit is served without touching the store, the thread pool or the serializer.
 """
 
 from __future__ import annotations
@@ -32,34 +33,43 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from contract.catalog import METRICS
 from contract.registry import Registry, SensorSpec
 from ops_center.adapters.records import GatewayBatchStats
 from ops_center.adapters.repository import OpsRepository, RepositoryError
-from ops_center.api.aqi_view import start_of_vn_day, station_daily
-from ops_center.api.errors import Localized
-from ops_center.api.schemas import AqiOut, CityOverviewOut, DailyAqiOut, IncidentCounts, OverviewOut
-from ops_center.domain.aqi import GASES, PM, category, hourly_aqi
+from ops_center.domain.aqi import PM, AqiResult, category
+from ops_center.domain.aqi_station import (
+    AQI_METRICS,
+    HOUR,
+    start_of_vn_day,
+    station_daily,
+    station_hourly,
+)
+from ops_center.service.kpi_model import (
+    AqiView,
+    CityOverview,
+    DailyAqiView,
+    IncidentTally,
+    Label,
+    SiteOverview,
+)
 from ops_center.settings import OpsSettings
 
 logger = logging.getLogger(__name__)
 
-VN_TZ: Final = timezone(timedelta(hours=7), "Asia/Ho_Chi_Minh")
 FRESH_INTERVALS: Final = 3
 # Readings travel in their gateway's batches (every 5 s from a production edge, every 60 s of
 # simulated time in the demo's stack): a sensor reporting every 10 s would otherwise flap
 # between online and silent with each batch. Like the freshness rule's min_silence_s.
 MIN_FRESH_S: Final = 120.0
-AQI_METRICS: Final = (*PM, *GASES)
-HOUR: Final = timedelta(hours=1)
+SEVERITIES: Final = ("info", "warning", "critical", "emergency")
 
 
 def start_of_local_day(now: datetime) -> datetime:
-    local = now.astimezone(VN_TZ)
-    return local.replace(hour=0, minute=0, second=0, microsecond=0).astimezone(UTC)
+    return start_of_vn_day(now).astimezone(UTC)
 
 
 def fresh_s(interval_s: float) -> float:
@@ -85,29 +95,16 @@ def gateway_completeness(
     return max(0.0, min(1.0, seq_ratio * fresh_ratio))
 
 
-def aqi_of_station(series: dict[str, list[tuple[datetime, float]]], hour: datetime) -> tuple[int, str] | None:
-    """Hourly VN_AQI of one station at ``hour`` (start of the current hour) from its hourly
-    means; (value, dominant pollutant) or None without PM data."""
-    by_hour = {m: {b: v for b, v in points} for m, points in series.items()}
-    pm: dict[str, list[float | None]] = {}
-    for p in PM:
-        if p in by_hour:
-            pm[p] = [by_hour[p].get(hour - i * HOUR) for i in range(12)]
-    gases: dict[str, float | None] = {}
-    for g in GASES:
-        if g in by_hour:
-            gases[g] = by_hour[g].get(hour)
-            if gases[g] is None:  # early in the hour: the last complete hour
-                gases[g] = by_hour[g].get(hour - HOUR)
-    result = hourly_aqi(pm, gases)
-    return None if result is None else (result.value, result.dominant)
+def _label(result: AqiResult) -> Label:
+    cat = category(result.value)
+    return Label(vi=cat.label_vi, en=cat.label_en)
 
 
 @dataclass(frozen=True, slots=True)
 class _Entry:
     started: float  # monotonic time when its computation began: the age of its data
-    overview: OverviewOut
-    body: bytes  # the overview as the API answers it (JSON)
+    overview: SiteOverview
+    body: bytes  # the overview as the API answers it (JSON, by ``render``)
 
 
 class KpiService:
@@ -118,12 +115,14 @@ class KpiService:
         settings: OpsSettings,
         clock: Callable[[], datetime],
         *,
+        render: Callable[[SiteOverview], bytes],
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.repo = repo
         self.registry = registry
         self.settings = settings
         self.clock = clock
+        self._render = render
         self._monotonic = monotonic
         self._cache: dict[str, _Entry] = {}
         self._computing: dict[str, threading.Lock] = {}  # one per site: a single computation at once
@@ -132,7 +131,7 @@ class KpiService:
         self._refresher: ThreadPoolExecutor | None = None
         self._closed = False
 
-    def site_overview(self, site: str) -> OverviewOut:
+    def site_overview(self, site: str) -> SiteOverview:
         return self._entry(site).overview
 
     def site_overview_json(self, site: str) -> bytes:
@@ -178,7 +177,7 @@ class KpiService:
     def _fresh_entry(self, site: str) -> _Entry:
         started = self._monotonic()
         overview = self._compute(site, self.clock())
-        return _Entry(started, overview, overview.model_dump_json().encode())
+        return _Entry(started, overview, self._render(overview))
 
     def _site_lock(self, site: str) -> threading.Lock:
         with self._lock:
@@ -205,9 +204,9 @@ class KpiService:
             with self._lock:
                 self._refreshing.discard(site)
 
-    def city_overview(self, sites: Sequence[str]) -> CityOverviewOut:
-        views = [self.site_overview(s) for s in sites]
-        counts = IncidentCounts(
+    def city_overview(self, sites: Sequence[str]) -> CityOverview:
+        views = tuple(self.site_overview(s) for s in sites)
+        counts = IncidentTally(
             **{
                 k: sum(getattr(v.open_incidents, k) for v in views)
                 for k in ("info", "warning", "critical", "emergency", "total")
@@ -215,7 +214,7 @@ class KpiService:
         )
         total = sum(v.sensors_total for v in views)
         online = sum(v.sensors_online for v in views)
-        return CityOverviewOut(
+        return CityOverview(
             generated_at=self.clock(),
             sites=views,
             sensors_total=total,
@@ -227,7 +226,7 @@ class KpiService:
 
     # --- computation ------------------------------------------------------------------------
 
-    def _compute(self, site_id: str, now: datetime) -> OverviewOut:
+    def _compute(self, site_id: str, now: datetime) -> SiteOverview:
         site = self.registry.sites[site_id]
         sensors = [(gw.id, s) for gw in site.gateways for s in gw.sensors]
         pairs = [(s.id, m) for _, s in sensors for m in s.metrics]
@@ -257,13 +256,15 @@ class KpiService:
         completeness = round(100.0 * sum(parts) / len(parts), 1) if parts else None
 
         by_severity = self.repo.open_incident_counts([site_id]).get(site_id, {})
-        counts = IncidentCounts(**by_severity, total=sum(by_severity.values()))
+        counts = IncidentTally(
+            **{k: n for k, n in by_severity.items() if k in SEVERITIES}, total=sum(by_severity.values())
+        )
         dead_today = self.repo.dead_letter_counts([site_id], start_of_local_day(now)).get(site_id, 0)
 
         aqi_now, aqi_daily = self._aqi([s for _, s in sensors], now)
-        return OverviewOut(
+        return SiteOverview(
             site=site_id,
-            name=Localized(vi=site.name.vi, en=site.name.en),
+            name=Label(vi=site.name.vi, en=site.name.en),
             generated_at=now,
             sensors_total=len(sensors),
             sensors_online=len(online_ids),
@@ -278,24 +279,26 @@ class KpiService:
             dead_letters_today=dead_today,
         )
 
-    def _aqi(self, sensors: Sequence[SensorSpec], now: datetime) -> tuple[AqiOut | None, list[DailyAqiOut]]:
+    def _aqi(
+        self, sensors: Sequence[SensorSpec], now: datetime
+    ) -> tuple[AqiView | None, tuple[DailyAqiView, ...]]:
         """The site's VN_AQI now and by day: its worst station's."""
         hourly, daily = self.station_aqi_all(sensors, now)
-        worst: dict[object, DailyAqiOut] = {}
+        worst: dict[object, DailyAqiView] = {}
         for d in daily:
             if d.day not in worst or d.value > worst[d.day].value:
                 worst[d.day] = d
-        return max(hourly.values(), key=lambda a: a.value, default=None), sorted(
-            worst.values(), key=lambda d: d.day
+        return max(hourly.values(), key=lambda a: a.value, default=None), tuple(
+            sorted(worst.values(), key=lambda d: d.day)
         )
 
-    def station_aqi(self, sensors: Sequence[SensorSpec], now: datetime) -> dict[str, AqiOut]:
+    def station_aqi(self, sensors: Sequence[SensorSpec], now: datetime) -> dict[str, AqiView]:
         """The hourly VN_AQI of each air-quality station among ``sensors`` that has one."""
         return self.station_aqi_all(sensors, now)[0]
 
     def station_aqi_all(
         self, sensors: Sequence[SensorSpec], now: datetime
-    ) -> tuple[dict[str, AqiOut], list[DailyAqiOut]]:
+    ) -> tuple[dict[str, AqiView], list[DailyAqiView]]:
         """Hourly VN_AQI per station, and each station's daily VN_AQI for yesterday and today."""
         stations = [s for s in sensors if any(m in PM for m in s.metrics)]
         if not stations:
@@ -303,20 +306,30 @@ class KpiService:
         hour = now.replace(minute=0, second=0, microsecond=0)
         since = min(hour - 12 * HOUR, start_of_vn_day(now) - 31 * HOUR)
         means = self.repo.hourly_means([s.id for s in stations], AQI_METRICS, since)
-        out: dict[str, AqiOut] = {}
-        daily: list[DailyAqiOut] = []
+        out: dict[str, AqiView] = {}
+        daily: list[DailyAqiView] = []
         for s in stations:
             series = {m: means[(s.id, m)] for m in AQI_METRICS if (s.id, m) in means}
-            daily.extend(station_daily(s, series, now))
-            found = aqi_of_station(series, hour)
+            daily.extend(
+                DailyAqiView(
+                    day=d.day,
+                    value=d.value,
+                    category=_label(d.result),
+                    colour=d.result.category.colour_hex,
+                    dominant=d.result.dominant,
+                    sensor=s.id,
+                    partial=d.partial,
+                )
+                for d in station_daily(series, now)
+            )
+            found = station_hourly(series, hour)
             if found is None:
                 continue
-            cat = category(found[0])
-            out[s.id] = AqiOut(
-                value=found[0],
-                category=Localized(vi=cat.label_vi, en=cat.label_en),
-                colour=cat.colour_hex,
-                dominant=found[1],
+            out[s.id] = AqiView(
+                value=found.value,
+                category=_label(found),
+                colour=found.category.colour_hex,
+                dominant=found.dominant,
                 sensor=s.id,
                 hour=hour,
             )

@@ -60,7 +60,6 @@ from ops_center.domain.incidents import IncidentManager
 from ops_center.domain.maintenance import MaintenanceCalendar
 from ops_center.domain.rules import RuleSet
 from ops_center.feed import Feed, FeedEvent
-from ops_center.notify.compose import Notifier, build_notifier
 from ops_center.service.actions import HumanAction
 from ops_center.service.inbound import InboundHandling
 from ops_center.service.model import (
@@ -73,6 +72,7 @@ from ops_center.service.model import (
     register_service_metrics,
 )
 from ops_center.service.mqtt import Inbound, OpsMqttLink
+from ops_center.service.notifier import Notifier, build_notifier
 from ops_center.service.people import PeopleActions
 from ops_center.service.persist import ChangeWriter
 from ops_center.service.rulestate import STATE_VERSION, RuleStateKeeping

@@ -32,6 +32,7 @@ from ops_center.api.app import API_PREFIX
 from ops_center.api.pagecache import BodyCache
 from ops_center.api.principals import UserRows
 from ops_center.api.routes import ops
+from ops_center.api.routes.sites import overview_json
 from ops_center.api.schemas import IncidentOut, IncidentPage, incident_page_json
 from ops_center.security.scope import Scope
 from ops_center.security.tokens import TokenError, TokenService
@@ -150,7 +151,10 @@ class Clocks:
 
 def kpis(repo: SlowKpiRepo, clocks: Clocks, ttl_s: float = 2.0) -> KpiService:
     settings_ = OpsSettings(environment="local", overview_cache_s=ttl_s)
-    return KpiService(cast(OpsRepository, repo), REG, settings_, clocks.now, monotonic=clocks.monotonic)
+    return KpiService(
+        cast(OpsRepository, repo), REG, settings_, clocks.now,
+        render=overview_json, monotonic=clocks.monotonic,
+    )
 
 
 def test_many_screens_asking_at_once_cost_one_overview_computation() -> None:

@@ -1,16 +1,14 @@
-"""The screen's daily VN_AQI (ops_center/api/aqi_view.py) is QĐ 1459's daily rule
+"""The screen's daily VN_AQI (ops_center/domain/aqi_station.py) is QĐ 1459's daily rule
 (ops_center/domain/aqi.py) over the Vietnam day's hourly means."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from contract.registry import SensorSpec
-from ops_center.api.aqi_view import VN_TZ, daily_of_station, start_of_vn_day, station_daily
 from ops_center.domain.aqi import daily_aqi, daily_inputs
+from ops_center.domain.aqi_station import VN_TZ, daily_of_station, start_of_vn_day, station_daily
 
 H = timedelta(hours=1)
-SENSOR = SensorSpec(id="tn-aq-01", kind="air_quality", interval_s=60)
 
 
 def series(
@@ -35,7 +33,7 @@ def test_yesterdays_index_is_the_daily_rule_over_the_vietnam_day() -> None:
     pm_24h, max_1h, o3_8h = daily_inputs({"pm25": pm25, "o3": o3})
     max_1h["o3"] = max(o3[7:])
     assert result == daily_aqi(pm_24h, max_1h, o3_8h)
-    days = station_daily(SENSOR, s, now)
+    days = station_daily(s, now)
     assert [(d.day.isoformat(), d.partial) for d in days] == [("2026-12-06", False)]
     assert days[0].value == result.value
 
@@ -44,7 +42,7 @@ def test_today_is_provisional_from_the_hours_so_far() -> None:
     now = datetime(2026, 12, 7, 3, 30, tzinfo=UTC)  # 10 complete hours of the Vietnam day
     today = start_of_vn_day(now)
     s = series(today, [60.0] * 10, [])
-    days = station_daily(SENSOR, s, now)
+    days = station_daily(s, now)
     assert [(d.day.isoformat(), d.partial, d.value) for d in days] == [
         ("2026-12-07", True, 117)
     ]  # PM2.5 60: 100 + 50·10/30

@@ -28,7 +28,9 @@ from ops_center.api.mapview import (
 from ops_center.api.rule_limits import LimitOut, limits_of, rules_for
 from ops_center.api.schemas import AqiOut, LocationOut, Severity
 from ops_center.api.schemas.common import OutModel as _Out
-from ops_center.service.kpi import VN_TZ, fresh_s, is_fresh
+from ops_center.domain.aqi_station import VN_TZ
+from ops_center.service.kpi import fresh_s, is_fresh
+from ops_center.service.kpi_model import AqiView
 
 router = APIRouter(tags=["map"], responses=ERROR_RESPONSES)
 
@@ -185,7 +187,7 @@ def get_map(
                 online=sensor.id in newest and is_fresh(sensor, newest[sensor.id], now),
                 zone=_text(sensor.attrs.get("zone")),
                 street=_text(sensor.attrs.get("street")),
-                aqi=aqi.get(sensor.id),
+                aqi=_aqi_out(aqi.get(sensor.id)),
             )
             for site_id, gw_id, sensor in refs
         ],
@@ -216,6 +218,10 @@ def get_limits(
     )
     assert ref is not None
     return limits_of(rules_for(state.registry), ref, state.kpis.clock().astimezone(VN_TZ).date())
+
+
+def _aqi_out(view: AqiView | None) -> AqiOut | None:
+    return None if view is None else AqiOut.model_validate(view, from_attributes=True)
 
 
 def _text(v: object) -> str | None:

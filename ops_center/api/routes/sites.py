@@ -10,6 +10,7 @@ from contract.models import SLUG_PATTERN
 from ops_center.api.deps import CityScopeDep, ScopeDep, StateDep, app_state, require_visible
 from ops_center.api.errors import ERROR_RESPONSES, Localized
 from ops_center.api.schemas import CityOverviewOut, LocationOut, OverviewOut, SiteOut
+from ops_center.service.kpi_model import SiteOverview
 
 router = APIRouter(tags=["sites"], responses=ERROR_RESPONSES)
 
@@ -57,4 +58,11 @@ async def site_overview(request: Request, scope: ScopeDep, site: SitePath) -> Re
 
 @router.get("/city/overview", summary="Chỉ số toàn thành phố / city KPIs (city_leader, admin)")
 def city_overview(state: StateDep, scope: CityScopeDep) -> CityOverviewOut:
-    return state.kpis.city_overview([s.id for s in state.registry.spec.sites if scope.can_see(s.id)])
+    view = state.kpis.city_overview([s.id for s in state.registry.spec.sites if scope.can_see(s.id)])
+    return CityOverviewOut.model_validate(view, from_attributes=True)
+
+
+def overview_json(view: SiteOverview) -> bytes:
+    """A site overview as ``GET /sites/{site}/overview`` answers it (the KPI service caches
+    these bytes)."""
+    return OverviewOut.model_validate(view, from_attributes=True).model_dump_json().encode()

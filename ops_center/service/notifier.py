@@ -1,4 +1,6 @@
-"""Composition of the notification parts from the ops service's settings."""
+"""Composition of the notification parts (ops_center/notify/) from the ops service's settings:
+the service wires them, so notify/ never imports the service (docs/design.md, "Layers and
+import rules")."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
-"""VN_AQI of the air-quality stations for the screen, from the store's hourly means
-(``readings_1h``) through the domain's QĐ 1459 functions (ops_center/domain/aqi.py).
+"""VN_AQI of one air-quality station from its hourly means (the store's ``readings_1h``)
+through QĐ 1459's functions (ops_center/domain/aqi.py). Pure: the caller reads the means and
+passes the time.
 
-- Hourly (AQIʰ): the current hour, NowCast over 12 hours for PM (``kpi.aqi_of_station``).
+- Hourly (AQIʰ): the current hour, NowCast over 12 hours for PM (:func:`station_hourly`).
 - Daily (AQIᵈ), for yesterday and today, Vietnam days: the 24 hourly means of the day (buckets
   starting 00:00 … 23:00 local, the decision's 01:00 … 24:00 labels), the 8-hour O₃ means
   taking the previous day's last 7 hours in front (QĐ 1459 §2.2.2). Yesterday needs 18 of its
@@ -13,13 +14,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta, timezone
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
 from typing import Final
 
-from contract.registry import SensorSpec
-from ops_center.api.errors import Localized
-from ops_center.api.schemas import DailyAqiOut
-from ops_center.domain.aqi import GASES, PM, AqiResult, category, daily_aqi, daily_inputs
+from ops_center.domain.aqi import GASES, PM, AqiResult, daily_aqi, daily_inputs, hourly_aqi
 
 VN_TZ: Final = timezone(timedelta(hours=7), "Asia/Ho_Chi_Minh")
 HOUR: Final = timedelta(hours=1)
@@ -27,9 +26,39 @@ AQI_METRICS: Final = (*PM, *GASES)
 Series = Mapping[str, Sequence[tuple[datetime, float]]]  # metric -> (bucket, mean), oldest first
 
 
+@dataclass(frozen=True, slots=True)
+class StationDay:
+    """The AQIᵈ of one Vietnam day; ``partial`` for today (the hours so far)."""
+
+    day: date
+    result: AqiResult
+    partial: bool
+
+    @property
+    def value(self) -> int:
+        return self.result.value
+
+
 def start_of_vn_day(t: datetime) -> datetime:
     local = t.astimezone(VN_TZ)
     return local.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def station_hourly(series: Series, hour: datetime) -> AqiResult | None:
+    """AQIʰ of one station at ``hour`` (start of the current hour) from its hourly means;
+    None without PM data."""
+    by_hour = {m: {b: v for b, v in points} for m, points in series.items()}
+    pm: dict[str, list[float | None]] = {}
+    for p in PM:
+        if p in by_hour:
+            pm[p] = [by_hour[p].get(hour - i * HOUR) for i in range(12)]
+    gases: dict[str, float | None] = {}
+    for g in GASES:
+        if g in by_hour:
+            gases[g] = by_hour[g].get(hour)
+            if gases[g] is None:  # early in the hour: the last complete hour
+                gases[g] = by_hour[g].get(hour - HOUR)
+    return hourly_aqi(pm, gases)
 
 
 def daily_of_station(series: Series, day_start: datetime, hours: int) -> AqiResult | None:
@@ -50,27 +79,15 @@ def daily_of_station(series: Series, day_start: datetime, hours: int) -> AqiResu
     return daily_aqi(pm_24h, max_1h, o3_8h)
 
 
-def station_daily(sensor: SensorSpec, series: Series, now: datetime) -> list[DailyAqiOut]:
+def station_daily(series: Series, now: datetime) -> list[StationDay]:
     """Yesterday's and today's AQIᵈ of one station (those it has data for)."""
     today = start_of_vn_day(now)
     elapsed = int((now - today).total_seconds() // 3600)  # complete hours of today so far
-    out: list[DailyAqiOut] = []
+    out: list[StationDay] = []
     for day_start, hours, partial in ((today - 24 * HOUR, 24, False), (today, elapsed, True)):
         if hours <= 0:
             continue
         result = daily_of_station(series, day_start, hours)
-        if result is None:
-            continue
-        cat = category(result.value)
-        out.append(
-            DailyAqiOut(
-                day=day_start.date(),
-                value=result.value,
-                category=Localized(vi=cat.label_vi, en=cat.label_en),
-                colour=cat.colour_hex,
-                dominant=result.dominant,
-                sensor=sensor.id,
-                partial=partial,
-            )
-        )
+        if result is not None:
+            out.append(StationDay(day_start.date(), result, partial))
     return out
