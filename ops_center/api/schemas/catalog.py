@@ -56,10 +56,8 @@ class AqiOut(OutModel):
     hour: datetime
 
 
-# Computed in ops_center/domain/aqi_station.py now; the docstring (the OpenAPI description)
-# still names its old home, kept until the API's description may change.
 class DailyAqiOut(OutModel):
-    """QĐ 1459 daily VN_AQI (AQIᵈ) of a Vietnam day (ops_center/api/aqi_view.py)."""
+    """QĐ 1459 daily VN_AQI (AQIᵈ) of a Vietnam day (ops_center/domain/aqi_station.py)."""
 
     day: date
     value: int
