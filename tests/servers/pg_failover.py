@@ -15,9 +15,10 @@ migrate``'s ``migrate``) are applied to the database ``smartward`` through the m
 On a Debian 12 host everything runs inside the Debian 13 root of scripts/timescaledb-root.sh
 (needs root); on Debian 13 the host's programs run as ``postgres``.
 
-The monitor's timers are shortened for tests (``MONITOR_SETTINGS``): a dead primary is
-noticed within about 3 s and the standby is promoted about 5 s later. The production defaults
-and why they are longer: deploy/postgres/README.md.
+The nodes run with the shipped settings (deploy/postgres/node.conf, monitor.conf) plus small
+test values (``TEST_SETTINGS``); the monitor's timers are shortened (``MONITOR_TEST_SETTINGS``):
+a dead primary is noticed within about 3 s and the standby is promoted about 5 s later. The
+defaults, and why they are longer, are in deploy/postgres/monitor.conf.
 
 Fixture:
     pg_failover  (function) a started ``FailoverCluster``, removed when the test ends
@@ -62,34 +63,32 @@ DBNAME = "smartward"
 PG_AUTOCTL = "/usr/bin/pg_autoctl"  # Debian's pg-auto-failover-cli, on the host or in the root
 SUPERUSER = "postgres"
 
-# Written to <pgdata>/smartward.conf and included last from postgresql.conf, so it wins over
-# what pg_autoctl writes (postgresql-auto-failover.conf sizes shared_buffers from the
-# machine's memory: a quarter of it per instance, too much for three on one test machine).
-# The standby is a pg_basebackup copy: it gets the same file.
-NODE_SETTINGS: Mapping[str, str] = {
-    # pg_autoctl preloads pg_stat_statements (it creates the extension); keep it.
-    "shared_preload_libraries": "'timescaledb,pg_stat_statements'",
-    "timescaledb.telemetry_level": "off",
-    "max_connections": "200",
+# The shipped settings (deploy/postgres/): written to <pgdata>/smartward.conf and included
+# last from postgresql.conf, so they win over pg_autoctl's own file. The standby is a
+# pg_basebackup copy of the primary: it gets the same file. Test-only values are appended.
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "postgres"
+
+# What a test machine needs on top: small memory (pg_autoctl sizes shared_buffers to a quarter
+# of the machine, for each of three instances), and no fsync: the tests crash processes,
+# never the operating system (tests/servers/postgres.py).
+TEST_SETTINGS: Mapping[str, str] = {
     "shared_buffers": "'128MB'",
     "work_mem": "'8MB'",
     "maintenance_work_mem": "'64MB'",
     "effective_cache_size": "'1GB'",
     "wal_keep_size": "'256MB'",
-    # The tests crash processes, never the operating system (tests/servers/postgres.py).
     "fsync": "off",
     "full_page_writes": "off",
-    "timezone": "'UTC'",
-    "log_timezone": "'UTC'",
     "lc_messages": "'C'",
-    "logging_collector": "off",  # the server's log goes to the keeper's log file
+    "logging_collector": "off",  # the server's log goes to the node's pg_autoctl.log
     "log_line_prefix": "'%m [%p] %q%u@%d '",
 }
 
-# Test timers on the monitor (defaults in brackets): health check every 1 s [5 s], 1 s timeout
-# [5 s], 1 retry after 0.5 s [2 after 2 s]; unhealthy after 3 s without a keeper report
-# [20 s]; promote 5 s after the primary was asked to demote and did not answer [30 s].
-MONITOR_SETTINGS: Mapping[str, str] = {
+# The monitor's timers for tests (deploy/postgres/monitor.conf has the defaults): health check
+# every 1 s with a 1 s timeout, 1 retry after 0.5 s; unhealthy after 3 s without a keeper
+# report; promotion 5 s after the old primary was asked to demote and did not answer.
+MONITOR_TEST_SETTINGS: Mapping[str, str] = {
+    **TEST_SETTINGS,
     "pgautofailover.health_check_period": "1000",
     "pgautofailover.health_check_timeout": "1000",
     "pgautofailover.health_check_max_retries": "1",
@@ -101,9 +100,6 @@ MONITOR_SETTINGS: Mapping[str, str] = {
 # primary; it must stay below the monitor's primary_demote_timeout (no two primaries).
 KEEPER_PARTITION_TIMEOUT_S = 3
 
-# The monitor preloads pgautofailover (pg_autoctl's file), not TimescaleDB.
-MONITOR_BASE = {k: v for k, v in NODE_SETTINGS.items()
-                if k not in ("shared_preload_libraries", "timescaledb.telemetry_level")}
 WRITABLE_STATES = frozenset({"single", "wait_primary", "primary"})
 
 
@@ -137,10 +133,12 @@ class AutoctlNode:
         return run([*self.commands.prefix, PG_AUTOCTL, *args], what=f"{self.name}: {what}",
                    timeout_s=timeout_s, env=self.commands.env, cwd=self.dir, log_path=self.log_path)
 
-    def include(self, settings: Mapping[str, str]) -> None:
-        """Our settings after pg_autoctl's (the last value of a setting wins)."""
+    def include(self, shipped: Path, settings: Mapping[str, str]) -> None:
+        """The shipped file, then the test's settings, after pg_autoctl's (the last value of
+        a setting wins)."""
         conf = self.host_pgdata / "smartward.conf"
-        conf.write_text("".join(f"{key} = {value}\n" for key, value in settings.items()))
+        tests = "".join(f"{key} = {value}\n" for key, value in settings.items())
+        conf.write_text(f"{shipped.read_text()}\n# tests/servers/pg_failover.py\n{tests}")
         conf.chmod(0o644)
         with (self.host_pgdata / "postgresql.conf").open("a") as main_conf:
             main_conf.write("\ninclude 'smartward.conf'\n")
@@ -197,7 +195,7 @@ class FailoverCluster:
                   what="create monitor")
         m.autoctl("config", "set", "--pgdata", m.pgdata, "postgresql.listen_addresses", HOST,
                   what="monitor listen address")
-        m.include({**MONITOR_BASE, **MONITOR_SETTINGS})
+        m.include(DEPLOY / "monitor.conf", MONITOR_TEST_SETTINGS)
         m.start()
         self._wait_sql(m.url_for("pg_auto_failover"), m, "monitor accepts connections")
         monitor_uri = f"postgresql://autoctl_node@{HOST}:{m.port}/pg_auto_failover?sslmode=disable"
@@ -209,7 +207,7 @@ class FailoverCluster:
             node.autoctl("config", "set", "--pgdata", node.pgdata, "timeout.network_partition_timeout",
                          str(KEEPER_PARTITION_TIMEOUT_S), what="partition timeout")
             if i == 0:
-                node.include(NODE_SETTINGS)  # the clone copies the file and the include
+                node.include(DEPLOY / "node.conf", TEST_SETTINGS)  # the clone copies both
             node.start()
         self.wait_for(lambda s: s.get("node1") == ("primary", "primary")
                       and s.get("node2") == ("secondary", "secondary"), 120, "node1 primary, node2 secondary")
