@@ -28,7 +28,7 @@ import contextlib
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -45,7 +45,7 @@ from tests.integration.test_edge_mqtt import T0, drained, edge_agent
 from tests.integration.test_ingest_faults import workers
 from tests.integration.test_ingest_support import AckWatcher, wait_until
 from tests.integration.test_ops_service import Publisher, batch
-from tests.servers._proc import free_port, start_process, stop_process, wait_for_port
+from tests.servers._proc import free_port, log_tail_message, start_process, stop_process, wait_for_port
 from tests.servers.mosquitto import MosquittoFactory
 from tests.servers.pg_failover import DBNAME, FailoverCluster, pg_failover
 
@@ -57,7 +57,7 @@ REGISTRY = load_registry()
 RUN_S = float(os.environ.get("SMARTWARD_H2_SECONDS", "60"))
 KILL_AFTER_S = 15.0  # of publishing, before the primary dies
 GATEWAYS = ("tn-gw-01", "qt-gw-01", "tn-gw-02")  # the edges; an-xa is kept for the incidents
-SPEED = 30.0  # simulated seconds per real second
+SPEED = 15.0  # simulated seconds per real second: a batch every 5 simulated s → 3 per second
 SECRET = "h2-failover-secret-key-0123456789abcdef"
 INCIDENT_GW, INCIDENT_SITE = "ax-gw-02", "an-xa"
 
@@ -106,6 +106,18 @@ class Ops:
         except OSError:
             return False
 
+    def diagnosis(self) -> str:
+        """For a failure message: the service's counters and the end of its log."""
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
+                text = r.read().decode()
+        except OSError as exc:
+            text = f"no metrics: {exc}"
+        counters = "\n".join(line for line in text.splitlines() if line.startswith("smartward_ops"))
+        return f"\n--- ops metrics ---\n{counters}{log_tail_message(self.log)}"
+
     def close(self) -> None:
         stop_process(self.proc, timeout_s=30)
 
@@ -121,15 +133,17 @@ def agents(tmp_path: Path, url: str, end: datetime) -> Iterator[dict[str, Agent]
         yield out
 
 
-def failover(cluster: FailoverCluster, acks: AckWatcher) -> tuple[float, dict[str, float]]:
-    """Kill the primary's machine and watch the standby take over. Returns when it was killed
-    (monotonic) and the figures; checks on the way that no ack got ahead of what the dead
-    primary had committed."""
+def failover(cluster: FailoverCluster, acks: AckWatcher,
+             meanwhile: Callable[[], None]) -> tuple[float, dict[str, float]]:
+    """Kill the primary's machine, run ``meanwhile``, and watch the standby take over. Returns
+    when it was killed (monotonic) and the figures; checks on the way that no ack got ahead of
+    what the dead primary had committed."""
     old, new = cluster.nodes
     assert cluster.primary() is old
     standby = new.url_for(DBNAME)
     killed = time.monotonic()
     old.kill9()
+    meanwhile()
     # The standby holds every acknowledged commit (synchronous replication); wait until it has
     # replayed what it received, then read what was committed when the primary died.
     wait_until(lambda: sql(standby, "SELECT pg_last_wal_replay_lsn() >= pg_last_wal_receive_lsn()")[0][0],
@@ -184,14 +198,21 @@ def test_primary_killed_standby_promoted_ingest_and_ops_resume_losing_nothing(
             started = time.monotonic()
             wait_until(lambda: min(committed(url).values()) >= 3, 60, "every edge committing")
             time.sleep(max(0.0, KILL_AFTER_S - (time.monotonic() - started)))  # publishing goes on
-            killed_at, figures = failover(cluster, acks)
 
-            # After the failover: the gas clears (120 s of reading time), and long after the
-            # incident's hold and reopen window a new leak opens incident B; A is resolved first.
-            for k in range(2, 22):
-                gas.send(telemetry, batch(k, t1 + timedelta(seconds=10 * (k - 1)), 0.0))
-            gas.send(telemetry, batch(22, t1 + timedelta(seconds=6000), 30.0))
-            wait_until(lambda: len(incidents(url)) == 2, 90, "incident B opened after the failover")
+            def gas_clears_then_leaks_again() -> None:
+                """Sent while no database takes writes: the gas clears (120 s of reading
+                time), and long after the incident's hold and reopen window a new leak opens
+                incident B; A is resolved first. The ops service must hold them until it can
+                write."""
+                for k in range(2, 22):
+                    gas.send(telemetry, batch(k, t1 + timedelta(seconds=10 * (k - 1)), 0.0))
+                gas.send(telemetry, batch(22, t1 + timedelta(seconds=6000), 30.0))
+
+            killed_at, figures = failover(cluster, acks, gas_clears_then_leaks_again)
+            try:
+                wait_until(lambda: len(incidents(url)) == 2, 120, "incident B opened after the failover")
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}: {incidents(url)}{ops.diagnosis()}") from exc
             figures["ops_write_s"] = time.monotonic() - killed_at
             wait_until(lambda: incidents(url)[0] == (incident_a, "resolved"), 30, "incident A resolved")
             assert incidents(url)[1][1] == "open"

@@ -18,7 +18,8 @@ On a Debian 12 host everything runs inside the Debian 13 root of scripts/timesca
 The nodes run with the shipped settings (deploy/postgres/node.conf, monitor.conf) plus small
 test values (``TEST_SETTINGS``); the monitor's timers are shortened (``MONITOR_TEST_SETTINGS``):
 a dead primary is noticed within about 3 s and the standby is promoted about 5 s later. The
-defaults, and why they are longer, are in deploy/postgres/monitor.conf.
+defaults, and why they are longer, are in deploy/postgres/monitor.conf;
+``SMARTWARD_PGAF_SHIPPED_TIMERS=1`` keeps them.
 
 Fixture:
     pg_failover  (function) a started ``FailoverCluster``, removed when the test ends
@@ -99,6 +100,12 @@ MONITOR_TEST_SETTINGS: Mapping[str, str] = {
 # A keeper that reaches neither the monitor nor its standby for this long demotes its own
 # primary; it must stay below the monitor's primary_demote_timeout (no two primaries).
 KEEPER_PARTITION_TIMEOUT_S = 3
+
+
+def shipped_timers() -> bool:
+    """``SMARTWARD_PGAF_SHIPPED_TIMERS=1``: keep deploy/postgres/monitor.conf's timers (and the
+    keeper's default partition timeout, 20 s), to measure a failover as deployed."""
+    return os.environ.get("SMARTWARD_PGAF_SHIPPED_TIMERS", "") == "1"
 
 WRITABLE_STATES = frozenset({"single", "wait_primary", "primary"})
 
@@ -195,7 +202,7 @@ class FailoverCluster:
                   what="create monitor")
         m.autoctl("config", "set", "--pgdata", m.pgdata, "postgresql.listen_addresses", HOST,
                   what="monitor listen address")
-        m.include(DEPLOY / "monitor.conf", MONITOR_TEST_SETTINGS)
+        m.include(DEPLOY / "monitor.conf", TEST_SETTINGS if shipped_timers() else MONITOR_TEST_SETTINGS)
         m.start()
         self._wait_sql(m.url_for("pg_auto_failover"), m, "monitor accepts connections")
         monitor_uri = f"postgresql://autoctl_node@{HOST}:{m.port}/pg_auto_failover?sslmode=disable"
@@ -204,8 +211,9 @@ class FailoverCluster:
             node.autoctl("create", "postgres", "--pgdata", node.pgdata, "--pgport", str(node.port),
                          "--listen", HOST, "--name", node.name, "--dbname", DBNAME,
                          "--monitor", monitor_uri, *common, what="create postgres")
-            node.autoctl("config", "set", "--pgdata", node.pgdata, "timeout.network_partition_timeout",
-                         str(KEEPER_PARTITION_TIMEOUT_S), what="partition timeout")
+            if not shipped_timers():
+                node.autoctl("config", "set", "--pgdata", node.pgdata, "timeout.network_partition_timeout",
+                             str(KEEPER_PARTITION_TIMEOUT_S), what="partition timeout")
             if i == 0:
                 node.include(DEPLOY / "node.conf", TEST_SETTINGS)  # the clone copies both
             node.start()
