@@ -19,7 +19,8 @@ notices, waits for the old primary to demote (it cannot) and promotes the standb
 
 The figures (kill → promotion, kill → first commit on the new primary, kill → first ops write)
 are printed and recorded in docs/reliability.md (H2) and docs/scale-out.md.
-``SMARTWARD_H2_SECONDS`` (default 60) sets how long the edges publish.
+``SMARTWARD_H2_SECONDS`` (default 60) sets how long the edges publish, ``SMARTWARD_H2_SPEED``
+(default 15) how fast their clocks run.
 """
 
 from __future__ import annotations
@@ -57,7 +58,8 @@ REGISTRY = load_registry()
 RUN_S = float(os.environ.get("SMARTWARD_H2_SECONDS", "60"))
 KILL_AFTER_S = 15.0  # of publishing, before the primary dies
 GATEWAYS = ("tn-gw-01", "qt-gw-01", "tn-gw-02")  # the edges; an-xa is kept for the incidents
-SPEED = 15.0  # simulated seconds per real second: a batch every 5 simulated s → 3 per second
+# Simulated seconds per real second: a batch every 5 simulated s, 3 a second per gateway.
+SPEED = float(os.environ.get("SMARTWARD_H2_SPEED", "15"))
 SECRET = "h2-failover-secret-key-0123456789abcdef"
 INCIDENT_GW, INCIDENT_SITE = "ax-gw-02", "an-xa"
 
