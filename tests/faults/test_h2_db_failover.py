@@ -11,7 +11,7 @@ PostgreSQL together (PostgreSQL alone would be restarted in place by its keeper)
 notices, waits for the old primary to demote (it cannot) and promotes the standby. Pass when:
 
 - no ack watermark covers a batch that was not committed when the primary died (the ingest
-  stops acking; the edges keep their outboxes);
+  stops acking; the edges keep their outboxes), and the ingest's readiness turns red;
 - the ingest commits on the new primary by itself and every edge drains: every batch stored
   exactly once with every reading the driver produced, no dead letter, no seq gap;
 - the ops center writes on the new primary by itself: the incident opened before the kill is
@@ -138,11 +138,11 @@ def agents(tmp_path: Path, url: str, end: datetime) -> Iterator[dict[str, Agent]
         yield out
 
 
-def failover(cluster: FailoverCluster, acks: AckWatcher,
+def failover(cluster: FailoverCluster, acks: AckWatcher, ingest: Any,
              meanwhile: Callable[[], None]) -> tuple[float, dict[str, float]]:
     """Kill the primary's machine, run ``meanwhile``, and watch the standby take over. Returns
     when it was killed (monotonic) and the figures; checks on the way that no ack got ahead of
-    what the dead primary had committed."""
+    what the dead primary had committed, and that the ingest's readiness turned red."""
     old, new = cluster.nodes
     assert cluster.primary() is old
     standby = new.url_for(DBNAME)
@@ -156,6 +156,7 @@ def failover(cluster: FailoverCluster, acks: AckWatcher,
     at_kill = committed(standby)
     count_at_kill = int(sql(standby, "SELECT count(*) FROM ingest_batches")[0][0])
     figures: dict[str, float] = {}
+    red = False
     deadline = killed + 120
     while "first_commit_s" not in figures:
         assert time.monotonic() < deadline, f"no commit on the new primary; {cluster.states()}"
@@ -168,10 +169,12 @@ def failover(cluster: FailoverCluster, acks: AckWatcher,
                 # Nothing can commit now: an ack past the dead primary's commits is a lie.
                 for gw in GATEWAYS:
                     assert marks.get(gw, 0) <= at_kill[gw], (gw, marks.get(gw), at_kill[gw])
+                red = red or not ingest.ready()
         else:
             if int(sql(standby, "SELECT count(*) FROM ingest_batches")[0][0]) > count_at_kill:
                 figures["first_commit_s"] = time.monotonic() - killed
         time.sleep(0.1)  # polling another process's database: no event to wait on
+    assert red, "the ingest stayed ready while no database took writes"
     return killed, figures
 
 
@@ -213,7 +216,7 @@ def test_primary_killed_standby_promoted_ingest_and_ops_resume_losing_nothing(
                     gas.send(telemetry, batch(k, t1 + timedelta(seconds=10 * (k - 1)), 0.0))
                 gas.send(telemetry, batch(22, t1 + timedelta(seconds=6000), 30.0))
 
-            killed_at, figures = failover(cluster, acks, gas_clears_then_leaks_again)
+            killed_at, figures = failover(cluster, acks, ingest, gas_clears_then_leaks_again)
             try:
                 wait_until(lambda: len(incidents(url)) == 2, 120, "incident B opened after the failover")
             except AssertionError as exc:
