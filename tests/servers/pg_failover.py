@@ -107,6 +107,7 @@ def shipped_timers() -> bool:
     keeper's default partition timeout, 20 s), to measure a failover as deployed."""
     return os.environ.get("SMARTWARD_PGAF_SHIPPED_TIMERS", "") == "1"
 
+
 WRITABLE_STATES = frozenset({"single", "wait_primary", "primary"})
 
 
@@ -172,8 +173,8 @@ class AutoctlNode:
 class FailoverCluster:
     """The monitor, ``node1`` (first primary) and ``node2`` (first standby).
 
-    ``url`` is the multi-host URL the ingest and the ops center use; ``states()`` and the
-    ``wait_*`` helpers read the monitor; ``events()`` its event log."""
+    ``url`` is the multi-host URL the ingest and the ops center use; ``states()``,
+    ``wait_for()`` and ``primary()`` read the monitor; ``events()`` its event log."""
 
     def __init__(self, host_dir: Path, commands_for: Callable[[Path], PgCommands],
                  keep_logs_in: Path | None) -> None:
@@ -241,14 +242,15 @@ class FailoverCluster:
                                 " FROM pgautofailover.node ORDER BY nodeid").fetchall()
         return [NodeState(str(r[0]), int(r[1]), str(r[2]), str(r[3]), int(r[4]) == 1) for r in rows]
 
-    def wait_for(self, condition: object, timeout_s: float, what: str) -> None:
+    def wait_for(self, condition: Callable[[dict[str, tuple[str, str]]], bool], timeout_s: float,
+                 what: str) -> None:
         """Until ``condition({name: (reported, goal)})`` holds (the monitor's view)."""
         def check() -> bool:
             try:
                 view = {s.name: (s.reported, s.goal) for s in self.states()}
             except psycopg.OperationalError:
                 return False
-            return bool(condition(view))  # type: ignore[operator]
+            return condition(view)
 
         try:
             wait_until(check, timeout_s=timeout_s, what=what, alive=self.monitor.running)
@@ -257,7 +259,7 @@ class FailoverCluster:
             raise ServerError(f"{exc}; states {self.states()}{logs}") from exc
 
     def writable(self) -> AutoctlNode | None:
-        """The node that is primary by the monitor and accepts writes, if any."""
+        """The node that accepts a read-write session now (as the clients see it), if any."""
         for node in self.nodes:
             try:
                 with psycopg.connect(node.url_for(DBNAME), connect_timeout=1,
