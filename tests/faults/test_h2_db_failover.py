@@ -20,7 +20,7 @@ notices, waits for the old primary to demote (it cannot) and promotes the standb
 The figures (kill → promotion, kill → first commit on the new primary, kill → first ops write)
 are printed and recorded in docs/reliability.md (H2) and docs/scale-out.md.
 ``SMARTWARD_H2_SECONDS`` (default 60) sets how long the edges publish, ``SMARTWARD_H2_SPEED``
-(default 15) how fast their clocks run.
+(default 60) how fast their clocks run.
 """
 
 from __future__ import annotations
@@ -58,8 +58,9 @@ REGISTRY = load_registry()
 RUN_S = float(os.environ.get("SMARTWARD_H2_SECONDS", "60"))
 KILL_AFTER_S = 15.0  # of publishing, before the primary dies
 GATEWAYS = ("tn-gw-01", "qt-gw-01", "tn-gw-02")  # the edges; an-xa is kept for the incidents
-# Simulated seconds per real second: a batch every 5 simulated s, 3 a second per gateway.
-SPEED = float(os.environ.get("SMARTWARD_H2_SPEED", "15"))
+# Simulated seconds per real second. These gateways' sensors report every minute: a batch a
+# simulated minute, one a second per gateway at 60×, so ten of each pile up in the failover.
+SPEED = float(os.environ.get("SMARTWARD_H2_SPEED", "60"))
 SECRET = "h2-failover-secret-key-0123456789abcdef"
 INCIDENT_GW, INCIDENT_SITE = "ax-gw-02", "an-xa"
 
@@ -228,7 +229,9 @@ def test_primary_killed_standby_promoted_ingest_and_ops_resume_losing_nothing(
             wait_until(ingest.ready, 60, "ingest ready after the failover")
             wait_until(ops.ready, 60, "ops ready after the failover")
             finals = {gw: a.wait_until(drained(end), 240) for gw, a in running.items()}
-        print(f"H2 figures (s after the kill): {figures}; cluster built in {cluster.build_s:.1f} s")
+        batches = {gw: stats.outbox.last_seq for gw, stats in finals.items()}
+        print(f"H2 figures (s after the kill): {figures}; batches per edge {batches}; "
+              f"cluster built in {cluster.build_s:.1f} s")
         for when, what in cluster.events(12):
             print(f"  {when} {what}")
     finally:
