@@ -46,13 +46,14 @@ fi
 case "${VERSION_CODENAME:-}" in
     bookworm)
         # TimescaleDB is not packaged for Debian 12: it runs from a Debian 13 root built
-        # by scripts/timescaledb-root.sh with debootstrap.
+        # by scripts/timescaledb-root.sh with debootstrap (with pg_auto_failover too).
         packages+=(debootstrap)
         timescale_mode=chroot
         ;;
     *)
-        # Debian 13 ships the Apache edition for its default PostgreSQL 17.
-        packages+=(postgresql-17-timescaledb)
+        # Debian 13 ships the Apache edition for its default PostgreSQL 17, and
+        # pg_auto_failover (the database failover of docs/reliability.md H2).
+        packages+=(postgresql-17-timescaledb postgresql-17-auto-failover)
         timescale_mode=native
         ;;
 esac

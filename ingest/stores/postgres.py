@@ -106,7 +106,7 @@ class PostgresStore(PostgresSchema, PostgresUpkeep):
         acquire_timeout_s: float = 5.0,
         connect_timeout_s: float = 5.0,
         statement_timeout_ms: int = 60_000,
-        reconnect_timeout_s: float = 300.0,
+        reconnect_timeout_s: float = 2.0,
         timescaledb: bool | None = None,
         name: str = "smartward-store",
     ) -> None:
@@ -114,7 +114,10 @@ class PostgresStore(PostgresSchema, PostgresUpkeep):
         False never creates it. ``acquire_timeout_s`` bounds how long a call waits for a
         connection before raising ``StoreUnavailable`` (also while the database is down).
         The pool retries connecting with backoff; after ``reconnect_timeout_s`` of failures it
-        gives up that attempt and starts a new one when a call asks for a connection."""
+        gives up that attempt and starts a new one when a call asks for a connection. Short on
+        purpose: the pool's backoff doubles (1, 2, 4, 8 s...), so a long attempt reaches a
+        database that came back, or a standby just promoted, seconds late; a short one leaves
+        the pace to the callers' own retries (docs/reliability.md H2)."""
         self.url = url
         self._last_ok: weakref.WeakKeyDictionary[Connection, float] = weakref.WeakKeyDictionary()
         self._timescaledb = timescaledb

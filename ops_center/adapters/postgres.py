@@ -76,6 +76,10 @@ class PostgresOpsRepository(SqlOpsRepository):
             open=False,
             check=ConnectionPool.check_connection,
             timeout=timeout_s,
+            # Give up a failing reconnection attempt after 2 s, before the pool's doubling
+            # backoff grows: the next request starts a new one at once, so a standby just
+            # promoted is reached within a second or so (docs/reliability.md H2).
+            reconnect_timeout=2.0,
             # autocommit: a read is its statements (READ COMMITTED gives each its own snapshot
             # anyway), so it leaves no transaction for the pool to roll back on return, one
             # round trip fewer; writes run in explicit transactions (``_tx``).
