@@ -141,7 +141,7 @@ class Fleet:
         self.ramp = asyncio.Semaphore(500)
 
     def backoff_s(self, failures: int) -> float:
-        """The edge's: exponential, equal jitter (edge/publisher.py ``_backoff_s``, one URL)."""
+        """The edge's: exponential, equal jitter (edge/mqtt_publisher.py ``_backoff_s``, one URL)."""
         base = min(self.reconnect_max_s, self.reconnect_min_s * 2.0 ** (failures - 1))
         return base / 2 + self.rng.uniform(0, base / 2)
 
