@@ -37,10 +37,14 @@ import urllib.request
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bench.alerts_load import Load, TimedFeed, plan_load
 from bench.measure import free_port
 from contract.registry import Registry, load_registry
+
+if TYPE_CHECKING:
+    from ops_center.adapters.repository import OpsRepository
 
 MAX_SECONDS = 600
 MAX_READINGS = 5_000_000
@@ -50,6 +54,21 @@ def pct(values: Sequence[float], q: int) -> float:
     if len(values) == 1:
         return values[0]
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if q < 100 else max(values)
+
+
+def open_stores(db_url: str, stack: contextlib.ExitStack) -> OpsRepository:
+    """Migrate the readings store and the ops store at ``db_url``; the ops repository, closed
+    with ``stack``."""
+    from ingest.stores import open_store
+    from ops_center.adapters.factory import open_repository
+
+    store = open_store(db_url)
+    store.migrate()
+    store.close()
+    repo = open_repository(db_url)
+    stack.callback(repo.close)
+    repo.migrate()
+    return repo
 
 
 def start_ingest(mode: str, mqtt_url: str, db_url: str, registry: Registry,
@@ -102,8 +121,6 @@ def start_ingest(mode: str, mqtt_url: str, db_url: str, registry: Registry,
 
 
 def run_pipeline(args: argparse.Namespace, registry: Registry) -> int:
-    from ingest.stores import open_store
-    from ops_center.adapters.factory import open_repository
     from ops_center.rulebook.loader import load_patterns, load_rules
     from ops_center.service.service import OpsService
     from ops_center.service.settings import OpsServiceSettings
@@ -129,12 +146,7 @@ def run_pipeline(args: argparse.Namespace, registry: Registry) -> int:
             stack.callback(broker.stop)
             mqtt_url, broker_name = broker.url, "Mosquitto (riêng / private, shipped config)"
         db_url = args.db or f"sqlite:///{workdir / 'bench.db'}"
-        store = open_store(db_url)
-        store.migrate()
-        store.close()
-        repo = open_repository(db_url)
-        stack.callback(repo.close)
-        repo.migrate()
+        repo = open_stores(db_url, stack)
         feed = TimedFeed()
         settings = OpsServiceSettings(mqtt_url=mqtt_url, db_url=db_url, ops_session_expiry_s=600)
         service = OpsService(settings, registry, repo, feed, rules=load_rules(registry=registry),

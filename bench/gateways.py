@@ -2,7 +2,7 @@
 
     smartward bench gateways [--gateways 10000] [--interval 60] [--steady 120] [--outage 60]
 
-One process holds N MQTT connections (smartward/mqttlite.py), one per gateway of a generated
+One process holds N MQTT connections (bench/mqttlite.py), one per gateway of a generated
 registry (``--registry`` keeps the file), each its own client id and user name, each sending a
 contract telemetry batch every ``--interval`` seconds (seq per gateway) and following its own
 retained ack watermark as the edge does. Mosquitto runs the project's configuration
@@ -35,18 +35,18 @@ from pathlib import Path
 from bench.gateways_env import Broker, FleetSpec, write_registry
 from bench.ingest_store import count_stored
 from bench.measure import cpu_seconds, free_port, metrics_ready, percentile
-from bench.pgserver import BenchServer, start_bench_server
-from contract import topics
-from contract.codec import decode_ack, encode
-from contract.errors import ContractError
-from contract.models import Reading, TelemetryBatch
-from smartward.mqttlite import (
+from bench.mqttlite import (
     DISCONNECT_PACKET,
     MqttConnection,
     connect_packet,
     publish_packet,
     subscribe_packet,
 )
+from bench.pgserver import BenchServer, start_bench_server
+from contract import topics
+from contract.codec import decode_ack, encode
+from contract.errors import ContractError
+from contract.models import Reading, TelemetryBatch
 
 MAX_GATEWAYS = 20_000
 MAX_PHASE_S = 600.0
@@ -141,7 +141,7 @@ class Fleet:
         self.ramp = asyncio.Semaphore(500)
 
     def backoff_s(self, failures: int) -> float:
-        """The edge's: exponential, equal jitter (edge/publisher.py ``_backoff_s``, one URL)."""
+        """The edge's: exponential, equal jitter (edge/mqtt_publisher.py ``_backoff_s``, one URL)."""
         base = min(self.reconnect_max_s, self.reconnect_min_s * 2.0 ** (failures - 1))
         return base / 2 + self.rng.uniform(0, base / 2)
 

@@ -9,8 +9,8 @@ import subprocess
 from pathlib import Path
 
 from bench.measure import cpu_seconds, free_port, wait_port
+from smartward.mosquitto_config import SHIPPED_CONFIG, render_mosquitto_config
 
-_REPO = Path(__file__).resolve().parents[1]
 FleetSpec = list[tuple[str, str, list[tuple[str, str]]]]  # (site, gateway, [(sensor, metric)])
 
 
@@ -38,21 +38,10 @@ def write_registry(path: Path, gateways: int, sensors: int) -> FleetSpec:
 
 def render_broker_config(port: int, data_dir: Path) -> str:
     """deploy/mosquitto/smartward.conf with this run's listener, data directory and log;
-    anonymous (the password file and ACL would need 10k hashed passwords)."""
-    drop = {"password_file", "acl_file", "use_username_as_clientid", "allow_anonymous", "log_dest", "user"}
-    out = []
-    for line in (_REPO / "deploy" / "mosquitto" / "smartward.conf").read_text().splitlines():
-        key = line.split()[0] if line.strip() and not line.startswith("#") else None
-        if key == "listener":
-            out.append(f"listener {port} 127.0.0.1")
-        elif key == "persistence_location":
-            out.append(f"persistence_location {data_dir}/")
-        elif key not in drop:
-            out.append(line)
-    out += ["allow_anonymous true", "max_connections -1", f"log_dest file {data_dir}/mosquitto.log"]
-    if os.geteuid() == 0:
-        out.append("user root")
-    return "\n".join(out) + "\n"
+    anonymous (the password file and ACL would need 10k hashed passwords), no connection limit."""
+    return render_mosquitto_config(SHIPPED_CONFIG.read_text(), port=port, data_dir=data_dir,
+                                   log_dest=f"file {data_dir}/mosquitto.log",
+                                   overrides={"max_connections": "-1"})
 
 
 class Broker:

@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.alerts import pct, start_ingest
+from bench.alerts import open_stores, pct, start_ingest
 from bench.alerts_load import GAS_SENSORS, Load, TimedFeed, plan_load
 from contract.registry import Registry
 
@@ -69,8 +69,6 @@ def run_notify_pipeline(args: argparse.Namespace, registry: Registry) -> int:
     except ImportError:
         print("    --notify needs aiosmtpd (pip install 'smartward[dev]')")
         return 2
-    from ingest.stores import open_store
-    from ops_center.adapters.factory import open_repository
     from ops_center.rulebook.loader import load_patterns, load_rules
     from ops_center.service.service import OpsService
     from ops_center.service.settings import OpsServiceSettings
@@ -98,12 +96,7 @@ def run_notify_pipeline(args: argparse.Namespace, registry: Registry) -> int:
         broker = MosquittoBroker(workdir / "broker").start()
         stack.callback(broker.stop)
         db_url = args.db or f"sqlite:///{workdir / 'bench.db'}"
-        store = open_store(db_url)
-        store.migrate()
-        store.close()
-        repo = open_repository(db_url)
-        stack.callback(repo.close)
-        repo.migrate()
+        repo = open_stores(db_url, stack)
         settings = OpsServiceSettings(
             mqtt_url=broker.url,
             db_url=db_url,

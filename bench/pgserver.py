@@ -18,12 +18,14 @@ import contextlib
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from bench.measure import free_port
+from smartward.pg_binaries import host_bindir, native_timescale_bindir
 
 _REPO = Path(__file__).resolve().parents[1]
 _IN_ROOT = _REPO / "scripts" / "in-timescaledb-root.sh"
@@ -57,27 +59,6 @@ _BASE: Mapping[str, str] = {
 
 class BenchServerError(RuntimeError):
     pass
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _native_timescale_bindir() -> Path | None:
-    controls = Path("/usr/share/postgresql").glob("*/extension/timescaledb.control")
-    for control in sorted(controls, reverse=True):
-        bindir = Path("/usr/lib/postgresql") / control.parent.parent.name / "bin"
-        if (bindir / "initdb").exists():
-            return bindir
-    return None
-
-
-def _host_bindir() -> Path | None:
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"),
-                   key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0)
-    return found[-1].parent if found else None
 
 
 @dataclass
@@ -155,7 +136,7 @@ def start_bench_server(kind: str, settings: Mapping[str, str] | None = None,
     ``name=value`` settings (e.g. from ``--pg-setting``)."""
     host_dir = Path(tempfile.mkdtemp(prefix=f"smartward-bench-{kind}-"))
     env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": str(host_dir)}
-    bindir = _native_timescale_bindir() if kind == "timescaledb" else _host_bindir()
+    bindir = native_timescale_bindir() if kind == "timescaledb" else host_bindir()
     if bindir is not None:
         prefix: tuple[str, ...] = ()
         if os.getuid() == 0:
@@ -163,7 +144,7 @@ def start_bench_server(kind: str, settings: Mapping[str, str] | None = None,
             os.chown(host_dir, account.pw_uid, account.pw_gid)
             prefix = ("setpriv", f"--reuid={account.pw_uid}", f"--regid={account.pw_gid}", "--init-groups",
                       "--")
-        server = BenchServer(kind, _free_port(), host_dir, prefix, str(bindir), str(host_dir), env)
+        server = BenchServer(kind, free_port(), host_dir, prefix, str(bindir), str(host_dir), env)
     elif kind == "timescaledb":
         root = Path(os.environ.get("SMARTWARD_CACHE", "/var/cache/smartward")) / "trixie-timescaledb"
         if not (root / ".smartward-complete").exists() or os.getuid() != 0:
@@ -172,7 +153,7 @@ def start_bench_server(kind: str, settings: Mapping[str, str] | None = None,
                                    "not root (scripts/install-test-deps.sh builds it)")
         env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
                "SMARTWARD_CACHE": str(root.parent)}
-        server = BenchServer(kind, _free_port(), host_dir, (str(_IN_ROOT), str(host_dir)), _ROOT_BINDIR,
+        server = BenchServer(kind, free_port(), host_dir, (str(_IN_ROOT), str(host_dir)), _ROOT_BINDIR,
                              _ROOT_SERVER_DIR, env)
     else:
         shutil.rmtree(host_dir, ignore_errors=True)

@@ -18,8 +18,9 @@ from edge.commands import CommandHandler
 from edge.counters import EdgeStats
 from edge.drivers.base import CommandTarget, Driver, LinkProbe
 from edge.errors import ConfigError
+from edge.mqtt_publisher import MqttPublisher
 from edge.outbox import SqliteOutbox
-from edge.publisher import EventSink, MqttPublisher
+from edge.publisher import EventSink
 from edge.settings import EdgeSettings
 
 

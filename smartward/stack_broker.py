@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import getpass
 import socket
 import subprocess
 import threading
@@ -20,9 +19,9 @@ from contract import topics
 from contract.brokers import BrokerUrl
 from contract.registry import Registry
 from mqttlink.client import SessionOptions, connected_client
+from smartward.mosquitto_config import SHIPPED_CONFIG, render_mosquitto_config
 
 HOST = "127.0.0.1"
-_CONFIG = Path(__file__).resolve().parents[1] / "deploy" / "mosquitto" / "smartward.conf"
 
 
 class StackError(Exception):
@@ -33,30 +32,6 @@ def free_port(host: str = HOST) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
-
-
-def render_mosquitto_config(template: str, *, port: int, data_dir: Path, log_path: Path) -> str:
-    """The shipped configuration with a private loopback listener (open to local clients),
-    data directory and log file."""
-    out: list[str] = []
-    for line in template.splitlines():
-        words = line.split()
-        key = words[0] if words and not words[0].startswith("#") else None
-        if key == "listener":
-            out.append(f"listener {port} {HOST}")
-        elif key == "persistence_location":
-            out.append(f"persistence_location {data_dir}/")
-        elif key in ("log_dest", "user", "password_file", "acl_file", "use_username_as_clientid"):
-            continue
-        elif key == "allow_anonymous":
-            # A private broker on a loopback port for one run (evaluation, benchmarks): no
-            # gateway accounts to generate, so it is open to local clients.
-            out.append("allow_anonymous true")
-        else:
-            out.append(line)
-    # As root Mosquitto would switch to the `mosquitto` user, which cannot write our directory.
-    out += [f"log_dest file {log_path}", f"user {getpass.getuser()}"]
-    return "\n".join(out) + "\n"
 
 
 def _wait_port(port: int, deadline: float, alive: Callable[[], bool]) -> None:
@@ -73,7 +48,7 @@ class MosquittoBroker:
     """A private Mosquitto on a free port, from the project's configuration file."""
 
     def __init__(self, workdir: Path, *, binary: str = "/usr/sbin/mosquitto",
-                 config: Path = _CONFIG) -> None:
+                 config: Path = SHIPPED_CONFIG) -> None:
         self.port = free_port()
         self.workdir = workdir
         self.binary = binary
@@ -86,7 +61,7 @@ class MosquittoBroker:
         except OSError as exc:
             raise StackError(f"no broker configuration at {config}: {exc}") from exc
         self.config_path.write_text(render_mosquitto_config(template, port=self.port, data_dir=data,
-                                                            log_path=self.log_path))
+                                                            log_dest=f"file {self.log_path}"))
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property

@@ -149,7 +149,7 @@ def test_edge_agent_killed_while_the_broker_is_down_loses_nothing(
     assert readings == expected  # nothing lost, nothing twice
     # The agent says offline with its final seq; if the broker did not acknowledge that status
     # within edge_shutdown_timeout_s (a loaded machine), the agent leaves with its Will instead
-    # (edge/publisher.py close()), whose status carries the seq of connect time.
+    # (edge/mqtt_publisher.py close()), whose status carries the seq of connect time.
     stopped = [line for line in second.lines if "edge agent" in line and " stopped:" in line]
     assert stopped, "\n".join(second.lines[-30:])
     acknowledged = stopped[-1].endswith("offline status acknowledged")

@@ -1,8 +1,8 @@
 """Mosquitto brokers for tests, started from the project's own configuration.
 
-``deploy/mosquitto/smartward.conf`` is rendered with a free loopback port, a private data
-directory and a log file, so every test runs the configuration that ships (never the system
-broker on 1883).
+``deploy/mosquitto/smartward.conf`` is rendered by the product's renderer
+(smartward/mosquitto_config.py) with a free loopback port, a private data directory and the log
+on stdout, so every test runs the configuration that ships (never the system broker on 1883).
 
 Fixtures:
     mosquitto         (function) factory: ``mosquitto(queue_defaults=False, overrides=None,
@@ -16,7 +16,6 @@ A missing ``mosquitto`` binary is a failure under CI (``CI=true``) and a skip el
 
 from __future__ import annotations
 
-import getpass
 import os
 import shutil
 import signal
@@ -39,6 +38,7 @@ from contract import topics
 from contract.codec import decode_status, decode_telemetry, encode
 from contract.errors import ContractError
 from contract.models import Ack, Status, TelemetryBatch
+from smartward.mosquitto_config import HOST, SHIPPED_CONFIG, render_mosquitto_config
 from tests.servers._proc import (
     ServerError,
     free_port,
@@ -50,8 +50,6 @@ from tests.servers._proc import (
     wait_for_port,
 )
 
-HOST = "127.0.0.1"
-PROJECT_CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto" / "smartward.conf"
 # The queue settings that `queue_defaults=True` removes, leaving Mosquitto's defaults
 # (1000 messages, no byte limit).
 QUEUE_KEYS = ("max_queued_messages", "max_queued_bytes")
@@ -64,54 +62,6 @@ def mosquitto_binary() -> str:
         if candidate and os.access(candidate, os.X_OK):
             return candidate
     missing_server("mosquitto", "no mosquitto binary (apt-get install mosquitto)")
-
-
-def render_config(
-    template: str,
-    *,
-    port: int,
-    data_dir: Path,
-    overrides: Mapping[str, str | None] | None = None,
-    credentials: Path | None = None,
-) -> str:
-    """The project configuration with this test's listener, data directory and logging.
-
-    ``credentials``: a directory written by ``smartward mqtt credentials``, whose password file
-    and ACL replace the shipped paths (the broker then runs its shipped authentication); None
-    opens this private loopback broker to anonymous clients instead, for the tests that are
-    not about authentication. ``overrides`` maps a directive to a new value, or to None to
-    remove it (its default then applies); directives not in the template are appended.
-    """
-    pending: dict[str, str | None] = {}
-    if credentials is None:
-        pending.update({"allow_anonymous": "true", "password_file": None, "acl_file": None,
-                        "use_username_as_clientid": None})
-    else:
-        pending.update({"password_file": str((credentials / "passwd").resolve()),
-                        "acl_file": str((credentials / "acl").resolve())})
-    pending.update(overrides or {})
-    replaced: set[str] = set()
-    out: list[str] = []
-    for line in template.splitlines():
-        words = line.split()
-        key = words[0] if words and not words[0].startswith("#") else None
-        if key == "listener":
-            out.append(f"listener {port} {HOST}")
-        elif key == "persistence_location":
-            out.append(f"persistence_location {data_dir}/")
-        elif key == "log_dest":
-            continue
-        elif key in pending:
-            if key not in replaced and pending[key] is not None:
-                out.append(f"{key} {pending[key]}")
-                replaced.add(key)
-        else:
-            out.append(line)
-    out += [f"{k} {v}" for k, v in pending.items() if v is not None and k not in replaced]
-    # The fixture reads the log from stdout; as root, Mosquitto would switch to the
-    # `mosquitto` user, which cannot write our temporary data directory.
-    out += ["log_dest stdout", f"user {getpass.getuser()}"]
-    return "\n".join(out) + "\n"
 
 
 class MosquittoServer:
@@ -182,7 +132,7 @@ MosquittoFactory = Callable[..., MosquittoServer]
 @pytest.fixture
 def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoFactory]:
     binary = mosquitto_binary()
-    template = PROJECT_CONFIG.read_text()
+    template = SHIPPED_CONFIG.read_text()
     servers: list[MosquittoServer] = []
 
     def make(*, queue_defaults: bool = False, overrides: Mapping[str, str | None] | None = None,
@@ -192,8 +142,11 @@ def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoFac
         port = free_port(HOST)
         workdir = tmp_path_factory.mktemp("mosquitto")
         server = MosquittoServer(binary, workdir,
-                                 render_config(template, port=port, data_dir=workdir / "data",
-                                               overrides=changes, credentials=credentials), port)
+                                 render_mosquitto_config(template, port=port,
+                                                         data_dir=workdir / "data",
+                                                         # the fixture reads the log from stdout
+                                                         log_dest="stdout", overrides=changes,
+                                                         credentials=credentials), port)
         servers.append(server)
         if start:
             server.start()

@@ -24,6 +24,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from smartward.pg_binaries import host_bindir
 from tests.servers._proc import ServerError, free_port, log_tail_message, missing_server, private_servers, run
 
 HOST = "127.0.0.1"
@@ -234,18 +235,6 @@ class PostgresServer:
 
 
 # --- the host's PostgreSQL ---------------------------------------------------------------
-
-def host_bindir() -> Path | None:
-    """The newest PostgreSQL installed on the host (Debian layout), or SMARTWARD_PG_BINDIR."""
-    override = os.environ.get("SMARTWARD_PG_BINDIR")
-    if override:
-        return Path(override) if (Path(override) / "initdb").exists() else None
-    found = sorted(
-        Path("/usr/lib/postgresql").glob("*/bin/initdb"),
-        key=lambda initdb: int(initdb.parent.parent.name) if initdb.parent.parent.name.isdigit() else 0,
-    )
-    return found[-1].parent if found else None
-
 
 def host_commands(bindir: Path, server_dir: Path) -> PgCommands:
     """Run the host's programs as `postgres` when we are root (initdb refuses root)."""

@@ -24,6 +24,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from smartward.pg_binaries import native_timescale_bindir
 from tests.servers._proc import free_port, missing_server, private_servers
 from tests.servers.postgres import PgCommands, PostgresServer, host_commands
 
@@ -45,16 +46,6 @@ def cache_dir() -> Path:
 
 def chroot_root() -> Path:
     return cache_dir() / "trixie-timescaledb"
-
-
-def native_bindir() -> Path | None:
-    """A host PostgreSQL that has the timescaledb extension installed (Debian layout)."""
-    controls = Path("/usr/share/postgresql").glob("*/extension/timescaledb.control")
-    for control in sorted(controls, reverse=True):
-        bindir = Path("/usr/lib/postgresql") / control.parent.parent.name / "bin"
-        if (bindir / "initdb").exists():
-            return bindir
-    return None
 
 
 class TimescaleServer(PostgresServer):
@@ -86,7 +77,7 @@ class TimescaleServer(PostgresServer):
 
 def start_timescale(name: str, keep_logs_in: Path | None) -> TimescaleServer:
     host_dir = Path(tempfile.mkdtemp(prefix=f"smartward-{name}-"))
-    bindir = native_bindir()
+    bindir = native_timescale_bindir()
     if bindir is not None:
         mode = "native"
         commands = host_commands(bindir, host_dir)

@@ -323,23 +323,19 @@ def pg_env(url: str, **over: Any) -> Iterator[Env]:
     migrate_ingest_pg(url)
     repo = PostgresOpsRepository(url, min_size=1, max_size=8)
     repo.open()
-    try:
-        repo.migrate()
-        s = seed(repo, pg_rows(url))
-        add_users(repo)
-        app = build_app(repo, **over)
-        with TestClient(app) as client:
-            yield Env(app, client, repo, s, {u: login(client, u) for u in USERS})
-    finally:
-        repo.close()
+    yield from _env(repo, pg_rows(url), **over)
 
 
 def sqlite_env(path: Path, **over: Any) -> Iterator[Env]:
     migrate_ingest_sqlite(path)
-    repo = SqliteOpsRepository(path)
+    yield from _env(SqliteOpsRepository(path), sqlite_rows(path), **over)
+
+
+def _env(repo: OpsRepository, rows: Rows, **over: Any) -> Iterator[Env]:
+    """The seeded store, its users and the app over it; the store is closed at the end."""
     try:
         repo.migrate()
-        s = seed(repo, sqlite_rows(path))
+        s = seed(repo, rows)
         add_users(repo)
         app = build_app(repo, **over)
         with TestClient(app) as client:

@@ -15,7 +15,8 @@ from edge import cli
 from edge.clock import ScaledClock
 from edge.drivers.synthetic import ScheduledLink, SyntheticDriver
 from edge.errors import ConfigError
-from edge.publisher import MqttPublisher, parse_broker_urls
+from edge.mqtt_publisher import MqttPublisher
+from edge.publisher import parse_broker_urls
 from edge.settings import EdgeSettings
 
 T0 = datetime(2026, 11, 28, 5, 0, tzinfo=UTC)

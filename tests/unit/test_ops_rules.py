@@ -11,7 +11,8 @@ import pytest
 
 from contract.registry import load_registry
 from ops_center.domain.rules import RULE_ADAPTER, build_evaluator
-from ops_center.domain.rules.base import EngineSettings, Evaluator, LevelMap, Machine, Target
+from ops_center.domain.rules.base import EngineSettings, Evaluator, Target
+from ops_center.domain.rules.levels import LevelMap, Machine
 
 REGISTRY = load_registry()
 T0 = datetime(2026, 3, 2, 3, 0, tzinfo=UTC).timestamp()  # 10:00 local (UTC+7)
@@ -134,7 +135,7 @@ def test_machine_fast_path_agrees_with_the_full_loop() -> None:
         ts = [float(i) for i in range(20)]
         full, fast = Machine(), Machine()
         a = full.step(ts, [lmap.up(v) for v in vals], [lmap.down(v) for v in vals], 2, 3)
-        from ops_center.domain.rules.base import run_levels
+        from ops_center.domain.rules.levels import run_levels
         b = [(s.index, s.level) for s in run_levels(fast, lmap, ts, vals, 2, 3)]
         assert a == b
 

@@ -14,7 +14,8 @@ from contract.registry import load_registry
 from contract.solar import sunrise_sunset
 from ops_center.domain.engine import RuleEngine
 from ops_center.domain.rules import RULE_ADAPTER, RuleSet, build_evaluator
-from ops_center.domain.rules.base import EngineSettings, Evaluator, Machine, Target
+from ops_center.domain.rules.base import EngineSettings, Evaluator, Target
+from ops_center.domain.rules.levels import Machine
 from ops_center.rulebook.loader import load_rules
 
 REGISTRY = load_registry()

@@ -16,7 +16,8 @@ import numpy.typing as npt
 from pydantic import Field
 
 from ops_center.domain.alerts import Severity, severity_rank
-from ops_center.domain.rules.base import LevelMap, Machine, RuleBase, Signal, Target, run_levels
+from ops_center.domain.rules.base import RuleBase, Signal, Target
+from ops_center.domain.rules.levels import LevelMap, Machine, run_levels
 
 _MAD_TO_SIGMA = 1.4826
 

@@ -12,17 +12,8 @@ from typing import Any, Literal
 from pydantic import Field
 
 from ops_center.domain import aqi
-from ops_center.domain.rules.base import (
-    Level,
-    LeveledRule,
-    LevelMap,
-    LocalTime,
-    Machine,
-    Signal,
-    Target,
-    ranks,
-    run_levels,
-)
+from ops_center.domain.rules.base import Level, LeveledRule, LocalTime, Signal, Target, ranks
+from ops_center.domain.rules.levels import LevelMap, Machine, run_levels
 
 
 class NowcastAqiRule(LeveledRule):

@@ -20,7 +20,8 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from ops_center.domain.alerts import Severity, severity_rank
-from ops_center.domain.rules.base import LevelMap, Machine, RuleBase, Signal, Target
+from ops_center.domain.rules.base import RuleBase, Signal, Target
+from ops_center.domain.rules.levels import LevelMap, Machine
 
 # Unpaired readings older than this behind the newest one are dropped (a lost reading of
 # one metric must not keep its twin waiting forever).

@@ -18,17 +18,15 @@ from pydantic import Field
 from ops_center.domain.rules.base import (
     Hours,
     Level,
-    LevelMap,
     LocalTime,
-    Machine,
     RuleBase,
     Signal,
     Strict,
     Target,
     in_window,
     ranks,
-    run_levels,
 )
+from ops_center.domain.rules.levels import LevelMap, Machine, run_levels
 
 
 class DayNight(Strict):

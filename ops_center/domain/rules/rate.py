@@ -12,16 +12,8 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from ops_center.domain.rules.base import (
-    Level,
-    LeveledRule,
-    LevelMap,
-    Machine,
-    Signal,
-    Target,
-    ranks,
-    run_levels,
-)
+from ops_center.domain.rules.base import Level, LeveledRule, Signal, Target, ranks
+from ops_center.domain.rules.levels import LevelMap, Machine, run_levels
 
 
 class RateRule(LeveledRule):

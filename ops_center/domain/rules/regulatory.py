@@ -16,16 +16,8 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from ops_center.domain.alerts import Severity, severity_rank
-from ops_center.domain.rules.base import (
-    LevelMap,
-    Machine,
-    RuleBase,
-    Signal,
-    Strict,
-    Target,
-    attr_float,
-    run_levels,
-)
+from ops_center.domain.rules.base import RuleBase, Signal, Strict, Target, attr_float
+from ops_center.domain.rules.levels import LevelMap, Machine, run_levels
 
 
 class MetricLimit(Strict):

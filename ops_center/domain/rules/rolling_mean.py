@@ -17,17 +17,8 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from ops_center.domain.rules.base import (
-    Level,
-    LeveledRule,
-    LevelMap,
-    Machine,
-    Signal,
-    Strict,
-    Target,
-    ranks,
-    run_levels,
-)
+from ops_center.domain.rules.base import Level, LeveledRule, Signal, Strict, Target, ranks
+from ops_center.domain.rules.levels import LevelMap, Machine, run_levels
 
 _RESUM_EVERY = 4096
 

@@ -21,16 +21,14 @@ from ops_center.domain.rules.base import (
     Hours,
     Level,
     LeveledRule,
-    LevelMap,
     LocalTime,
-    Machine,
     Signal,
     Target,
     attr_float,
     in_window,
     ranks,
-    run_levels,
 )
+from ops_center.domain.rules.levels import LevelMap, Machine, run_levels
 
 
 class ThresholdRule(LeveledRule):

@@ -5,7 +5,7 @@ per connection: paho (and aiomqtt on top of it) runs a socket loop per client, a
 starts several tasks and a plugin manager per connection. This one speaks the few packets a
 gateway needs (CONNECT with a user name, SUBSCRIBE to its ack topic, QoS 1 PUBLISH and PUBACK
 both ways, DISCONNECT); it is NOT a general client and the product never uses it (the edge
-agent publishes with paho, edge/publisher.py).
+agent publishes with paho, edge/mqtt_publisher.py).
 """
 
 from __future__ import annotations
