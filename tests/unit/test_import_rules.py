@@ -35,7 +35,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "contract": frozenset(),
     "mqttlink": frozenset({"contract"}),
     "edge": frozenset({"contract", "mqttlink", "edge.drivers.simulated"}),
-    # The simulated driver (docs/edge.md) runs the simulators' fleet in the edge process.
+    # The simulated driver (docs/edge-devices.md) runs the simulators' fleet in the edge process.
     "edge.drivers.simulated": frozenset({"contract", "mqttlink", "edge", "simulators"}),
     "ingest": frozenset({"contract", "mqttlink"}),
     "feeds": frozenset({"contract"}),
