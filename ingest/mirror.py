@@ -1,4 +1,4 @@
-"""InfluxDB mirror, fed FROM THE SYSTEM OF RECORD with its own checkpoint (RELIABILITY R8).
+"""InfluxDB mirror, fed FROM THE SYSTEM OF RECORD with its own checkpoint (docs/reliability.md R8).
 
 Why not write to InfluxDB from the MQTT path: influxdb-client's batching write API drops a
 batch after its retries and reports it only to a callback (docs/reliability.md), and a mirror that

@@ -7,7 +7,7 @@ Order of checks, each with the reason code of docs/contract.md:
 2. size (``oversize``), then the codec (``bad_json`` / ``non_finite`` / ``schema``);
 3. payload gateway = topic gateway, and topic site = the registry's site of that gateway
    (``topic_mismatch``): the broker ACL binds a gateway to its site, and the ingest re-checks
-   it (RELIABILITY S1), because a mistake in a generated ACL must not store data under the
+   it (docs/reliability.md S1), because a mistake in a generated ACL must not store data under the
    wrong ward;
 4. the gateway is in the registry and every (sensor, metric) belongs to it (``unknown_sensor``);
 5. every reading time is inside the accepted window around ``received_at`` (``time_window``).

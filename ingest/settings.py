@@ -33,7 +33,7 @@ class IngestSettings(BaseSettings):
     influx_bucket: str = "smartward"
 
     # Accepted reading time window, judged against the time the ingest received the batch
-    # (RELIABILITY B3): late data is stored by its own time, up to window_past_s old.
+    # (docs/reliability.md B3): late data is stored by its own time, up to window_past_s old.
     window_past_s: Annotated[int, Field(ge=1)] = 30 * 86_400
     window_future_s: Annotated[int, Field(ge=0)] = 300
 
@@ -61,7 +61,7 @@ class IngestSettings(BaseSettings):
     store_ping_interval_s: Annotated[float, Field(gt=0)] = 2.0
     liveness_timeout_s: Annotated[float, Field(gt=0)] = 60.0
     # Readiness goes red while one store call (a transaction) runs longer than this: a locked
-    # table or a saturated disk, when the database still answers pings (RELIABILITY R7).
+    # table or a saturated disk, when the database still answers pings (docs/reliability.md R7).
     store_stall_s: Annotated[float, Field(gt=0)] = 10.0
 
     # Retention in days (None keeps forever); TimescaleDB drops whole chunks.

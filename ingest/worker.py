@@ -156,7 +156,7 @@ class IngestWorker:
     @property
     def stalled(self) -> bool:
         """A store call has been running longer than ``store_stall_s`` (a locked table, a
-        saturated disk): not ready, although the database answers pings (RELIABILITY R7)."""
+        saturated disk): not ready, although the database answers pings (docs/reliability.md R7)."""
         started = self._calls.call_started
         return started is not None and time.monotonic() - started > self.settings.store_stall_s
 

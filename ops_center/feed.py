@@ -9,7 +9,7 @@ plain fields: action, by, notify...), and the stream route renders them with the
 Thread-safe on the publishing side (the ops service publishes from its worker thread, the
 API from the event loop or the thread pool); each subscriber belongs to one asyncio loop.
 
-Bounded everywhere (RELIABILITY promise 5):
+Bounded everywhere (docs/reliability.md promise 5):
 - a ring buffer of the last ``ring_size`` events serves ``Last-Event-ID`` resumes; a client
   that asks for an id older than the ring (or from before a restart) is told to ``resync``;
 - each subscriber has a queue of at most ``queue_max`` events. A client that falls that far

@@ -81,7 +81,7 @@ class OpsSettings(BaseSettings):
     access_token_ttl_s: int = Field(default=900, ge=60, le=86_400)
     refresh_token_ttl_s: int = Field(default=8 * 3600, ge=300, le=30 * 86_400)
 
-    # Abuse limits (RELIABILITY S8).
+    # Abuse limits (docs/reliability.md S8).
     login_attempts_per_ip: int = Field(default=20, ge=1)
     login_failures_per_user: int = Field(default=5, ge=1)
     login_window_s: int = Field(default=300, ge=1)

@@ -5,7 +5,7 @@ no file yet and have readings now are written to the spool (so a restart, or rea
 arrived late from an edge that was offline, fill the gaps; a file once written is not
 rewritten); then every unsent file is sent, oldest first, on one connection. When the
 receiver fails, the rest wait and the receiver is tried again every ``retry`` (under a cycle),
-so once it is back every waiting cycle is re-sent, oldest first, within one cycle (RELIABILITY
+so once it is back every waiting cycle is re-sent, oldest first, within one cycle (docs/reliability.md
 T1). The clock is injected: tests drive ``tick`` with their own.
 """
 

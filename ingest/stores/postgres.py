@@ -29,7 +29,7 @@ row instead, and is in the stream all the same.
 The statements are in ``postgres_sql.py``; migrations and the flavor in ``postgres_schema.py``;
 the stream, rollups, retention, registry and queries in ``postgres_upkeep.py``.
 
-Connections come from a ``psycopg_pool.ConnectionPool`` with ``check=`` (RELIABILITY: a pool
+Connections come from a ``psycopg_pool.ConnectionPool`` with ``check=`` (docs/reliability.md: a pool
 without it hands out dead connections after a database restart); the pool reconnects with
 backoff by itself. Errors are translated: no connection, a lost connection, a timeout, a
 deadlock -> ``StoreUnavailable`` (retry); anything else -> ``StoreError``.
@@ -126,7 +126,7 @@ class PostgresStore(PostgresSchema, PostgresUpkeep):
             "connect_timeout": max(1, round(connect_timeout_s)),
             "application_name": name,
             # UTC sessions: timestamptz text and day boundaries are the same everywhere. A
-            # statement that hangs (a locked table, RELIABILITY R7) ends as an error.
+            # statement that hangs (a locked table, docs/reliability.md R7) ends as an error.
             "options": f"-c timezone=UTC -c statement_timeout={statement_timeout_ms}",
             # A peer that vanished without a FIN (a cut link) is noticed within seconds.
             "keepalives": 1,
@@ -154,7 +154,7 @@ class PostgresStore(PostgresSchema, PostgresUpkeep):
     # --- plumbing ------------------------------------------------------------------------
 
     def _check(self, conn: Connection) -> None:
-        """The pool's ``check=`` (RELIABILITY: without one a pool hands out dead connections
+        """The pool's ``check=`` (docs/reliability.md: without one a pool hands out dead connections
         after a database restart). A round trip only for a connection idle for more than
         ``_CHECK_IDLE_S``: the writer takes a connection for every transaction, and an extra
         round trip each time was a fifth of its wall time with small transactions. A

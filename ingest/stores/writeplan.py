@@ -6,7 +6,7 @@ A call hands over valid batches and dead letters. Each one that names a ``(gatew
 
 - the first occurrence of a new key: the batch is to be stored, the dead letter kept;
 - a key handled before (in the database, or earlier in this call) with the same bytes: a
-  redelivery, a no-op (RELIABILITY promise 2);
+  redelivery, a no-op (docs/reliability.md promise 2);
 - with different bytes: a re-send that conflicts (an edge whose outbox was wiped starts its
   seqs again). A batch becomes a ``conflict`` dead letter, a dead letter is kept as it is:
   nothing is silently dropped.

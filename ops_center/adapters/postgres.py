@@ -1,6 +1,6 @@
 """``PostgresOpsRepository``: the ops tables in PostgreSQL, with or without TimescaleDB.
 
-A ``psycopg_pool`` pool with ``check=`` (RELIABILITY: without it the pool hands out dead
+A ``psycopg_pool`` pool with ``check=`` (docs/reliability.md: without it the pool hands out dead
 connections after a database restart); pool timeouts and connection errors become
 ``RepositoryUnavailable`` (transient: the API answers 503 and readiness goes red).
 """

@@ -1,4 +1,4 @@
-"""Request body limit (RELIABILITY S8): a body over ``max_bytes`` is answered 413 before
+"""Request body limit (docs/reliability.md S8): a body over ``max_bytes`` is answered 413 before
 the application sees it, whether it declares its length or is sent chunked. Bodies here
 are small (a login form, a note), so the body is read up front and replayed."""
 

@@ -1,7 +1,7 @@
 """Pagination: ``limit`` (at most ``PAGE_SIZE_MAX``) and ``offset`` (at most ``OFFSET_MAX``).
 
 Fixed caps, stated in the OpenAPI schema itself, so a client (and a schema-driven fuzzer)
-knows them; anything beyond is a 422 before any query runs (RELIABILITY S8)."""
+knows them; anything beyond is a 422 before any query runs (docs/reliability.md S8)."""
 
 from __future__ import annotations
 

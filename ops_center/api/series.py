@@ -1,5 +1,5 @@
 """Planning a ``/readings`` query: raw points within a capped range, longer ranges from the
-rollups, never unbounded (RELIABILITY S8: 422 instead of a scan of the whole hypertable).
+rollups, never unbounded (docs/reliability.md S8: 422 instead of a scan of the whole hypertable).
 
 Buckets are aligned on Asia/Ho_Chi_Minh midnight (UTC+7, no daylight saving), so ``1d``
 means a Vietnamese calendar day; every smaller allowed width divides an hour, so the

@@ -1,4 +1,4 @@
-"""Broker-side security events from the Mosquitto log (RELIABILITY S1/S2).
+"""Broker-side security events from the Mosquitto log (docs/reliability.md S1/S2).
 
 MQTT 3.1.1 PUBACKs a publish the ACL denied (MQTT 5 answers reason 0x87 but clients rarely
 look), and the ingest never sees it: the broker's log is the only witness. This module
@@ -11,7 +11,7 @@ Lines understood (Mosquitto 2.0, ``connection_messages true``):
 - ``Client ID disconnected, not authorised.`` — a refused CONNECT: anonymous, unknown user,
   wrong password or revoked gateway (``<unknown>`` when the broker had no client id yet);
 - ``Outgoing messages are being dropped for client ID.`` (notice) — the broker's queue for a
-  subscriber is full (RELIABILITY R3): a ``queue_drop`` event, not tied to a site;
+  subscriber is full (docs/reliability.md R3): a ``queue_drop`` event, not tied to a site;
 - ``Client ID disconnected due to oversize packet.`` — a packet over ``max_packet_size``
   (deploy/mosquitto): the broker drops it and the connection, and nobody else hears of it; an
   ``oversize_packet`` event (the exact line of Mosquitto 2.0.11, measured with the shipped
@@ -90,7 +90,7 @@ class BrokerLogParser:
             )
         m = _DROPPING.match(line)
         if m is not None:
-            # RELIABILITY R3: the broker's queue for an absent or slow subscriber is full and
+            # docs/reliability.md R3: the broker's queue for an absent or slow subscriber is full and
             # it drops, silently to everyone else. Nothing is lost (the edges re-send what the
             # ack watermark does not cover) but operators must know the queue is too small.
             client = m["client"]

@@ -1,5 +1,5 @@
 """The broker's log, followed by the ops center: refusals and ACL denials become security
-events in the store and on the live stream (RELIABILITY S1/S2).
+events in the store and on the live stream (docs/reliability.md S1/S2).
 
 ``smartward ops serve`` starts one :class:`BrokerLogWatcher` when ``SMARTWARD_BROKER_LOG``
 names the Mosquitto log file. A restarted ops center must neither miss what the broker logged

@@ -5,7 +5,7 @@
 - ACL: one ``user`` block per gateway with its own topics only (docs/contract.md: a gateway
   publishes only under its own ``{site}/{gateway}`` and reads only its own ``ack`` and
   ``cmd``). Written per user, never with ``pattern``/``%c``: the client id is chosen by the
-  client (RELIABILITY: ACL on the user name + ``use_username_as_clientid true``) and the
+  client (docs/reliability.md: ACL on the user name + ``use_username_as_clientid true``) and the
   site binding comes from the registry, not from anything the client says.
 - Service accounts with what each one subscribes to and publishes: ``ingest`` (and
   ``ingest-2`` … ``ingest-N`` for more workers on the shared subscription), ``ops`` (the ops

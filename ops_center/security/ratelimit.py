@@ -1,4 +1,4 @@
-"""Login rate limits (RELIABILITY S8): attempts per client address, failures per user name.
+"""Login rate limits (docs/reliability.md S8): attempts per client address, failures per user name.
 
 Sliding windows of timestamps, bounded in keys and in entries per key, in process memory:
 behind several API processes each one counts for itself (the limit multiplies by the

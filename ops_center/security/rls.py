@@ -1,4 +1,4 @@
-"""Row-level security for PostgreSQL / TimescaleDB (RELIABILITY S7): a ward's read-only
+"""Row-level security for PostgreSQL / TimescaleDB (docs/reliability.md S7): a ward's read-only
 database role (what its Grafana data source uses) sees only that ward's rows; the city's
 sees every site's, and writes nothing either.
 

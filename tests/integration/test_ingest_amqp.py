@@ -190,6 +190,7 @@ def _max_stored_seqs(db_path: Path) -> dict[str, int]:
 
 
 @pytest.mark.slow
+@pytest.mark.cluster
 @pytest.mark.timeout(420)
 def test_cluster_node_holding_the_queue_leader_killed_while_edges_publish(
         tmp_path: Path, rabbitmq: RabbitFactory) -> None:

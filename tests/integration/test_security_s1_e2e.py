@@ -114,7 +114,7 @@ def test_a_gateway_posing_as_another_site_is_denied_not_stored_and_reported(plat
     pw = platform["pw"]
     tn = Gateway(platform["broker"].port, "tn-gw-01", pw["tn-gw-01"])
     try:
-        # MQTT 5: the broker answers the forged publish with 0x87 "not authorized" (RELIABILITY S1).
+        # MQTT 5: the broker answers the forged publish with 0x87 "not authorized" (docs/reliability.md S1).
         forged = tn.publish(topics.telemetry("quang-trung", "qt-gw-01"),
                             batch("qt-gw-01", "qt-aq-01", "pm25", 1, 999.0))
         assert forged.rc == mqtt.MQTT_ERR_SUCCESS

@@ -5,7 +5,7 @@ like the list routes (docs/design.md: isolation holds in exports too).
   own sites only. A ``sensor`` of another site is 404 as well.
 - UTF-8 with a byte-order mark, so Excel opens Vietnamese text as Vietnamese; the header row
   is bilingual (``Cảm biến / sensor``); times in UTC (RFC 3339) and in Vietnam's local time.
-- Bounded (RELIABILITY S8): ``start`` and ``end`` are required and at most
+- Bounded (docs/reliability.md S8): ``start`` and ``end`` are required and at most
   ``EXPORT_RANGE_MAX_DAYS`` days apart, at most ``EXPORT_SERIES_MAX`` series per export; past
   either, 422 before any query. Scope comes first: another site is 404 whatever the range.
 - Streamed: readings go out page by page through the same query as ``/readings``
