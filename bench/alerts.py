@@ -240,3 +240,7 @@ def main(argv: Sequence[str]) -> int:
     except TimeoutError as exc:
         print(f"    thất bại / failed: {exc}", file=sys.stderr)
         return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

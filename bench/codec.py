@@ -48,3 +48,9 @@ def main(argv: list[str]) -> int:
     print(f"decode: {wall / n * 1e6:.3f} µs/reading wall, {cpu / n * 1e6:.3f} µs/reading CPU, "
           f"{n / wall:,.0f} readings/s")
     return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    raise SystemExit(main(sys.argv[1:]))
