@@ -39,6 +39,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from smartward.pg_binaries import native_timescale_bindir
 from tests.servers._proc import (
     ServerError,
     free_port,
@@ -57,7 +58,6 @@ from tests.servers.timescale import (
     ROOT_SERVER_DIR,
     cache_dir,
     chroot_root,
-    native_bindir,
 )
 
 DBNAME = "smartward"
@@ -312,7 +312,7 @@ def commands_factory(host_dir: Path) -> Callable[[Path], PgCommands]:
     """How to run pg_autoctl and PostgreSQL 17 for a node directory: the host's (Debian 13,
     as ``postgres``) or the Debian 13 root's (in-timescaledb-root.sh mounts the node's
     directory at /srv/smartward)."""
-    bindir = native_bindir()
+    bindir = native_timescale_bindir()
     if bindir is not None:
         if not Path(PG_AUTOCTL).exists():
             missing_server("pg_auto_failover", "no pg_autoctl (Debian package: postgresql-17-auto-failover)")
