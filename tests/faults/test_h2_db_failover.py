@@ -41,13 +41,13 @@ from contract import topics
 from contract.registry import load_registry
 from edge.agent import Agent
 from edge.drivers.synthetic import SyntheticDriver
-from ingest.stores import open_store
 from tests.integration.test_edge_mqtt import T0, drained, edge_agent
 from tests.integration.test_ingest_faults import workers
 from tests.integration.test_ops_service import Publisher, batch
 from tests.servers._proc import free_port, log_tail_message, start_process, stop_process, wait_for_port
 from tests.servers.mosquitto import MosquittoFactory
 from tests.servers.pg_failover import DBNAME, FailoverCluster, pg_failover
+from tests.support.accounting import assert_every_batch_stored_once
 from tests.support.ingest import AckWatcher
 from tests.support.waiting import wait_until
 
@@ -241,24 +241,4 @@ def test_primary_killed_standby_promoted_ingest_and_ops_resume_losing_nothing(
         ops.close()
 
     assert cluster.primary() is cluster.nodes[1]
-    store = open_store(url)
-    try:
-        gaps = [g for g in store.seq_gaps() if g.gateway in GATEWAYS]
-    finally:
-        store.close()
-    with psycopg.connect(url) as conn:
-        for gw, stats in finals.items():
-            assert stats.outbox.dropped_batches == 0
-            n = stats.outbox.last_seq
-            seqs = [int(r[0]) for r in conn.execute(
-                "SELECT seq FROM ingest_batches WHERE gateway = %s ORDER BY seq", (gw,)).fetchall()]
-            assert len(seqs) == len(set(seqs)), f"{gw}: duplicate batches"
-            lost = sorted(set(range(1, n + 1)) - set(seqs))
-            assert seqs == list(range(1, n + 1)), f"{gw}: lost {len(lost)} batches, e.g. {lost[:10]}"
-            expected = len(SyntheticDriver(REGISTRY.sensors_of(gw), start=T0, end=end).poll(end))
-            row = conn.execute("SELECT count(*), count(DISTINCT (sensor, metric, time)) FROM readings "
-                               "WHERE gateway = %s", (gw,)).fetchone()
-            assert row is not None and (row[0], row[1]) == (expected, expected), (gw, row, expected)
-        dead = conn.execute("SELECT count(*) FROM dead_letters").fetchone()
-        assert dead is not None and dead[0] == 0
-    assert gaps == []
+    assert_every_batch_stored_once(url, finals, REGISTRY, start=T0, end=end, gap_gateways=GATEWAYS)

@@ -28,17 +28,16 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 
 from contract.registry import load_registry
 from edge.agent import Agent
 from edge.drivers.synthetic import SyntheticDriver
-from ingest.stores import open_store
 from tests.faults.tcp_proxy import TcpProxy
 from tests.integration.test_edge_mqtt import T0, drained, edge_agent
 from tests.integration.test_ingest_faults import workers
 from tests.servers.mosquitto import MosquittoFactory
+from tests.support.accounting import assert_every_batch_stored_once
 from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
@@ -151,24 +150,4 @@ def test_random_faults_for_minutes_lose_duplicate_and_gap_nothing(
         for p in proxies.values():
             p.close()
 
-    store = open_store(db_url)
-    try:
-        gaps = store.seq_gaps()
-    finally:
-        store.close()
-    with psycopg.connect(db_url) as conn:
-        for gw, stats in finals.items():
-            assert stats.outbox.dropped_batches == 0
-            n = stats.outbox.last_seq
-            seqs = [int(r[0]) for r in conn.execute(
-                "SELECT seq FROM ingest_batches WHERE gateway = %s ORDER BY seq", (gw,)).fetchall()]
-            assert len(seqs) == len(set(seqs)), f"{gw}: duplicate batches"
-            lost = sorted(set(range(1, n + 1)) - set(seqs))
-            assert seqs == list(range(1, n + 1)), f"{gw}: lost {len(lost)} batches, e.g. {lost[:10]}"
-            expected = len(SyntheticDriver(REGISTRY.sensors_of(gw), start=T0, end=end).poll(end))
-            row = conn.execute("SELECT count(*), count(DISTINCT (sensor, metric, time)) FROM readings "
-                               "WHERE gateway = %s", (gw,)).fetchone()
-            assert row is not None and (row[0], row[1]) == (expected, expected), (gw, row, expected)
-        dead = conn.execute("SELECT count(*) FROM dead_letters").fetchone()
-        assert dead is not None and dead[0] == 0
-    assert gaps == []
+    assert_every_batch_stored_once(db_url, finals, REGISTRY, start=T0, end=end)
