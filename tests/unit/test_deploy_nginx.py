@@ -9,11 +9,12 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from tests.servers._proc import missing_server
 
 SITE = Path(__file__).parents[2] / "deploy" / "nginx" / "smartward.conf"
 
@@ -35,9 +36,7 @@ def self_signed(directory: Path) -> tuple[Path, Path]:
 def test_nginx_accepts_the_site(tmp_path: Path) -> None:
     nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK) else None)
     if nginx is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("nginx is not installed (scripts/install-test-deps.sh: nginx-light)")
-        pytest.skip("nginx is not installed (Debian package nginx-light)")
+        missing_server("nginx", "not installed (Debian package nginx-light)")
     cert, key = self_signed(tmp_path)
     site = SITE.read_text()
     assert "/etc/letsencrypt/live/ioc.example.vn/fullchain.pem" in site
