@@ -82,18 +82,24 @@ def cluster_view(node: RabbitNode) -> dict[str, object]:
     return view if isinstance(view, dict) else {}
 
 
-def rejoined(cluster: RabbitCluster, cut: RabbitNode) -> bool:
-    """The cut node runs, every node sees every node running, and nobody records a partition."""
-    if is_running(cut) is not True:
+def rejoined(cluster: RabbitCluster, cut: RabbitNode, seen: dict[str, object] | None = None) -> bool:
+    """The cut node runs, every node sees every node running, and nobody records a partition.
+
+    ``seen`` gets what each node answered last (for the message when the wait times out)."""
+    seen = {} if seen is None else seen
+    seen["cut running"] = running_now = is_running(cut)
+    if running_now is not True:
         return False
+    ok = True
     for node in cluster.nodes:
         view = cluster_view(node)
         running = view.get("running_nodes")
+        seen[node.node] = {"running_nodes": running, "partitions": view.get("partitions")}
         if not isinstance(running, list) or sorted(running) != sorted(n.node for n in cluster.nodes):
-            return False
+            ok = False
         if view.get("partitions"):
-            return False
-    return True
+            ok = False
+    return ok
 
 
 def queue_member_online(cluster: RabbitCluster, node: RabbitNode, via: RabbitNode) -> bool:
@@ -188,8 +194,14 @@ def test_queue_leader_node_partitioned_then_healed_loses_and_duplicates_nothing(
             leader.lan_host.heal()
             t_heal = time.monotonic()
             assert "DROP" not in leader.lan_host.rules()
-            wait_until(lambda: rejoined(cluster, leader), REJOIN_MAX_S,
-                       "the healed node back in the cluster, no partition recorded")
+            seen: dict[str, object] = {}
+            try:
+                wait_until(lambda: rejoined(cluster, leader, seen), REJOIN_MAX_S,
+                           "the healed node back in the cluster, no partition recorded")
+            except AssertionError as exc:
+                logs = "\n".join(f"--- {n.node}:\n" + "\n".join(n.log_text().splitlines()[-40:])
+                                 for n in cluster.nodes)
+                raise AssertionError(f"{exc}; last seen: {seen}\n{logs}") from None
             figures["rejoined"] = time.monotonic() - t_heal
             wait_until(lambda: queue_member_online(cluster, leader, others[0]), REJOIN_MAX_S,
                        "the healed node a member of the quorum queue again")

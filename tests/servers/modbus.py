@@ -90,10 +90,12 @@ class ModbusDevice:
             else:
                 self._server = ModbusSerialServer(self._devices, port=self.serial, baudrate=self.baudrate,
                                                   trace_packet=self._trace)
-            task = asyncio.ensure_future(self._server.serve_forever())
+            # Ready once it listens: the TCP socket bound, the serial line's pty opened (a
+            # request written before that would be lost, and the first read would time out).
+            await self._server.serve_forever(background=True)
             ready.set()
             with contextlib.suppress(asyncio.CancelledError):
-                await task
+                await self._server.serving
 
         def run() -> None:
             asyncio.set_event_loop(loop)
