@@ -11,6 +11,7 @@ from typing import Generic, Literal, TypeAlias, TypeVar
 from ops_center.domain import alerts, lifecycle
 from ops_center.domain.alerts import Alert, AlertHeader
 from ops_center.domain.incident_model import Incident, IncidentHeader, TimelineEntry
+from ops_center.domain.maintenance import MaintenanceWindow
 from ops_center.domain.roles import Role
 
 # The domain's words, under the names the adapters' callers import.
@@ -162,16 +163,11 @@ class SecurityEventRecord:
     id: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class MaintenanceWindowRecord:
-    id: str
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MaintenanceWindowRecord(MaintenanceWindow):
+    """A row of ``maintenance_windows``: the domain's window plus the site it belongs to."""
+
     site: str
-    scope: Literal["sensor", "gateway", "site"]
-    target: str
-    starts_at: datetime
-    set_by: str
-    reason: str
-    ends_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
