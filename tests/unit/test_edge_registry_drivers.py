@@ -14,17 +14,8 @@ from contract.registry import (
     load_registry,
     parse_registry,
 )
+from tests.support.registry import refusal, ward_registry_yaml
 
-_HEAD = """version: 1
-sites:
-  - id: thong-nhat
-    name: {vi: "Phường Thống Nhất", en: "Thong Nhat ward"}
-    kind: ward
-    location: {lat: 20.440, lon: 106.168}
-    gateways:
-      - id: tn-gw-01
-        sensors:
-"""
 # line 10 onwards
 _SENSORS = """          - id: tn-flood-01
             kind: flood_depth
@@ -62,7 +53,7 @@ _SENSORS = """          - id: tn-flood-01
           - id: tn-noise-01
             kind: noise
 """
-_GOOD = _HEAD + _SENSORS
+_GOOD = ward_registry_yaml("tn-gw-01", _SENSORS)
 
 
 def test_the_contract_example_parses_with_defaults() -> None:
@@ -115,11 +106,10 @@ def test_the_bundled_registry_is_simulated() -> None:
 def test_a_wrong_driver_block_is_refused_with_its_line(edit: tuple[str, str], line: int, words: str) -> None:
     text = _GOOD.replace(*edit)
     assert text != _GOOD
-    with pytest.raises(RegistryError) as info:
-        parse_registry(text, source="r.yaml")
-    assert info.value.line == line, str(info.value)
-    assert words in str(info.value), str(info.value)
-    assert str(info.value).startswith(f"r.yaml:{line}:")
+    error = refusal(text)
+    assert error.line == line, str(error)
+    assert words in str(error), str(error)
+    assert str(error).startswith(f"r.yaml:{line}:")
 
 
 def test_a_metric_read_twice_is_refused() -> None:
