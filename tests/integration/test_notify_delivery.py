@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,7 +29,7 @@ from ops_center.service.actions import HumanAction, mutation
 from ops_center.service.service import OpsService
 from ops_center.service.settings import OpsServiceSettings
 from tests.servers.smtp import SmtpServer
-from tests.support.ops import Publisher, batch, migrated_store
+from tests.support.ops import Publisher, batch, opened_rig
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
@@ -116,26 +115,10 @@ class Rig:
         assert isinstance(self.repo, SqlOpsRepository)
         return SqlNotificationStore(self.repo)
 
-    @classmethod
-    @contextmanager
-    def opened(cls, broker: Any, smtp: SmtpServer, tmp: Path,
-               prepare: Callable[[OpsRepository], None] = lambda repo: None) -> Iterator[Rig]:
-        """A rig on a migrated SQLite store in `tmp` (`prepare` adds to it first); its
-        services stopped, then the store closed."""
-        db_url = f"sqlite:///{tmp / 'ops.db'}"
-        with migrated_store(db_url) as repo:
-            prepare(repo)
-            rig = cls(broker, smtp, db_url, repo, tmp)
-            try:
-                yield rig
-            finally:
-                for svc in rig.services:
-                    svc.stop()
-
-
 @pytest.fixture
 def rig(mosquitto: Any, smtp_server: SmtpServer, tmp_path: Path) -> Iterator[Rig]:
-    with Rig.opened(mosquitto(), smtp_server, tmp_path) as r:
+    db_url = f"sqlite:///{tmp_path / 'ops.db'}"
+    with opened_rig(db_url, lambda repo: Rig(mosquitto(), smtp_server, db_url, repo, tmp_path)) as r:
         yield r
 
 

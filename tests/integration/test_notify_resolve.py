@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from ops_center.adapters.records import NotificationRecord, ResolvedNotice
-from ops_center.adapters.repository import StepWrite
+from ops_center.adapters.repository import OpsRepository, StepWrite
 from tests.integration.test_notify_delivery import (
     DUTY,
     LEADER,
@@ -28,7 +28,7 @@ from tests.integration.test_notify_delivery import (
 )
 from tests.servers.smtp import SmtpServer
 from tests.support.api import add_users, auth, build_app, login
-from tests.support.ops import Publisher
+from tests.support.ops import Publisher, opened_rig
 
 pytestmark = pytest.mark.integration
 
@@ -37,7 +37,12 @@ PUBLIC_URL = "https://ioc.example.vn"
 
 @pytest.fixture
 def rig(mosquitto: Any, smtp_server: SmtpServer, tmp_path: Path) -> Iterator[Rig]:
-    with Rig.opened(mosquitto(), smtp_server, tmp_path, prepare=add_users) as r:
+    db_url = f"sqlite:///{tmp_path / 'ops.db'}"
+
+    def make(repo: OpsRepository) -> Rig:
+        add_users(repo)
+        return Rig(mosquitto(), smtp_server, db_url, repo, tmp_path)
+    with opened_rig(db_url, make) as r:
         yield r
 
 

@@ -9,7 +9,6 @@ import collections
 import json
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,7 +29,7 @@ from ops_center.service.actions import HumanAction, mutation
 from ops_center.service.service import OpsService
 from ops_center.service.settings import OpsServiceSettings
 from tests.servers.mosquitto import MosquittoServer
-from tests.support.ops import GW, SITE, Publisher, batch, migrated_store
+from tests.support.ops import GW, SITE, Publisher, batch, opened_rig
 
 pytestmark = pytest.mark.integration
 
@@ -66,22 +65,10 @@ class Rig:
         assert svc.link.subscribed.wait(WAIT_S), "ops service not subscribed"
         return svc
 
-    @classmethod
-    @contextmanager
-    def opened(cls, broker: MosquittoServer, db_url: str) -> Iterator[Rig]:
-        """A rig on a migrated store; its services stopped, then the store closed."""
-        with migrated_store(db_url) as repo:
-            rig = cls(broker, db_url, repo)
-            try:
-                yield rig
-            finally:
-                for svc in rig.services:
-                    svc.stop()
-
-
 @pytest.fixture
 def rig(mosquitto: Any, tmp_path: Path) -> Iterator[Rig]:
-    with Rig.opened(mosquitto(), f"sqlite:///{tmp_path / 'ops.db'}") as r:
+    db_url = f"sqlite:///{tmp_path / 'ops.db'}"
+    with opened_rig(db_url, lambda repo: Rig(mosquitto(), db_url, repo)) as r:
         yield r
 
 

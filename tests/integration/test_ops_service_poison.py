@@ -17,7 +17,7 @@ from contract import topics
 from ops_center.adapters.factory import open_repository
 from ops_center.service.service import OpsService
 from tests.integration.test_ops_service import T0, Rig, through
-from tests.support.ops import GW, SITE, Publisher, batch
+from tests.support.ops import GW, SITE, Publisher, batch, opened_rig
 
 pytestmark = pytest.mark.integration
 
@@ -39,7 +39,7 @@ def rig(request: pytest.FixtureRequest, mosquitto: Any, tmp_path: Path) -> Itera
         db_url = f"sqlite:///{tmp_path / 'ops.db'}"
     else:
         db_url = str(request.getfixturevalue("timescale_db"))
-    with Rig.opened(broker, db_url) as r:
+    with opened_rig(db_url, lambda repo: Rig(broker, db_url, repo)) as r:
         yield r
 
 

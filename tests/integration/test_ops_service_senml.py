@@ -17,7 +17,7 @@ from contract import topics
 from ops_center.security.mqtt_credentials import service_acl
 from ops_center.service.service import OpsService, ServiceProgress
 from tests.integration.test_ops_service import WAIT_S, Rig, gas_alerts, through
-from tests.support.ops import GW, SITE, Publisher, batch
+from tests.support.ops import GW, SITE, Publisher, batch, opened_rig
 
 pytestmark = pytest.mark.integration
 
@@ -26,7 +26,8 @@ LEL = [0.0, 0.0, 35.0, 36.0]  # crosses 20 %LEL (critical) at the third instant
 
 @pytest.fixture
 def rig(mosquitto: Any, tmp_path: Path) -> Iterator[Rig]:
-    with Rig.opened(mosquitto(), f"sqlite:///{tmp_path / 'ops.db'}") as r:
+    db_url = f"sqlite:///{tmp_path / 'ops.db'}"
+    with opened_rig(db_url, lambda repo: Rig(mosquitto(), db_url, repo)) as r:
         yield r
 
 

@@ -1,12 +1,13 @@
 """Helpers for the ops service's tests (no tests here): a gateway as the broker sees it
-(``Publisher``), a batch of the An Xá gas gateway, and the ops store a test rig opens."""
+(``Publisher``), a batch of the An Xá gas gateway, and a test rig on a migrated ops store."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from types import TracebackType
+from typing import Protocol, TypeVar
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -15,6 +16,7 @@ from contract.codec import encode
 from contract.models import Reading, TelemetryBatch
 from ops_center.adapters.factory import open_repository
 from ops_center.adapters.repository import OpsRepository
+from ops_center.service.service import OpsService
 
 GW = "ax-gw-02"  # gas detectors ax-gas-01/02 (10 s), fire detectors, a stack, a power meter
 SITE = "an-xa"
@@ -54,12 +56,25 @@ def batch(seq: int, at: datetime, gas_lel: float, *, gateway: str = GW) -> bytes
                                  readings=readings))
 
 
+class _Rig(Protocol):
+    services: list[OpsService]
+
+
+R = TypeVar("R", bound=_Rig)
+
+
 @contextmanager
-def migrated_store(db_url: str) -> Iterator[OpsRepository]:
-    """The ops store at `db_url`, migrated, closed on the way out."""
+def opened_rig(db_url: str, make: Callable[[OpsRepository], R]) -> Iterator[R]:
+    """The rig `make` builds on the ops store at `db_url`, migrated; on the way out the rig's
+    services are stopped, then the store is closed."""
     repo = open_repository(db_url)
     repo.migrate()
     try:
-        yield repo
+        rig = make(repo)
+        try:
+            yield rig
+        finally:
+            for svc in rig.services:
+                svc.stop()
     finally:
         repo.close()
