@@ -14,7 +14,7 @@ import pytest
 
 from tests.servers._proc import kill9, start_process, stop_process, wait_for_port
 from tests.servers.smtp import SmtpServer
-from tests.support.notify import ROOT, ops_serve_env, recipients, rows, send_gas_leak
+from tests.support.notify import ROOT, ops_serve_env, recipients, rows, send_gas_leak, wait_all_sent
 from tests.support.ops import Publisher
 from tests.support.ports import free_port
 from tests.support.waiting import wait_until
@@ -44,13 +44,8 @@ def test_smtp_down_and_kill_9_every_message_arrives_once(mosquitto: Any, tmp_pat
         kill9(proc)
         smtp.start()
         proc = start_process(argv, log, env=env, cwd=ROOT)
-        wait_until(
-            lambda: len(rows(db)) == 2 and all(r[2] == "sent" for r in rows(db)),
-            timeout_s=90,
-            what="both notifications sent after the restart",
-            log_path=log,
-            alive=lambda: proc.poll() is None,
-        )
+        wait_all_sent(db, 2, "both notifications sent after the restart", timeout_s=90, log_path=log,
+                      proc=proc)
         # Once a row is `sent`, nothing sends it again: what the server has now is final.
         mails = smtp.messages()
         assert recipients(mails) == ["antoan.anxa@example.vn", "trucban.anxa@example.vn"]

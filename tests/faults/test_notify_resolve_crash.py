@@ -19,10 +19,9 @@ from ops_center.adapters.sqlite import SqliteOpsRepository
 from tests.servers._proc import kill9, start_process, stop_process, wait_for_port
 from tests.servers.smtp import SmtpServer
 from tests.support.api import PASSWORD, add_users
-from tests.support.notify import ROOT, ops_serve_env, recipients, rows, send_gas_leak
+from tests.support.notify import ROOT, ops_serve_env, recipients, rows, send_gas_leak, wait_all_sent
 from tests.support.ops import Publisher
 from tests.support.ports import free_port
-from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -51,12 +50,7 @@ def test_a_resolve_while_the_ops_service_is_dead_is_announced_once_it_is_back(
     try:
         wait_for_port("127.0.0.1", ops_port, proc=ops, timeout_s=60, log_path=ops_log)
         send_gas_leak(gateway)
-        wait_until(
-            lambda: len(rows(db)) == 2 and all(r[2] == "sent" for r in rows(db)),
-            timeout_s=60,
-            what="both opened messages sent",
-            log_path=ops_log,
-        )
+        wait_all_sent(db, 2, "both opened messages sent", timeout_s=60, log_path=ops_log)
         kill9(ops)  # the ops service is dead from here
 
         repo = SqliteOpsRepository(db)
@@ -83,13 +77,8 @@ def test_a_resolve_while_the_ops_service_is_dead_is_announced_once_it_is_back(
         assert len(rows(db)) == 4
 
         ops = start_process(ops_argv, ops_log, env=env, cwd=ROOT)
-        wait_until(
-            lambda: len(rows(db)) == 4 and all(r[2] == "sent" for r in rows(db)),
-            timeout_s=90,
-            what="the resolved messages sent after the restart",
-            log_path=ops_log,
-            alive=lambda: ops.poll() is None,
-        )
+        wait_all_sent(db, 4, "the resolved messages sent after the restart", timeout_s=90, log_path=ops_log,
+                      proc=ops)
         mails = smtp.messages()
         assert len(mails) == 4
         assert max(Counter(m["Message-ID"] for m in mails).values()) == 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import subprocess
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from contract import topics
 from tests.support.ops import Publisher, batch
+from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "notify-crash-test-secret-0123456789abcdef"
@@ -75,6 +77,14 @@ def ops_serve_env(tmp_path: Path, *, mqtt_url: str, smtp_url: str,
         "SMARTWARD_NOTIFY_RETRY_MAX_S": "1",
     }
     return env, db
+
+
+def wait_all_sent(db: Path, n: int, what: str, *, timeout_s: float, log_path: Path,
+                  proc: subprocess.Popen[bytes] | None = None) -> None:
+    """Wait until the store holds `n` notifications, all sent (`proc`: the ops service that
+    must stay alive meanwhile; its log is `log_path`)."""
+    wait_until(lambda: len(rows(db)) == n and all(r[2] == "sent" for r in rows(db)), timeout_s=timeout_s,
+               what=what, log_path=log_path, alive=None if proc is None else lambda: proc.poll() is None)
 
 
 def send_gas_leak(gateway: Publisher) -> None:
