@@ -6,30 +6,24 @@ created by the resolve itself; once the service is restarted they arrive, each o
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import sys
 from collections import Counter
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from contract import topics
 from ops_center.adapters.sqlite import SqliteOpsRepository
-from tests.faults.test_notify_crash import POLICY, SECRET, rows
-from tests.integration.test_ops_service import Publisher, batch
 from tests.servers._proc import kill9, start_process, stop_process, wait_for_port
 from tests.servers.smtp import SmtpServer
 from tests.support.api import PASSWORD, add_users
+from tests.support.notify import ROOT, ops_serve_env, recipients, rows, send_gas_leak, wait_all_sent
+from tests.support.ops import Publisher
 from tests.support.ports import free_port
-from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def incident_ids(db: Path) -> list[str]:
@@ -43,25 +37,9 @@ def test_a_resolve_while_the_ops_service_is_dead_is_announced_once_it_is_back(
     broker = mosquitto()
     smtp = SmtpServer()
     smtp.start()
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(POLICY, "utf-8")
-    db = tmp_path / "ops.db"
+    env, db = ops_serve_env(tmp_path, mqtt_url=broker.url, smtp_url=smtp.url,
+                            client_id="ops-notify-resolve-crash")
     ops_port, api_port = free_port(), free_port()
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "SMARTWARD_DB_URL": f"sqlite:///{db}",
-        "SMARTWARD_MQTT_URL": broker.url,
-        "SMARTWARD_SECRET_KEY": SECRET,
-        "SMARTWARD_NOTIFY_POLICY": str(policy),
-        "SMARTWARD_SMTP_URL": smtp.url,
-        "SMARTWARD_SMTP_FROM": "ioc@example.vn",
-        "SMARTWARD_PUBLIC_URL": "https://ioc.example.vn",
-        "SMARTWARD_OPS_CLIENT_ID": "ops-notify-resolve-crash",
-        "SMARTWARD_NOTIFY_POLL_S": "0.2",
-        "SMARTWARD_NOTIFY_RETRY_INITIAL_S": "0.2",
-        "SMARTWARD_NOTIFY_RETRY_MAX_S": "1",
-    }
     ops_argv = [sys.executable, "-m", "smartward.cli", "ops", "serve", "--port", str(ops_port)]
     api_argv = [sys.executable, "-m", "uvicorn", "--factory", "ops_center.api.asgi:app_from_env",
                 "--host", "127.0.0.1", "--port", str(api_port), "--no-proxy-headers"]
@@ -71,15 +49,8 @@ def test_a_resolve_while_the_ops_service_is_dead_is_announced_once_it_is_back(
     gateway = Publisher(broker.url)
     try:
         wait_for_port("127.0.0.1", ops_port, proc=ops, timeout_s=60, log_path=ops_log)
-        gateway.send(
-            topics.telemetry("an-xa", "ax-gw-02"), batch(1, datetime.now(UTC) - timedelta(seconds=5), 25.0)
-        )
-        wait_until(
-            lambda: len(rows(db)) == 2 and all(r[2] == "sent" for r in rows(db)),
-            timeout_s=60,
-            what="both opened messages sent",
-            log_path=ops_log,
-        )
+        send_gas_leak(gateway)
+        wait_all_sent(db, 2, "both opened messages sent", timeout_s=60, log_path=ops_log)
         kill9(ops)  # the ops service is dead from here
 
         repo = SqliteOpsRepository(db)
@@ -106,19 +77,12 @@ def test_a_resolve_while_the_ops_service_is_dead_is_announced_once_it_is_back(
         assert len(rows(db)) == 4
 
         ops = start_process(ops_argv, ops_log, env=env, cwd=ROOT)
-        wait_until(
-            lambda: len(rows(db)) == 4 and all(r[2] == "sent" for r in rows(db)),
-            timeout_s=90,
-            what="the resolved messages sent after the restart",
-            log_path=ops_log,
-            alive=lambda: ops.poll() is None,
-        )
+        wait_all_sent(db, 4, "the resolved messages sent after the restart", timeout_s=90, log_path=ops_log,
+                      proc=ops)
         mails = smtp.messages()
         assert len(mails) == 4
         assert max(Counter(m["Message-ID"] for m in mails).values()) == 1
-        resolved = sorted(
-            str(m["To"]).split("<")[1].rstrip(">") for m in mails if "Đã xử lý xong" in str(m["Subject"])
-        )
+        resolved = recipients(m for m in mails if "Đã xử lý xong" in str(m["Subject"]))
         assert resolved == ["antoan.anxa@example.vn", "trucban.anxa@example.vn"]
     finally:
         gateway.close()

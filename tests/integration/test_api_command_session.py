@@ -25,8 +25,6 @@ from paho.mqtt.enums import CallbackAPIVersion
 from contract import topics
 from contract.codec import decode_command_result, encode
 from contract.models import CommandResult
-from edge.app import open_agent
-from edge.drivers.simulated import open_simulation
 from ops_center.adapters.factory import open_command_store
 from ops_center.adapters.postgres import PostgresOpsRepository
 from ops_center.adapters.repository import OpsRepository
@@ -37,8 +35,7 @@ from ops_center.commands.link import CommandLink
 from ops_center.feed import Feed, FeedEvent
 from ops_center.security.mqtt_credentials import generate, read_credentials
 from ops_center.service.mqtt import OpsMqttLink
-from tests.integration.test_api_commands import GW, REG, SET_LAMP, SIM_T, V1, until
-from tests.integration.test_edge_mqtt import fast_settings
+from tests.integration.test_api_commands import GW, REG, SET_LAMP, V1, simulated_gateway
 from tests.servers.mosquitto import MosquittoFactory, MosquittoServer
 from tests.servers.postgres import PostgresServer
 from tests.servers.timescale import TimescaleServer
@@ -55,6 +52,7 @@ from tests.support.api import (
     sqlite_rows,
 )
 from tests.support.ports import free_port
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
@@ -177,24 +175,6 @@ class Client:
         self.client.loop_stop()
 
 
-@contextmanager
-def lighting_cabinet(tmp_path: Path, url: str) -> Iterator[Any]:
-    """The real edge agent of the Thống Nhất lighting cabinet (persistent session, outbox in
-    ``tmp_path``): a second run resumes the first one's session."""
-    sim = open_simulation(REG, GW, speed=1.0, start=SIM_T)
-    with open_agent(fast_settings(tmp_path, url), REG, GW, clock=sim.clock, driver=sim.driver,
-                    link=sim.driver) as agent:
-        thread = threading.Thread(target=agent.run, name="edge-agent")
-        thread.start()
-        try:
-            agent.wait_until(lambda s: s.connected and s.counters.status_published >= 1, 10)
-            yield agent
-        finally:
-            agent.stop()
-            thread.join(timeout=20)
-            assert not thread.is_alive()
-
-
 @pytest.mark.parametrize("protocol", ["5", "3.1.1"])
 def test_a_result_published_while_the_api_is_down_is_recorded_once_when_it_comes_back(
     secured: tuple[MosquittoServer, dict[str, str]], repo: SqliteOpsRepository, tmp_path: Path, protocol: str
@@ -208,7 +188,7 @@ def test_a_result_published_while_the_api_is_down_is_recorded_once_when_it_comes
     try:
         watch.subscribe(topics.cmd_result(SITE, GW))
         # The edge has a session on the broker (its cmd subscription) but is away.
-        with lighting_cabinet(tmp_path, edge_url):
+        with simulated_gateway(tmp_path, edge_url):
             pass
         with api(repo, url, Feed()) as (_desk, client):
             staff = auth(login(client, "tn-staff"))
@@ -216,7 +196,7 @@ def test_a_result_published_while_the_api_is_down_is_recorded_once_when_it_comes
             assert r.status_code == 202, r.text
             ident: str = r.json()["id"]
         # The API is down. The edge comes back, applies the queued command and answers.
-        with lighting_cabinet(tmp_path, edge_url) as agent:
+        with simulated_gateway(tmp_path, edge_url) as agent:
             agent.wait_until(lambda s: s.counters.commands_applied == 1, 10)
             [answer] = watch.wait(1, 10, "the edge's answer reached the broker")
         # The same answer once more, as a QoS 1 redelivery would bring it.
@@ -241,7 +221,7 @@ def test_a_result_published_while_the_api_is_down_is_recorded_once_when_it_comes
     with api(repo, url, feed) as (desk, client):
         event = events.wait(ident, 10)[0]
         assert desk.link is not None
-        until(lambda: desk.link is not None and desk.link.results == 2, 10, "both copies delivered")
+        wait_until(lambda: desk.link is not None and desk.link.results == 2, 10, "both copies delivered")
         staff = auth(login(client, "tn-staff"))
         client.app.state.smartward.clock = lambda: later  # type: ignore[attr-defined]
         got = client.get(f"{V1}/{ident}", headers=staff)
@@ -272,8 +252,8 @@ def test_past_the_session_expiry_a_result_is_lost_and_the_command_shows_expired(
             ident: str = r.json()["id"]
             edge.wait(1, 10, "the command reached the edge")
         # Mosquitto drops the session one second after the link left (its own log says when).
-        until(lambda: "Expiring client ops-api due to timeout" in broker_log.read_text(errors="replace"), 10,
-              "the broker expired the command link's session")
+        wait_until(lambda: "Expiring client ops-api due to timeout" in broker_log.read_text(errors="replace"),
+                   10, "the broker expired the command link's session")
         ts = datetime.now(UTC)
         lost = CommandResult(v=1, id=ident, ok=True, detail="applied", ts=ts)
         edge.publish(topics.cmd_result(SITE, GW), encode(lost))
@@ -283,7 +263,7 @@ def test_past_the_session_expiry_a_result_is_lost_and_the_command_shows_expired(
             # A result published after the link is back arrives; the lost one would have come first.
             edge.publish(topics.cmd_result(SITE, GW), encode(CommandResult(v=1, id="marker", ok=True,
                                                                            detail="applied", ts=ts)))
-            until(lambda: desk.link is not None and desk.link.results >= 1, 10, "the marker arrived")
+            wait_until(lambda: desk.link is not None and desk.link.results >= 1, 10, "the marker arrived")
             assert desk.link is not None and desk.link.results == 1
     finally:
         edge.close()
@@ -362,13 +342,13 @@ def test_a_result_that_arrives_while_the_database_is_down_is_recorded_once_when_
                 pg.stop_immediate()
                 answer = CommandResult(v=1, id=ident, ok=True, detail="applied", ts=datetime.now(UTC))
                 edge.publish(topics.cmd_result(SITE, GW), encode(answer))
-                until(lambda: link.retries >= 1, 30, "an attempt to record the result failed")
+                wait_until(lambda: link.retries >= 1, 30, "an attempt to record the result failed")
                 assert (link.pending, link.results, link.bad_results) == (1, 0, 0)
                 assert events.answers(ident) == []
                 if not api_restarts:
                     pg.start()
                     recorded = events.wait_answer(ident, 60)
-                    until(lambda: link.pending == 0, 10, "the result acknowledged once recorded")
+                    wait_until(lambda: link.pending == 0, 10, "the result acknowledged once recorded")
                     assert (link.results, link.bad_results) == (1, 0)
             if api_restarts:
                 # The API stopped with the result unacknowledged: the broker keeps it in the
@@ -381,7 +361,7 @@ def test_a_result_that_arrives_while_the_database_is_down_is_recorded_once_when_
                     link = desk.link
                     assert link is not None
                     recorded = events.wait_answer(ident, 60)
-                    until(lambda: link.pending == 0, 10, "the redelivered result acknowledged")
+                    wait_until(lambda: link.pending == 0, 10, "the redelivered result acknowledged")
                     assert (link.results, link.bad_results) == (1, 0)
             # Acknowledged means gone from the broker: the next run gets only what is new.
             feed = Feed()
@@ -391,7 +371,7 @@ def test_a_result_that_arrives_while_the_database_is_down_is_recorded_once_when_
                 assert link is not None
                 edge.publish(topics.cmd_result(SITE, GW), encode(CommandResult(
                     v=1, id="marker", ok=True, detail="applied", ts=datetime.now(UTC))))
-                until(lambda: link.results >= 1, 10, "the marker arrived")
+                wait_until(lambda: link.results >= 1, 10, "the marker arrived")
                 assert link.results == 1 and link.pending == 0
             assert later_events.answers(ident) == []
             stored = open_command_store(repo).get(ident, datetime.now(UTC) + timedelta(days=1))

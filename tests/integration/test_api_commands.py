@@ -5,9 +5,8 @@ Scope and role are the API's: another ward's staff gets 404, a city leader 403."
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 import pytest
 
 from contract.registry import load_registry
+from edge.agent import Agent
 from edge.app import open_agent
 from edge.drivers.simulated import open_simulation
 from ops_center.commands.desk import CommandDesk
@@ -22,6 +22,8 @@ from ops_center.security.mqtt_credentials import generate, read_credentials
 from tests.integration.test_edge_mqtt import fast_settings
 from tests.servers.mosquitto import MosquittoFactory
 from tests.support.api import Env, auth, sqlite_env
+from tests.support.edge import running
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
@@ -33,15 +35,6 @@ SET_LAMP: dict[str, Any] = {"sensor": LAMP, "name": "set_lamp", "args": {"on": T
                             "ttl_s": 120}
 
 
-def until(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
-    """A deadline on a condition only another process's network traffic can make true."""
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout_s} s: {what}")
-        time.sleep(0.05)
-
-
 @pytest.fixture
 def secured(mosquitto: MosquittoFactory, tmp_path: Path) -> tuple[int, dict[str, str]]:
     creds = tmp_path / "mqtt"
@@ -50,21 +43,28 @@ def secured(mosquitto: MosquittoFactory, tmp_path: Path) -> tuple[int, dict[str,
     return server.port, read_credentials(creds / "credentials.txt")
 
 
+@contextmanager
+def simulated_gateway(tmp_path: Path, url: str, gateway: str = GW) -> Iterator[Agent]:
+    """The gateway's real edge agent on the simulated driver at real speed (outbox and MQTT
+    session in ``tmp_path``), connected to `url` and past its first status."""
+    sim = open_simulation(REG, gateway, speed=1.0, start=SIM_T)
+    with (open_agent(fast_settings(tmp_path, url), REG, gateway, clock=sim.clock, driver=sim.driver,
+                     link=sim.driver) as agent,
+          running(agent)):
+        agent.wait_until(lambda s: s.connected and s.counters.status_published >= 1, 10)
+        yield agent
+
+
+def agent_url(secured: tuple[int, dict[str, str]], gateway: str) -> str:
+    """The gateway's own account on the secured broker."""
+    port, accounts = secured
+    return f"mqtt://{gateway}:{accounts[gateway]}@127.0.0.1:{port}"
+
+
 @pytest.fixture
 def lighting_cabinet(tmp_path: Path, secured: tuple[int, dict[str, str]]) -> Iterator[None]:
-    port, accounts = secured
-    sim = open_simulation(REG, GW, speed=1.0, start=SIM_T)
-    settings = fast_settings(tmp_path, f"mqtt://{GW}:{accounts[GW]}@127.0.0.1:{port}")
-    with open_agent(settings, REG, GW, clock=sim.clock, driver=sim.driver, link=sim.driver) as agent:
-        thread = threading.Thread(target=agent.run, name="edge-agent")
-        thread.start()
-        try:
-            agent.wait_until(lambda s: s.connected and s.counters.status_published >= 1, 10)
-            yield
-        finally:
-            agent.stop()
-            thread.join(timeout=20)
-            assert not thread.is_alive()
+    with simulated_gateway(tmp_path, agent_url(secured, GW)):
+        yield
 
 
 @pytest.fixture
@@ -90,7 +90,7 @@ def test_ward_staff_switches_a_lamp_and_the_command_is_applied(env: Env, lightin
         value: str = got.json()["state"]
         return value
 
-    until(lambda: state() == "applied", 10, "the edge applied the command")
+    wait_until(lambda: state() == "applied", 10, "the edge applied the command")
     done = env.client.get(f"{V1}/{sent['id']}", headers=staff).json()
     assert done["detail"] == "applied" and done["result_at"] is not None
     listed = env.client.get(V1, params={"site": "thong-nhat", "state": "applied"}, headers=staff).json()

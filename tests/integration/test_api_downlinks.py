@@ -4,19 +4,16 @@ command link → a real Mosquitto with the generated ACL → the real edge agent
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from edge.app import open_agent
-from edge.drivers.simulated import open_simulation
 from ops_center.commands.desk import CommandDesk
-from tests.integration.test_api_commands import REG, SIM_T, V1, env, secured, until
-from tests.integration.test_edge_mqtt import fast_settings
+from tests.integration.test_api_commands import V1, agent_url, env, secured, simulated_gateway
 from tests.support.api import Env, auth
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 __all__ = ["env", "secured"]
@@ -25,35 +22,11 @@ PUMP = {"sensor": "tn-drain-01", "name": "set_pump", "args": {"on": True}, "ttl_
 VALVE = {"sensor": "ax-ww-01", "name": "set_valve", "args": {"open": True}, "ttl_s": 120}
 
 
-def run_agent(tmp_path: Path, port: int, accounts: dict[str, str], gateway: str) -> Iterator[None]:
-    sim = open_simulation(REG, gateway, speed=1.0, start=SIM_T)
-    settings = fast_settings(tmp_path / gateway, f"mqtt://{gateway}:{accounts[gateway]}@127.0.0.1:{port}")
-    with open_agent(settings, REG, gateway, clock=sim.clock, driver=sim.driver, link=sim.driver) as agent:
-        thread = threading.Thread(target=agent.run, name=f"edge-{gateway}")
-        thread.start()
-        try:
-            agent.wait_until(lambda s: s.connected and s.counters.status_published >= 1, 10)
-            yield
-        finally:
-            agent.stop()
-            thread.join(timeout=20)
-            assert not thread.is_alive()
-
-
 @pytest.fixture
 def gateways(tmp_path: Path, secured: tuple[int, dict[str, str]]) -> Iterator[None]:
-    port, accounts = secured
-    pump = run_agent(tmp_path, port, accounts, "tn-gw-02")
-    valve = run_agent(tmp_path, port, accounts, "ax-gw-01")
-    next(pump)
-    try:
-        next(valve)
-        try:
-            yield
-        finally:
-            next(valve, None)
-    finally:
-        next(pump, None)
+    with (simulated_gateway(tmp_path / "tn-gw-02", agent_url(secured, "tn-gw-02"), "tn-gw-02"),
+          simulated_gateway(tmp_path / "ax-gw-01", agent_url(secured, "ax-gw-01"), "ax-gw-01")):
+        yield
 
 
 def send_and_wait(env: Env, user: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -66,7 +39,7 @@ def send_and_wait(env: Env, user: str, body: dict[str, Any]) -> dict[str, Any]:
         value: str = env.client.get(f"{V1}/{ident}", headers=headers).json()["state"]
         return value
 
-    until(lambda: state() == "applied", 10, f"the edge applied {body['name']}")
+    wait_until(lambda: state() == "applied", 10, f"the edge applied {body['name']}")
     done: dict[str, Any] = env.client.get(f"{V1}/{ident}", headers=headers).json()
     return done
 

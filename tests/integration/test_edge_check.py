@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from tests.support.ports import free_port
+from tests.support.registry import modbus_tcp_sensor, ward_registry_yaml
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -22,43 +23,11 @@ def test_check_reads_every_device_once_and_prints_a_table(tmp_path: Path, modbus
     dev.set_holding(3, 0, [1234, 4000])
     dead = free_port()
     registry = tmp_path / "registry.yaml"
-    registry.write_text(f"""version: 1
-sites:
-  - id: thong-nhat
-    name: {{vi: "Phường Thống Nhất", en: "Thong Nhat ward"}}
-    kind: ward
-    location: {{lat: 20.44, lon: 106.168}}
-    gateways:
-      - id: tn-gw-01
-        sensors:
-          - id: tn-flood-01
-            kind: flood_depth
-            driver:
-              type: modbus-tcp
-              host: 127.0.0.1
-              port: {dev.port}
-              unit: 3
-              registers:
-                - {{metric: water_level_cm, address: 0, type: int16, scale: 0.1}}
-          - id: tn-flood-02
-            kind: flood_depth
-            driver:
-              type: modbus-tcp
-              host: 127.0.0.1
-              port: {dev.port}
-              unit: 3
-              registers: [{{metric: water_level_cm, address: 1, type: int16, scale: 0.1}}]
-          - id: tn-flood-03
-            kind: flood_depth
-            driver:
-              type: modbus-tcp
-              host: 127.0.0.1
-              port: {dead}
-              timeout_s: 1
-              registers: [{{metric: water_level_cm, address: 0}}]
-          - id: tn-noise-01
-            kind: noise
-""")
+    registry.write_text(ward_registry_yaml("tn-gw-01", (
+        modbus_tcp_sensor("tn-flood-01", dev.port, unit=3)
+        + modbus_tcp_sensor("tn-flood-02", dev.port, unit=3, address=1)
+        + modbus_tcp_sensor("tn-flood-03", dead, timeout_s=1, type_=None, scale=None)
+        + "          - id: tn-noise-01\n            kind: noise\n")))
     env = {**os.environ, "SMARTWARD_REGISTRY": str(registry), "PYTHONPATH": str(ROOT)}
     proc = subprocess.run([sys.executable, "-m", "smartward.cli", "edge", "check", "--gateway", "tn-gw-01"],
                           capture_output=True, text=True, env=env, timeout=45, check=False)

@@ -15,13 +15,13 @@ import pytest
 
 from contract import topics
 from contract.codec import decode_telemetry
-from contract.registry import parse_registry
 from edge.app import open_agent
 from edge.clockguard import ClockGuard
 from edge.drivers.modbus import ModbusDriver
-from edge.settings import EdgeSettings
 from ingest.pipeline import TimeWindow, ValidBatch, classify
 from tests.servers.mosquitto import IngestFactory, MosquittoFactory
+from tests.support.edge import quick_settings, running
+from tests.support.registry import modbus_tcp_sensor, ward_registry
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
@@ -54,49 +54,27 @@ def test_a_gateway_booted_in_1970_sends_every_reading_at_its_real_time(
 ) -> None:
     dev = modbus_devices()
     dev.set_holding(1, 0, [555])
-    registry = parse_registry(f"""version: 1
-sites:
-  - id: thong-nhat
-    name: {{vi: "Phường Thống Nhất", en: "Thong Nhat ward"}}
-    kind: ward
-    location: {{lat: 20.44, lon: 106.168}}
-    gateways:
-      - id: {GW}
-        sensors:
-          - id: tn-flood-01
-            kind: flood_depth
-            interval_s: 1
-            driver:
-              type: modbus-tcp
-              host: 127.0.0.1
-              port: {dev.port}
-              registers: [{{metric: water_level_cm, address: 0, type: int16, scale: 0.1}}]
-""")
+    registry = ward_registry(GW, modbus_tcp_sensor("tn-flood-01", dev.port, interval_s=1))
     broker = mosquitto()
     ingest = recording_ingest(broker.url)
     clock = SettableClock()
-    settings = EdgeSettings(mqtt_url=broker.url, edge_outbox=str(tmp_path / "outbox"),
-                            edge_flush_interval_ms=500, edge_poll_interval_ms=200,
-                            edge_status_interval_s=0.5, edge_reconnect_min_s=0.05, edge_reconnect_max_s=0.5)
+    settings = quick_settings(tmp_path, broker.url)
     guard = ClockGuard(state_file=tmp_path / "clock-floor")
     driver = ModbusDriver(registry.sensors_of(GW), clock)
     real_start = datetime.now(UTC)
     with open_agent(settings, registry, GW, clock=clock, driver=driver, guard=guard) as agent:
         driver.start()
-        thread = threading.Thread(target=agent.run, name="edge-agent")
-        thread.start()
         try:
-            held = agent.wait_until(lambda s: s.counters.readings >= 4, 20)
-            assert held.counters.batches_created == 0  # nothing sealed with a 1970 time
-            assert held.counters.clock_untrusted_polls > 0
-            clock.set_now()  # NTP answers
-            stats = agent.wait_until(lambda s: s.counters.readings_restamped >= 4 and s.outbox.batches == 0
-                                     and s.counters.readings >= held.counters.readings + 2, 20)
+            with running(agent):
+                held = agent.wait_until(lambda s: s.counters.readings >= 4, 20)
+                assert held.counters.batches_created == 0  # nothing sealed with a 1970 time
+                assert held.counters.clock_untrusted_polls > 0
+                clock.set_now()  # NTP answers
+                stats = agent.wait_until(lambda s: s.counters.readings_restamped >= 4
+                                         and s.outbox.batches == 0
+                                         and s.counters.readings >= held.counters.readings + 2, 20)
         finally:
-            agent.stop()
-            thread.join(20)
             driver.close()
-    assert not thread.is_alive()
     real_end = datetime.now(UTC)
     site_topic = topics.telemetry("thong-nhat", GW)
     readings = []

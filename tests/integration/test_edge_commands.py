@@ -24,6 +24,7 @@ from edge.app import open_agent
 from edge.drivers.simulated import open_simulation
 from tests.integration.test_edge_mqtt import fast_settings
 from tests.servers.mosquitto import IngestFactory, MosquittoFactory
+from tests.support.edge import running
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -76,15 +77,9 @@ def command(ident: str, args: dict[str, Any], *, ttl: timedelta = timedelta(minu
 def lighting_cabinet(tmp_path: Path, url: str) -> Iterator[Agent]:
     sim = open_simulation(REG, GW, speed=120.0, start=SIM_T)
     settings = fast_settings(tmp_path, url)
-    with open_agent(settings, REG, GW, clock=sim.clock, driver=sim.driver, link=sim.driver) as agent:
-        thread = threading.Thread(target=agent.run, name="edge-agent")
-        thread.start()
-        try:
-            yield agent
-        finally:
-            agent.stop()
-            thread.join(timeout=20)
-            assert not thread.is_alive(), "the agent did not stop"
+    with (open_agent(settings, REG, GW, clock=sim.clock, driver=sim.driver, link=sim.driver) as agent,
+          running(agent)):
+        yield agent
 
 
 def test_edge_applies_a_lamp_command_and_answers_on_its_result_topic(

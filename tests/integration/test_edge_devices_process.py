@@ -11,16 +11,15 @@ import signal
 import socket
 import subprocess
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
-from contract.brokers import BrokerUrl
-from contract.codec import decode_telemetry
 from tests.servers.mosquitto import IngestFactory, MosquittoFactory
+from tests.support.edge import network_server, received_readings
+from tests.support.registry import modbus_tcp_sensor, ward_registry_yaml
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
@@ -37,31 +36,14 @@ def test_the_service_reads_modbus_and_lorawan_devices_and_feeds_the_watchdog(
     up = json.loads((FIXTURES / "up.json").read_text())
     app = up["deviceInfo"]["applicationId"]
     registry = tmp_path / "registry.yaml"
-    registry.write_text(f"""version: 1
-sites:
-  - id: thong-nhat
-    name: {{vi: "Phường Thống Nhất", en: "Thong Nhat ward"}}
-    kind: ward
-    location: {{lat: 20.44, lon: 106.168}}
-    gateways:
-      - id: {GW}
-        sensors:
-          - id: tn-flood-01
-            kind: flood_depth
-            interval_s: 1
-            driver:
-              type: modbus-tcp
-              host: 127.0.0.1
-              port: {dev.port}
-              unit: 3
-              registers: [{{metric: water_level_cm, address: 0, type: int16, scale: 0.1}}]
-          - id: tn-aq-05
+    flood = modbus_tcp_sensor("tn-flood-01", dev.port, unit=3, interval_s=1)
+    registry.write_text(ward_registry_yaml(GW, flood + """          - id: tn-aq-05
             kind: air_quality
             metrics: [pm25, pm10, lora_rssi_dbm]
-            driver: {{type: lorawan, dev_eui: "0004a30b001c0530", fields: {{pm25: pm25, pm10: pm10}}}}
+            driver: {type: lorawan, dev_eui: "0004a30b001c0530", fields: {pm25: pm25, pm10: pm10}}
           - id: tn-noise-01
             kind: noise
-""")
+"""))
     broker = mosquitto()
     ingest = recording_ingest(broker.url)
     notify_path = str(tmp_path / "notify")
@@ -76,17 +58,14 @@ sites:
     proc = subprocess.Popen([sys.executable, "-m", "smartward.cli", "edge", "run", "--gateway", GW],
                             env=env, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
-    ns = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="chirpstack-test")
+    stack = ExitStack()  # the network server, once the agent is ready
     try:
         assert sock.recv(64) == b"READY=1"
         assert sock.recv(64) == b"WATCHDOG=1"
-        url = BrokerUrl.parse(broker.url)
-        ns.connect(url.host, url.port)
-        ns.loop_start()
+        ns = stack.enter_context(network_server(broker.url))
 
         def readings() -> list[tuple[str, str, float]]:
-            return [(r.sensor, r.metric, r.value) for payloads in ingest.copies(GW).values()
-                    for p in payloads for r in decode_telemetry(p).readings]
+            return [(r.sensor, r.metric, r.value) for r in received_readings(ingest, GW)]
 
         # The LoRaWAN driver subscribes once connected; publish until its uplink arrives.
         fcnt = 1000
@@ -107,8 +86,7 @@ sites:
         assert ("tn-aq-05", "pm25", 48.2) in got and ("tn-aq-05", "lora_rssi_dbm", -97.0) in got
         assert not any(s == "tn-noise-01" for s, _, _ in got)  # simulated: never read for real
     finally:
-        ns.loop_stop()
-        ns.disconnect()
+        stack.close()
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(20)
         stderr = proc.stderr.read() if proc.stderr else ""

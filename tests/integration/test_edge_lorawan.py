@@ -7,21 +7,20 @@ from __future__ import annotations
 import copy
 import json
 import threading
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from contract.brokers import BrokerUrl
 from contract.models import Reading
-from contract.registry import Registry, parse_registry
+from contract.registry import Registry
 from edge.drivers.lorawan import Devices, LorawanDriver, UplinkError, parse_time
 from tests.servers.mosquitto import MosquittoFactory
+from tests.support.edge import network_server
+from tests.support.registry import ward_registry
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -33,16 +32,7 @@ EUI = "0004a30b001c0530"
 GW = "tn-gw-01"
 UPLINK_TIME = datetime(2026, 12, 7, 2, 15, 4, 512331, tzinfo=UTC)
 
-REGISTRY: Registry = parse_registry(f"""version: 1
-sites:
-  - id: thong-nhat
-    name: {{vi: "Phường Thống Nhất", en: "Thong Nhat ward"}}
-    kind: ward
-    location: {{lat: 20.44, lon: 106.168}}
-    gateways:
-      - id: {GW}
-        sensors:
-          - id: tn-aq-05
+REGISTRY: Registry = ward_registry(GW, f"""          - id: tn-aq-05
             kind: air_quality
             metrics: [pm25, pm10, air_temp_c, humidity_pct, battery_pct, lora_rssi_dbm, lora_snr_db]
             driver:
@@ -115,52 +105,40 @@ def test_out_of_bounds_is_bad_and_a_non_number_is_an_error_for_that_field_only()
     assert not any(m == "pm10" for m, _ in got)
 
 
-def wait_for(cond: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    ev = threading.Event()
-    while not cond():
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
-        ev.wait(0.05)
-
-
 def test_the_driver_reads_a_network_servers_mqtt_integration(mosquitto: MosquittoFactory) -> None:
     broker = mosquitto()
-    url = BrokerUrl.parse(broker.url)
-    driver = LorawanDriver(GW, SENSORS, url, application_id=APP)
-    ns = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="chirpstack-test")
-    ns.connect(url.host, url.port)
-    ns.loop_start()
-    driver.start()
-    try:
-        assert driver.connected.wait(10)
-        topic = f"application/{APP}/device/{EUI}/event"
-        infos = [ns.publish(f"{topic}/up", json.dumps(UP), qos=1),
-                 ns.publish(f"{topic}/up", json.dumps(UP), qos=1),  # published again: one frame
-                 ns.publish(f"{topic}/status", json.dumps(STATUS), qos=1),
-                 ns.publish(f"{topic}/up", b"{not json", qos=1),
-                 # another application's device of the same EUI is not ours
-                 ns.publish(f"application/other/device/{EUI}/event/up", json.dumps({**UP, "fCnt": 5}), qos=1),
-                 ns.publish(f"{topic}/up", json.dumps({**UP, "fCnt": 1188, "object": {"pm25": 50.0}}), qos=1)]
-        for info in infos:
-            info.wait_for_publish(10)
-        got: list[Reading] = []
-        errors = [0]
+    driver = LorawanDriver(GW, SENSORS, BrokerUrl.parse(broker.url), application_id=APP)
+    with network_server(broker.url) as ns:
+        driver.start()
+        try:
+            assert driver.connected.wait(10)
+            topic = f"application/{APP}/device/{EUI}/event"
+            other = f"application/other/device/{EUI}/event"
+            infos = [ns.publish(f"{topic}/up", json.dumps(UP), qos=1),
+                     ns.publish(f"{topic}/up", json.dumps(UP), qos=1),  # published again: one frame
+                     ns.publish(f"{topic}/status", json.dumps(STATUS), qos=1),
+                     ns.publish(f"{topic}/up", b"{not json", qos=1),
+                     # another application's device of the same EUI is not ours
+                     ns.publish(f"{other}/up", json.dumps({**UP, "fCnt": 5}), qos=1),
+                     ns.publish(f"{topic}/up", json.dumps({**UP, "fCnt": 1188, "object": {"pm25": 50.0}}),
+                                qos=1)]
+            for info in infos:
+                info.wait_for_publish(10)
+            got: list[Reading] = []
+            errors = [0]
 
-        def arrived() -> bool:
-            got.extend(driver.poll(datetime.now(UTC)))
-            errors[0] += driver.take_errors()
-            return len(got) >= 10 and errors[0] >= 1
-        wait_for(arrived, 10, "uplinks through the broker")
-        assert sorted(r.value for r in got if r.metric == "pm25") == [48.2, 50.0]
-        assert [r.value for r in got if r.metric == "battery_pct"] == [86.61]
-        assert all(r.ts == UPLINK_TIME for r in got if r.metric != "battery_pct")
-        assert len(got) == 6 + 1 + 3  # first uplink, status, second uplink (pm25 + RSSI + SNR)
-        assert errors[0] == 1
-    finally:
-        driver.close()
-        ns.loop_stop()
-        ns.disconnect()
+            def arrived() -> bool:
+                got.extend(driver.poll(datetime.now(UTC)))
+                errors[0] += driver.take_errors()
+                return len(got) >= 10 and errors[0] >= 1
+            wait_until(arrived, 10, "uplinks through the broker")
+            assert sorted(r.value for r in got if r.metric == "pm25") == [48.2, 50.0]
+            assert [r.value for r in got if r.metric == "battery_pct"] == [86.61]
+            assert all(r.ts == UPLINK_TIME for r in got if r.metric != "battery_pct")
+            assert len(got) == 6 + 1 + 3  # first uplink, status, second uplink (pm25 + RSSI + SNR)
+            assert errors[0] == 1
+        finally:
+            driver.close()
 
 
 def test_check_shows_the_uplinks_that_arrive_while_it_waits(tmp_path: Path,
@@ -174,23 +152,17 @@ def test_check_shows_the_uplinks_that_arrive_while_it_waits(tmp_path: Path,
                             edge_outbox=str(tmp_path / "outbox"))
     drivers = open_devices(settings, GW, SENSORS, SystemClock())
     assert drivers.lorawan is not None
-    url = BrokerUrl.parse(broker.url)
-    ns = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="chirpstack-test")
-    ns.connect(url.host, url.port)
-    ns.loop_start()
+    with network_server(broker.url) as ns:
+        def publish_once_subscribed() -> None:
+            assert drivers.lorawan is not None
+            if drivers.lorawan.connected.wait(10):
+                ns.publish(f"application/{APP}/device/{EUI}/event/up", json.dumps(UP), qos=1)
 
-    def publish_once_subscribed() -> None:
-        assert drivers.lorawan is not None
-        if drivers.lorawan.connected.wait(10):
-            ns.publish(f"application/{APP}/device/{EUI}/event/up", json.dumps(UP), qos=1)
-
-    t = threading.Thread(target=publish_once_subscribed)
-    t.start()
-    try:
-        rows = {(r.sensor, r.metric): r for r in check_rows(drivers, SENSORS, wait_s=2)}
-    finally:
-        t.join(10)
-        ns.loop_stop()
-        ns.disconnect()
+        t = threading.Thread(target=publish_once_subscribed)
+        t.start()
+        try:
+            rows = {(r.sensor, r.metric): r for r in check_rows(drivers, SENSORS, wait_s=2)}
+        finally:
+            t.join(10)
     assert rows["tn-aq-05", "pm25"].value == 48.2 and rows["tn-aq-05", "pm25"].error is None
     assert rows["tn-aq-06", "pm25"].value is None and "no uplink" in str(rows["tn-aq-06", "pm25"].error)

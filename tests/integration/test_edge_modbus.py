@@ -10,25 +10,21 @@ value is ever made up.
 from __future__ import annotations
 
 import struct
-import threading
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from contract.codec import decode_telemetry
 from contract.models import Reading
-from contract.registry import Registry, parse_registry
-from edge.agent import Agent
+from contract.registry import Registry
 from edge.app import open_agent
 from edge.clock import SystemClock
 from edge.drivers.modbus import ModbusDriver
-from edge.settings import EdgeSettings
 from tests.servers.modbus import ModbusDevice, SerialPair
 from tests.servers.mosquitto import IngestFactory, MosquittoFactory
+from tests.support.edge import quick_settings, received_readings, running
+from tests.support.registry import modbus_tcp_sensor, ward_registry
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
@@ -36,46 +32,16 @@ GW = "tn-gw-09"
 
 
 def registry(sensors: str) -> Registry:
-    return parse_registry(f"""version: 1
-sites:
-  - id: thong-nhat
-    name: {{vi: "Phường Thống Nhất", en: "Thong Nhat ward"}}
-    kind: ward
-    location: {{lat: 20.44, lon: 106.168}}
-    gateways:
-      - id: {GW}
-        sensors:
-{sensors}""")
+    return ward_registry(GW, sensors)
 
 
-def tcp_sensor(sid: str, port: int, *, unit: int = 1, address: int = 0, type_: str = "int16",
-               timeout_s: float = 0.5, extra: str = "") -> str:
-    return f"""          - id: {sid}
-            kind: flood_depth
-            interval_s: 1
-            driver:
-              type: modbus-tcp
-              host: 127.0.0.1
-              port: {port}
-              unit: {unit}
-              timeout_s: {timeout_s}
-              registers:
-                - {{metric: water_level_cm, address: {address}, type: {type_}, scale: 0.1}}
-{extra}"""
+def tcp_sensor(sid: str, port: int, *, address: int = 0, type_: str = "int16") -> str:
+    return modbus_tcp_sensor(sid, port, unit=1, address=address, type_=type_, interval_s=1, timeout_s=0.5)
 
 
 def f32_words(x: float) -> list[int]:
     u = struct.unpack(">I", struct.pack(">f", x))[0]
     return [u >> 16, u & 0xFFFF]
-
-
-def wait_for(cond: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    ev = threading.Event()
-    while not cond():
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
-        ev.wait(0.05)
 
 
 def test_one_request_reads_a_whole_map_of_types_word_orders_and_scales(modbus_devices: Any) -> None:
@@ -96,23 +62,8 @@ def test_one_request_reads_a_whole_map_of_types_word_orders_and_scales(modbus_de
                 - {{metric: ww_ph, address: 2, type: float32, word_order: little, scale: 0.5}}
                 - {{metric: ww_cod, address: 4, type: uint32, scale: 0.01}}
                 - {{metric: ww_tss, table: input, address: 10, type: uint16}}
-          - id: tn-flood-01
-            kind: flood_depth
-            driver:
-              type: modbus-tcp
-              host: 127.0.0.1
-              port: {dev.port}
-              unit: 3
-              registers: [{{metric: water_level_cm, address: 0, type: int16, scale: 0.1}}]
-          - id: tn-flood-02
-            kind: flood_depth
-            driver:
-              type: modbus-tcp
-              host: 127.0.0.1
-              port: {dev.port}
-              unit: 3
-              registers: [{{metric: water_level_cm, address: 1, type: int16, scale: 0.1}}]
-""")
+""" + modbus_tcp_sensor("tn-flood-01", dev.port, unit=3)
+        + modbus_tcp_sensor("tn-flood-02", dev.port, unit=3, address=1))
     driver = ModbusDriver(reg.sensors_of(GW), SystemClock())
     assert len(driver.lines) == 1  # one connection for the three sensors of one device
     assert driver.requests == 2  # holding 0..5 in one request, input 10 in another
@@ -125,29 +76,6 @@ def test_one_request_reads_a_whole_map_of_types_word_orders_and_scales(modbus_de
     assert rows["tn-ww-01", "ww_ph"].value == 6.25
     assert rows["tn-ww-01", "ww_cod"].value == pytest.approx(10)
     assert rows["tn-ww-01", "ww_tss"].value == 55
-
-
-@contextmanager
-def running(agent: Agent) -> Iterator[Agent]:
-    thread = threading.Thread(target=agent.run, name="edge-agent")
-    thread.start()
-    try:
-        yield agent
-    finally:
-        agent.stop()
-        thread.join(timeout=20)
-        assert not thread.is_alive(), "the agent did not stop"
-
-
-def settings(tmp_path: Path, url: str) -> EdgeSettings:
-    return EdgeSettings(mqtt_url=url, edge_outbox=str(tmp_path / "outbox"), edge_flush_interval_ms=500,
-                        edge_poll_interval_ms=200, edge_status_interval_s=0.5, edge_reconnect_min_s=0.05,
-                        edge_reconnect_max_s=0.5)
-
-
-def received(ingest: Any) -> list[Reading]:
-    return [r for payloads in ingest.copies(GW).values() for p in payloads
-            for r in decode_telemetry(p).readings]
 
 
 def test_faulty_devices_never_stop_the_others_nor_invent_a_value(
@@ -170,25 +98,26 @@ def test_faulty_devices_never_stop_the_others_nor_invent_a_value(
     broker = mosquitto()
     ingest = recording_ingest(broker.url)
     driver = ModbusDriver(reg.sensors_of(GW), SystemClock())
-    with open_agent(settings(tmp_path, broker.url), reg, GW, clock=SystemClock(), driver=driver) as agent:
+    settings = quick_settings(tmp_path, broker.url)
+    with open_agent(settings, reg, GW, clock=SystemClock(), driver=driver) as agent:
         driver.start()
         try:
             with running(agent):
                 def count(sensor: str) -> int:
-                    return sum(r.sensor == sensor for r in received(ingest))
+                    return sum(r.sensor == sensor for r in received_readings(ingest, GW))
 
-                wait_for(lambda: count("s-good") >= 2 and count("s-outage") >= 2, 20, "first readings")
+                wait_until(lambda: count("s-good") >= 2 and count("s-outage") >= 2, 20, "first readings")
                 outage.stop()
                 before = count("s-outage")
                 seen = count("s-good")
-                wait_for(lambda: count("s-good") >= seen + 3, 20, "good device keeps reporting")
+                wait_until(lambda: count("s-good") >= seen + 3, 20, "good device keeps reporting")
                 down_errors = agent.snapshot().counters.driver_errors
                 outage.start()
-                wait_for(lambda: count("s-outage") > before + 1, 20, "device back after its outage")
+                wait_until(lambda: count("s-outage") > before + 1, 20, "device back after its outage")
                 stats = agent.wait_until(lambda s: s.counters.driver_errors >= down_errors + 3, 20)
         finally:
             driver.close()
-    readings = received(ingest)
+    readings = received_readings(ingest, GW)
     by_sensor: dict[str, set[float]] = {}
     for r in readings:
         by_sensor.setdefault(r.sensor, set()).add(r.value)
@@ -248,11 +177,11 @@ def test_modbus_rtu_over_a_serial_line(serial_pair: SerialPair) -> None:
         driver.start()
         try:
             got: list[Reading] = []
-            wait_for(lambda: bool(got.extend(driver.poll(SystemClock().now()))) or
+            wait_until(lambda: bool(got.extend(driver.poll(SystemClock().now()))) or
                      {r.sensor for r in got} >= {"tn-rain-01", "tn-flood-01"}, 20, "RTU polling")
             assert all(r.value == pytest.approx(123.4) for r in got if r.sensor == "tn-flood-01")
             assert not any(r.sensor == "tn-flood-02" for r in got)
-            wait_for(lambda: driver.take_errors() > 0, 10, "unit 9 counted")
+            wait_until(lambda: driver.take_errors() > 0, 10, "unit 9 counted")
         finally:
             driver.close()
     finally:

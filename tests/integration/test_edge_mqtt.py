@@ -7,7 +7,6 @@ which readings a gateway produced over a simulated interval.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -31,6 +30,7 @@ from edge.settings import EdgeSettings
 from simulators.fleet import GatewaySimulator
 from simulators.scenarios import get_scenario
 from tests.servers.mosquitto import IngestFactory, MosquittoFactory
+from tests.support.edge import running
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -71,15 +71,9 @@ def edge_agent(tmp_path: Path, url: str, *, speed: float = 1.0, end: datetime | 
     settings = fast_settings(tmp_path, url, **options)
     clock = clock or ScaledClock(speed=speed, start=T0)
     driver = driver or SyntheticDriver(SENSORS, start=T0, end=end)
-    with open_agent(settings, REGISTRY, gateway, clock=clock, driver=driver, link=link) as agent:
-        thread = threading.Thread(target=agent.run, name="edge-agent")
-        thread.start()
-        try:
-            yield agent
-        finally:
-            agent.stop()
-            thread.join(timeout=20)
-            assert not thread.is_alive(), "the agent did not stop"
+    with (open_agent(settings, REGISTRY, gateway, clock=clock, driver=driver, link=link) as agent,
+          running(agent)):
+        yield agent
 
 
 def drained(end: datetime) -> Any:

@@ -79,6 +79,15 @@ def make_feed(db_url: str, receiver: FtpReceiver, spool_dir: Path, clock: Clock,
     )
 
 
+def feed_at_t0(tmp_path: Path, db_url: str,
+               tls: tuple[Path, Path] | None = None) -> tuple[FtpReceiver, Clock, Tt10Feed]:
+    """A receiver (not started yet) in ``tmp_path``, a clock one minute past T0 and the feed
+    on `db_url` that uploads to it (over FTPS when `tls` is a certificate)."""
+    receiver = FtpReceiver(tmp_path / "receiver", tls=tls)
+    clock = Clock(T0 + timedelta(seconds=61))
+    return receiver, clock, make_feed(db_url, receiver, tmp_path / "tt10", clock, tls[0] if tls else None)
+
+
 def report(env: Env, user: str) -> Any:
     r = env.client.get(FEED, params={"site": "an-xa", "limit": 200}, headers=auth(env.tokens[user]))
     assert r.status_code == 200, r.text
@@ -99,9 +108,7 @@ def test_t1_receiver_outage_every_cycle_kept_and_resent_oldest_first(
     db_url, env, rows = sqlite_store
     rows.insert("readings", COLS, readings(T0 - timedelta(hours=2), T0 + timedelta(hours=4)))
     cert = self_signed(tmp_path) if tls else None
-    receiver = FtpReceiver(tmp_path / "receiver", tls=cert)
-    clock = Clock(T0 + timedelta(seconds=61))
-    feed = make_feed(db_url, receiver, tmp_path / "tt10", clock, cert[0] if cert else None)
+    receiver, clock, feed = feed_at_t0(tmp_path, db_url, cert)
     with receiver:
         first = feed.tick()  # on start: the cycles of the last 24 h that were never sent
         assert first.error is None
@@ -160,9 +167,7 @@ def test_receiver_failing_mid_batch_keeps_the_order_and_loses_nothing(
 ) -> None:
     db_url, env, rows = sqlite_store
     rows.insert("readings", COLS, readings(T0 - timedelta(hours=1), T0))
-    receiver = FtpReceiver(tmp_path / "receiver")
-    clock = Clock(T0 + timedelta(seconds=61))
-    feed = make_feed(db_url, receiver, tmp_path / "tt10", clock, None)
+    receiver, clock, feed = feed_at_t0(tmp_path, db_url)
     with receiver:
         receiver.stor_budget = 5  # the receiver's disk fills after five files
         first = feed.tick()
@@ -189,9 +194,7 @@ def test_feed_reads_timescaledb_and_logs_uploads_there(
 ) -> None:
     db_url, env, rows = timescale_store
     rows.insert("readings", COLS, readings(T0 - timedelta(minutes=30), T0))
-    receiver = FtpReceiver(tmp_path / "receiver")
-    clock = Clock(T0 + timedelta(seconds=61))
-    feed = make_feed(db_url, receiver, tmp_path / "tt10", clock, None)
+    receiver, _, feed = feed_at_t0(tmp_path, db_url)
     with receiver:
         tick = feed.tick()
     assert len(tick.sent) == 12 and tick.error is None

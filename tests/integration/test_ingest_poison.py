@@ -20,11 +20,11 @@ from ingest.stores.postgres import PostgresStore
 from ingest.stores.sqlite import SqliteStore
 from ingest.worker import IngestWorker
 from tests.integration.test_ingest_worker import settings_for
-from tests.support.ingest import AckWatcher, Publisher, broker, broker_url, gateways
+from tests.support.ingest import AckWatcher, Publisher, acks, broker, broker_url, gateways, pub
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
-__all__ = ["broker"]
+__all__ = ["acks", "broker", "pub"]
 
 REG = load_registry()
 Store = SqliteStore | PostgresStore
@@ -62,20 +62,6 @@ def start(broker: Any, store: Store) -> Iterator[Callable[[], IngestWorker]]:
     yield make
     for w in made:
         w.stop()
-
-
-@pytest.fixture
-def pub(broker: Any) -> Iterator[Publisher]:
-    p = Publisher(broker_url(broker), client_id="poison-pub")
-    yield p
-    p.close()
-
-
-@pytest.fixture
-def acks(broker: Any) -> Iterator[AckWatcher]:
-    a = AckWatcher(broker_url(broker), client_id="poison-acks")
-    yield a
-    a.close()
 
 
 def _status(gateway: str, **over: Any) -> bytes:

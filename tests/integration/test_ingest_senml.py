@@ -24,11 +24,11 @@ from ops_center.mqtt_cli import main as mqtt_main
 from ops_center.security.mqtt_credentials import read_credentials
 from tests.integration.test_ingest_worker import settings_for
 from tests.integration.test_security_mqtt import Client
-from tests.support.ingest import AckWatcher, Publisher, broker, broker_url
+from tests.support.ingest import AckWatcher, Publisher, acks, broker, broker_url, pub
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
-__all__ = ["broker"]
+__all__ = ["acks", "broker", "pub"]
 
 REG = load_registry()
 SITE, GW = "thong-nhat", "tn-gw-01"
@@ -53,20 +53,6 @@ def worker(broker: Any, store: Any) -> Iterator[IngestWorker]:
     with w:
         wait_until(lambda: w.ready, 15, "worker ready")
         yield w
-
-
-@pytest.fixture
-def pub(broker: Any) -> Iterator[Publisher]:
-    p = Publisher(broker_url(broker), client_id="test-senml-device")
-    yield p
-    p.close()
-
-
-@pytest.fixture
-def acks(broker: Any) -> Iterator[AckWatcher]:
-    a = AckWatcher(broker_url(broker), client_id="test-senml-acks")
-    yield a
-    a.close()
 
 
 def received(w: IngestWorker) -> float:

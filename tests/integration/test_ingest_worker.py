@@ -19,12 +19,12 @@ from ingest.pipeline import TimeWindow, classify
 from ingest.ports import DeadLetter, ValidBatch, WriteResult
 from ingest.settings import IngestSettings
 from ingest.worker import IngestWorker
-from tests.support.ingest import AckWatcher, Publisher, broker, broker_url, gateways
+from tests.support.ingest import AckWatcher, Publisher, acks, broker, broker_url, gateways, pub
 from tests.support.waiting import wait_until
 from tests.unit.test_ingest_worker import FakeStore
 
 pytestmark = pytest.mark.integration
-__all__ = ["broker"]
+__all__ = ["acks", "broker", "pub"]
 
 REG = load_registry()
 
@@ -56,20 +56,6 @@ def worker(broker: Any, store: FakeStore) -> Iterator[IngestWorker]:
     with w:
         wait_until(lambda: w.ready, 10, "worker ready")
         yield w
-
-
-@pytest.fixture
-def pub(broker: Any) -> Iterator[Publisher]:
-    p = Publisher(broker_url(broker))
-    yield p
-    p.close()
-
-
-@pytest.fixture
-def acks(broker: Any) -> Iterator[AckWatcher]:
-    a = AckWatcher(broker_url(broker))
-    yield a
-    a.close()
 
 
 def test_steady_stream_from_three_sites_is_stored_once_and_acked(

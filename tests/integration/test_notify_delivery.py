@@ -28,8 +28,8 @@ from ops_center.rulebook.loader import load_patterns, load_rules
 from ops_center.service.actions import HumanAction, mutation
 from ops_center.service.service import OpsService
 from ops_center.service.settings import OpsServiceSettings
-from tests.integration.test_ops_service import Publisher, batch
 from tests.servers.smtp import SmtpServer
+from tests.support.ops import Publisher, batch, opened_rig
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
@@ -115,24 +115,11 @@ class Rig:
         assert isinstance(self.repo, SqlOpsRepository)
         return SqlNotificationStore(self.repo)
 
-
 @pytest.fixture
 def rig(mosquitto: Any, smtp_server: SmtpServer, tmp_path: Path) -> Iterator[Rig]:
     db_url = f"sqlite:///{tmp_path / 'ops.db'}"
-    repo = open_repository(db_url)
-    repo.migrate()
-    r = Rig(mosquitto(), smtp_server, db_url, repo, tmp_path)
-    yield r
-    for svc in r.services:
-        svc.stop()
-    repo.close()
-
-
-@pytest.fixture
-def gateway(rig: Rig) -> Iterator[Publisher]:
-    pub = Publisher(rig.broker.url)
-    yield pub
-    pub.close()
+    with opened_rig(db_url, lambda repo: Rig(mosquitto(), smtp_server, db_url, repo, tmp_path)) as r:
+        yield r
 
 
 def wait(condition: Callable[[], bool], what: str, timeout_s: float = WAIT_S) -> None:
@@ -302,6 +289,23 @@ def test_whoever_was_told_hears_that_a_person_resolved_the_incident(rig: Rig, ga
     assert not rig.smtp.to(LEADER)  # never told of it: not told it is over either
 
 
+def pending_email(ident: str, k: int, now: datetime) -> NotificationRecord:
+    """An email to the duty officer about incident `k`, due `now`."""
+    return NotificationRecord(
+        id=ident,
+        incident_id=f"incident-{k}",
+        site=SITE,
+        contact="ax-truc-ban",
+        channel="email",
+        reason="opened",
+        state="pending",
+        created_at=now,
+        next_attempt_at=now,
+        subject=f"sự cố {k}",
+        body=f"sự cố {k}",
+    )
+
+
 def test_two_senders_on_one_store_send_each_message_once(rig: Rig) -> None:
     """Two ops processes (high availability) share the outbox: an attempt claims its rows."""
     from ops_center.notify.channels import SmtpChannel
@@ -310,24 +314,7 @@ def test_two_senders_on_one_store_send_each_message_once(rig: Rig) -> None:
 
     policy = parse_policy(policy_text(60.0, max_messages=1000), registry=REGISTRY)
     now = datetime.now(UTC)
-    rig.store.add(
-        [
-            NotificationRecord(
-                id=f"ha{k:03d}",
-                incident_id=f"incident-{k}",
-                site=SITE,
-                contact="ax-truc-ban",
-                channel="email",
-                reason="opened",
-                state="pending",
-                created_at=now,
-                next_attempt_at=now,
-                subject=f"sự cố {k}",
-                body=f"sự cố {k}",
-            )
-            for k in range(60)
-        ]
-    )
+    rig.store.add([pending_email(f"ha{k:03d}", k, now) for k in range(60)])
     senders = []
     for _ in range(2):
         repo = open_repository(rig.db_url)
@@ -358,22 +345,7 @@ def test_a_message_beyond_a_full_window_waits_without_busy_looping(rig: Rig) -> 
     svc = rig.service(max_messages=1)
     assert svc.notifier is not None
     now = datetime.now(UTC)
-    rows = [
-        NotificationRecord(
-            id=f"w{k}",
-            incident_id=f"incident-{k}",
-            site=SITE,
-            contact="ax-truc-ban",
-            channel="email",
-            reason="opened",
-            state="pending",
-            created_at=now,
-            next_attempt_at=now,
-            subject=f"sự cố {k}",
-            body=f"sự cố {k}",
-        )
-        for k in range(2)
-    ]
+    rows = [pending_email(f"w{k}", k, now) for k in range(2)]
     rig.store.add(rows[:1])
     svc.notifier.sender.wake()
     rig.smtp.wait_for(lambda ms: len(ms) == 1, WAIT_S, "the first message")

@@ -14,9 +14,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from ops_center.adapters.factory import open_repository
 from ops_center.adapters.records import NotificationRecord, ResolvedNotice
-from ops_center.adapters.repository import StepWrite
+from ops_center.adapters.repository import OpsRepository, StepWrite
 from tests.integration.test_notify_delivery import (
     DUTY,
     LEADER,
@@ -27,9 +26,9 @@ from tests.integration.test_notify_delivery import (
     policy_text,
     wait,
 )
-from tests.integration.test_ops_service import Publisher
 from tests.servers.smtp import SmtpServer
 from tests.support.api import add_users, auth, build_app, login
+from tests.support.ops import Publisher, opened_rig
 
 pytestmark = pytest.mark.integration
 
@@ -39,21 +38,12 @@ PUBLIC_URL = "https://ioc.example.vn"
 @pytest.fixture
 def rig(mosquitto: Any, smtp_server: SmtpServer, tmp_path: Path) -> Iterator[Rig]:
     db_url = f"sqlite:///{tmp_path / 'ops.db'}"
-    repo = open_repository(db_url)
-    repo.migrate()
-    add_users(repo)
-    r = Rig(mosquitto(), smtp_server, db_url, repo, tmp_path)
-    yield r
-    for svc in r.services:
-        svc.stop()
-    repo.close()
 
-
-@pytest.fixture
-def gateway(rig: Rig) -> Iterator[Publisher]:
-    pub = Publisher(rig.broker.url)
-    yield pub
-    pub.close()
+    def make(repo: OpsRepository) -> Rig:
+        add_users(repo)
+        return Rig(mosquitto(), smtp_server, db_url, repo, tmp_path)
+    with opened_rig(db_url, make) as r:
+        yield r
 
 
 @pytest.fixture

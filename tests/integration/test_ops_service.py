@@ -14,13 +14,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from contract import topics
 from contract.codec import encode
-from contract.models import Reading, Status, TelemetryBatch
+from contract.models import Status
 from contract.registry import Registry, load_registry
 from ops_center.adapters.factory import open_repository
 from ops_center.adapters.repository import OpsRepository
@@ -31,43 +29,15 @@ from ops_center.service.actions import HumanAction, mutation
 from ops_center.service.service import OpsService
 from ops_center.service.settings import OpsServiceSettings
 from tests.servers.mosquitto import MosquittoServer
+from tests.support.ops import GW, SITE, Publisher, batch, opened_rig
 
 pytestmark = pytest.mark.integration
 
 REGISTRY = load_registry()
 RULES = load_rules(registry=REGISTRY)
 PATTERNS = load_patterns()
-GW = "ax-gw-02"  # gas detectors ax-gas-01/02 (10 s), fire detectors, a stack, a power meter
-SITE = "an-xa"
 T0 = (datetime.now(UTC) - timedelta(days=1)).replace(second=0, microsecond=0)
 WAIT_S = 20.0
-
-
-class Publisher:
-    """A gateway as the broker sees it: QoS 1 publishes, waited for."""
-
-    def __init__(self, url: str) -> None:
-        host, port = url.split("://", 1)[1].rsplit(":", 1)
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"test-gw-{id(self)}",
-                                  protocol=mqtt.MQTTv5)
-        self.client.connect(host, int(port))
-        self.client.loop_start()
-
-    def send(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
-        self.client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(timeout=10)
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
-def batch(seq: int, at: datetime, gas_lel: float, *, gateway: str = GW) -> bytes:
-    """One 10-second batch of the gateway: gas on ax-gas-01, the rest quiet."""
-    readings = [Reading("ax-gas-01", "gas_lel", at, gas_lel), Reading("ax-gas-02", "gas_lel", at, 0.0),
-                Reading("ax-fire-01", "fire_temp_c", at, 30.0), Reading("ax-fire-01", "smoke_pct", at, 0.0),
-                Reading("ax-fire-02", "fire_temp_c", at, 30.0), Reading("ax-fire-02", "smoke_pct", at, 0.0)]
-    return encode(TelemetryBatch(v=1, gateway=gateway, seq=seq, sent_at=at + timedelta(seconds=1),
-                                 readings=readings))
 
 
 @dataclass
@@ -95,25 +65,11 @@ class Rig:
         assert svc.link.subscribed.wait(WAIT_S), "ops service not subscribed"
         return svc
 
-
 @pytest.fixture
 def rig(mosquitto: Any, tmp_path: Path) -> Iterator[Rig]:
-    broker = mosquitto()
     db_url = f"sqlite:///{tmp_path / 'ops.db'}"
-    repo = open_repository(db_url)
-    repo.migrate()
-    r = Rig(broker, db_url, repo)
-    yield r
-    for svc in r.services:
-        svc.stop()
-    repo.close()
-
-
-@pytest.fixture
-def gateway(rig: Rig) -> Iterator[Publisher]:
-    pub = Publisher(rig.broker.url)
-    yield pub
-    pub.close()
+    with opened_rig(db_url, lambda repo: Rig(mosquitto(), db_url, repo)) as r:
+        yield r
 
 
 def through(svc: OpsService, seq: int, gw: str = GW) -> None:

@@ -16,7 +16,8 @@ import pytest
 from contract import topics
 from ops_center.adapters.factory import open_repository
 from ops_center.service.service import OpsService
-from tests.integration.test_ops_service import GW, SITE, T0, Publisher, Rig, batch, through
+from tests.integration.test_ops_service import T0, Rig, through
+from tests.support.ops import GW, SITE, Publisher, batch, opened_rig
 
 pytestmark = pytest.mark.integration
 
@@ -38,20 +39,8 @@ def rig(request: pytest.FixtureRequest, mosquitto: Any, tmp_path: Path) -> Itera
         db_url = f"sqlite:///{tmp_path / 'ops.db'}"
     else:
         db_url = str(request.getfixturevalue("timescale_db"))
-    repo = open_repository(db_url)
-    repo.migrate()
-    r = Rig(broker, db_url, repo)
-    yield r
-    for svc in r.services:
-        svc.stop()
-    repo.close()
-
-
-@pytest.fixture
-def gateway(rig: Rig) -> Iterator[Publisher]:
-    pub = Publisher(rig.broker.url)
-    yield pub
-    pub.close()
+    with opened_rig(db_url, lambda repo: Rig(broker, db_url, repo)) as r:
+        yield r
 
 
 def _status(**over: Any) -> bytes:

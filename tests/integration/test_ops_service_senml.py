@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 
 from contract import topics
-from ops_center.adapters.factory import open_repository
 from ops_center.security.mqtt_credentials import service_acl
 from ops_center.service.service import OpsService, ServiceProgress
-from tests.integration.test_ops_service import GW, SITE, WAIT_S, Publisher, Rig, batch, gas_alerts, through
+from tests.integration.test_ops_service import WAIT_S, Rig, gas_alerts, through
+from tests.support.ops import GW, SITE, Publisher, batch, opened_rig
 
 pytestmark = pytest.mark.integration
 
@@ -27,24 +27,12 @@ LEL = [0.0, 0.0, 35.0, 36.0]  # crosses 20 %LEL (critical) at the third instant
 @pytest.fixture
 def rig(mosquitto: Any, tmp_path: Path) -> Iterator[Rig]:
     db_url = f"sqlite:///{tmp_path / 'ops.db'}"
-    repo = open_repository(db_url)
-    repo.migrate()
-    r = Rig(mosquitto(), db_url, repo)
-    yield r
-    for svc in r.services:
-        svc.stop()
-    repo.close()
-
-
-@pytest.fixture
-def gateway(rig: Rig) -> Iterator[Publisher]:
-    pub = Publisher(rig.broker.url)
-    yield pub
-    pub.close()
+    with opened_rig(db_url, lambda repo: Rig(mosquitto(), db_url, repo)) as r:
+        yield r
 
 
 def pack(at: datetime, gas_lel: float) -> bytes:
-    """The readings of ``batch`` (test_ops_service) at one instant, as a SenML pack."""
+    """The readings of ``batch`` (tests/support/ops.py) at one instant, as a SenML pack."""
     return json.dumps([
         {"bn": "urn:dev:sw:ax-gas-01:", "bt": at.timestamp(), "n": "gas_lel", "v": gas_lel},
         {"bn": "urn:dev:sw:ax-gas-02:", "n": "gas_lel", "v": 0},

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -140,6 +140,26 @@ class AckWatcher:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+def _module_name(request: pytest.FixtureRequest) -> str:
+    return str(request.module.__name__).rsplit(".", 1)[-1]
+
+
+@pytest.fixture
+def pub(broker: Any, request: pytest.FixtureRequest) -> Iterator[Publisher]:
+    """A gateway-like publisher on ``broker``, its client id named after the test module."""
+    p = Publisher(broker_url(broker), client_id=f"{_module_name(request)}-pub")
+    yield p
+    p.close()
+
+
+@pytest.fixture
+def acks(broker: Any, request: pytest.FixtureRequest) -> Iterator[AckWatcher]:
+    """Every ack the ingest publishes on ``broker``, its client id named after the test module."""
+    a = AckWatcher(broker_url(broker), client_id=f"{_module_name(request)}-acks")
+    yield a
+    a.close()
 
 
 class WorkerProcess:

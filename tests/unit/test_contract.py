@@ -14,6 +14,7 @@ from contract.catalog import METRICS, SENSOR_KINDS
 from contract.errors import DEAD_LETTER_REASONS, DecodeError, RegistryError, TopicError
 from contract.models import MAX_PAYLOAD_BYTES, Ack, Reading, Status, TelemetryBatch
 from contract.registry import load_registry, parse_registry
+from tests.support.registry import refusal, ward_registry_yaml
 
 slugs = st.from_regex(r"\A[a-z0-9][a-z0-9-]{0,62}\Z")
 
@@ -124,20 +125,11 @@ def test_bundled_registry_has_the_three_sites_and_enough_devices() -> None:
     assert not reg.allows("tn-gw-01", "tn-aq-01", "water_level_cm")
 
 
-_GOOD = """version: 1
-sites:
-  - id: thong-nhat
-    name: {vi: "Phường Thống Nhất", en: "Thong Nhat ward"}
-    kind: ward
-    location: {lat: 20.440, lon: 106.168}
-    gateways:
-      - id: tn-gw-01
-        sensors:
-          - id: tn-aq-01
+_GOOD = ward_registry_yaml("tn-gw-01", """          - id: tn-aq-01
             kind: air_quality
             metrics: [pm25, pm10]
             interval_s: 60
-"""
+""")
 
 
 def test_small_registry_parses_with_defaults() -> None:
@@ -159,11 +151,10 @@ def test_small_registry_parses_with_defaults() -> None:
     ],
 )
 def test_malformed_registry_is_refused_with_its_line(edit: tuple[str, str], line: int, words: str) -> None:
-    with pytest.raises(RegistryError) as info:
-        parse_registry(_GOOD.replace(*edit), source="r.yaml")
-    assert info.value.line == line, str(info.value)
-    assert words in str(info.value)
-    assert str(info.value).startswith(f"r.yaml:{line}:")
+    error = refusal(_GOOD.replace(*edit))
+    assert error.line == line, str(error)
+    assert words in str(error)
+    assert str(error).startswith(f"r.yaml:{line}:")
 
 
 def test_duplicate_sensor_ids_are_refused_with_both_lines() -> None:

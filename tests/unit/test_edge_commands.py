@@ -4,11 +4,10 @@ ours, bad payload, redelivery) and the agent's round trip from its cmd topic to 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import pytest
@@ -22,9 +21,10 @@ from edge.commands import CommandHandler
 from edge.drivers.simulated import SimulatedDriver
 from edge.drivers.synthetic import SyntheticDriver
 from edge.outbox import MemoryOutbox
-from edge.publisher import CommandReceived, Connected, Disconnected, EventSink
+from edge.publisher import CommandReceived
 from edge.settings import EdgeSettings
 from simulators.fleet import GatewaySimulator
+from tests.support.edge import MemoryConnection, running
 
 REG = load_registry()
 GW = "tn-gw-03"  # the Thống Nhất lighting cabinet
@@ -155,37 +155,17 @@ def test_simulated_driver_switches_the_simulated_lamp() -> None:
 # --- the agent: cmd topic -> handler -> cmd/result ---------------------------------------------
 
 
-class CommandPublisher:
+class CommandPublisher(MemoryConnection):
     """A fake broker connection that can deliver commands and records the results."""
 
     def __init__(self) -> None:
-        self.sink: EventSink = lambda event: None
-        self.connected = False
+        super().__init__()
         self.results: list[CommandResult] = []
         self.changed = threading.Condition()
 
-    def bind(self, sink: EventSink, _will: Callable[[], bytes]) -> CommandPublisher:
-        self.sink = sink
-        return self
-
-    def __enter__(self) -> CommandPublisher:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        pass
-
     def set_link(self, up: bool) -> None:
         if up and not self.connected:
-            self.reconnect()
-
-    def reconnect(self) -> None:
-        self.connected = True
-        self.sink(Connected("memory://", False))
-
-    def drop(self) -> None:
-        self.connected = False
-        self.sink(Disconnected("memory://", "test"))
+            self.connect()
 
     def publish_batch(self, seq: int, payload: bytes) -> bool:
         return False
@@ -201,9 +181,6 @@ class CommandPublisher:
             self.changed.notify_all()
         return True
 
-    def close(self, *, final_status: bytes | None = None, timeout_s: float = 5.0) -> bool:
-        return True
-
     def wait_results(self, n: int, timeout_s: float = 10.0) -> list[CommandResult]:
         with self.changed:
             assert self.changed.wait_for(lambda: len(self.results) >= n, timeout_s), self.results
@@ -217,14 +194,8 @@ def running_agent(tmp_path: Path, pub: CommandPublisher, target: RecordingTarget
     agent = Agent(settings=settings, gateway=GW, clock=clock, driver=SyntheticDriver([], start=SIM_T),
                   outbox=MemoryOutbox(max_bytes=10**6), connect=pub.bind,
                   commands=CommandHandler(GW, LAMPS, target, wall=lambda: WALL))
-    thread = threading.Thread(target=agent.run)
-    thread.start()
-    try:
+    with running(agent, join_timeout_s=30):
         yield agent
-    finally:
-        agent.stop()
-        thread.join(timeout=30)
-        assert not thread.is_alive()
 
 
 def test_agent_answers_each_command_on_its_result_topic(tmp_path: Path) -> None:
@@ -248,10 +219,10 @@ def test_result_waits_for_the_next_connection_when_the_link_dropped(tmp_path: Pa
     pub, target = CommandPublisher(), RecordingTarget()
     with running_agent(tmp_path, pub, target) as agent:
         agent.wait_until(lambda s: s.connected, 10)
-        pub.drop()
+        pub.disconnect()
         pub.sink(CommandReceived(cmd("c-5")))  # answered while the connection is gone
         agent.wait_until(lambda s: s.counters.commands_applied == 1, 10)
         assert pub.results == []
-        pub.reconnect()
+        pub.connect()
         results = pub.wait_results(1)
     assert [(r.id, r.ok) for r in results] == [("c-5", True)]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from contract.catalog import SENSOR_KINDS
-from contract.errors import RegistryError
 from contract.registry import (
     LorawanDriver,
     ModbusRtuDriver,
@@ -14,17 +13,8 @@ from contract.registry import (
     load_registry,
     parse_registry,
 )
+from tests.support.registry import refusal, ward_registry_yaml
 
-_HEAD = """version: 1
-sites:
-  - id: thong-nhat
-    name: {vi: "Phường Thống Nhất", en: "Thong Nhat ward"}
-    kind: ward
-    location: {lat: 20.440, lon: 106.168}
-    gateways:
-      - id: tn-gw-01
-        sensors:
-"""
 # line 10 onwards
 _SENSORS = """          - id: tn-flood-01
             kind: flood_depth
@@ -62,7 +52,7 @@ _SENSORS = """          - id: tn-flood-01
           - id: tn-noise-01
             kind: noise
 """
-_GOOD = _HEAD + _SENSORS
+_GOOD = ward_registry_yaml("tn-gw-01", _SENSORS)
 
 
 def test_the_contract_example_parses_with_defaults() -> None:
@@ -115,34 +105,18 @@ def test_the_bundled_registry_is_simulated() -> None:
 def test_a_wrong_driver_block_is_refused_with_its_line(edit: tuple[str, str], line: int, words: str) -> None:
     text = _GOOD.replace(*edit)
     assert text != _GOOD
-    with pytest.raises(RegistryError) as info:
-        parse_registry(text, source="r.yaml")
-    assert info.value.line == line, str(info.value)
-    assert words in str(info.value), str(info.value)
-    assert str(info.value).startswith(f"r.yaml:{line}:")
+    error = refusal(text)
+    assert error.line == line, str(error)
+    assert words in str(error), str(error)
+    assert str(error).startswith(f"r.yaml:{line}:")
 
 
-def test_a_metric_read_twice_is_refused() -> None:
-    text = _GOOD.replace(
-        "                  offset: 0\n",
-        "                  offset: 0\n                - {metric: water_level_cm, address: 4}\n")
-    with pytest.raises(RegistryError, match="read twice") as info:
-        parse_registry(text)
-    assert info.value.line == 25
-
-
-def test_one_dev_eui_for_two_sensors_is_refused() -> None:
-    text = _GOOD + """          - id: tn-aq-06
+_OFFSET = "                  offset: 0\n"  # the last line of tn-flood-01's register
+_SECOND_LORAWAN_OF_ONE_EUI = """          - id: tn-aq-06
             kind: air_quality
             driver: {type: lorawan, dev_eui: 0004a30b001c0530, fields: {pm25: pm25}}
 """
-    with pytest.raises(RegistryError, match="first on line 29") as info:
-        parse_registry(text)
-    assert info.value.line == 47
-
-
-def test_one_serial_port_has_one_setting() -> None:
-    text = _GOOD + """          - id: tn-rain-02
+_SECOND_SETTING_OF_ONE_PORT = """          - id: tn-rain-02
             kind: rain_gauge
             driver:
               type: modbus-rtu
@@ -150,9 +124,22 @@ def test_one_serial_port_has_one_setting() -> None:
               baudrate: 19200
               registers: [{metric: rain_mm_h, address: 0}]
 """
-    with pytest.raises(RegistryError, match="other settings") as info:
-        parse_registry(text)
-    assert info.value.line == 49
+
+
+@pytest.mark.parametrize(
+    ("text", "words", "line"),
+    [
+        (_GOOD.replace(_OFFSET, _OFFSET + "                - {metric: water_level_cm, address: 4}\n"),
+         "read twice", 25),
+        (_GOOD + _SECOND_LORAWAN_OF_ONE_EUI, "first on line 29", 47),
+        (_GOOD + _SECOND_SETTING_OF_ONE_PORT, "other settings", 49),
+    ],
+    ids=["a_metric_read_twice", "one_dev_eui_for_two_sensors", "one_serial_port_with_two_settings"],
+)
+def test_a_conflict_is_refused_with_its_line(text: str, words: str, line: int) -> None:
+    error = refusal(text)
+    assert words in str(error), str(error)
+    assert error.line == line, str(error)
 
 
 def test_simulate_overrides_a_lorawan_sensor_that_reports_its_radio_link() -> None:

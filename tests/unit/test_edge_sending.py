@@ -4,11 +4,9 @@ MemoryPublisher that plays the broker and the ingest."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import pytest
@@ -22,23 +20,22 @@ from edge.clock import ScaledClock
 from edge.counters import Counters, EdgeStats
 from edge.drivers.synthetic import ScheduledLink, SyntheticDriver
 from edge.outbox import MemoryOutbox, Outbox, SqliteOutbox
-from edge.publisher import Connected, Disconnected, EventSink, Published, WatermarkReceived
+from edge.publisher import Published, WatermarkReceived
 from edge.sender import Sender
 from edge.settings import EdgeSettings
+from tests.support.edge import MemoryConnection, running
 
 T0 = datetime(2026, 11, 28, 5, 0, tzinfo=UTC)
 
 
-class MemoryPublisher:
+class MemoryPublisher(MemoryConnection):
     """The fake publisher. With ``auto=True`` it behaves like a healthy broker and ingest:
     connects when the link is up, PUBACKs every batch and acks the contiguous watermark."""
 
     def __init__(self, *, auto: bool = False, outbox: Outbox | None = None) -> None:
+        super().__init__()
         self.auto = auto
         self.outbox = outbox
-        self.sink: EventSink = lambda event: None
-        self.will: Callable[[], bytes] | None = None
-        self.connected = False
         self.link_up = False
         self.sent: list[int] = []
         self.payloads: dict[int, bytes] = {}
@@ -47,31 +44,12 @@ class MemoryPublisher:
         self.unstored_publishes: list[int] = []
         self._lock = threading.Lock()
 
-    def bind(self, sink: EventSink, will: Callable[[], bytes]) -> MemoryPublisher:
-        self.sink, self.will = sink, will
-        return self
-
-    def __enter__(self) -> MemoryPublisher:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
-
     def set_link(self, up: bool) -> None:
         self.link_up = up
         if self.auto and up and not self.connected:
             self.connect()
         elif not up and self.connected:
             self.disconnect()
-
-    def connect(self) -> None:
-        self.connected = True
-        self.sink(Connected("memory://", False))
-
-    def disconnect(self) -> None:
-        self.connected = False
-        self.sink(Disconnected("memory://", "test"))
 
     def publish_batch(self, seq: int, payload: bytes) -> bool:
         if not (self.connected and self.link_up):
@@ -269,18 +247,6 @@ def settings(tmp_path: Path, **options: Any) -> EdgeSettings:
 SENSORS = load_registry().sensors_of("ax-gw-02")
 
 
-@contextmanager
-def running(agent: Agent) -> Iterator[Agent]:
-    thread = threading.Thread(target=agent.run)
-    thread.start()
-    try:
-        yield agent
-    finally:
-        agent.stop()
-        thread.join(timeout=30)
-        assert not thread.is_alive()
-
-
 def make_agent(tmp_path: Path, pub: MemoryPublisher, outbox: Outbox, *, speed: float = 600.0,
                end: datetime | None = None, link: ScheduledLink | None = None, **options: Any) -> Agent:
     clock = ScaledClock(speed=speed, start=T0)
@@ -293,7 +259,7 @@ def test_agent_stores_every_batch_before_publishing_it(tmp_path: Path) -> None:
     box = MemoryOutbox(max_bytes=10**9)
     pub = MemoryPublisher(auto=True, outbox=box)
     end = T0 + timedelta(minutes=10)
-    with running(make_agent(tmp_path, pub, box, end=end)) as agent:
+    with running(make_agent(tmp_path, pub, box, end=end), join_timeout_s=30) as agent:
         stats = agent.wait_until(lambda s: s.at > end + timedelta(seconds=20)
                                  and s.outbox.batches == 0 and s.counters.batches_created > 0, 20)
     assert pub.unstored_publishes == []
@@ -307,7 +273,7 @@ def test_agent_keeps_reading_into_the_outbox_while_the_link_is_down(tmp_path: Pa
     box = MemoryOutbox(max_bytes=10**9)
     pub = MemoryPublisher(auto=True, outbox=box)
     down = (T0, T0 + timedelta(minutes=10))
-    with running(make_agent(tmp_path, pub, box, link=ScheduledLink([down]))) as agent:
+    with running(make_agent(tmp_path, pub, box, link=ScheduledLink([down])), join_timeout_s=30) as agent:
         offline = agent.wait_until(lambda s: s.counters.batches_created >= 5, 20)
         assert not offline.link_up and not offline.connected
         assert pub.sent == [] and offline.outbox.batches >= 5
@@ -321,7 +287,7 @@ def test_agent_stop_seals_the_open_batch_and_publishes_offline_status(tmp_path: 
     box = MemoryOutbox(max_bytes=10**9)
     pub = MemoryPublisher(auto=True)
     agent = make_agent(tmp_path, pub, box, speed=60.0, edge_flush_interval_ms=3_600_000)
-    with running(agent):
+    with running(agent, join_timeout_s=30):
         agent.wait_until(lambda s: s.counters.readings > 0 and s.connected, 20)
         assert box.last_seq == 0  # nothing is due yet: the batch is open
     assert box.last_seq >= 1
@@ -334,12 +300,12 @@ def test_agent_stop_seals_the_open_batch_and_publishes_offline_status(tmp_path: 
 def test_agent_seq_continues_after_a_restart(tmp_path: Path) -> None:
     with SqliteOutbox(tmp_path / "outbox", max_bytes=10**9) as box:
         pub = MemoryPublisher()  # never connects: everything stays in the outbox
-        with running(make_agent(tmp_path, pub, box)) as agent:
+        with running(make_agent(tmp_path, pub, box), join_timeout_s=30) as agent:
             agent.wait_until(lambda s: s.counters.batches_created >= 3, 20)
         first_run = box.last_seq
     with SqliteOutbox(tmp_path / "outbox", max_bytes=10**9) as box:
         pub = MemoryPublisher(auto=True)
-        with running(make_agent(tmp_path, pub, box)) as agent:
+        with running(make_agent(tmp_path, pub, box), join_timeout_s=30) as agent:
             agent.wait_until(lambda s: s.counters.batches_created >= 2
                              and s.outbox.batches == 0, 20)
     assert pub.sent[:first_run] == list(range(1, first_run + 1))  # the backlog, oldest first
@@ -350,7 +316,7 @@ def test_agent_reports_outbox_drops_in_its_status(tmp_path: Path) -> None:
     box = MemoryOutbox(max_bytes=4000)
     pub = MemoryPublisher(auto=True)
     down = (T0, T0 + timedelta(minutes=10))
-    with running(make_agent(tmp_path, pub, box, link=ScheduledLink([down]))) as agent:
+    with running(make_agent(tmp_path, pub, box, link=ScheduledLink([down])), join_timeout_s=30) as agent:
         stats = agent.wait_until(lambda s: s.connected and len(pub.statuses) > 0, 20)
     status = pub.statuses[0]
     assert status.state == "online"

@@ -171,6 +171,12 @@ def _feed(tmp_path: Path, rows: list[Reading], clock: Clock
     return feed, receiver, log
 
 
+def _one_reading_feed(tmp_path: Path) -> tuple[Tt10Feed, FakeReceiver, MemoryUploadLog, Clock]:
+    """A feed of one pH reading a minute into T0's cycle; its clock a minute past the next cycle."""
+    clock = Clock(T0 + CYCLE + timedelta(seconds=61))
+    return (*_feed(tmp_path, [_r(T0 + timedelta(minutes=1), "ww_ph", 7.0)], clock), clock)
+
+
 def test_on_start_the_last_24h_never_sent_are_written_and_sent(tmp_path: Path) -> None:
     start = T0 - timedelta(hours=30)
     rows = [_r(start + timedelta(minutes=m), "ww_ph", 7.0) for m in range(0, 30 * 60, 5)]
@@ -210,9 +216,7 @@ def test_receiver_outage_keeps_every_file_and_resends_oldest_first(tmp_path: Pat
 
 
 def test_files_are_written_once_and_late_readings_fill_gaps_within_24h(tmp_path: Path) -> None:
-    rows = [_r(T0 + timedelta(minutes=1), "ww_ph", 7.0)]
-    clock = Clock(T0 + CYCLE + timedelta(seconds=61))
-    feed, receiver, _ = _feed(tmp_path, rows, clock)
+    feed, receiver, _, clock = _one_reading_feed(tmp_path)
     feed.tick()
     assert list(receiver.files) == [file_name(WW, T0 + CYCLE)]
     # Readings of an earlier cycle arrive late (an edge back online); the written cycle changes too.
@@ -225,9 +229,7 @@ def test_files_are_written_once_and_late_readings_fill_gaps_within_24h(tmp_path:
 
 
 def test_sent_files_are_kept_30_days(tmp_path: Path) -> None:
-    rows = [_r(T0 + timedelta(minutes=1), "ww_ph", 7.0)]
-    clock = Clock(T0 + CYCLE + timedelta(seconds=61))
-    feed, _, _ = _feed(tmp_path, rows, clock)
+    feed, _, _, clock = _one_reading_feed(tmp_path)
     feed.tick()
     assert len(list(feed.spool.sent_files())) == 1
     clock.t += timedelta(days=30)
@@ -239,9 +241,7 @@ def test_sent_files_are_kept_30_days(tmp_path: Path) -> None:
 
 
 def test_upload_log_outage_is_caught_up(tmp_path: Path) -> None:
-    rows = [_r(T0 + timedelta(minutes=1), "ww_ph", 7.0)]
-    clock = Clock(T0 + CYCLE + timedelta(seconds=61))
-    feed, receiver, log = _feed(tmp_path, rows, clock)
+    feed, receiver, log, clock = _one_reading_feed(tmp_path)
     log.down = True
     feed.tick()
     assert receiver.files and not log.rows

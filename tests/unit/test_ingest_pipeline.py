@@ -40,6 +40,12 @@ def batch(**over: Any) -> dict[str, Any]:
     return b
 
 
+def one_reading(**reading: Any) -> dict[str, Any]:
+    """``batch()`` with one reading of SENSOR's first metric, its fields changed by `reading`."""
+    first = {"sensor": SENSOR.id, "metric": SENSOR.metrics[0], "ts": "2026-11-28T04:59:58Z", "value": 1}
+    return batch(readings=[first | reading])
+
+
 def raw(obj: Any) -> bytes:
     return json.dumps(obj).encode()
 
@@ -77,95 +83,29 @@ def test_a_good_batch_is_valid_with_its_site() -> None:
         (raw(batch(extra=1)), "schema"),
         (raw(batch(v=2)), "schema"),
         (
-            raw(
-                batch(
-                    readings=[
-                        {
-                            "sensor": SENSOR.id,
-                            "metric": SENSOR.metrics[0],
-                            "ts": "2026-11-28T04:59:58",
-                            "value": 1,
-                        }
-                    ]
-                )
-            ),
+            raw(one_reading(ts="2026-11-28T04:59:58")),
             "schema",
         ),  # naive time
         (
-            raw(
-                batch(
-                    readings=[
-                        {
-                            "sensor": SENSOR.id,
-                            "metric": SENSOR.metrics[0],
-                            "ts": "2026-11-28T04:59:58Z",
-                            "value": "1",
-                        }
-                    ]
-                )
-            ),
+            raw(one_reading(value="1")),
             "schema",
         ),
         (
-            json.dumps(
-                batch(
-                    readings=[
-                        {
-                            "sensor": SENSOR.id,
-                            "metric": SENSOR.metrics[0],
-                            "ts": "2026-11-28T04:59:58Z",
-                            "value": float("nan"),
-                        }
-                    ]
-                )
-            ).encode(),
+            raw(one_reading(value=float("nan"))),
             "non_finite",
         ),
         (
-            json.dumps(
-                batch(
-                    readings=[
-                        {
-                            "sensor": SENSOR.id,
-                            "metric": SENSOR.metrics[0],
-                            "ts": "2026-11-28T04:59:58Z",
-                            "value": float("inf"),
-                        }
-                    ]
-                )
-            ).encode(),
+            raw(one_reading(value=float("inf"))),
             "non_finite",
         ),
         (raw(batch()).replace(b"41.5", b"1e999"), "non_finite"),
         (b"{" + b" " * (256 * 1024) + b"}", "oversize"),
         (
-            raw(
-                batch(
-                    readings=[
-                        {
-                            "sensor": "nope-01",
-                            "metric": SENSOR.metrics[0],
-                            "ts": "2026-11-28T04:59:58Z",
-                            "value": 1,
-                        }
-                    ]
-                )
-            ),
+            raw(one_reading(sensor="nope-01")),
             "unknown_sensor",
         ),
         (
-            raw(
-                batch(
-                    readings=[
-                        {
-                            "sensor": SENSOR.id,
-                            "metric": "rain_mm_h" if "rain_mm_h" not in SENSOR.metrics else "pm25",
-                            "ts": "2026-11-28T04:59:58Z",
-                            "value": 1,
-                        }
-                    ]
-                )
-            ),
+            raw(one_reading(metric="rain_mm_h" if "rain_mm_h" not in SENSOR.metrics else "pm25")),
             "unknown_sensor",
         ),
         (raw(batch(gateway=OTHER_GW)), "topic_mismatch"),
@@ -208,18 +148,7 @@ def test_dead_letters_of_the_real_gateway_keep_the_seq_so_the_watermark_passes_t
     for payload in (
         raw(batch(readings=[])),
         raw(batch(readings=[{"sensor": "nope", "metric": "pm25", "ts": "2026-11-28T04:59:58Z", "value": 1}])),
-        json.dumps(
-            batch(
-                readings=[
-                    {
-                        "sensor": SENSOR.id,
-                        "metric": SENSOR.metrics[0],
-                        "ts": "2026-11-28T04:59:58Z",
-                        "value": float("nan"),
-                    }
-                ]
-            )
-        ).encode(),
+        raw(one_reading(value=float("nan"))),
     ):
         out = run(payload)
         assert isinstance(out, DeadLetter) and out.seq == 7 and out.gateway == GW and out.site == SITE
