@@ -18,6 +18,15 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import OAuth2PasswordBearer
 
 from contract.registry import Registry
+from ops_center.adapters.ports import (
+    GatewayRepository,
+    IncidentRepository,
+    MaintenanceRepository,
+    ReadingsReader,
+    SecurityEventRepository,
+    Tt10Reader,
+    UserRepository,
+)
 from ops_center.adapters.records import AuditEntry, AuditOutcome, UserRecord
 from ops_center.adapters.repository import OpsRepository, RepositoryError
 from ops_center.adapters.sessions import MemorySessionStore, SessionStore
@@ -65,6 +74,7 @@ class AppState:
     blocking: ThreadPoolExecutor | None = None
     proxies: TrustedProxies = field(default_factory=TrustedProxies)
     sessions: SessionStore = field(default_factory=MemorySessionStore)
+    tt10: Tt10Reader | None = None  # the TT 10/2021 upload log; None when the store has none
 
     def now(self) -> datetime:
         return self.clock()
@@ -105,7 +115,7 @@ class AppState:
             detail=detail,
         )
         try:
-            self.repo.append_audit(entry)
+            self.repo.users.append_audit(entry)
         except RepositoryError:
             self.metrics.audit_errors.inc()
             logger.exception("could not write audit entry %s %s", action, target)
@@ -141,6 +151,47 @@ def app_state(request: Request) -> AppState:
 
 StateDep = Annotated[AppState, Depends(get_state)]
 
+
+# The ports of the ops store a route uses (ops_center/adapters/ports.py): a route takes the one
+# or two it needs, never the whole store.
+
+
+async def get_incidents(request: Request) -> IncidentRepository:
+    return app_state(request).repo.incidents
+
+
+async def get_gateways(request: Request) -> GatewayRepository:
+    return app_state(request).repo.gateways
+
+
+async def get_users(request: Request) -> UserRepository:
+    return app_state(request).repo.users
+
+
+async def get_security_events(request: Request) -> SecurityEventRepository:
+    return app_state(request).repo.security
+
+
+async def get_maintenance(request: Request) -> MaintenanceRepository:
+    return app_state(request).repo.maintenance
+
+
+async def get_readings(request: Request) -> ReadingsReader:
+    return app_state(request).repo.readings
+
+
+async def get_tt10(request: Request) -> Tt10Reader | None:
+    return app_state(request).tt10
+
+
+IncidentsDep = Annotated[IncidentRepository, Depends(get_incidents)]
+GatewaysDep = Annotated[GatewayRepository, Depends(get_gateways)]
+UsersDep = Annotated[UserRepository, Depends(get_users)]
+SecurityEventsDep = Annotated[SecurityEventRepository, Depends(get_security_events)]
+MaintenanceDep = Annotated[MaintenanceRepository, Depends(get_maintenance)]
+ReadingsDep = Annotated[ReadingsReader, Depends(get_readings)]
+Tt10Dep = Annotated[Tt10Reader | None, Depends(get_tt10)]
+
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, auto_error=False)
 
 
@@ -168,7 +219,7 @@ def _claims(state: AppState, token: str | None) -> TokenClaims:
 def _read_user(state: AppState, name: str) -> KnownUser | None:
     """The user row now (and the scope it gives), remembered for ``principal_cache_s``."""
     read_at = state.users.now()
-    user = state.repo.get_user(name)
+    user = state.repo.users.get_user(name)
     if user is None:
         state.users.forget(name)
         return None

@@ -13,8 +13,9 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict
 
 from contract.models import SLUG_PATTERN
-from ops_center.adapters.tt10 import Tt10Log, Tt10State, Tt10Upload
-from ops_center.api.deps import ScopeDep, StateDep, require_visible
+from ops_center.adapters.ports import Tt10State, Tt10Upload
+from ops_center.adapters.records import Page
+from ops_center.api.deps import ScopeDep, StateDep, Tt10Dep, require_visible
 from ops_center.api.errors import ERROR_RESPONSES
 from ops_center.api.pages import Limit, Offset
 
@@ -71,6 +72,7 @@ async def tt10_feed(
     request: Request,
     state: StateDep,
     scope: ScopeDep,
+    log: Tt10Dep,
     site: Annotated[str, Query(pattern=SLUG_PATTERN, max_length=63)],
     upload_state: Annotated[Tt10State | None, Query(alias="state")] = None,
     limit: Limit = 50,
@@ -79,16 +81,15 @@ async def tt10_feed(
     def answer() -> Tt10FeedOut:
         require_visible(request, state, scope, site, target=f"feeds:tt10:{site}",
                         exists=site in state.registry.sites)
-        log = Tt10Log(state.repo)
         stations = [
             Tt10StationOut(station=s.station, sensor=s.sensor, sent=s.counts["sent"],
                            pending=s.counts["pending"], failed=s.counts["failed"],
                            last_sent_cycle=s.last_sent_cycle,
                            oldest_unsent_cycle=s.oldest_unsent_cycle)
-            for s in log.stations(site)
+            for s in (log.stations(site) if log else [])
         ]
-        page = log.uploads(site, upload_state, limit, offset)
-        err = log.last_error(site)
+        page = log.uploads(site, upload_state, limit, offset) if log else Page[Tt10Upload]([], 0)
+        err = log.last_error(site) if log else None
         return Tt10FeedOut(
             site=site,
             sent=sum(s.sent for s in stations),
