@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -156,41 +156,20 @@ StateDep = Annotated[AppState, Depends(get_state)]
 # or two it needs, never the whole store.
 
 
-async def get_incidents(request: Request) -> IncidentRepository:
-    return app_state(request).repo.incidents
+def _port(pick: Callable[[AppState], T]) -> Callable[[Request], Awaitable[T]]:
+    async def get(request: Request) -> T:
+        return pick(app_state(request))
+
+    return get
 
 
-async def get_gateways(request: Request) -> GatewayRepository:
-    return app_state(request).repo.gateways
-
-
-async def get_users(request: Request) -> UserRepository:
-    return app_state(request).repo.users
-
-
-async def get_security_events(request: Request) -> SecurityEventRepository:
-    return app_state(request).repo.security
-
-
-async def get_maintenance(request: Request) -> MaintenanceRepository:
-    return app_state(request).repo.maintenance
-
-
-async def get_readings(request: Request) -> ReadingsReader:
-    return app_state(request).repo.readings
-
-
-async def get_tt10(request: Request) -> Tt10Reader | None:
-    return app_state(request).tt10
-
-
-IncidentsDep = Annotated[IncidentRepository, Depends(get_incidents)]
-GatewaysDep = Annotated[GatewayRepository, Depends(get_gateways)]
-UsersDep = Annotated[UserRepository, Depends(get_users)]
-SecurityEventsDep = Annotated[SecurityEventRepository, Depends(get_security_events)]
-MaintenanceDep = Annotated[MaintenanceRepository, Depends(get_maintenance)]
-ReadingsDep = Annotated[ReadingsReader, Depends(get_readings)]
-Tt10Dep = Annotated[Tt10Reader | None, Depends(get_tt10)]
+IncidentsDep = Annotated[IncidentRepository, Depends(_port(lambda s: s.repo.incidents))]
+GatewaysDep = Annotated[GatewayRepository, Depends(_port(lambda s: s.repo.gateways))]
+UsersDep = Annotated[UserRepository, Depends(_port(lambda s: s.repo.users))]
+SecurityEventsDep = Annotated[SecurityEventRepository, Depends(_port(lambda s: s.repo.security))]
+MaintenanceDep = Annotated[MaintenanceRepository, Depends(_port(lambda s: s.repo.maintenance))]
+ReadingsDep = Annotated[ReadingsReader, Depends(_port(lambda s: s.repo.readings))]
+Tt10Dep = Annotated[Tt10Reader | None, Depends(_port(lambda s: s.tt10))]  # None: the store has no log
 
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, auto_error=False)
 
