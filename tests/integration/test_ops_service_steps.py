@@ -25,6 +25,7 @@ from ops_center.adapters.repository import (
     StepOutcome,
     StepWrite,
 )
+from ops_center.adapters.sql_incidents import SqlIncidentRepository
 from ops_center.adapters.sqlite import SqliteOpsRepository
 from ops_center.feed import Feed
 from ops_center.rulebook.loader import load_patterns, load_rules
@@ -168,10 +169,17 @@ class FlakySqlite(SqliteOpsRepository):
     def __init__(self, path: Path) -> None:
         super().__init__(path)
         self.down = 0
+        self.incidents = FlakyIncidents(self)
+
+
+class FlakyIncidents(SqlIncidentRepository):
+    def __init__(self, db: FlakySqlite) -> None:
+        super().__init__(db)
+        self.flaky = db
 
     def commit_step(self, step: StepWrite) -> StepOutcome:
-        if self.down:
-            self.down -= 1
+        if self.flaky.down:
+            self.flaky.down -= 1
             raise RepositoryUnavailable("sqlite: database is locked")
         if any(g.gateway == "refused" for g in step.gateways):
             raise RepositoryError("sqlite: CHECK constraint failed")
