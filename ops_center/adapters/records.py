@@ -1,22 +1,25 @@
-"""Rows the ops repository reads and writes. Plain frozen dataclasses; times are aware UTC."""
+"""Rows the ops repository reads and writes. Plain frozen dataclasses; times are aware UTC.
+An alert's and an incident's shared fields are the domain's (``AlertHeader``,
+``IncidentHeader``): their rows extend them with the columns only the store has."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Generic, Literal, TypeVar
+from typing import Generic, Literal, TypeAlias, TypeVar
 
+from ops_center.domain import alerts, lifecycle
+from ops_center.domain.alerts import Alert, AlertHeader
+from ops_center.domain.incident_model import Incident, IncidentHeader, TimelineEntry
+from ops_center.domain.maintenance import MaintenanceWindow
 from ops_center.domain.roles import Role
 
-if TYPE_CHECKING:
-    from ops_center.domain.alerts import Alert
-    from ops_center.domain.incidents import Incident, TimelineEntry
-
-Severity = Literal["info", "warning", "critical", "emergency"]
-SEVERITIES: tuple[Severity, ...] = ("info", "warning", "critical", "emergency")
-AlertState = Literal["active", "cleared"]
-IncidentState = Literal["open", "acknowledged", "resolved"]
-INCIDENT_STATES: tuple[IncidentState, ...] = ("open", "acknowledged", "resolved")
+# The domain's words, under the names the adapters' callers import.
+Severity: TypeAlias = alerts.Severity
+SEVERITIES = alerts.SEVERITIES
+AlertState: TypeAlias = alerts.AlertState
+IncidentState: TypeAlias = lifecycle.IncidentState
+INCIDENT_STATES = lifecycle.INCIDENT_STATES
 AuditOutcome = Literal["ok", "denied", "failed"]
 
 T = TypeVar("T")
@@ -36,50 +39,23 @@ class Bilingual:
     en: str
 
 
-@dataclass(frozen=True, slots=True)
-class AlertRecord:
-    id: str
-    rule: str
-    site: str
-    severity: Severity
-    state: AlertState
-    opened_at: datetime
-    updated_at: datetime
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AlertRecord(AlertHeader):
+    """A row of ``alerts``: the alert's header plus the columns the store allows empty."""
+
     gateway: str | None = None
-    sensor: str | None = None
-    metric: str | None = None
-    cleared_at: datetime | None = None
-    incident_id: str | None = None
-    late: bool = False
-    value: float | None = None
-    detail: str | None = None
     category: str | None = None
     message_vi: str | None = None
     message_en: str | None = None
+    incident_id: str | None = None
+    detail: str | None = None
 
     @classmethod
     def from_domain(cls, alert: Alert, incident_id: str | None = None) -> AlertRecord:
-        limit = f"limit={alert.limit:g}" if alert.limit is not None else None
-        return cls(
-            id=alert.id,
-            rule=alert.rule,
-            site=alert.site,
-            severity=alert.severity,
-            state=alert.state,
-            opened_at=alert.opened_at,
-            updated_at=alert.updated_at,
-            gateway=alert.gateway,
-            sensor=alert.sensor,
-            metric=alert.metric,
-            cleared_at=alert.cleared_at,
-            incident_id=incident_id,
-            late=alert.late,
-            value=alert.value,
-            detail=limit,
-            category=alert.category,
-            message_vi=alert.message_vi,
-            message_en=alert.message_en,
-        )
+        a = alert
+        limit = f"limit={a.limit:g}" if a.limit is not None else None
+        return cls(**a.header_fields(), gateway=a.gateway, category=a.category, message_vi=a.message_vi,
+                   message_en=a.message_en, incident_id=incident_id, detail=limit)
 
     @property
     def message(self) -> Bilingual | None:
@@ -89,40 +65,18 @@ class AlertRecord:
         return Bilingual(self.message_vi, self.message_en or self.message_vi)
 
 
-@dataclass(frozen=True, slots=True)
-class IncidentRecord:
-    id: str
-    site: str
-    kind: str
-    severity: Severity
-    state: IncidentState
-    title_vi: str
-    title_en: str
-    opened_at: datetime
-    updated_at: datetime
-    acknowledged_at: datetime | None = None
-    resolved_at: datetime | None = None
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IncidentRecord(IncidentHeader):
+    """A row of ``incidents``: the incident's header plus who it is assigned to and when it was
+    escalated (the domain keeps a flag)."""
+
     assignee: str | None = None
     escalated_at: datetime | None = None
 
     @classmethod
     def from_domain(cls, incident: Incident, assignee: str | None = None) -> IncidentRecord:
         i = incident
-        return cls(
-            id=i.id,
-            site=i.site,
-            kind=i.kind,
-            severity=i.severity,
-            state=i.state,
-            title_vi=i.title_vi,
-            title_en=i.title_en,
-            opened_at=i.opened_at,
-            updated_at=i.updated_at,
-            acknowledged_at=i.acknowledged_at,
-            resolved_at=i.resolved_at,
-            assignee=assignee,
-            escalated_at=i.updated_at if i.escalated else None,
-        )
+        return cls(**i.header_fields(), assignee=assignee, escalated_at=i.updated_at if i.escalated else None)
 
     @property
     def title(self) -> Bilingual:
@@ -209,16 +163,11 @@ class SecurityEventRecord:
     id: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class MaintenanceWindowRecord:
-    id: str
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MaintenanceWindowRecord(MaintenanceWindow):
+    """A row of ``maintenance_windows``: the domain's window plus the site it belongs to."""
+
     site: str
-    scope: Literal["sensor", "gateway", "site"]
-    target: str
-    starts_at: datetime
-    set_by: str
-    reason: str
-    ends_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ import base64
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, Protocol
 
@@ -118,3 +119,35 @@ class SqlDatabase(ABC):
         if not sites:
             return None
         return self._in(column, sites)
+
+
+@dataclass(frozen=True, slots=True)
+class Columns:
+    """A table's columns, named as the fields of its record and in the order the SQL lists
+    them: the one list a SELECT, an INSERT and the row's record are all made from."""
+
+    names: tuple[str, ...]
+    times: frozenset[str] = frozenset()  # aware UTC in the record; the dialect's time in the row
+    flags: frozenset[str] = frozenset()  # bool in the record (SQLite answers 0 or 1)
+
+    @property
+    def sql(self) -> str:
+        return ", ".join(self.names)
+
+    @property
+    def slots(self) -> str:
+        return ", ".join(["%s"] * len(self.names))
+
+    def read(self, row: Row) -> dict[str, Any]:
+        """The record's fields by name, from a row selected as :attr:`sql`."""
+        out = dict(zip(self.names, row, strict=True))
+        for name in self.times:
+            out[name] = utc_or_none(out[name])
+        for name in self.flags:
+            out[name] = bool(out[name])
+        return out
+
+    def params(self, db: SqlDatabase, record: object) -> tuple[object, ...]:
+        """The INSERT parameters of ``record``, in :attr:`sql`'s order."""
+        return tuple(db._tn(getattr(record, n)) if n in self.times else getattr(record, n)
+                     for n in self.names)

@@ -19,61 +19,33 @@ from ops_center.adapters.records import (
     Page,
     TimelineEvent,
 )
-from ops_center.adapters.sql_base import IN_CHUNK, Executor, Row, SqlDatabase, page_rows, utc, utc_or_none
+from ops_center.adapters.sql_base import IN_CHUNK, Columns, Executor, Row, SqlDatabase, page_rows, utc
 from ops_center.adapters.sql_gateways import write_gateway_status
 from ops_center.adapters.sql_outbox import insert_notifications, insert_resolved
 from ops_center.adapters.sql_users import write_audit
 
-ALERT_COLS: Final = (
-    "id, rule, site, gateway, sensor, metric, severity, state, opened_at, cleared_at, "
-    "incident_id, late, value, detail, category, message_vi, message_en, updated_at"
+ALERT: Final = Columns(
+    ("id", "rule", "site", "gateway", "sensor", "metric", "severity", "state", "opened_at", "cleared_at",
+     "incident_id", "late", "value", "detail", "category", "message_vi", "message_en", "updated_at"),
+    times=frozenset({"opened_at", "cleared_at", "updated_at"}),
+    flags=frozenset({"late"}),
 )
-INCIDENT_COLS: Final = (
-    "id, site, kind, severity, state, title_vi, title_en, opened_at, updated_at, "
-    "acknowledged_at, resolved_at, assignee, escalated_at"
+INCIDENT: Final = Columns(
+    ("id", "site", "kind", "severity", "state", "title_vi", "title_en", "opened_at", "updated_at",
+     "acknowledged_at", "resolved_at", "assignee", "escalated_at"),
+    times=frozenset({"opened_at", "updated_at", "acknowledged_at", "resolved_at", "escalated_at"}),
 )
+ALERT_COLS: Final = ALERT.sql
+INCIDENT_COLS: Final = INCIDENT.sql
 _STATE_RANK: Final = "(CASE {} WHEN 'open' THEN 0 WHEN 'acknowledged' THEN 1 ELSE 2 END)"
 
 
 def alert_record(r: Row) -> AlertRecord:
-    return AlertRecord(
-        id=r[0],
-        rule=r[1],
-        site=r[2],
-        gateway=r[3],
-        sensor=r[4],
-        metric=r[5],
-        severity=r[6],
-        state=r[7],
-        opened_at=utc(r[8]),
-        cleared_at=utc_or_none(r[9]),
-        incident_id=r[10],
-        late=bool(r[11]),
-        value=r[12],
-        detail=r[13],
-        category=r[14],
-        message_vi=r[15],
-        message_en=r[16],
-        updated_at=utc(r[17]),
-    )
+    return AlertRecord(**ALERT.read(r))
 
 
 def incident_record(r: Row) -> IncidentRecord:
-    return IncidentRecord(
-        id=r[0],
-        site=r[1],
-        kind=r[2],
-        severity=r[3],
-        state=r[4],
-        title_vi=r[5],
-        title_en=r[6],
-        opened_at=utc(r[7]),
-        updated_at=utc(r[8]),
-        acknowledged_at=utc_or_none(r[9]),
-        resolved_at=utc_or_none(r[10]),
-        assignee=r[11],
-        escalated_at=utc_or_none(r[12]),
-    )
+    return IncidentRecord(**INCIDENT.read(r))
 
 
 def timeline_event(r: Row) -> TimelineEvent:
@@ -105,8 +77,7 @@ class SqlIncidentRepository:
     def _upsert_alert(self, x: Executor, a: AlertRecord) -> None:
         db = self._db
         x.run(
-            f"INSERT INTO alerts ({ALERT_COLS}) VALUES "
-            "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            f"INSERT INTO alerts ({ALERT_COLS}) VALUES ({ALERT.slots}) "
             "ON CONFLICT (id) DO UPDATE SET severity = excluded.severity, state = excluded.state, "
             "cleared_at = excluded.cleared_at, "
             "incident_id = COALESCE(excluded.incident_id, alerts.incident_id), late = excluded.late, "
@@ -114,9 +85,7 @@ class SqlIncidentRepository:
             "message_vi = excluded.message_vi, message_en = excluded.message_en, "
             "updated_at = excluded.updated_at "
             "WHERE alerts.updated_at <= excluded.updated_at",
-            (a.id, a.rule, a.site, a.gateway, a.sensor, a.metric, a.severity, a.state, db._t(a.opened_at),
-             db._tn(a.cleared_at), a.incident_id, a.late, a.value, a.detail, a.category, a.message_vi,
-             a.message_en, db._t(a.updated_at)),
+            ALERT.params(db, a),
         )
 
     def upsert_incident(self, incident: IncidentRecord) -> None:
@@ -131,8 +100,7 @@ class SqlIncidentRepository:
         # person's acknowledge/resolve must not undo it.
         reopen = "(incidents.state = 'resolved' AND excluded.state = 'open')"
         x.run(
-            f"INSERT INTO incidents ({INCIDENT_COLS}) VALUES "
-            "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            f"INSERT INTO incidents ({INCIDENT_COLS}) VALUES ({INCIDENT.slots}) "
             "ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, severity = excluded.severity, "
             "title_vi = excluded.title_vi, title_en = excluded.title_en, "
             f"state = CASE WHEN {reopen} OR {rank_new} > {rank_old} THEN excluded.state "
@@ -145,9 +113,7 @@ class SqlIncidentRepository:
             "ELSE COALESCE(incidents.escalated_at, excluded.escalated_at) END, "
             "assignee = COALESCE(excluded.assignee, incidents.assignee), "
             f"updated_at = {db._greatest}(incidents.updated_at, excluded.updated_at)",
-            (i.id, i.site, i.kind, i.severity, i.state, i.title_vi, i.title_en, db._t(i.opened_at),
-             db._t(i.updated_at), db._tn(i.acknowledged_at), db._tn(i.resolved_at), i.assignee,
-             db._tn(i.escalated_at)),
+            INCIDENT.params(db, i),
         )
 
     def append_timeline(self, event: TimelineEvent) -> int | None:

@@ -4,13 +4,15 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Final, cast
+from typing import Final
 
 from ops_center.adapters.ports import Sites
 from ops_center.adapters.records import MaintenanceWindowRecord, Page, SecurityEventRecord
-from ops_center.adapters.sql_base import Row, SqlDatabase, page_rows, utc, utc_or_none
+from ops_center.adapters.sql_base import Columns, Row, SqlDatabase, page_rows, utc
 
-MAINTENANCE_COLS: Final = "id, site, scope, target, starts_at, ends_at, set_by, reason"
+MAINTENANCE: Final = Columns(("id", "site", "scope", "target", "starts_at", "ends_at", "set_by", "reason"),
+                             times=frozenset({"starts_at", "ends_at"}))
+MAINTENANCE_COLS: Final = MAINTENANCE.sql
 
 
 class SqlSecurityEventRepository:
@@ -56,16 +58,7 @@ class SqlSecurityEventRepository:
 
 
 def maintenance_window(r: Row) -> MaintenanceWindowRecord:
-    return MaintenanceWindowRecord(
-        id=r[0],
-        site=r[1],
-        scope=cast(Any, r[2]),
-        target=r[3],
-        starts_at=utc(r[4]),
-        ends_at=utc_or_none(r[5]),
-        set_by=r[6],
-        reason=r[7],
-    )
+    return MaintenanceWindowRecord(**MAINTENANCE.read(r))
 
 
 class SqlMaintenanceRepository:
@@ -76,21 +69,11 @@ class SqlMaintenanceRepository:
         w, db = window, self._db
         with db._tx() as x:
             x.run(
-                "INSERT INTO maintenance_windows (id, site, scope, target, starts_at, ends_at, set_by, "
-                "reason, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                f"INSERT INTO maintenance_windows ({MAINTENANCE_COLS}, created_at) "
+                f"VALUES ({MAINTENANCE.slots}, %s) "
                 "ON CONFLICT (id) DO UPDATE SET starts_at = excluded.starts_at, ends_at = excluded.ends_at, "
                 "reason = excluded.reason",
-                (
-                    w.id,
-                    w.site,
-                    w.scope,
-                    w.target,
-                    db._t(w.starts_at),
-                    db._tn(w.ends_at),
-                    w.set_by,
-                    w.reason,
-                    db._t(datetime.now(UTC)),
-                ),
+                (*MAINTENANCE.params(db, w), db._t(datetime.now(UTC))),
             )
 
     def get_maintenance(self, window_id: str) -> MaintenanceWindowRecord | None:

@@ -16,7 +16,7 @@ lateness, judged from the message, not the wall clock) is stored with ``late=Tru
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
@@ -52,34 +52,47 @@ AlertKey = tuple[str, str, str]  # (rule, sensor or gateway, metric or "")
 
 
 @dataclass(frozen=True, slots=True)
-class Alert:
-    """An alert as stored in the ``alerts`` table (plus fields for the screen).
-
-    ``sensor``/``metric`` are None for gateway-level alerts (``gateway_offline``,
-    ``gateway_silent``). Times are reading (event) times, UTC.
-    """
+class AlertHeader:
+    """What an alert's row (the adapters' ``AlertRecord``, table ``alerts``) and the engine's
+    :class:`Alert` share, declared once here: both extend it. Times are reading (event) times,
+    UTC; ``sensor``/``metric`` are None for gateway-level alerts."""
 
     id: str
     rule: str
+    site: str
+    severity: Severity
+    state: AlertState
+    opened_at: datetime
+    updated_at: datetime
+    sensor: str | None = None
+    metric: str | None = None
+    cleared_at: datetime | None = None
+    value: float | None = None
+    late: bool = False  # opened from late data
+
+    def header_fields(self) -> dict[str, Any]:
+        """The header's fields by name, of any alert shape: what another shape is built from
+        (``AlertRecord(**alert.header_fields(), ...)``)."""
+        return {name: getattr(self, name) for name in _ALERT_HEADER}
+
+
+_ALERT_HEADER: Final = tuple(f.name for f in fields(AlertHeader))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Alert(AlertHeader):
+    """An alert as the engine keeps it: its header (the ``alerts`` row) plus what the rules and
+    the screen need (``gateway_offline``/``gateway_silent`` have no sensor or metric)."""
+
     rule_kind: str      # threshold, rate, rolling_mean, laeq_hourly, regulatory_limit, nowcast_aqi,
                         # freshness, gateway_offline, gateway_silent, stuck, out_of_bounds,
                         # clock_skew, anomaly
     category: str       # flood, rain, drainage, air, noise, wastewater, emission, gas, fire,
                         # lighting, waste, power, connectivity, data_quality, anomaly
-    site: str
     gateway: str
-    sensor: str | None
-    metric: str | None
-    severity: Severity
-    state: AlertState
-    opened_at: datetime
-    cleared_at: datetime | None
-    updated_at: datetime
-    value: float | None
     limit: float | None
     message_vi: str
     message_en: str
-    late: bool = False  # opened from late data
     flaps: int = 0      # times it re-raised within the hold after clearing
 
     @property
@@ -212,11 +225,12 @@ class AlertBook:
 
 
 _TIME_FIELDS: Final = ("opened_at", "cleared_at", "updated_at")
+_ALERT_FIELDS: Final = tuple(f.name for f in fields(Alert))
 
 
 def alert_to_dict(a: Alert) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for name in Alert.__slots__:
+    for name in _ALERT_FIELDS:
         v = getattr(a, name)
         out[name] = v.isoformat() if isinstance(v, datetime) else v
     return out

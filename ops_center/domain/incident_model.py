@@ -4,8 +4,9 @@ The lifecycle's states and actions are ops_center/domain/lifecycle.py's."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
+from typing import Any, Final
 
 from ops_center.domain.alerts import Alert, Severity, severity_rank, to_datetime
 from ops_center.domain.lifecycle import IncidentAction, IncidentState
@@ -29,8 +30,9 @@ class TimelineEntry:
 
 
 @dataclass(frozen=True, slots=True)
-class Incident:
-    """An incident as stored in the ``incidents`` table, plus its members and timeline."""
+class IncidentHeader:
+    """What an incident's row (the adapters' ``IncidentRecord``, table ``incidents``) and the
+    manager's :class:`Incident` share, declared once here: both extend it."""
 
     id: str
     site: str
@@ -40,9 +42,24 @@ class Incident:
     title_vi: str
     title_en: str
     opened_at: datetime            # event time of the change that opened it
-    acknowledged_at: datetime | None
-    resolved_at: datetime | None
     updated_at: datetime
+    acknowledged_at: datetime | None = None
+    resolved_at: datetime | None = None
+
+    def header_fields(self) -> dict[str, Any]:
+        """The header's fields by name, of any incident shape: what another shape is built
+        from (``IncidentRecord(**incident.header_fields(), ...)``)."""
+        return {name: getattr(self, name) for name in _INCIDENT_HEADER}
+
+
+_INCIDENT_HEADER: Final = tuple(f.name for f in fields(IncidentHeader))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Incident(IncidentHeader):
+    """An incident as the manager hands it out: its header (the ``incidents`` row) plus its
+    members, who acted and its timeline."""
+
     group: str                     # the grouping value (site, gateway, sensor, attr=value)
     alert_ids: tuple[str, ...]
     active_alert_ids: tuple[str, ...]

@@ -16,16 +16,20 @@ Scope = Literal["sensor", "gateway", "site"]
 
 @dataclass(frozen=True, slots=True)
 class MaintenanceWindow:
+    """A window as the engine and the incident manager read it; the adapters' row
+    (``MaintenanceWindowRecord``, table ``maintenance_windows``) extends it with its site."""
+
     id: str
     scope: Scope
     target: str          # the sensor, gateway or site id
-    start: datetime
-    end: datetime | None  # None: until removed
+    starts_at: datetime
     set_by: str
     reason: str
+    ends_at: datetime | None = None  # None: until removed
 
     def covers(self, site: str, gateway: str | None, sensor: str | None, at_s: float) -> bool:
-        if at_s < self.start.timestamp() or (self.end is not None and at_s >= self.end.timestamp()):
+        end = self.ends_at
+        if at_s < self.starts_at.timestamp() or (end is not None and at_s >= end.timestamp()):
             return False
         if self.scope == "site":
             return self.target == site

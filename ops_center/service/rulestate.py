@@ -19,7 +19,7 @@ from ops_center.adapters.repository import (
 )
 from ops_center.domain.engine import RuleEngine
 from ops_center.domain.incidents import IncidentManager
-from ops_center.domain.maintenance import MaintenanceCalendar, MaintenanceWindow
+from ops_center.domain.maintenance import MaintenanceCalendar
 from ops_center.service.model import GatewayClock, ServiceCounters
 from ops_center.service.mqtt import Inbound, OpsMqttLink
 from ops_center.service.persist import ChangeWriter
@@ -134,5 +134,4 @@ class RuleStateKeeping:
         for wid in current - fresh:
             self.maintenance.remove(wid)
         for r in rows:
-            self.maintenance.add(MaintenanceWindow(r.id, r.scope, r.target, r.starts_at, r.ends_at,
-                                                   r.set_by, r.reason))
+            self.maintenance.add(r)  # a stored window is the domain's window, with its site

@@ -15,7 +15,9 @@ notices, waits for the old primary to demote (it cannot) and promotes the standb
 - the ingest commits on the new primary by itself and every edge drains: every batch stored
   exactly once with every reading the driver produced, no dead letter, no seq gap;
 - the ops center writes on the new primary by itself: the incident opened before the kill is
-  resolved after it, and a new one opens.
+  resolved after it, and a new one opens;
+- the dead machine, started again, rejoins by itself as the new primary's synchronous standby
+  and holds what the primary commits.
 
 The figures (kill → promotion, kill → first commit on the new primary, kill → first ops write)
 are printed and recorded in docs/reliability.md (H2) and docs/scale-out.md.
@@ -242,3 +244,33 @@ def test_primary_killed_standby_promoted_ingest_and_ops_resume_losing_nothing(
 
     assert cluster.primary() is cluster.nodes[1]
     assert_every_batch_stored_once(url, finals, REGISTRY, start=T0, end=end, gap_gateways=GATEWAYS)
+    rejoin_old_primary(cluster)
+
+
+def rejoin_old_primary(cluster: FailoverCluster) -> None:
+    """The dead machine comes back: its keeper, started as before, rewinds it and it follows
+    the new primary as the synchronous standby (no operator step); what the new primary
+    commits is then on it too."""
+    old, new = cluster.nodes
+    back = time.monotonic()
+    old.start()
+    cluster.wait_for(lambda s: s.get(old.name) == ("secondary", "secondary")
+                     and s.get(new.name) == ("primary", "primary"), 180,
+                     f"{old.name} back as the standby of {new.name}")
+    rejoined_s = time.monotonic() - back
+    with psycopg.connect(new.url_for(DBNAME), connect_timeout=2) as conn:
+        conn.execute("CREATE TABLE h2_rejoin (n int)")
+    with psycopg.connect(new.url_for(DBNAME), connect_timeout=2) as conn:
+        conn.execute("INSERT INTO h2_rejoin VALUES (1)")  # the commit waits for the standby
+    # The commit waited for the standby's flush; its replay follows.
+    def replayed() -> bool:
+        try:
+            return bool(sql(old.url_for(DBNAME), "SELECT count(*) FROM h2_rejoin")[0][0] == 1)
+        except psycopg.errors.UndefinedTable:
+            return False
+
+    wait_until(replayed, 30, "the row committed on the new primary replayed on the old one")
+    assert sql(old.url_for(DBNAME), "SELECT pg_is_in_recovery()")[0][0] is True
+    assert sql(new.url_for(DBNAME), "SELECT count(*) FROM ingest_batches") == \
+        sql(old.url_for(DBNAME), "SELECT count(*) FROM ingest_batches")
+    print(f"H2 rejoin: {old.name} back as the standby {rejoined_s:.1f} s after its keeper started")

@@ -184,13 +184,13 @@ def test_a_backlog_drain_raises_no_silence() -> None:
 
 def test_maintenance_suppresses_alerts_and_pauses_freshness() -> None:
     cal = MaintenanceCalendar()
-    cal.add(MaintenanceWindow("m1", "sensor", "tn-flood-01", T0, T0 + timedelta(hours=1), "ky-thuat-1",
-                              "thay cảm biến / replacing the sensor"))
+    cal.add(MaintenanceWindow("m1", "sensor", "tn-flood-01", T0, "ky-thuat-1",
+                              "thay cảm biến / replacing the sensor", ends_at=T0 + timedelta(hours=1)))
     engine = RuleEngine(RULES, REGISTRY, cal)
     changes = feed_minutes(engine, T0, 10, DEEP)
     assert changes == []
     assert engine.stats.in_maintenance == 10
-    cal.add(MaintenanceWindow("m2", "gateway", DRAIN_GW, T0, None, "ky-thuat-1", "bảo trì tủ"))
+    cal.add(MaintenanceWindow("m2", "gateway", DRAIN_GW, T0, "ky-thuat-1", "bảo trì tủ"))
     assert engine.gateway_status(DRAIN_GW, "offline", T0 + timedelta(minutes=11)) == []
     cal.remove("m2")
     after = engine.tick(T0 + timedelta(minutes=12))

@@ -282,8 +282,8 @@ def test_info_anomalies_alone_open_nothing() -> None:
 
 def test_maintenance_suppresses_incidents_and_says_who_and_why() -> None:
     s = Scene()
-    window = MaintenanceWindow("mw-1", "site", "quang-trung", T0, T0 + timedelta(hours=2), "tran.thi.b",
-                               "nạo vét cống / drain dredging")
+    window = MaintenanceWindow("mw-1", "site", "quang-trung", T0, "tran.thi.b",
+                               "nạo vét cống / drain dredging", ends_at=T0 + timedelta(hours=2))
     s.mgr.add_maintenance(window)
     s.set("flood-depth", "qt-flood-01", "critical")
     s.set("gateway-offline", None, "warning", gateway="qt-gw-02")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -130,11 +131,7 @@ def end_window(
                     site=site, detail="already ended")
         raise ApiError(409, "maintenance_ended", id=window_id)
     # A window that has not started yet is cancelled: it ends where it would have begun.
-    ended = MaintenanceWindowRecord(
-        id=window.id, site=window.site, scope=window.scope, target=window.target,
-        starts_at=window.starts_at, ends_at=max(now, window.starts_at), set_by=window.set_by,
-        reason=window.reason,
-    )
+    ended = replace(window, ends_at=max(now, window.starts_at))
     windows.upsert_maintenance(ended)
     out = MaintenanceOut.of(ended, now)
     _record(request, state, scope, "maintenance.end", out, detail=f"{window.scope}:{window.target}")
