@@ -129,7 +129,7 @@ def seed_store(
     repo = open_repository(url)
     try:
         add_user(
-            repo,
+            repo.users,
             Passwords(),
             registry,
             name=BENCH_USER,
@@ -142,7 +142,7 @@ def seed_store(
         cheap = Passwords(PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
         for name in bench_users(users)[1:]:
             add_user(
-                repo,
+                repo.users,
                 cheap,
                 registry,
                 name=name,

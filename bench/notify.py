@@ -140,7 +140,7 @@ def run_notify_pipeline(args: argparse.Namespace, registry: Registry) -> int:
         with inbox.lock:
             arrived = dict(inbox.arrived)
         for incident_id, at in arrived.items():
-            detail = repo.get_incident(incident_id)
+            detail = repo.incidents.get_incident(incident_id)
             if detail is None:
                 continue
             keys = sorted(

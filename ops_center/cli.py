@@ -123,7 +123,7 @@ def main(argv: Sequence[str]) -> int:
         feed = (StoreFedFeed if ha else Feed)(ring_size=settings.stream_ring_size,
                                               queue_max=settings.stream_queue_max)
         if isinstance(feed, StoreFedFeed):
-            listener = ChangeFeedListener(settings.db_url, repo, registry, feed)
+            listener = ChangeFeedListener(settings.db_url, repo.incidents, repo.gateways, feed)
             listener.start()
             stack.callback(listener.stop)
         # The acknowledge links in messages are signed with the API's key (random per process
@@ -140,7 +140,7 @@ def main(argv: Sequence[str]) -> int:
         gate.start()
         stack.callback(gate.stop)
         if settings.broker_log is not None:
-            watcher = BrokerLogWatcher(settings.broker_log, registry, service_repo, feed)
+            watcher = BrokerLogWatcher(settings.broker_log, registry, service_repo.security, feed)
             watcher.start()
             stack.callback(watcher.stop)
         if stop.is_set():

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from contract.errors import RegistryError
 from contract.registry import load_registry
 from ops_center.adapters.factory import open_repository
+from ops_center.adapters.ports import UserRepository
 from ops_center.adapters.repository import OpsRepository, RepositoryError, UserExists
 from ops_center.domain.roles import ROLES
 from ops_center.settings import OpsSettings
@@ -84,7 +85,7 @@ def main(argv: Sequence[str]) -> int:
     try:
         if args.command != "list":
             repo.migrate()
-        return _run(args, repo, settings)
+        return _run(args, repo.users, settings)
     except (UserAdminError, PasswordPolicyError, RegistryError) as exc:
         print(str(exc), file=sys.stderr)
         return 1
@@ -98,30 +99,31 @@ def main(argv: Sequence[str]) -> int:
         repo.close()
 
 
-def _run(args: argparse.Namespace, repo: OpsRepository, settings: OpsSettings) -> int:
+def _run(args: argparse.Namespace, users: UserRepository, settings: OpsSettings) -> int:
     from ops_center.security.passwords import Passwords
     from ops_center.security.users import add_user, set_disabled, set_password
 
     if args.command == "list":
         print(f"{'tên/name':<24} {'vai trò/role':<16} {'địa bàn/sites':<32} trạng thái/state")
-        for u in repo.list_users():
+        for u in users.list_users():
             print(
                 f"{u.name:<24} {u.role:<16} {','.join(u.sites) or '*':<32} "
                 f"{'đã khóa/disabled' if u.disabled else 'hoạt động/active'}"
             )
         return 0
     if args.command in ("disable", "enable"):
-        set_disabled(repo, name=args.name, disabled=args.command == "disable", actor=_actor())
+        set_disabled(users, name=args.name, disabled=args.command == "disable", actor=_actor())
         print(f"{args.name}: {'đã khóa / disabled' if args.command == 'disable' else 'đã mở / enabled'}")
         return 0
     passwords = Passwords()
     if args.command == "passwd":
-        set_password(repo, passwords, name=args.name, password=_password(args.password_stdin), actor=_actor())
+        set_password(users, passwords, name=args.name, password=_password(args.password_stdin),
+                     actor=_actor())
         print(f"{args.name}: đã đổi mật khẩu / password changed")
         return 0
     registry = load_registry(settings.registry)
     user = add_user(
-        repo,
+        users,
         passwords,
         registry,
         name=args.name,

@@ -160,7 +160,7 @@ def _serve_api(stack: Stack, host: str, port: int) -> tuple[uvicorn.Server, thre
     settings = OpsSettings(environment="demo", db_url=stack.db_url, mqtt_url=stack.broker_url,
                            secret_key=secrets.token_urlsafe(48),
                            commands_mqtt_url=SecretStr(stack.broker_url))
-    users = create_demo_users(stack.repo, stack.registry)
+    users = create_demo_users(stack.repo.users, stack.registry)
     if service.notifier is not None:  # acknowledge links in messages verify with this API's key
         service.notifier.sender.use_ack_secret(settings.signing_key())
 
@@ -194,7 +194,7 @@ def _serve_api(stack: Stack, host: str, port: int) -> tuple[uvicorn.Server, thre
 def _print_summary(stack: Stack) -> None:
     try:
         counters = stack.counters()
-        incidents = stack.repo.list_incidents(None, "open", 8, 0)
+        incidents = stack.repo.incidents.list_incidents(None, "open", 8, 0)
     except Exception as exc:  # a summary line is never worth stopping the demo for
         logger.warning("summary unavailable: %s", exc)
         return

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 from contract.registry import Registry
-from ops_center.adapters.repository import OpsRepository
+from ops_center.adapters.ports import IncidentRepository
 from simulators.scenarios import Scenario
 from simulators.scoring import ExpectedIncident, KindTiming, Score, score, timing_by_kind
 
@@ -71,15 +71,15 @@ class Evaluation:
         return self.score.alerts_per_incident
 
 
-def stored_incidents(repo: OpsRepository) -> tuple[list[StoredIncident], int]:
+def stored_incidents(incidents: IncidentRepository) -> tuple[list[StoredIncident], int]:
     """Every incident in the store, and how many alerts the store holds."""
     out: list[StoredIncident] = []
     offset = 0
     page_size = 500
     while True:
-        page = repo.list_incidents(None, None, page_size, offset)
+        page = incidents.list_incidents(None, None, page_size, offset)
         for rec in page.items:
-            detail = repo.get_incident(rec.id)
+            detail = incidents.get_incident(rec.id)
             alerts = detail.alerts if detail is not None else []
             merged = detail is not None and any(e.action == "merged" for e in detail.timeline)
             out.append(StoredIncident(
@@ -93,7 +93,7 @@ def stored_incidents(repo: OpsRepository) -> tuple[list[StoredIncident], int]:
         offset += len(page.items)
         if not page.items or offset >= page.total:
             break
-    total_alerts = repo.list_alerts(None, None, 1, 0).total
+    total_alerts = incidents.list_alerts(None, None, 1, 0).total
     return out, total_alerts
 
 
@@ -187,7 +187,7 @@ def evaluate(
             stack.wait_drained(timeout_s=max(1.0, budget - (time.monotonic() - t0)))
         real_s = time.monotonic() - t0
         counters = stack.counters()
-        produced, alerts = stored_incidents(stack.repo)
+        produced, alerts = stored_incidents(stack.repo.incidents)
         backend = stack.db_url.split(":", 1)[0]
         # The evaluation window ends here: the gateways' "offline" when the fleet stops is not
         # part of the scenario, so the ops center stops first.

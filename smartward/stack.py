@@ -326,7 +326,7 @@ class Stack:
     def counters(self) -> StackCounters:
         counts = StoreCounts(self.db_url)
         prog = self.service.progress() if self.service is not None else None
-        open_incidents = sum(n for by_severity in self.repo.open_incident_counts(None).values()
+        open_incidents = sum(n for by_severity in self.repo.incidents.open_incident_counts(None).values()
                              for n in by_severity.values())
         depth = {}
         for e in self._edges:

@@ -1,7 +1,7 @@
 """The notification outbox (``notifications``, migration 0006): its port. The SQL for SQLite
 and PostgreSQL: ops_center/adapters/sql_notifications.py.
 
-Rows are created in the evaluation step's own transaction (``SqlOpsRepository.commit_step``)
+Rows are created in the evaluation step's own transaction (``IncidentRepository.commit_step``)
 or, for escalations, by the sender loop (:meth:`SqlNotificationStore.add`); both insert with
 ``ON CONFLICT DO NOTHING`` on the key (incident, contact, channel, reason), so a replay never
 creates a second message. The sender reads what is due, and records every attempt: sent (with

@@ -1,7 +1,7 @@
 """The ops store's ports, one ``Protocol`` per aggregate (docs/design.md, "Ops store"), and
 the values they exchange. Implementations: ``ops_center/adapters/sql_*.py`` (shared by the
-SQLite and PostgreSQL adapters); the composition of all of them is ``OpsRepository``
-(ops_center/adapters/repository.py). This module imports records only, never an
+SQLite and PostgreSQL adapters); ``OpsRepository`` (ops_center/adapters/repository.py) holds
+one of each (``repo.incidents``, ``repo.users``, ...). This module imports records only, never an
 implementation.
 
 Site filters: ``sites`` is either a sequence of site ids (an empty one matches nothing) or
@@ -43,6 +43,8 @@ from ops_center.adapters.records import (
 
 Sites = Sequence[str] | None
 Resolution = Literal["1m", "1h"]
+Tt10State = Literal["pending", "sent", "failed"]
+TT10_STATES: tuple[Tt10State, ...] = ("pending", "sent", "failed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,3 +230,43 @@ class ReadingsReader(Protocol):
         self, sensors: Sequence[str], metrics: Sequence[str], since: datetime
     ) -> dict[tuple[str, str], list[tuple[datetime, float]]]:
         """Hourly means (readings_1h) per (sensor, metric) from ``since``, oldest first."""
+
+
+@dataclass(frozen=True, slots=True)
+class Tt10Upload:
+    """One file of the TT 10/2021 feed (table ``tt10_uploads``)."""
+
+    file: str
+    station: str
+    sensor: str
+    cycle: datetime
+    state: Tt10State
+    attempts: int
+    bytes: int
+    created_at: datetime
+    last_attempt_at: datetime | None
+    sent_at: datetime | None
+    error: str | None
+
+
+@dataclass(slots=True)
+class Tt10StationSummary:
+    station: str
+    sensor: str
+    counts: dict[str, int]  # files per state (every one of TT10_STATES)
+    last_sent_cycle: datetime | None
+    oldest_unsent_cycle: datetime | None
+
+
+class Tt10Reader(Protocol):
+    """The TT 10/2021 feed's upload log, read only (the feed process writes it,
+    feeds/tt10/uploads.py)."""
+
+    def stations(self, site: str) -> list[Tt10StationSummary]:
+        """Per station of ``site``: files per state, newest sent cycle, oldest unsent one."""
+
+    def uploads(self, site: str, state: Tt10State | None, limit: int, offset: int) -> Page[Tt10Upload]:
+        """The files of ``site``, newest cycle first."""
+
+    def last_error(self, site: str) -> tuple[datetime, str] | None:
+        """When the newest failed upload of ``site`` failed, and why."""

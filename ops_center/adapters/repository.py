@@ -1,6 +1,8 @@
-"""``OpsRepository``: the whole ops store as one port, the composition of the per-aggregate
-ports of ops_center/adapters/ports.py (what the ops service writes and what the API reads),
-plus the store's lifecycle.
+"""``OpsRepository``: the whole ops store, one attribute per aggregate port of
+ops_center/adapters/ports.py (``repo.incidents``, ``repo.users``, ...), plus the store's
+lifecycle. Only what truly needs the whole store takes it (the ops service and the API's
+composition roots, the factory's ``open_*_store``); everything else takes the one or two
+ports it uses, e.g. ``repo.incidents`` (an ``IncidentRepository``).
 
 Adapters: ``SqliteOpsRepository`` (ops_center/adapters/sqlite.py) and
 ``PostgresOpsRepository`` (ops_center/adapters/postgres.py, plain PostgreSQL or TimescaleDB),
@@ -56,15 +58,26 @@ __all__ = [
 ]
 
 
-class OpsRepository(
-    IncidentRepository,
-    GatewayRepository,
-    UserRepository,
-    SecurityEventRepository,
-    MaintenanceRepository,
-    ReadingsReader,
-    Protocol,
-):
+class OpsRepository(Protocol):
+    # Read-only properties: an adapter may hold any implementation of each port.
+    @property
+    def incidents(self) -> IncidentRepository: ...
+
+    @property
+    def gateways(self) -> GatewayRepository: ...
+
+    @property
+    def users(self) -> UserRepository: ...
+
+    @property
+    def security(self) -> SecurityEventRepository: ...
+
+    @property
+    def maintenance(self) -> MaintenanceRepository: ...
+
+    @property
+    def readings(self) -> ReadingsReader: ...
+
     def migrate(self) -> None:
         """Create or upgrade the ops tables (numbered, recorded in ops_schema_migrations)."""
 

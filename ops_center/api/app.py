@@ -18,7 +18,7 @@ from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 
 from contract.registry import Registry, load_registry
-from ops_center.adapters.factory import open_session_store
+from ops_center.adapters.factory import open_session_store, open_tt10_reader
 from ops_center.adapters.repository import OpsRepository, RepositoryError
 from ops_center.api.deps import AppState, Readiness
 from ops_center.api.errors import install_handlers
@@ -113,7 +113,8 @@ def create_app(
         ),
         readiness=desk.readiness(readiness or (lambda: {"store": repo.ping()})),
         metrics=metrics,
-        kpis=KpiService(repo, reg, settings, data_clock or now, render=sites.overview_json),
+        kpis=KpiService(repo.readings, repo.gateways, repo.incidents, reg, settings, data_clock or now,
+                        render=sites.overview_json),
         on_action=on_action,
         clock=now,
         users=UserRows(settings.principal_cache_s),
@@ -122,6 +123,7 @@ def create_app(
         incident_pages=BodyCache(settings.list_cache_s, generation=lambda: feed.stats.published),
         proxies=TrustedProxies.parse(settings.trusted_proxies),
         sessions=open_session_store(repo),
+        tt10=open_tt10_reader(repo),
     )
 
     @asynccontextmanager

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,6 +18,15 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import OAuth2PasswordBearer
 
 from contract.registry import Registry
+from ops_center.adapters.ports import (
+    GatewayRepository,
+    IncidentRepository,
+    MaintenanceRepository,
+    ReadingsReader,
+    SecurityEventRepository,
+    Tt10Reader,
+    UserRepository,
+)
 from ops_center.adapters.records import AuditEntry, AuditOutcome, UserRecord
 from ops_center.adapters.repository import OpsRepository, RepositoryError
 from ops_center.adapters.sessions import MemorySessionStore, SessionStore
@@ -65,6 +74,7 @@ class AppState:
     blocking: ThreadPoolExecutor | None = None
     proxies: TrustedProxies = field(default_factory=TrustedProxies)
     sessions: SessionStore = field(default_factory=MemorySessionStore)
+    tt10: Tt10Reader | None = None  # the TT 10/2021 upload log; None when the store has none
 
     def now(self) -> datetime:
         return self.clock()
@@ -105,7 +115,7 @@ class AppState:
             detail=detail,
         )
         try:
-            self.repo.append_audit(entry)
+            self.repo.users.append_audit(entry)
         except RepositoryError:
             self.metrics.audit_errors.inc()
             logger.exception("could not write audit entry %s %s", action, target)
@@ -141,6 +151,26 @@ def app_state(request: Request) -> AppState:
 
 StateDep = Annotated[AppState, Depends(get_state)]
 
+
+# The ports of the ops store a route uses (ops_center/adapters/ports.py): a route takes the one
+# or two it needs, never the whole store.
+
+
+def _port(pick: Callable[[AppState], T]) -> Callable[[Request], Awaitable[T]]:
+    async def get(request: Request) -> T:
+        return pick(app_state(request))
+
+    return get
+
+
+IncidentsDep = Annotated[IncidentRepository, Depends(_port(lambda s: s.repo.incidents))]
+GatewaysDep = Annotated[GatewayRepository, Depends(_port(lambda s: s.repo.gateways))]
+UsersDep = Annotated[UserRepository, Depends(_port(lambda s: s.repo.users))]
+SecurityEventsDep = Annotated[SecurityEventRepository, Depends(_port(lambda s: s.repo.security))]
+MaintenanceDep = Annotated[MaintenanceRepository, Depends(_port(lambda s: s.repo.maintenance))]
+ReadingsDep = Annotated[ReadingsReader, Depends(_port(lambda s: s.repo.readings))]
+Tt10Dep = Annotated[Tt10Reader | None, Depends(_port(lambda s: s.tt10))]  # None: the store has no log
+
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, auto_error=False)
 
 
@@ -168,7 +198,7 @@ def _claims(state: AppState, token: str | None) -> TokenClaims:
 def _read_user(state: AppState, name: str) -> KnownUser | None:
     """The user row now (and the scope it gives), remembered for ``principal_cache_s``."""
     read_at = state.users.now()
-    user = state.repo.get_user(name)
+    user = state.repo.users.get_user(name)
     if user is None:
         state.users.forget(name)
         return None

@@ -33,8 +33,9 @@ from datetime import UTC, datetime, timedelta
 
 from contract.registry import Registry
 from ops_center.adapters.notifications import NotificationStore
+from ops_center.adapters.ports import IncidentRepository
 from ops_center.adapters.records import NotificationRecord
-from ops_center.adapters.repository import OpsRepository, RepositoryError
+from ops_center.adapters.repository import RepositoryError
 from ops_center.domain.notify import Contact, NotifyPolicy, allowance, backoff_s
 from ops_center.notify import acklink
 from ops_center.notify.channels import Channel, ChannelError, OutMessage
@@ -74,7 +75,7 @@ class NotificationSender:
     def __init__(
         self,
         store: NotificationStore,
-        repo: OpsRepository,
+        incidents: IncidentRepository,
         policy: NotifyPolicy,
         registry: Registry,
         channels: Mapping[str, Channel],
@@ -83,7 +84,7 @@ class NotificationSender:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.store = store
-        self.repo = repo
+        self.incidents = incidents
         self.policy = policy
         self.registry = registry
         self.channels = dict(channels)
@@ -169,7 +170,7 @@ class NotificationSender:
             f = dataclasses.replace(facts(cand.incident), opened_at=cand.since)
             intents = self.policy.due_escalations(f, now, after_step=cand.step)
             if intents:
-                detail = self.repo.get_incident(cand.incident.id)
+                detail = self.incidents.get_incident(cand.incident.id)
                 alerts = detail.alerts if detail is not None else []
                 rows = rows_for(intents, cand.incident, alerts, self.registry, self.config.public_url, now)
                 new = self.store.add(rows)

@@ -1,6 +1,6 @@
 """People's actions on an incident (acknowledge, resolve, note, assign, escalate) as the store
 records them: :func:`mutation` runs inside the repository's transaction
-(``OpsRepository.apply_incident_action``) and writes, with the incident's new lifecycle, its
+(``IncidentRepository.apply_incident_action``) and writes, with the incident's new lifecycle, its
 timeline event, its audit entry and, for a resolve, the ``resolved`` notifications (the outbox,
 issue #13: created with the change, even while the ops service is down).
 

@@ -28,9 +28,9 @@ from typing import Any, Final
 
 import psycopg
 
-from contract.registry import Registry
+from ops_center.adapters.ports import GatewayRepository, IncidentRepository
 from ops_center.adapters.records import AlertRecord, IncidentRecord, TimelineEvent
-from ops_center.adapters.repository import OpsRepository, RepositoryError
+from ops_center.adapters.repository import RepositoryError
 from ops_center.feed import Accept, EventKind, Feed, FeedEvent, _Replay
 
 logger = logging.getLogger(__name__)
@@ -100,17 +100,17 @@ class StoreFedFeed(Feed):
         return _Replay([e for e in ring if e.seq > seq and accept(e.site)])
 
 
-def render(kind: str, note: Mapping[str, Any], repo: OpsRepository,
-           registry: Registry) -> tuple[EventKind, str | None, dict[str, Any]] | None:
+def render(kind: str, note: Mapping[str, Any], incidents: IncidentRepository,
+           gateways: GatewayRepository) -> tuple[EventKind, str | None, dict[str, Any]] | None:
     """The stream event for one notification, from the rows it names (None: gone meanwhile)."""
     if kind == "incident":
-        detail = repo.get_incident(str(note["id"]))
+        detail = incidents.get_incident(str(note["id"]))
         if detail is None:
             return None
         entry = next((e for e in detail.timeline if e.id == note.get("e")), None)
         return "incident", detail.incident.site, _incident_data(detail.incident, entry)
     if kind == "alert":
-        alert = _load_alert(repo, str(note["id"]), note.get("i"), note.get("s"))
+        alert = _load_alert(incidents, str(note["id"]), note.get("i"), note.get("s"))
         if alert is None:
             return None
         action = str(note.get("a") or "raised")
@@ -119,7 +119,7 @@ def render(kind: str, note: Mapping[str, Any], repo: OpsRepository,
                                      "alert": alert}
     if kind == "gateway":
         site = str(note.get("s") or "")
-        status = next((g for g in repo.list_gateway_status((site,)) if g.gateway == note["id"]), None)
+        status = next((g for g in gateways.list_gateway_status((site,)) if g.gateway == note["id"]), None)
         if status is None:
             return None
         return "gateway", status.site, {"gateway": status}
@@ -138,15 +138,16 @@ def _incident_data(inc: IncidentRecord, entry: TimelineEvent | None) -> dict[str
             "incident": inc}
 
 
-def _load_alert(repo: OpsRepository, alert_id: str, incident_id: object, site: object) -> AlertRecord | None:
+def _load_alert(incidents: IncidentRepository, alert_id: str, incident_id: object,
+                site: object) -> AlertRecord | None:
     if isinstance(incident_id, str):
-        detail = repo.get_incident(incident_id)
+        detail = incidents.get_incident(incident_id)
         if detail is not None:
             found = next((a for a in detail.alerts if a.id == alert_id), None)
             if found is not None:
                 return found
     if isinstance(site, str):
-        page = repo.list_alerts((site,), None, _LIST_SCAN, 0)
+        page = incidents.list_alerts((site,), None, _LIST_SCAN, 0)
         return next((a for a in page.items if a.id == alert_id), None)
     return None
 
@@ -156,11 +157,11 @@ class ChangeFeedListener:
     """A thread with its own session: ``LISTEN smartward_feed``, load, publish. Reconnects
     with back-off (a multi-host URL follows the primary after a failover)."""
 
-    def __init__(self, url: str, repo: OpsRepository, registry: Registry, feed: StoreFedFeed, *,
-                 poll_s: float = 0.5) -> None:
+    def __init__(self, url: str, incidents: IncidentRepository, gateways: GatewayRepository,
+                 feed: StoreFedFeed, *, poll_s: float = 0.5) -> None:
         self.url = url
-        self.repo = repo
-        self.registry = registry
+        self.incidents = incidents
+        self.gateways = gateways
         self.feed = feed
         self.poll_s = poll_s
         # Told of every incident timeline entry committed (HA: the leader adopts people's
@@ -211,7 +212,7 @@ class ChangeFeedListener:
             kind = str(note["k"])
             if kind == "incident" and self.on_incident is not None:
                 self._adopt(note)
-            out = render(kind, note, self.repo, self.registry)
+            out = render(kind, note, self.incidents, self.gateways)
         except (ValueError, KeyError, TypeError, RepositoryError) as exc:
             logger.warning("change feed: %s not published: %s", payload[:200], exc)
             return
@@ -221,7 +222,7 @@ class ChangeFeedListener:
 
     def _adopt(self, note: Mapping[str, Any]) -> None:
         assert self.on_incident is not None
-        detail = self.repo.get_incident(str(note["id"]))
+        detail = self.incidents.get_incident(str(note["id"]))
         entry = next((e for e in detail.timeline if e.id == note.get("e")), None) if detail else None
         if detail is not None and entry is not None:
             try:

@@ -38,8 +38,9 @@ from typing import Final
 
 from contract.catalog import METRICS
 from contract.registry import Registry, SensorSpec
+from ops_center.adapters.ports import GatewayRepository, IncidentRepository, ReadingsReader
 from ops_center.adapters.records import GatewayBatchStats
-from ops_center.adapters.repository import OpsRepository, RepositoryError
+from ops_center.adapters.repository import RepositoryError
 from ops_center.domain.aqi import PM, AqiResult, category
 from ops_center.domain.aqi_station import (
     AQI_METRICS,
@@ -110,7 +111,9 @@ class _Entry:
 class KpiService:
     def __init__(
         self,
-        repo: OpsRepository,
+        readings: ReadingsReader,
+        gateways: GatewayRepository,
+        incidents: IncidentRepository,
         registry: Registry,
         settings: OpsSettings,
         clock: Callable[[], datetime],
@@ -118,7 +121,9 @@ class KpiService:
         render: Callable[[SiteOverview], bytes],
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.repo = repo
+        self.readings = readings
+        self.gateways = gateways
+        self.incidents = incidents
         self.registry = registry
         self.settings = settings
         self.clock = clock
@@ -231,7 +236,7 @@ class KpiService:
         sensors = [(gw.id, s) for gw in site.gateways for s in gw.sensors]
         pairs = [(s.id, m) for _, s in sensors for m in s.metrics]
         horizon = max((fresh_s(s.interval_s) for _, s in sensors), default=MIN_FRESH_S)
-        latest = self.repo.latest_values(pairs, now - timedelta(seconds=horizon))
+        latest = self.readings.latest_values(pairs, now - timedelta(seconds=horizon))
         newest: dict[str, datetime] = {}
         for v in latest:
             if v.sensor not in newest or v.time > newest[v.sensor]:
@@ -241,7 +246,7 @@ class KpiService:
         window_s = self.settings.completeness_window_s
         stats = {
             st.gateway: st
-            for st in self.repo.batch_stats(
+            for st in self.gateways.batch_stats(
                 [gw.id for gw in site.gateways], now - timedelta(seconds=window_s)
             )
         }
@@ -255,11 +260,11 @@ class KpiService:
                 gateways_online += 1
         completeness = round(100.0 * sum(parts) / len(parts), 1) if parts else None
 
-        by_severity = self.repo.open_incident_counts([site_id]).get(site_id, {})
+        by_severity = self.incidents.open_incident_counts([site_id]).get(site_id, {})
         counts = IncidentTally(
             **{k: n for k, n in by_severity.items() if k in SEVERITIES}, total=sum(by_severity.values())
         )
-        dead_today = self.repo.dead_letter_counts([site_id], start_of_local_day(now)).get(site_id, 0)
+        dead_today = self.gateways.dead_letter_counts([site_id], start_of_local_day(now)).get(site_id, 0)
 
         aqi_now, aqi_daily = self._aqi([s for _, s in sensors], now)
         return SiteOverview(
@@ -305,7 +310,7 @@ class KpiService:
             return {}, []
         hour = now.replace(minute=0, second=0, microsecond=0)
         since = min(hour - 12 * HOUR, start_of_vn_day(now) - 31 * HOUR)
-        means = self.repo.hourly_means([s.id for s in stations], AQI_METRICS, since)
+        means = self.readings.hourly_means([s.id for s in stations], AQI_METRICS, since)
         out: dict[str, AqiView] = {}
         daily: list[DailyAqiView] = []
         for s in stations:

@@ -81,7 +81,7 @@ def build_notifier(
     )
     sender = NotificationSender(
         store,
-        repo,
+        repo.incidents,
         policy,
         registry,
         channels if channels is not None else build_channels(settings),

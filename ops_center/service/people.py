@@ -86,7 +86,7 @@ class PeopleActions:
 
     def _read_back(self, incident_id: str) -> IncidentRecord | None:
         """The incident as stored (None: no such row); RepositoryError when not readable."""
-        detail = self.repo.get_incident(incident_id)
+        detail = self.repo.incidents.get_incident(incident_id)
         return detail.incident if detail is not None else None
 
     def _stored(self, incident_id: str) -> IncidentRecord | None:
@@ -133,7 +133,7 @@ class PeopleActions:
         """Actions people took while the service was away (the API stores them even then): the
         live incidents of the rule state take the lifecycle the store holds."""
         try:
-            stored = {i.id: i for i in self.repo.open_incidents()}
+            stored = {i.id: i for i in self.repo.incidents.open_incidents()}
         except RepositoryError as exc:
             logger.warning("incident states not reconciled at start: %s", exc)
             return

@@ -5,7 +5,7 @@ The feed carries the records (``AlertRecord``, ``IncidentRecord``, ``GatewayStat
 they were written; the stream route renders them with the API's schemas
 (ops_center/api/render.py): the service never imports the API.
 
-One evaluation step is ONE transaction (``OpsRepository.commit_step``): a crash leaves either
+One evaluation step is ONE transaction (``IncidentRepository.commit_step``): a crash leaves either
 the whole step or none of it. The service records a step's changes, optionally attaches its
 snapshot (:meth:`ChangeWriter.checkpoint`), and :meth:`ChangeWriter.flush` commits the steps in
 order. A database that is down (``RepositoryUnavailable``) stops the flush at the failing step,
@@ -33,6 +33,7 @@ from typing import Any
 
 from contract.bounds import safe_text
 from contract.registry import Registry
+from ops_center.adapters.ports import IncidentRepository
 from ops_center.adapters.records import (
     AlertRecord,
     GatewayStatusRecord,
@@ -42,7 +43,6 @@ from ops_center.adapters.records import (
     TimelineEvent,
 )
 from ops_center.adapters.repository import (
-    OpsRepository,
     RepositoryError,
     RepositoryUnavailable,
     ServiceSnapshot,
@@ -141,11 +141,11 @@ def _gateway_replayed(before: StoredVersion | None, status: GatewayStatusRecord)
 class ChangeWriter:
     """Owned by the service's worker thread."""
 
-    def __init__(self, repo: OpsRepository, registry: Registry, feed: Feed | None, *,
+    def __init__(self, incidents: IncidentRepository, registry: Registry, feed: Feed | None, *,
                  alert_cache: int = 50_000, planner: NotificationPlanner | None = None,
                  on_notifications: Callable[[], None] | None = None,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
-        self.repo = repo
+        self.incidents = incidents
         self.planner = planner
         self.on_notifications = on_notifications  # the sender's wake-up, after a commit
         self._clock = clock
@@ -247,7 +247,7 @@ class ChangeWriter:
         while q:
             step = q[0]
             try:
-                outcome = self.repo.commit_step(step.write())
+                outcome = self.incidents.commit_step(step.write())
             except RepositoryUnavailable as exc:
                 self.stats.unavailable += 1
                 logger.debug("database unavailable (a step of %d alerts, %d incidents): %s",
@@ -291,7 +291,7 @@ class ChangeWriter:
         snapshot_ok = True
         for what, part in parts:
             try:
-                out = self.repo.commit_step(part)
+                out = self.incidents.commit_step(part)
             except RepositoryUnavailable:
                 raise
             except Exception:  # RepositoryError, or a value the adapter cannot send (see flush)

@@ -91,7 +91,7 @@ class RuleStateKeeping:
         delay = self.settings.ops_store_retry_initial_ms / 1000
         while True:
             try:
-                blob = self.repo.load_service_state(self.name)
+                blob = self.repo.incidents.load_service_state(self.name)
                 break
             except RepositoryUnavailable as exc:
                 logger.warning("rule state not readable yet (%s); retrying in %.1f s", exc, delay)
@@ -125,7 +125,7 @@ class RuleStateKeeping:
 
     def _load_maintenance(self) -> None:
         try:
-            rows = self.repo.list_maintenance(None, None)
+            rows = self.repo.maintenance.list_maintenance(None, None)
         except RepositoryError as exc:
             logger.debug("maintenance windows not refreshed: %s", exc)
             return

@@ -125,7 +125,7 @@ class OpsService(InboundHandling, PeopleActions, RuleStateKeeping):
             notifier = build_notifier(settings, registry, repo, clock=clock)
         self.notifier = notifier
         self.writer = ChangeWriter(
-            repo, registry, feed, clock=clock,
+            repo.incidents, registry, feed, clock=clock,
             planner=self.notifier.planner if self.notifier is not None else None,
             on_notifications=self.notifier.sender.wake if self.notifier is not None else None)
         self.counters = ServiceCounters()

@@ -135,11 +135,11 @@ def alert_facts(db_url: str) -> set[tuple[Any, ...]]:
     """What a run decided, independent of the run: alert ids are deterministic in reading time."""
     repo = open_repository(db_url)
     try:
-        alerts: list[AlertRecord] = repo.list_alerts(None, None, 10_000, 0).items
-        incidents = repo.list_incidents(None, None, 1_000, 0).items
+        alerts: list[AlertRecord] = repo.incidents.list_alerts(None, None, 10_000, 0).items
+        incidents = repo.incidents.list_incidents(None, None, 1_000, 0).items
         timeline_dups = 0
         for i in incidents:
-            detail = repo.get_incident(i.id)
+            detail = repo.incidents.get_incident(i.id)
             assert detail is not None
             keys = [(e.at, e.actor, e.action, e.detail) for e in detail.timeline]
             timeline_dups += len(keys) - len(set(keys))

@@ -154,9 +154,9 @@ def test_update_with_a_polygon_and_hostile_text_stays_valid(env: Env) -> None:
                          title_vi="Nguy cơ cháy <b>&</b> \x07 \"xưởng\"", title_en="Fire risk ]]> <x/>",
                          opened_at=now - timedelta(minutes=10), updated_at=now - timedelta(minutes=2),
                          acknowledged_at=now - timedelta(minutes=2))
-    env.repo.upsert_incident(inc)
+    env.repo.incidents.upsert_incident(inc)
     for k, sensor in enumerate(("ax-gas-01", "ax-fire-01", "ax-fire-02", "ax-gas-02")):
-        env.repo.upsert_alert(AlertRecord(
+        env.repo.incidents.upsert_alert(AlertRecord(
             id=f"al-fire-{k}", rule="r", site="an-xa", severity="critical", state="active",
             opened_at=now - timedelta(minutes=10), updated_at=now - timedelta(minutes=10),
             gateway="ax-gw-02", sensor=sensor, metric="gas_lel", incident_id=inc.id, category="fire",
@@ -179,7 +179,7 @@ def test_update_with_a_polygon_and_hostile_text_stays_valid(env: Env) -> None:
 
 def test_atom_feed_lists_the_sites_current_warnings_as_cap(env: Env) -> None:
     now = env.seed.now
-    env.repo.upsert_incident(IncidentRecord(
+    env.repo.incidents.upsert_incident(IncidentRecord(
         id="inc-ax-old", site="an-xa", kind="discharge_breach", severity="warning", state="resolved",
         title_vi="Đã xử lý", title_en="Done", opened_at=now - timedelta(hours=3),
         updated_at=now - timedelta(hours=2),

@@ -100,7 +100,7 @@ def test_ward_staff_switches_a_lamp_and_the_command_is_applied(env: Env, lightin
     assert env.client.get(f"{V1}/{sent['id']}", headers=other).status_code == 404
     assert env.client.get(V1, headers=other).json()["items"] == []
     assert env.client.get(V1, params={"site": "thong-nhat"}, headers=other).json()["items"] == []
-    audit = env.repo.audit_entries(1000, 0).items
+    audit = env.repo.users.audit_entries(1000, 0).items
     assert any(a.actor == "tn-staff" and a.action == "command.send" and a.outcome == "ok"
                and a.target == f"command:{sent['id']}" for a in audit)
 
@@ -128,7 +128,7 @@ def test_command_scope_role_and_arguments_are_checked_before_sending(env: Env) -
         assert set(r.json()["detail"]) == {"vi", "en"}
     # Nothing was recorded or sent by any of these.
     assert env.client.get(V1, headers=auth(env.tokens["admin"])).json()["total"] == 0
-    audit = env.repo.audit_entries(1000, 0).items
+    audit = env.repo.users.audit_entries(1000, 0).items
     assert any(a.actor == "leader" and a.action == "denied:device.command" for a in audit)
     assert any(a.actor == "qt-staff" and a.action == "scope_denied" for a in audit)
 

@@ -52,7 +52,7 @@ def test_pump_and_bypass_valve_commands_are_applied_by_their_devices(env: Env, g
     assert send_and_wait(env, "tn-staff", {**PUMP, "args": {"auto": True}})["state"] == "applied"
     valve = send_and_wait(env, "ax-manager", VALVE)
     assert (valve["gateway"], valve["site"], valve["args"]) == ("ax-gw-01", "an-xa", {"open": True})
-    audit = env.repo.audit_entries(1000, 0).items
+    audit = env.repo.users.audit_entries(1000, 0).items
     for actor, ident in (("tn-staff", pump["id"]), ("ax-manager", valve["id"])):
         assert any(a.actor == actor and a.action == "command.send" and a.outcome == "ok"
                    and a.target == f"command:{ident}" for a in audit)

@@ -85,7 +85,7 @@ def test_exports_stay_within_the_users_sites(env: Env) -> None:
                        headers=auth(env.tokens["leader"]))
     assert {row[1] for row in rows(r.text)[1:]} == {"thong-nhat", "quang-trung", "an-xa"}
     # Each export, and each refusal, is in the audit log.
-    audit = env.repo.audit_entries(1000, 0).items
+    audit = env.repo.users.audit_entries(1000, 0).items
     assert any(a.actor == "tn-staff" and a.action == "export.readings" and a.outcome == "ok" for a in audit)
     assert any(a.actor == "leader" and a.action == "export.incidents" for a in audit)
     assert any(a.actor == "tn-staff" and a.action == "scope_denied" and a.site == "quang-trung"

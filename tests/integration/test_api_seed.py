@@ -11,7 +11,7 @@ from tests.support.api import SITES, sqlite_env
 
 def test_seed_is_visible_through_the_repository(tmp_path: Path) -> None:
     for env in sqlite_env(tmp_path / "seed.db"):
-        page = env.repo.list_incidents(None, None, 50, 0)
+        page = env.repo.incidents.list_incidents(None, None, 50, 0)
         assert {i.site for i in page.items} == set(SITES)
-        assert env.repo.latest_values([("tn-aq-01", "pm25")], env.seed.now - timedelta(minutes=5))
-        assert env.repo.batch_stats(["tn-gw-01"], env.seed.now - timedelta(hours=1))[0].stored == 9
+        assert env.repo.readings.latest_values([("tn-aq-01", "pm25")], env.seed.now - timedelta(minutes=5))
+        assert env.repo.gateways.batch_stats(["tn-gw-01"], env.seed.now - timedelta(hours=1))[0].stored == 9

@@ -78,7 +78,7 @@ def test_reusing_a_spent_refresh_token_revokes_the_whole_session(env: Env) -> No
     assert me(env, stolen["access_token"]) == 401
     assert me(env, other["access_token"]) == 200
     assert refresh(env, other["refresh_token"]).status_code == 200
-    audit = env.repo.audit_entries(200, 0).items
+    audit = env.repo.users.audit_entries(200, 0).items
     assert any(a.action == "token_refresh" and a.outcome == "denied" and "reused" in (a.detail or "")
                for a in audit)
 

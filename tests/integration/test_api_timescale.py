@@ -243,7 +243,7 @@ def seed_maintenance(env: Env) -> None:
 
     start = datetime.now(UTC) - timedelta(hours=1)
     for site, p in PREFIX.items():
-        env.repo.upsert_maintenance(MaintenanceWindowRecord(
+        env.repo.maintenance.upsert_maintenance(MaintenanceWindowRecord(
             id=f"mw-{p}-1", site=site, scope="site", target=site, starts_at=start, set_by="admin",
             reason="Bảo trì định kỳ / scheduled"))
 
@@ -297,11 +297,11 @@ def test_every_route_by_every_role_stays_in_scope(env: Env) -> None:
                     items = data["items"] if isinstance(data, dict) else data
                     assert items == [], (user, case.url, data)
     # Other sites' incidents were not touched by anyone outside their scope.
-    detail = env.repo.get_incident("inc-ax-1")
+    detail = env.repo.incidents.get_incident("inc-ax-1")
     assert detail is not None
     assert {e.actor for e in detail.timeline} <= {"rule:pm25", "ax-manager", "leader", "admin"}
     # Each cross-site attempt is in the audit log (S3: audited).
-    audit = env.repo.audit_entries(1000, 0).items
+    audit = env.repo.users.audit_entries(1000, 0).items
     denied = {(a.actor, a.action) for a in audit if a.outcome == "denied"}
     assert ("tn-staff", "scope_denied") in denied
     assert ("tn-staff", "scope_filtered") in denied
@@ -315,8 +315,9 @@ def test_every_route_by_every_role_stays_in_scope(env: Env) -> None:
     # Users: only the admin changed any, each change audited.
     assert {("admin", "user.add"), ("admin", "user.disable"), ("admin", "user.enable"),
             ("admin", "user.passwd")} <= done
-    assert {u.name for u in env.repo.list_users()} == {*USERS, "new-admin"}
-    assert {w.set_by for w in env.repo.list_maintenance(["an-xa"], None)} == {"admin", "ax-manager"}
+    assert {u.name for u in env.repo.users.list_users()} == {*USERS, "new-admin"}
+    windows = env.repo.maintenance.list_maintenance(["an-xa"], None)
+    assert {w.set_by for w in windows} == {"admin", "ax-manager"}
 
 
 def test_city_leader_may_annotate_but_not_acknowledge_or_resolve(env: Env) -> None:
@@ -369,16 +370,17 @@ def test_incident_lifecycle_is_on_the_timeline_and_in_the_audit_log(env: Env) ->
     # A stale service write (it has not heard of the resolve) does not reopen it...
     from dataclasses import replace
 
-    before = env.repo.get_incident("inc-tn-1")
+    before = env.repo.incidents.get_incident("inc-tn-1")
     assert before is not None
-    env.repo.upsert_incident(
+    env.repo.incidents.upsert_incident(
         replace(before.incident, state="acknowledged", resolved_at=None, severity="emergency")
     )
-    after = env.repo.get_incident("inc-tn-1")
+    after = env.repo.incidents.get_incident("inc-tn-1")
     assert after is not None and after.incident.state == "resolved" and after.incident.severity == "emergency"
     # ...while a reopen by the incident manager does.
-    env.repo.upsert_incident(replace(before.incident, state="open", resolved_at=None, acknowledged_at=None))
-    reopened = env.repo.get_incident("inc-tn-1")
+    env.repo.incidents.upsert_incident(
+        replace(before.incident, state="open", resolved_at=None, acknowledged_at=None))
+    reopened = env.repo.incidents.get_incident("inc-tn-1")
     assert (
         reopened is not None and reopened.incident.state == "open" and reopened.incident.resolved_at is None
     )
@@ -453,7 +455,7 @@ def test_refresh_rotates_and_disabling_a_user_revokes_every_token(env: Env) -> N
     assert c.get("/api/v1/me", headers=auth(fresh)).json()["name"] == "qt-staff"
     from ops_center.security.users import set_disabled
 
-    set_disabled(env.repo, name="qt-staff", disabled=True, actor="test")
+    set_disabled(env.repo.users, name="qt-staff", disabled=True, actor="test")
     assert c.get("/api/v1/me", headers=auth(fresh)).status_code == 401
     assert c.post("/api/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]}).status_code == 401
     assert (

@@ -38,7 +38,7 @@ def new_user(**over: object) -> dict[str, object]:
 
 
 def audit(env: Env) -> list[tuple[str, str, str, str | None]]:
-    return [(a.actor, a.action, a.outcome, a.target) for a in env.repo.audit_entries(500, 0).items]
+    return [(a.actor, a.action, a.outcome, a.target) for a in env.repo.users.audit_entries(500, 0).items]
 
 
 def test_the_schema_and_the_policy_agree_on_the_shortest_password() -> None:
@@ -72,8 +72,8 @@ def test_every_other_role_is_refused_every_route(env: Env, user: str) -> None:
     ]
     assert [r.status_code for r in answers] == [403] * 5, [r.text for r in answers]
     assert all(r.json()["error"] == "forbidden" for r in answers)
-    assert env.repo.get_user(f"by-{user}") is None
-    assert not env.repo.get_user("tn-staff").disabled  # type: ignore[union-attr]
+    assert env.repo.users.get_user(f"by-{user}") is None
+    assert not env.repo.users.get_user("tn-staff").disabled  # type: ignore[union-attr]
     denied = [a for a in audit(env) if a[0] == user and a[2] == "denied"]
     assert len(denied) == 5 and {a[1] for a in denied} == {"denied:admin"}
 
@@ -87,7 +87,7 @@ def test_admin_adds_a_ward_staff_who_can_log_in_and_is_audited(env: Env) -> None
     }
     me = env.client.get(f"{V1}/me", headers=auth(login(env.client, "tn-moi", NEW_PASSWORD))).json()
     assert me["role"] == "ward_staff" and me["sites"] == ["thong-nhat"]
-    entry = next(a for a in env.repo.audit_entries(500, 0).items if a.action == "user.add"
+    entry = next(a for a in env.repo.users.audit_entries(500, 0).items if a.action == "user.add"
                  and a.target == "user:tn-moi")
     assert entry.actor == "admin" and entry.outcome == "ok" and entry.ip  # the admin's address
     assert entry.detail == "role=ward_staff sites=thong-nhat"
@@ -115,7 +115,7 @@ def test_bad_users_are_refused_with_a_clear_error(env: Env, body: dict[str, obje
     err = r.json()
     assert err["error"] == code and err["detail"]["vi"] and err["detail"]["en"]
     assert "{" not in err["detail"]["vi"] + err["detail"]["en"]  # every placeholder filled
-    assert len(env.repo.list_users()) == len(USERS)
+    assert len(env.repo.users.list_users()) == len(USERS)
 
 
 def test_a_global_role_ignores_sites(env: Env) -> None:
@@ -171,7 +171,7 @@ def test_a_user_disabled_by_another_process_is_refused_within_the_principal_cach
     for env in sqlite_env(tmp_path / "cache.db", principal_cache_s=bound):
         staff = auth(env.tokens["tn-staff"])
         assert env.client.get(f"{V1}/me", headers=staff).status_code == 200  # the row is remembered
-        set_disabled(env.repo, name="tn-staff", disabled=True, actor="cli:test")
+        set_disabled(env.repo.users, name="tn-staff", disabled=True, actor="cli:test")
         changed = time.monotonic()
         deadline = changed + bound + 2.0  # generous for a loaded machine; the bound is checked below
         while env.client.get(f"{V1}/me", headers=staff).status_code == 200:

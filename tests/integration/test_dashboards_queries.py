@@ -90,11 +90,11 @@ def _fill(url: str, now: datetime) -> None:
         for k, (site, sensor, metric, rule, severity) in enumerate(cases):
             opened = now - timedelta(hours=k + 1)
             inc = f"inc-{k}"
-            repo.upsert_incident(IncidentRecord(
+            repo.incidents.upsert_incident(IncidentRecord(
                 id=inc, site=site, kind=rule.split("-")[0], severity=severity,
                 state="acknowledged" if k == 0 else "open", title_vi=f"Sự cố {k}", title_en=f"Incident {k}",
                 opened_at=opened, updated_at=opened))
-            repo.upsert_alert(AlertRecord(
+            repo.incidents.upsert_alert(AlertRecord(
                 id=f"al-{k}", rule=rule, site=site, severity=severity, state="active", opened_at=opened,
                 updated_at=opened, sensor=sensor, metric=metric, incident_id=inc, value=1.0,
                 category=rule.split("-")[0], message_vi=f"Cảnh báo {k}", message_en=f"Alert {k}"))

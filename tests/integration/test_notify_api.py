@@ -85,14 +85,15 @@ def row(
 def test_outbox_rows_are_written_once_per_key_in_the_step_and_resolved_tells_whoever_was_told(
     env: Env,
 ) -> None:
-    r = env.repo
+    r = env.repo.incidents
     first = row("inc-tn-1", "thong-nhat", "tn-truc-ban", env=env)
     sms = row("inc-tn-1", "thong-nhat", "tn-truc-ban", "sms", env=env)
     r.commit_step(StepWrite(notifications=(first, sms)))
     r.commit_step(StepWrite(notifications=(first,)))  # a replayed step: no second row
     at = env.seed.now + timedelta(minutes=5)
-    r.commit_step(StepWrite(resolved=(ResolvedNotice("inc-tn-1", "thong-nhat", at, "Đã xử lý", "xong"),)))
-    r.commit_step(StepWrite(resolved=(ResolvedNotice("inc-tn-1", "thong-nhat", at, "Đã xử lý", "xong"),)))
+    done = ResolvedNotice("inc-tn-1", "thong-nhat", at, "Đã xử lý", "xong")
+    r.commit_step(StepWrite(resolved=(done,)))
+    r.commit_step(StepWrite(resolved=(done,)))
     rows = store(env).list(None, "inc-tn-1", 50, 0).items
     assert sorted((n.channel, n.reason) for n in rows) == [
         ("email", "opened"),
@@ -165,16 +166,16 @@ def test_the_acknowledge_link_acknowledges_once_as_its_contact(env: Env) -> None
     page = c.get(f"/api/v1/ack/{token}")
     assert page.status_code == 200 and '<form method="post">' in page.text
     assert "default-src 'none'" in page.headers["content-security-policy"]
-    incident = env.repo.get_incident("inc-tn-1")
+    incident = env.repo.incidents.get_incident("inc-tn-1")
     assert incident is not None and incident.incident.state == "open"  # a GET changes nothing
 
     done = c.post(f"/api/v1/ack/{token}")
     assert done.status_code == 200 and "Đã xác nhận" in done.text
-    detail = env.repo.get_incident("inc-tn-1")
+    detail = env.repo.incidents.get_incident("inc-tn-1")
     assert detail is not None and detail.incident.state == "acknowledged"
     ack = [e for e in detail.timeline if e.action == "acknowledged"]
     assert [e.actor for e in ack] == ["contact:tn-truc-ban"]
-    audit = env.repo.audit_entries(50, 0).items
+    audit = env.repo.users.audit_entries(50, 0).items
     assert any(
         a.actor == "contact:tn-truc-ban" and a.action == "incident.acknowledge" and a.outcome == "ok"
         for a in audit
@@ -225,7 +226,8 @@ def test_a_resolve_through_the_api_inserts_the_resolved_rows_in_its_own_transact
     again = c.post("/api/v1/incidents/inc-tn-1/resolve", json={"note": "lần hai"}, headers=h)
     assert again.status_code == 409
     at = env.seed.now + timedelta(minutes=5)
-    env.repo.commit_step(StepWrite(resolved=(ResolvedNotice("inc-tn-1", "thong-nhat", at, "khác", "khác"),)))
+    other = ResolvedNotice("inc-tn-1", "thong-nhat", at, "khác", "khác")
+    env.repo.incidents.commit_step(StepWrite(resolved=(other,)))
     assert s.counts() == {"pending": 5, "sent": 0, "failed": 0}
     assert [n.subject for n in s.list(None, "inc-tn-1", 50, 0).items if n.reason == "resolved"] == [
         n.subject for n in resolved

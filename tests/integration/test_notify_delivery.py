@@ -139,7 +139,7 @@ def gas_leak(svc: OpsService, gateway: Publisher, seq: int = 1) -> str:
     """A critical gas reading now: one gas_leak incident at An Xá; its id."""
     gateway.send(topics.telemetry(SITE, GW), batch(seq, datetime.now(UTC) - timedelta(seconds=5), 25.0))
     svc.wait_until(lambda p: p.through.get(GW, 0) >= seq and p.queue_depth == 0, WAIT_S)
-    incidents = svc.repo.list_incidents(None, "open", 10, 0).items
+    incidents = svc.repo.incidents.list_incidents(None, "open", 10, 0).items
     assert [i.kind for i in incidents] == ["gas_leak"]
     return incidents[0].id
 
@@ -168,7 +168,7 @@ def test_an_incident_from_readings_sends_exactly_one_email_to_the_first_tier(
     assert [(r.contact, r.channel, r.reason, r.state, r.attempts) for r in rows] == [
         ("ax-truc-ban", "email", "opened", "sent", 1)
     ]
-    detail = rig.repo.get_incident(incident_id)
+    detail = rig.repo.incidents.get_incident(incident_id)
     assert detail is not None
     notified = [(e.actor, e.action, e.detail) for e in detail.timeline if e.action == "notified"]
     assert notified == [("notify:email", "notified", "ax-truc-ban (opened)")]
@@ -194,7 +194,7 @@ def test_acknowledgement_stops_escalation(rig: Rig, gateway: Publisher) -> None:
     incident_id = gas_leak(svc, gateway)
     rig.smtp.wait_for(lambda ms: len(ms) >= 1, WAIT_S, "the first email")
     act = HumanAction(incident_id=incident_id, action="acknowledge", by="tran.van.b", at=datetime.now(UTC))
-    stored = rig.repo.apply_incident_action(incident_id, mutation(act))  # what the API route does
+    stored = rig.repo.incidents.apply_incident_action(incident_id, mutation(act))  # what the API route does
     assert stored is not None
     svc.on_action(act, stored)
     rows = rig.store.list(None, incident_id, 10, 0).items
@@ -251,7 +251,7 @@ def test_a_burst_for_one_contact_is_folded_into_a_digest_within_the_rate_limit(r
         changes.append(IncidentChange("opened", inc, TimelineEntry(now, "opened", "rule:gas", "mở", "open")))
     rows, _ = svc.notifier.planner.plan(changes, [], now)
     assert len(rows) == 500
-    rig.repo.commit_step(
+    rig.repo.incidents.commit_step(
         StepWrite(
             incidents=tuple(IncidentRecord.from_domain(c.incident) for c in changes),
             notifications=tuple(rows),
@@ -279,7 +279,7 @@ def test_whoever_was_told_hears_that_a_person_resolved_the_incident(rig: Rig, ga
         at=datetime.now(UTC),
         note="Đã khóa van, thông gió",
     )
-    stored = rig.repo.apply_incident_action(incident_id, mutation(act))
+    stored = rig.repo.incidents.apply_incident_action(incident_id, mutation(act))
     assert stored is not None
     svc.on_action(act, stored)
     rig.smtp.wait_for(lambda ms: len(ms) >= 2, WAIT_S, "the resolved email")
@@ -322,7 +322,7 @@ def test_two_senders_on_one_store_send_each_message_once(rig: Rig) -> None:
         senders.append(
             NotificationSender(
                 SqlNotificationStore(repo),
-                repo,
+                repo.incidents,
                 policy,
                 REGISTRY,
                 {"email": SmtpChannel(rig.smtp.url, "ioc@example.vn")},

@@ -94,7 +94,7 @@ def test_a_resolve_while_no_ops_service_runs_creates_the_message_at_once_and_it_
     # Resolving twice is refused and creates nothing; a replayed notice is a no-op.
     again = api.post(f"/api/v1/incidents/{incident_id}/resolve", json={"note": "lần nữa"}, headers=h)
     assert again.status_code == 409
-    rig.repo.commit_step(
+    rig.repo.incidents.commit_step(
         StepWrite(resolved=(ResolvedNotice(incident_id, "an-xa", datetime.now(UTC), "khác", "khác"),))
     )
     assert len([n for n in rows(rig, incident_id) if n.reason == "resolved"]) == 1

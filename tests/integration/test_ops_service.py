@@ -21,6 +21,7 @@ from contract.codec import encode
 from contract.models import Status
 from contract.registry import Registry, load_registry
 from ops_center.adapters.factory import open_repository
+from ops_center.adapters.ports import IncidentRepository
 from ops_center.adapters.repository import OpsRepository
 from ops_center.api.render import render_data
 from ops_center.feed import Feed
@@ -77,7 +78,7 @@ def through(svc: OpsService, seq: int, gw: str = GW) -> None:
 
 
 def gas_alerts(repo: OpsRepository) -> list[Any]:
-    return [a for a in repo.list_alerts(None, None, 100, 0).items if a.rule == "gas-lel"]
+    return [a for a in repo.incidents.list_alerts(None, None, 100, 0).items if a.rule == "gas-lel"]
 
 
 def test_threshold_crossing_is_stored_as_alert_and_incident_and_published_on_the_feed(
@@ -93,12 +94,12 @@ def test_threshold_crossing_is_stored_as_alert_and_incident_and_published_on_the
     a = alerts[0]
     # Reading time, not wall time: the alert opened at the reading that crossed 20 %LEL.
     assert a.state == "active" and a.severity == "critical" and a.opened_at == T0 + timedelta(seconds=30)
-    incidents = rig.repo.list_incidents(None, None, 10, 0).items
+    incidents = rig.repo.incidents.list_incidents(None, None, 10, 0).items
     assert [(i.kind, i.site, i.state) for i in incidents] == [("gas_leak", SITE, "open")]
     assert a.incident_id == incidents[0].id
     kinds = [e.kind for e in rig.feed.recent()]
     assert "alert" in kinds and "incident" in kinds
-    detail = rig.repo.get_incident(incidents[0].id)
+    detail = rig.repo.incidents.get_incident(incidents[0].id)
     assert detail is not None and [e.action for e in detail.timeline][:1] == ["opened"]
 
 
@@ -139,7 +140,7 @@ def test_a_restarted_service_keeps_its_rule_state_and_does_not_reraise(rig: Rig,
     alerts = gas_alerts(rig.repo)
     assert [a.id for a in alerts] == [opened[0].id]  # the same alert, not a second one
     assert alerts[0].state == "cleared"
-    assert len(rig.repo.list_incidents(None, None, 10, 0).items) == 1
+    assert len(rig.repo.incidents.list_incidents(None, None, 10, 0).items) == 1
 
 
 def test_a_crash_replays_what_the_snapshot_lacks_without_duplicates(rig: Rig, gateway: Publisher) -> None:
@@ -167,9 +168,9 @@ def test_a_crash_replays_what_the_snapshot_lacks_without_duplicates(rig: Rig, ga
     assert p.counters.telemetry >= 23  # the 5 unacknowledged batches came back, then the rest
     alerts = gas_alerts(rig.repo)
     assert [a.id for a in alerts] == [before[0].id] and alerts[0].state == "cleared"
-    incidents = rig.repo.list_incidents(None, None, 10, 0).items
+    incidents = rig.repo.incidents.list_incidents(None, None, 10, 0).items
     assert len(incidents) == 1
-    detail = rig.repo.get_incident(incidents[0].id)
+    detail = rig.repo.incidents.get_incident(incidents[0].id)
     assert detail is not None
     keys = [(e.at, e.actor, e.action, e.detail) for e in detail.timeline]
     assert len(keys) == len(set(keys)), "a replayed change was written twice to the timeline"
@@ -180,17 +181,17 @@ def test_a_persons_acknowledgement_goes_through_the_incident_manager(rig: Rig, g
     svc = rig.service()
     gateway.send(telemetry, batch(1, T0, 25.0))
     through(svc, 1)
-    incident = rig.repo.list_incidents(None, None, 10, 0).items[0]
+    incident = rig.repo.incidents.list_incidents(None, None, 10, 0).items[0]
     act = HumanAction(incident_id=incident.id, action="acknowledge", by="tran.van.b", at=datetime.now(UTC),
                       note="Đã cử đội kiểm tra")
-    stored = rig.repo.apply_incident_action(incident.id, mutation(act))  # what the API route does
+    stored = rig.repo.incidents.apply_incident_action(incident.id, mutation(act))  # what the API route does
     assert stored is not None
     svc.on_action(act, stored)  # ... and then tells the service
     assert svc.manager.get(incident.id).state == "acknowledged"
     # A later machine change (escalation to emergency) keeps the person's state.
     gateway.send(telemetry, batch(2, T0 + timedelta(seconds=10), 60.0))
     through(svc, 2)
-    row = rig.repo.get_incident(incident.id)
+    row = rig.repo.incidents.get_incident(incident.id)
     assert row is not None
     assert row.incident.state == "acknowledged" and row.incident.severity == "emergency"
 
@@ -206,15 +207,15 @@ def test_a_resolve_overtaken_by_a_recurrence_ends_with_store_and_rule_state_equa
     svc = rig.service()
     gateway.send(telemetry, batch(1, T0, 25.0))
     through(svc, 1)
-    incident = rig.repo.list_incidents(None, None, 10, 0).items[0]
+    incident = rig.repo.incidents.list_incidents(None, None, 10, 0).items[0]
     act = HumanAction(incident_id=incident.id, action="resolve", by="tran.van.b", at=datetime.now(UTC),
                       note="Đã khóa van")
-    stored = rig.repo.apply_incident_action(incident.id, mutation(act))
+    stored = rig.repo.incidents.apply_incident_action(incident.id, mutation(act))
     assert stored is not None and stored.state == "resolved"
     gateway.send(telemetry, batch(2, T0 + timedelta(seconds=10), 60.0))  # worse, before the hook
     through(svc, 2)
     svc.on_action(act, stored)
-    row = rig.repo.get_incident(incident.id)
+    row = rig.repo.incidents.get_incident(incident.id)
     assert row is not None and row.incident.state == "open"
     memory = svc.manager.get(incident.id)
     assert memory.state == row.incident.state
@@ -231,9 +232,9 @@ def test_what_people_did_while_the_service_was_away_is_adopted_at_its_start(
     through(svc, 1)
     svc.stop()
     rig.services.remove(svc)
-    incident = rig.repo.list_incidents(None, None, 10, 0).items[0]
+    incident = rig.repo.incidents.list_incidents(None, None, 10, 0).items[0]
     act = HumanAction(incident_id=incident.id, action="acknowledge", by="tran.van.b", at=datetime.now(UTC))
-    stored = rig.repo.apply_incident_action(incident.id, mutation(act))  # the API, service away
+    stored = rig.repo.incidents.apply_incident_action(incident.id, mutation(act))  # the API, service away
     assert stored is not None
     again = rig.service()
     again.wait_until(lambda p: p.restored, WAIT_S)
@@ -241,12 +242,12 @@ def test_what_people_did_while_the_service_was_away_is_adopted_at_its_start(
     assert memory.state == stored.state == "acknowledged" and memory.acknowledged_by == "api"
 
 
-class HeldRepo:
-    """The service's repository, its commit of an incident's resolution held at a gate: the
+class HeldIncidents:
+    """The service's incidents port, its commit of an incident's resolution held at a gate: the
     worker stops mid-flush with the resolution decided in memory, not yet in the store."""
 
-    def __init__(self, repo: OpsRepository) -> None:
-        self.repo = repo
+    def __init__(self, incidents: IncidentRepository) -> None:
+        self.incidents = incidents
         self.gate = threading.Event()
         self.holding = threading.Event()
 
@@ -254,7 +255,18 @@ class HeldRepo:
         if any(i.state == "resolved" for i in step.incidents) and not self.gate.is_set():
             self.holding.set()
             assert self.gate.wait(WAIT_S)
-        return self.repo.commit_step(step)
+        return self.incidents.commit_step(step)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.incidents, name)
+
+
+class HeldRepo:
+    """The service's repository with its incidents port held (``HeldIncidents``)."""
+
+    def __init__(self, repo: OpsRepository) -> None:
+        self.repo = repo
+        self.incidents = HeldIncidents(repo.incidents)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.repo, name)
@@ -278,18 +290,18 @@ def test_an_acknowledgement_racing_an_auto_resolve_ends_with_store_and_rule_stat
     gateway.send(telemetry, batch(1, T0, 25.0))
     for k in range(2, 20):  # clear (the rule clears after 120 s below): the hold starts
         gateway.send(telemetry, batch(k, T0 + timedelta(seconds=10 * k), 0.0))
-    assert held.holding.wait(WAIT_S), "the auto-resolve was not decided"
-    incident = rig.repo.list_incidents(None, None, 10, 0).items[0]
+    assert held.incidents.holding.wait(WAIT_S), "the auto-resolve was not decided"
+    incident = rig.repo.incidents.list_incidents(None, None, 10, 0).items[0]
     assert incident.state == "open"  # not committed yet
     act = HumanAction(incident_id=incident.id, action="acknowledge", by="tran.van.b", at=datetime.now(UTC))
-    stored = rig.repo.apply_incident_action(incident.id, mutation(act))
+    stored = rig.repo.incidents.apply_incident_action(incident.id, mutation(act))
     assert stored is not None and stored.state == "acknowledged"
     told = threading.Thread(target=svc.on_action, args=(act, stored))
     told.start()
-    held.gate.set()
+    held.incidents.gate.set()
     told.join(WAIT_S)
     svc.wait_until(lambda p: p.counters.actions == 1 and p.queue_depth == 0, WAIT_S)
-    row = rig.repo.get_incident(incident.id)
+    row = rig.repo.incidents.get_incident(incident.id)
     assert row is not None and row.incident.state == "resolved"
     assert svc.manager.get(incident.id).state == row.incident.state
     assert {"acknowledged", "resolved"} <= {e.action for e in row.timeline}
@@ -320,10 +332,11 @@ def test_the_last_will_is_placed_after_the_gateways_last_batch_or_status(
     gateway.send(status, encode(Status(v=1, gateway=GW, state="offline", ts=connected_at)), retain=True)
     svc.wait_until(lambda p: p.counters.statuses >= statuses and p.queue_depth == 0, WAIT_S)
     svc.wait_until(lambda p: p.open_incidents >= 1, WAIT_S)
-    offline = [a for a in rig.repo.list_alerts(None, None, 100, 0).items if a.rule == "gateway-offline"]
+    alerts = rig.repo.incidents.list_alerts(None, None, 100, 0).items
+    offline = [a for a in alerts if a.rule == "gateway-offline"]
     assert len(offline) == 1
     assert last_sent <= offline[0].opened_at < last_sent + timedelta(seconds=WAIT_S)
-    gws = {g.gateway: g for g in rig.repo.list_gateway_status(None)}
+    gws = {g.gateway: g for g in rig.repo.gateways.list_gateway_status(None)}
     assert gws[GW].state == "offline"
 
 
@@ -332,7 +345,7 @@ def test_actions_wait_for_the_worker_and_survive_concurrent_traffic(rig: Rig, ga
     svc = rig.service()
     gateway.send(telemetry, batch(1, T0, 25.0))
     through(svc, 1)
-    incident = rig.repo.list_incidents(None, None, 10, 0).items[0]
+    incident = rig.repo.incidents.list_incidents(None, None, 10, 0).items[0]
     done = threading.Event()
 
     def traffic() -> None:
@@ -406,8 +419,8 @@ def test_a_window_set_through_the_api_suppresses_a_reading_and_ending_it_lets_th
 
     svc = rig.service(ops_maintenance_refresh_s=3600)  # only the API's feed event can tell it
     passwords = Passwords(__import__("argon2").PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
-    add_user(rig.repo, passwords, rig.registry, name="ax-manager", role="cluster_manager", sites=["an-xa"],
-             password="correct-horse-battery", actor="test")
+    add_user(rig.repo.users, passwords, rig.registry, name="ax-manager", role="cluster_manager",
+             sites=["an-xa"], password="correct-horse-battery", actor="test")
     settings = OpsSettings(environment="production", secret_key="test-secret-key-0123456789-abcdefghijklmnop")
     app = create_app(settings, rig.repo, rig.feed, registry=rig.registry, passwords=passwords)
     telemetry = topics.telemetry(SITE, GW)
@@ -424,7 +437,7 @@ def test_a_window_set_through_the_api_suppresses_a_reading_and_ending_it_lets_th
         assert window["set_by"] == "ax-manager" and window["active"] is True
         gateway.send(telemetry, batch(1, now - timedelta(seconds=30), 45.0))
         through(svc, 1)
-        assert gas_alerts(rig.repo) == [] and rig.repo.list_incidents(None, None, 10, 0).items == []
+        assert gas_alerts(rig.repo) == [] and rig.repo.incidents.list_incidents(None, None, 10, 0).items == []
 
         r = client.delete(f"/api/v1/maintenance/{window['id']}", headers=h)
         assert r.status_code == 200, r.text
@@ -432,6 +445,6 @@ def test_a_window_set_through_the_api_suppresses_a_reading_and_ending_it_lets_th
         gateway.send(telemetry, batch(2, datetime.now(UTC) + timedelta(seconds=1), 45.0))
         through(svc, 2)
         assert [a.state for a in gas_alerts(rig.repo)] == ["active"]
-        assert [i.kind for i in rig.repo.list_incidents(None, None, 10, 0).items] == ["gas_leak"]
+        assert [i.kind for i in rig.repo.incidents.list_incidents(None, None, 10, 0).items] == ["gas_leak"]
     kinds = [e.kind for e in rig.feed.recent()]
     assert kinds.count("maintenance") == 2

@@ -92,14 +92,14 @@ def test_a_row_the_adapter_cannot_send_or_a_bug_costs_that_row_only(
     rig = sqlite_rig
     gateway = Publisher(rig.broker.url)
     repo = open_repository(rig.db_url)
-    real = repo.commit_step
+    real = repo.incidents.commit_step
 
     def commit_step(part: Any) -> Any:
         if any(g.last_seq == 42 for g in part.gateways):
             raise ValueError("year 0 is out of range")
         return real(part)
 
-    monkeypatch.setattr(repo, "commit_step", commit_step)
+    monkeypatch.setattr(repo.incidents, "commit_step", commit_step)
     svc = OpsService(rig.settings(), rig.registry, repo, rig.feed, rules=RULES, patterns=PATTERNS,
                      name="test-ops", client_id="test-ops")
     real_status = svc.engine.gateway_status

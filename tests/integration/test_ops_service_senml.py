@@ -67,7 +67,7 @@ def test_a_senml_reading_over_a_threshold_opens_the_same_alert_as_telemetry(
     (alert,) = gas_alerts(rig.repo)
     # Reading time: the alert opened at the reading that crossed 20 %LEL, whatever the topic.
     assert (alert.state, alert.severity, alert.opened_at) == ("active", "critical", instants[2])
-    (incident,) = rig.repo.list_incidents(None, None, 10, 0).items
+    (incident,) = rig.repo.incidents.list_incidents(None, None, 10, 0).items
     assert (incident.kind, incident.site, incident.state) == ("gas_leak", SITE, "open")
     assert alert.incident_id == incident.id
     if kind == "senml":

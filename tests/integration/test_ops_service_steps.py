@@ -25,6 +25,7 @@ from ops_center.adapters.repository import (
     StepOutcome,
     StepWrite,
 )
+from ops_center.adapters.sql_incidents import SqlIncidentRepository
 from ops_center.adapters.sqlite import SqliteOpsRepository
 from ops_center.feed import Feed
 from ops_center.rulebook.loader import load_patterns, load_rules
@@ -83,45 +84,45 @@ def test_a_step_is_committed_whole_or_not_at_all(store: tuple[str, OpsRepository
     _, repo = store
     refused = replace(alert(), id="al-2", severity="bogus")  # type: ignore[arg-type]  # a CHECK refuses it
     with pytest.raises(RepositoryError):
-        repo.commit_step(step(alerts=(alert(), refused)))
+        repo.incidents.commit_step(step(alerts=(alert(), refused)))
     # Nothing of the step: not the incident written before the bad row, not its timeline,
     # not the snapshot written after it.
-    assert repo.get_incident("inc-1") is None
-    assert repo.list_alerts(None, None, 10, 0).total == 0
-    assert repo.list_gateway_status(None) == []
-    assert repo.load_service_state("ops") is None
+    assert repo.incidents.get_incident("inc-1") is None
+    assert repo.incidents.list_alerts(None, None, 10, 0).total == 0
+    assert repo.gateways.list_gateway_status(None) == []
+    assert repo.incidents.load_service_state("ops") is None
 
-    outcome = repo.commit_step(step())
+    outcome = repo.incidents.commit_step(step())
     assert outcome.timeline_new == (True, True) and outcome.alerts_before == {}
-    detail = repo.get_incident("inc-1")
+    detail = repo.incidents.get_incident("inc-1")
     assert detail is not None and [e.action for e in detail.timeline] == ["opened", "alert_added"]
     assert [a.id for a in detail.alerts] == ["al-1"]
-    assert repo.load_service_state("ops") == b"state-1"
+    assert repo.incidents.load_service_state("ops") == b"state-1"
 
 
 def test_a_replayed_step_stores_nothing_twice_and_reports_what_was_there(
         store: tuple[str, OpsRepository]) -> None:
     _, repo = store
-    repo.commit_step(step())
+    repo.incidents.commit_step(step())
     cleared = alert("cleared", T0 + timedelta(minutes=2))
     cleared_entry = entry("alert_cleared", "x", T0 + timedelta(minutes=2))
-    repo.commit_step(StepWrite(alerts=(cleared,), timeline=(cleared_entry,),
+    repo.incidents.commit_step(StepWrite(alerts=(cleared,), timeline=(cleared_entry,),
                                gateways=(status("offline", T0 + timedelta(minutes=3)),)))
 
-    replay = repo.commit_step(step(snapshot=ServiceSnapshot("ops", b"state-2")))
+    replay = repo.incidents.commit_step(step(snapshot=ServiceSnapshot("ops", b"state-2")))
     assert replay.timeline_new == (False, False)
     before = replay.alerts_before["al-1"]
     assert before.updated_at == T0 + timedelta(minutes=2) and before.state == "cleared/critical"
     gw = replay.gateways_before["ax-gw-02"]
     assert gw.updated_at == T0 + timedelta(minutes=3) and gw.state == "offline"
     # The store kept the newer rows: a replay never moves anything back.
-    assert repo.list_alerts(None, None, 10, 0).items[0].state == "cleared"
-    assert repo.list_gateway_status(None)[0].state == "offline"
-    detail = repo.get_incident("inc-1")
+    assert repo.incidents.list_alerts(None, None, 10, 0).items[0].state == "cleared"
+    assert repo.gateways.list_gateway_status(None)[0].state == "offline"
+    detail = repo.incidents.get_incident("inc-1")
     assert detail is not None and len(detail.timeline) == 3
-    assert repo.load_service_state("ops") == b"state-2"
+    assert repo.incidents.load_service_state("ops") == b"state-2"
     # A timeline entry without a detail is keyed too (NULL is not "distinct" here).
-    assert repo.append_timeline(entry("alert_added", None)) is None
+    assert repo.incidents.append_timeline(entry("alert_added", None)) is None
 
 
 def _forget_0003(url: str, repo: OpsRepository) -> list[int | None]:
@@ -138,24 +139,24 @@ def _forget_0003(url: str, repo: OpsRepository) -> list[int | None]:
             conn.execute("DELETE FROM ops_schema_migrations WHERE version = 3")
     entries = (entry(), entry(), entry(), entry("alert_added", None), entry("alert_added", None),
                entry("note", "a long note " * 400), entry("note", "a long note " * 400))
-    return [repo.append_timeline(e) for e in entries]  # no key yet: every one is a row
+    return [repo.incidents.append_timeline(e) for e in entries]  # no key yet: every one is a row
 
 
 def test_migration_0003_removes_duplicate_timeline_entries_and_is_idempotent(
         store: tuple[str, OpsRepository]) -> None:
     url, repo = store
-    repo.upsert_incident(incident())
+    repo.incidents.upsert_incident(incident())
     ids = _forget_0003(url, repo)
-    detail = repo.get_incident("inc-1")
+    detail = repo.incidents.get_incident("inc-1")
     assert detail is not None and len(detail.timeline) == 7 and None not in ids
 
     repo.migrate()
     repo.migrate()  # applied once, recorded: a no-op
-    detail = repo.get_incident("inc-1")
+    detail = repo.incidents.get_incident("inc-1")
     assert detail is not None
     assert [e.action for e in detail.timeline] == ["opened", "alert_added", "note"]
     assert [e.id for e in detail.timeline] == [ids[0], ids[3], ids[5]]  # the first of each was kept
-    assert repo.append_timeline(entry()) is None  # and the key is in force
+    assert repo.incidents.append_timeline(entry()) is None  # and the key is in force
 
 
 # --- the service's writer over a real store ---------------------------------------------------------
@@ -168,10 +169,17 @@ class FlakySqlite(SqliteOpsRepository):
     def __init__(self, path: Path) -> None:
         super().__init__(path)
         self.down = 0
+        self.incidents = FlakyIncidents(self)
+
+
+class FlakyIncidents(SqlIncidentRepository):
+    def __init__(self, db: FlakySqlite) -> None:
+        super().__init__(db)
+        self.flaky = db
 
     def commit_step(self, step: StepWrite) -> StepOutcome:
-        if self.down:
-            self.down -= 1
+        if self.flaky.down:
+            self.flaky.down -= 1
             raise RepositoryUnavailable("sqlite: database is locked")
         if any(g.gateway == "refused" for g in step.gateways):
             raise RepositoryError("sqlite: CHECK constraint failed")
@@ -182,7 +190,7 @@ def test_a_step_waits_whole_for_a_database_that_is_down_and_acks_only_once_commi
     repo = FlakySqlite(tmp_path / "ops.db")
     repo.migrate()
     feed = Feed()
-    writer = ChangeWriter(repo, REGISTRY, feed)
+    writer = ChangeWriter(repo.incidents, REGISTRY, feed)
     committed: list[bool] = []
     writer.gateway_status(status("offline", T0 + timedelta(minutes=1)), changed=True)
     writer.checkpoint(ServiceSnapshot("ops", b"state"), committed.append)
@@ -190,25 +198,26 @@ def test_a_step_waits_whole_for_a_database_that_is_down_and_acks_only_once_commi
     assert not writer.flush() and not writer.flush()
     # Nothing of the step yet: no row, no snapshot, no event, nothing to acknowledge.
     assert writer.pending == 1 and committed == [] and feed.recent() == []
-    assert repo.list_gateway_status(None) == [] and repo.load_service_state("ops") is None
+    assert repo.gateways.list_gateway_status(None) == [] and repo.incidents.load_service_state("ops") is None
     assert writer.flush()
     assert committed == [True] and writer.pending == 0
     assert [e.kind for e in feed.recent()] == ["gateway"]
-    assert repo.load_service_state("ops") == b"state"
+    assert repo.incidents.load_service_state("ops") == b"state"
     repo.close()
 
 
 def test_a_step_refused_for_good_is_written_row_by_row(tmp_path: Path) -> None:
     repo = FlakySqlite(tmp_path / "ops.db")
     repo.migrate()
-    writer = ChangeWriter(repo, REGISTRY, Feed())
+    writer = ChangeWriter(repo.incidents, REGISTRY, Feed())
     committed: list[bool] = []
     writer.gateway_status(status("online"), changed=False)
     writer.gateway_status(replace(status(), gateway="refused"), changed=False)
     writer.checkpoint(ServiceSnapshot("ops", b"state"), committed.append)
     assert writer.flush()
-    assert [g.gateway for g in repo.list_gateway_status(None)] == ["ax-gw-02"]  # the rest of the step
-    assert committed == [True] and repo.load_service_state("ops") == b"state"
+    # The rest of the step:
+    assert [g.gateway for g in repo.gateways.list_gateway_status(None)] == ["ax-gw-02"]
+    assert committed == [True] and repo.incidents.load_service_state("ops") == b"state"
     assert writer.stats.refused == 1
     repo.close()
 
@@ -234,14 +243,14 @@ def test_an_action_adopted_while_the_store_is_down_is_adopted_again_as_stored(tm
     (inc,) = svc.manager.incidents()
     act = HumanAction(incident_id=inc.id, action="resolve", by="tran.van.b", at=T0 + timedelta(seconds=5),
                       note="Đã khóa van")
-    stored = repo.apply_incident_action(inc.id, mutation(act))
+    stored = repo.incidents.apply_incident_action(inc.id, mutation(act))
     assert stored is not None and stored.state == "resolved"
     reading(1, 60.0)  # worse, recorded, not committed yet
     repo.down = 2
     svc._apply_action(act, stored)
     assert svc.manager.get(inc.id).state == "resolved"  # the committed record, for now
     assert not svc._flush() and svc._flush()
-    row = repo.get_incident(inc.id)
+    row = repo.incidents.get_incident(inc.id)
     assert row is not None and row.incident.state == "open"  # the step reopened it
     svc._readopt()
     assert svc.manager.get(inc.id).state == row.incident.state and not svc._deferred
@@ -261,7 +270,7 @@ def test_an_action_that_found_the_queue_full_is_taken_by_the_worker_later(tmp_pa
     assert svc._flush()
     (inc,) = svc.manager.incidents()
     act = HumanAction(incident_id=inc.id, action="acknowledge", by="tran.van.b", at=T0 + timedelta(seconds=5))
-    stored = repo.apply_incident_action(inc.id, mutation(act))
+    stored = repo.incidents.apply_incident_action(inc.id, mutation(act))
     assert stored is not None
     svc._thread = threading.Thread(target=lambda: None)  # a worker that looks alive...
     svc._thread.is_alive = lambda: True  # type: ignore[method-assign]

@@ -72,7 +72,7 @@ def _step(seq: int) -> StepWrite:
 
 def test_a_committed_step_reaches_every_listening_stream_once(repo: OpsRepository, postgres_db: str) -> None:
     feeds = [StoreFedFeed(), StoreFedFeed()]
-    listeners = [ChangeFeedListener(postgres_db, repo, REGISTRY, f, poll_s=0.1) for f in feeds]
+    listeners = [ChangeFeedListener(postgres_db, repo.incidents, repo.gateways, f, poll_s=0.1) for f in feeds]
     adopted: list[tuple[str, str, str]] = []
     listeners[1].on_incident = lambda rec, e: adopted.append((rec.id, e.action, e.actor))
     for listener in listeners:
@@ -83,12 +83,12 @@ def test_a_committed_step_reaches_every_listening_stream_once(repo: OpsRepositor
         # A local publish of a store-fed kind is not the stream's: the store announces it.
         feeds[0].publish("alert", "an-xa", {"local": True})
         feeds[0].publish("kpi", "an-xa", {"local": True})
-        repo.commit_step(_step(1))
-        repo.commit_step(_step(1))  # a replay: nothing new, nothing announced
+        repo.incidents.commit_step(_step(1))
+        repo.incidents.commit_step(_step(1))  # a replay: nothing new, nothing announced
         for f in feeds:
             wait_until(lambda f=f: len(f.recent()) >= (4 if f is feeds[0] else 3), timeout_s=10,
                        what="the step's three events on the stream")
-        repo.commit_step(_step(2))  # the same state at a later time: no new announcement either
+        repo.incidents.commit_step(_step(2))  # the same state at a later time: no new announcement either
         with psycopg.connect(postgres_db, autocommit=True) as conn:
             conn.execute("SELECT pg_notify('smartward_feed', '{\"k\": \"gateway\", \"id\": \"zz\"}')")
             conn.execute("SELECT pg_notify('smartward_feed', 'not json')")
@@ -108,7 +108,7 @@ def test_a_committed_step_reaches_every_listening_stream_once(repo: OpsRepositor
                               sensor="ax-gas-01", metric="gas_lel", severity="critical", state="cleared",
                               opened_at=AT, updated_at=AT + timedelta(minutes=1),
                               cleared_at=AT + timedelta(minutes=1), incident_id="inc-1", value=1.0)
-        repo.commit_step(StepWrite(alerts=(cleared,)))
+        repo.incidents.commit_step(StepWrite(alerts=(cleared,)))
         wait_until(lambda: sum(e.kind == "alert" for e in feeds[1].recent()) == 2, timeout_s=10,
                    what="the clearing on the stream")
         assert [e.data["action"] for e in feeds[1].recent() if e.kind == "alert"] == ["raised", "cleared"]
@@ -158,11 +158,11 @@ def test_last_event_id_resumes_on_any_process_that_heard_every_change_after_it()
 def test_the_listener_comes_back_after_its_session_is_cut_and_older_ids_resync(
         repo: OpsRepository, postgres_db: str) -> None:
     feed = StoreFedFeed()
-    listener = ChangeFeedListener(postgres_db, repo, REGISTRY, feed, poll_s=0.1)
+    listener = ChangeFeedListener(postgres_db, repo.incidents, repo.gateways, feed, poll_s=0.1)
     listener.start()
     try:
         wait_until(lambda: listener.sessions == 1, timeout_s=10, what="listening")
-        repo.commit_step(_step(1))
+        repo.incidents.commit_step(_step(1))
         wait_until(lambda: len(feed.recent()) == 3, timeout_s=10, what="the first step's events")
         before_gap = feed.recent()[-1].id
         with psycopg.connect(postgres_db, autocommit=True) as admin:
@@ -174,7 +174,7 @@ def test_the_listener_comes_back_after_its_session_is_cut_and_older_ids_resync(
         wait_until(lambda: listener.sessions == 2, timeout_s=15, what="listening again")
         entry = TimelineEvent(incident_id="inc-1", site="an-xa", at=AT + timedelta(minutes=5),
                               actor="truc-ban", action="acknowledged")
-        repo.commit_step(StepWrite(timeline=(entry,)))
+        repo.incidents.commit_step(StepWrite(timeline=(entry,)))
         wait_until(lambda: len(feed.recent()) == 4, timeout_s=10, what="a change after the reconnect")
         assert feed.recent()[-1].data["action"] == "acknowledged"
 

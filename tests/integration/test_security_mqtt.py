@@ -179,7 +179,7 @@ def test_anonymous_wrong_password_and_revoked_gateways_are_refused_and_reported(
     repo = SqliteOpsRepository(tmp_path / "ops.db")
     repo.migrate()
     for e in events:
-        repo.insert_security_event(e)
-    page = repo.security_events(["thong-nhat"], 50, 0)
+        repo.security.insert_security_event(e)
+    page = repo.security.security_events(["thong-nhat"], 50, 0)
     assert page.total >= 1 and {e.kind for e in page.items} >= {"publish_denied"}
     repo.close()

@@ -59,7 +59,7 @@ def test_a_new_emergency_is_seen_and_heard_by_its_sites_users_only(
     assert page.evaluate("window.__tones") >= 2  # an emergency: the two-tone signal, three times
     # Who was notified, on which channel, and who acknowledged from the message: on the timeline.
     at = env.seed.now + timedelta(minutes=2)
-    env.repo.append_timeline(
+    env.repo.incidents.append_timeline(
         TimelineEvent(
             incident_id="inc-tn-flood",
             site="thong-nhat",
@@ -69,7 +69,7 @@ def test_a_new_emergency_is_seen_and_heard_by_its_sites_users_only(
             detail="tn-truc-ban (opened)",
         )
     )
-    env.repo.append_timeline(
+    env.repo.incidents.append_timeline(
         TimelineEvent(
             incident_id="inc-tn-flood",
             site="thong-nhat",

@@ -63,7 +63,8 @@ def page(browser: Browser, server: Server) -> Iterator[Page]:  # noqa: F811
 def set_status(env: Env, feed: Feed, gateway: str, site: str, state: str) -> None:
     """A gateway's status as the ops service records it: the row, then the ``gateway`` event."""
     at = env.seed.now + timedelta(seconds=5)
-    env.repo.upsert_gateway_status(GatewayStatusRecord(gateway=gateway, site=site, state=state, last_seen=at))
+    env.repo.gateways.upsert_gateway_status(
+        GatewayStatusRecord(gateway=gateway, site=site, state=state, last_seen=at))
     feed.publish(
         "gateway",
         site,
@@ -179,7 +180,7 @@ def test_the_timeline_speaks_one_language_and_values_carry_no_float_noise(page: 
     from ops_center.adapters.records import AlertRecord, TimelineEvent
 
     now = env.seed.now
-    env.repo.upsert_alert(
+    env.repo.incidents.upsert_alert(
         AlertRecord(
             id="al-tn-noise",
             rule="ww-tss",
@@ -198,7 +199,7 @@ def test_the_timeline_speaks_one_language_and_values_carry_no_float_noise(page: 
             message_en="",
         )
     )
-    env.repo.append_timeline(
+    env.repo.incidents.append_timeline(
         TimelineEvent(
             incident_id="inc-tn-1",
             site="thong-nhat",

@@ -119,8 +119,8 @@ def publish_new_incident(env: Env, feed: Feed, incident_id: str, site: str, titl
         opened_at=now,
         updated_at=now,
     )
-    env.repo.upsert_incident(rec)
-    env.repo.append_timeline(
+    env.repo.incidents.upsert_incident(rec)
+    env.repo.incidents.append_timeline(
         TimelineEvent(incident_id=rec.id, site=site, at=now, actor="rule:water", action="opened", detail=None)
     )
     feed.publish(

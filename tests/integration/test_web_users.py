@@ -52,7 +52,7 @@ def test_admin_adds_a_ward_staff_who_logs_in_then_disables_them(
     page.fill("#user-password-new", "ngắn")
     page.click("#user-add")
     expect(body.locator(".error")).to_contain_text("không hợp lệ")
-    assert env.repo.get_user(NEW) is None
+    assert env.repo.users.get_user(NEW) is None
     # Then right.
     page.fill("#user-name-new", NEW)
     page.select_option("#user-role-new", "ward_staff")
@@ -64,7 +64,7 @@ def test_admin_adds_a_ward_staff_who_logs_in_then_disables_them(
     expect(row).to_contain_text("Phường Thống Nhất")  # the site's name, not its id
     expect(row.locator(f'[data-user-state="{NEW}"]')).to_have_text("hoạt động")
     body.screenshot(path=str(tmp_path / "users-page.png"))
-    user = env.repo.get_user(NEW)
+    user = env.repo.users.get_user(NEW)
     assert user is not None and user.role == "ward_staff" and user.sites == ("thong-nhat",)
 
     # The new user logs in, in a browser of their own, and sees their ward only.
@@ -82,7 +82,7 @@ def test_admin_adds_a_ward_staff_who_logs_in_then_disables_them(
         row.locator(f'[data-user-toggle="{NEW}"]').click()
         expect(body.locator(f'[data-user-state="{NEW}"]')).to_have_text("đã khóa")
         expect(body.locator(f'[data-user-toggle="{NEW}"]')).to_have_text("Mở khóa")
-        assert [(a.actor, a.outcome) for a in env.repo.audit_entries(100, 0).items
+        assert [(a.actor, a.outcome) for a in env.repo.users.audit_entries(100, 0).items
                 if a.action == "user.disable" and a.target == f"user:{NEW}"] == [("admin", "ok")]
 
         # Their session ends at their next request (a reload asks the API again) and the login

@@ -239,8 +239,8 @@ def seed(repo: OpsRepository, rows: Rows, now: datetime | None = None) -> Seed:
             opened_at=now - timedelta(minutes=20),
             updated_at=now - timedelta(minutes=20),
         )
-        repo.upsert_incident(inc)
-        repo.append_timeline(
+        repo.incidents.upsert_incident(inc)
+        repo.incidents.append_timeline(
             TimelineEvent(
                 incident_id=inc.id,
                 site=site,
@@ -267,8 +267,8 @@ def seed(repo: OpsRepository, rows: Rows, now: datetime | None = None) -> Seed:
             message_vi=f"PM2.5 cao {site}",
             message_en=f"High PM2.5 {site}",
         )
-        repo.upsert_alert(alert)
-        repo.upsert_gateway_status(
+        repo.incidents.upsert_alert(alert)
+        repo.gateways.upsert_gateway_status(
             GatewayStatusRecord(
                 gateway=f"{prefix}-gw-01",
                 site=site,
@@ -286,7 +286,8 @@ def seed(repo: OpsRepository, rows: Rows, now: datetime | None = None) -> Seed:
 def add_users(repo: OpsRepository) -> None:
     for name, (role, sites) in USERS.items():
         add_user(
-            repo, FAST_PASSWORDS, REG, name=name, role=role, sites=sites, password=PASSWORD, actor="test"
+            repo.users, FAST_PASSWORDS, REG, name=name, role=role, sites=sites, password=PASSWORD,
+            actor="test",
         )
 
 

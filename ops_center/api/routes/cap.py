@@ -20,7 +20,7 @@ from fastapi import APIRouter, Path, Request, Response
 from contract.models import SLUG_PATTERN
 from ops_center.adapters.records import IncidentDetail
 from ops_center.api.cap import ATOM_MEDIA_TYPE, CAP_MEDIA_TYPE, atom_feed, cap_document
-from ops_center.api.deps import AppState, ScopeDep, StateDep, require_visible
+from ops_center.api.deps import AppState, IncidentsDep, ScopeDep, StateDep, require_visible
 from ops_center.api.errors import ERROR_RESPONSES
 
 router = APIRouter(tags=["cap"], responses=ERROR_RESPONSES)
@@ -46,10 +46,10 @@ def sender(state: AppState, request: Request) -> str:
     responses={200: {"description": "CAP 1.2 alert", "content": {CAP_MEDIA_TYPE: _XML_STRING}}},
 )
 async def incident_cap(
-    request: Request, state: StateDep, scope: ScopeDep, incident_id: IncidentId
+    request: Request, state: StateDep, scope: ScopeDep, incidents: IncidentsDep, incident_id: IncidentId
 ) -> Response:
     def render() -> bytes:
-        detail = state.repo.get_incident(incident_id)
+        detail = incidents.get_incident(incident_id)
         require_visible(request, state, scope, detail.incident.site if detail else None,
                         target=f"incident:{incident_id}", exists=detail is not None)
         assert detail is not None
@@ -65,18 +65,20 @@ async def incident_cap(
     responses={200: {"description": "Atom feed of CAP 1.2 alerts",
                      "content": {ATOM_MEDIA_TYPE: _XML_STRING}}},
 )
-async def site_cap_feed(request: Request, state: StateDep, scope: ScopeDep, site: SiteId) -> Response:
+async def site_cap_feed(
+    request: Request, state: StateDep, scope: ScopeDep, incidents: IncidentsDep, site: SiteId
+) -> Response:
     def render() -> bytes:
         require_visible(request, state, scope, site, target=f"cap:{site}",
                         exists=site in state.registry.sites)
         current = [
-            *state.repo.list_incidents([site], "open", FEED_MAX, 0).items,
-            *state.repo.list_incidents([site], "acknowledged", FEED_MAX, 0).items,
+            *incidents.list_incidents([site], "open", FEED_MAX, 0).items,
+            *incidents.list_incidents([site], "acknowledged", FEED_MAX, 0).items,
         ]
         current.sort(key=lambda i: (i.updated_at, i.id), reverse=True)
         details: list[IncidentDetail] = []
         for inc in current[:FEED_MAX]:
-            d = state.repo.get_incident(inc.id)
+            d = incidents.get_incident(inc.id)
             if d is not None:
                 details.append(d)
         base = str(request.base_url).rstrip("/")

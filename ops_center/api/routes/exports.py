@@ -26,7 +26,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
 from contract.models import METRIC_PATTERN, SLUG_PATTERN
-from ops_center.api.deps import AppState, ScopeDep, StateDep, require_visible
+from ops_center.api.deps import AppState, IncidentsDep, ReadingsDep, ScopeDep, StateDep, require_visible
 from ops_center.api.errors import ERROR_RESPONSES, ApiError
 from ops_center.api.schemas import QueryTime
 from ops_center.security.scope import Scope
@@ -162,6 +162,7 @@ async def export_readings(
     request: Request,
     state: StateDep,
     scope: ScopeDep,
+    readings: ReadingsDep,
     start: Start,
     end: End,
     site: Site = None,
@@ -200,7 +201,7 @@ async def export_readings(
             unit = unit_of(m)
             cursor = t0
             while True:
-                page = state.repo.raw_readings(sensor_id, m, cursor, t1, PAGE_ROWS)
+                page = readings.raw_readings(sensor_id, m, cursor, t1, PAGE_ROWS)
                 for p in page:
                     yield (_iso(p.time), _local(p.time), site_id, gateway, sensor_id, m, str(p.value), unit,
                            p.quality)
@@ -223,6 +224,7 @@ async def export_incidents(
     request: Request,
     state: StateDep,
     scope: ScopeDep,
+    incidents: IncidentsDep,
     start: Start,
     end: End,
     site: Site = None,
@@ -244,7 +246,7 @@ async def export_incidents(
         # The incidents list, newest first (the same query as GET /incidents): pages until
         # the first incident opened before the range.
         while True:
-            page = state.repo.list_incidents(sites, None, 200, offset).items
+            page = incidents.list_incidents(sites, None, 200, offset).items
             for i in page:
                 if i.opened_at < t0:
                     return

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 
 from contract.models import SLUG_PATTERN
-from ops_center.api.deps import ScopeDep, StateDep, list_filter
+from ops_center.api.deps import GatewaysDep, ScopeDep, StateDep, list_filter
 from ops_center.api.errors import ERROR_RESPONSES, Localized
 from ops_center.api.schemas import GatewayOut
 
@@ -19,12 +19,13 @@ def list_gateways(
     request: Request,
     state: StateDep,
     scope: ScopeDep,
+    gateways: GatewaysDep,
     site: Annotated[str | None, Query(pattern=SLUG_PATTERN, max_length=63)] = None,
 ) -> list[GatewayOut]:
     sites = list_filter(request, state, scope, site)
     if sites is not None and not sites:
         return []
-    status = {g.gateway: g for g in state.repo.list_gateway_status(sites)}
+    status = {g.gateway: g for g in gateways.list_gateway_status(sites)}
     out = []
     for s, gw in state.registry.iter_gateways():
         if not scope.can_see(s.id) or (sites is not None and s.id not in sites):

@@ -12,6 +12,7 @@ from contract.models import SLUG_PATTERN
 from ops_center.adapters.records import IncidentRecord
 from ops_center.api.deps import (
     AppState,
+    IncidentsDep,
     ScopeDep,
     StateDep,
     app_state,
@@ -74,7 +75,7 @@ async def list_incidents(
         await state.offload(list_filter, request, state, scope, site)
 
     def page() -> bytes:
-        found = state.repo.list_incidents(sites, incident_state, limit, offset)
+        found = state.repo.incidents.list_incidents(sites, incident_state, limit, offset)
         return incident_page_json(found.items, total=found.total, limit=limit, offset=offset)
 
     async def compute() -> bytes:
@@ -86,9 +87,9 @@ async def list_incidents(
 
 @router.get("/{incident_id}", summary="Chi tiết sự cố / incident with member alerts and timeline")
 def get_incident(
-    request: Request, state: StateDep, scope: ScopeDep, incident_id: IncidentId
+    request: Request, state: StateDep, scope: ScopeDep, incidents: IncidentsDep, incident_id: IncidentId
 ) -> IncidentDetailOut:
-    detail = state.repo.get_incident(incident_id)
+    detail = incidents.get_incident(incident_id)
     require_visible(
         request,
         state,
@@ -116,12 +117,12 @@ def _act(
     assignee: str | None = None,
 ) -> IncidentOut:
     target = f"incident:{incident_id}"
-    detail = state.repo.get_incident(incident_id)
+    detail = state.repo.incidents.get_incident(incident_id)
     site = detail.incident.site if detail else None
     require_visible(request, state, scope, site, target=target, exists=detail is not None)
     require_action(request, state, scope, PERMISSION[action], target=target, site=site)
     if assignee is not None:
-        user = state.repo.get_user(assignee)
+        user = state.repo.users.get_user(assignee)
         if (
             user is None
             or user.disabled
@@ -141,7 +142,7 @@ def _act(
     # while the ops service is down.
     notice = resolved_notice_for(state, detail.alerts if detail else ()) if action == "resolve" else None
     try:
-        updated = state.repo.apply_incident_action(incident_id, mutation(act, notice))
+        updated = state.repo.incidents.apply_incident_action(incident_id, mutation(act, notice))
     except InvalidTransition as exc:
         state.audit(
             request,

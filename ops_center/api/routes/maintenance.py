@@ -24,6 +24,7 @@ from contract.registry import Registry
 from ops_center.adapters.records import MaintenanceWindowRecord
 from ops_center.api.deps import (
     AppState,
+    MaintenanceDep,
     ScopeDep,
     StateDep,
     list_filter,
@@ -63,6 +64,7 @@ def list_windows(
     request: Request,
     state: StateDep,
     scope: ScopeDep,
+    windows: MaintenanceDep,
     site: Annotated[str | None, Query(pattern=SLUG_PATTERN, max_length=63)] = None,
     active: Annotated[
         bool | None, Query(description="true: in force now; false: ended or not started; none: all")
@@ -72,7 +74,7 @@ def list_windows(
 ) -> MaintenancePage:
     sites = list_filter(request, state, scope, site)
     now = state.now()
-    rows = state.repo.list_maintenance(sites, now if active else None)
+    rows = windows.list_maintenance(sites, now if active else None)
     items = [MaintenanceOut.of(w, now) for w in rows]
     if active is False:
         items = [w for w in items if not w.active]
@@ -81,7 +83,9 @@ def list_windows(
 
 
 @router.post("", status_code=201, summary="Đặt lịch bảo trì / set a maintenance window")
-def set_window(request: Request, state: StateDep, scope: ScopeDep, body: MaintenanceIn) -> MaintenanceOut:
+def set_window(
+    request: Request, state: StateDep, scope: ScopeDep, windows: MaintenanceDep, body: MaintenanceIn
+) -> MaintenanceOut:
     what = f"{body.scope}:{body.target}"
     site = target_site(state.registry, body.scope, body.target)
     if site is None:
@@ -103,7 +107,7 @@ def set_window(request: Request, state: StateDep, scope: ScopeDep, body: Mainten
         set_by=scope.user,
         reason=body.reason,
     )
-    state.repo.upsert_maintenance(window)
+    windows.upsert_maintenance(window)
     out = MaintenanceOut.of(window, now)
     until = end.isoformat() if end is not None else "open"
     _record(request, state, scope, "maintenance.set", out,
@@ -112,9 +116,11 @@ def set_window(request: Request, state: StateDep, scope: ScopeDep, body: Mainten
 
 
 @router.delete("/{window_id}", summary="Kết thúc lịch bảo trì ngay / end a maintenance window now")
-def end_window(request: Request, state: StateDep, scope: ScopeDep, window_id: WindowId) -> MaintenanceOut:
+def end_window(
+    request: Request, state: StateDep, scope: ScopeDep, windows: MaintenanceDep, window_id: WindowId
+) -> MaintenanceOut:
     target = f"maintenance:{window_id}"
-    window = state.repo.get_maintenance(window_id)
+    window = windows.get_maintenance(window_id)
     site = window.site if window is not None else None
     require_visible(request, state, scope, site, target=target, exists=window is not None)
     assert window is not None
@@ -126,7 +132,7 @@ def end_window(request: Request, state: StateDep, scope: ScopeDep, window_id: Wi
         raise ApiError(409, "maintenance_ended", id=window_id)
     # A window that has not started yet is cancelled: it ends where it would have begun.
     ended = replace(window, ends_at=max(now, window.starts_at))
-    state.repo.upsert_maintenance(ended)
+    windows.upsert_maintenance(ended)
     out = MaintenanceOut.of(ended, now)
     _record(request, state, scope, "maintenance.end", out, detail=f"{window.scope}:{window.target}")
     return out

@@ -200,7 +200,7 @@ def _claim(state: AppState, token: str) -> tuple[NotificationRecord, Notificatio
 
 
 def _incident_lines(state: AppState, row: NotificationRecord, public_url: str) -> list[str]:
-    detail = state.repo.get_incident(row.incident_id)
+    detail = state.repo.incidents.get_incident(row.incident_id)
     if detail is None:
         return []
     i = detail.incident
@@ -248,7 +248,7 @@ def ack_from_message(request: Request, state: StateDep, token: Token) -> HTMLRes
         ip=client_ip(request),
     )
     try:
-        updated = state.repo.apply_incident_action(row.incident_id, mutation(act))
+        updated = state.repo.incidents.apply_incident_action(row.incident_id, mutation(act))
     except InvalidTransition as exc:
         state.audit(
             request,

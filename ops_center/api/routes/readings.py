@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request
 
 from contract.models import SLUG_PATTERN
 from ops_center.adapters.repository import Resolution
-from ops_center.api.deps import ScopeDep, StateDep, require_visible
+from ops_center.api.deps import ReadingsDep, ScopeDep, StateDep, require_visible
 from ops_center.api.errors import ERROR_RESPONSES, ApiError
 from ops_center.api.schemas import PointOut, QueryTime, ReadingsOut
 from ops_center.api.series import aggregate, plan
@@ -22,6 +22,7 @@ def get_readings(
     request: Request,
     state: StateDep,
     scope: ScopeDep,
+    readings: ReadingsDep,
     sensor: Annotated[str, Query(pattern=SLUG_PATTERN, max_length=63)],
     metric: Annotated[str, Query(pattern=r"^[a-z][a-z0-9_]{0,62}$")],
     start: Annotated[QueryTime | None, Query(description="RFC 3339 with offset; required")] = None,
@@ -42,7 +43,7 @@ def get_readings(
     limit = state.settings.readings_points_max
     truncated, next_start = False, None
     if p.source == "readings":
-        raw = state.repo.raw_readings(sensor, metric, start, end, limit + 1)
+        raw = readings.raw_readings(sensor, metric, start, end, limit + 1)
         if len(raw) > limit:
             truncated, next_start = True, raw[limit].time
             raw = raw[:limit]
@@ -50,7 +51,7 @@ def get_readings(
     else:
         res: Resolution = "1m" if p.source == "readings_1m" else "1h"
         # Source rows within [start, end): an edge bucket holds only what is in the range.
-        points = aggregate(state.repo.rollup_readings(res, sensor, metric, start, end), p.width_s)
+        points = aggregate(readings.rollup_readings(res, sensor, metric, start, end), p.width_s)
     return ReadingsOut(
         sensor=sensor,
         metric=metric,

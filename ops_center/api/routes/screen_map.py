@@ -112,16 +112,17 @@ def get_map(
     ]
     now = state.kpis.clock()  # the data clock (create_app)
     ids = tuple(s.id for s in visible)
-    status = {g.gateway: g for g in state.repo.list_gateway_status(ids)} if ids else {}
+    status = {g.gateway: g for g in state.repo.gateways.list_gateway_status(ids)} if ids else {}
     horizon = max((fresh_s(gateway_interval_s(gw)) for s in visible for gw in s.gateways), default=180)
     gw_ids = [gw.id for s in visible for gw in s.gateways]
     batches = {
-        b.gateway: b.last_received for b in state.repo.batch_stats(gw_ids, now - timedelta(seconds=horizon))
+        b.gateway: b.last_received
+        for b in state.repo.gateways.batch_stats(gw_ids, now - timedelta(seconds=horizon))
     }
     refs = [(s.id, gw.id, sensor) for s in visible for gw in s.gateways for sensor in gw.sensors]
     s_horizon = max((fresh_s(r[2].interval_s) for r in refs), default=180)
     newest: dict[str, datetime] = {}
-    for v in state.repo.latest_values(
+    for v in state.repo.readings.latest_values(
         [(r[2].id, m) for r in refs for m in r[2].metrics], now - timedelta(seconds=s_horizon)
     ):
         if v.sensor not in newest or v.time > newest[v.sensor]:
@@ -129,13 +130,14 @@ def get_map(
     aqi = state.kpis.station_aqi([r[2] for r in refs], now) if refs else {}
     where = {r[2].id: r[2].location for r in refs if r[2].location is not None}
     located: dict[str, LocationOut] = {}
-    for a in state.repo.active_alerts():
+    for a in state.repo.incidents.active_alerts():
         loc = where.get(a.sensor or "")
         if a.incident_id and a.incident_id not in located and loc is not None:
             located[a.incident_id] = LocationOut(lat=loc.lat, lon=loc.lon)
     site_loc = {s.id: LocationOut(lat=s.location.lat, lon=s.location.lon) for s in visible}
     incidents = [
-        i for i in state.repo.open_incidents() if i.site in site_loc and i.state in ("open", "acknowledged")
+        i for i in state.repo.incidents.open_incidents()
+        if i.site in site_loc and i.state in ("open", "acknowledged")
     ]
     tiles = state.settings.map_tiles
     return MapOut(

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 
 from contract.models import SLUG_PATTERN
-from ops_center.api.deps import ScopeDep, StateDep, list_filter
+from ops_center.api.deps import ReadingsDep, ScopeDep, StateDep, list_filter
 from ops_center.api.errors import ERROR_RESPONSES, Localized
 from ops_center.api.schemas import LatestOut, SensorOut
 from ops_center.service.kpi import is_fresh, unit_of
@@ -20,7 +20,8 @@ Slug = Annotated[str | None, Query(pattern=SLUG_PATTERN, max_length=63)]
 
 @router.get("/sensors", summary="Cảm biến và giá trị mới nhất / sensors with latest values")
 def list_sensors(
-    request: Request, state: StateDep, scope: ScopeDep, site: Slug = None, gateway: Slug = None
+    request: Request, state: StateDep, scope: ScopeDep, readings: ReadingsDep, site: Slug = None,
+    gateway: Slug = None,
 ) -> list[SensorOut]:
     sites = list_filter(request, state, scope, site)
     if sites is not None and not sites:
@@ -34,7 +35,7 @@ def list_sensors(
     ]
     now = state.kpis.clock()  # the data clock (create_app)
     pairs = [(r.id, m) for r in refs for m in r.spec.metrics]
-    latest = state.repo.latest_values(pairs, now - timedelta(seconds=state.settings.latest_lookback_s))
+    latest = readings.latest_values(pairs, now - timedelta(seconds=state.settings.latest_lookback_s))
     by_sensor: dict[str, list[LatestOut]] = {}
     for v in latest:
         spec = state.registry.sensors[v.sensor].spec

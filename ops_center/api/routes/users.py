@@ -17,7 +17,7 @@ from fastapi import APIRouter, Path, Request
 
 from ops_center.adapters.records import UserRecord
 from ops_center.adapters.repository import UnknownUser, UserExists
-from ops_center.api.deps import AdminScopeDep, AppState, StateDep, client_ip
+from ops_center.api.deps import AdminScopeDep, AppState, StateDep, UsersDep, client_ip
 from ops_center.api.errors import ERROR_RESPONSES, ApiError
 from ops_center.api.pages import Limit, Offset
 from ops_center.api.schemas import USER_NAME_PATTERN, PasswordIn, UserIn, UserOut, UserPage
@@ -31,17 +31,19 @@ UserNamePath = Annotated[str, Path(pattern=USER_NAME_PATTERN, max_length=64)]
 
 
 @router.get("", summary="Người dùng / users (admin)")
-def list_users(state: StateDep, scope: AdminScopeDep, limit: Limit = 50, offset: Offset = 0) -> UserPage:
-    users = state.repo.list_users()  # by name
+def list_users(scope: AdminScopeDep, store: UsersDep, limit: Limit = 50, offset: Offset = 0) -> UserPage:
+    users = store.list_users()  # by name
     items = [UserOut.of(u) for u in users[offset : offset + limit]]
     return UserPage(items=items, total=len(users), limit=limit, offset=offset)
 
 
 @router.post("", status_code=201, summary="Thêm người dùng / add a user (admin)")
-def create_user(request: Request, state: StateDep, scope: AdminScopeDep, body: UserIn) -> UserOut:
+def create_user(
+    request: Request, state: StateDep, scope: AdminScopeDep, store: UsersDep, body: UserIn
+) -> UserOut:
     def run() -> UserRecord:
         return add_user(
-            state.repo,
+            store,
             state.passwords,
             state.registry,
             name=body.name,
@@ -56,27 +58,32 @@ def create_user(request: Request, state: StateDep, scope: AdminScopeDep, body: U
 
 
 @router.post("/{name}/disable", summary="Khóa người dùng / disable a user (admin)")
-def disable_user(request: Request, state: StateDep, scope: AdminScopeDep, name: UserNamePath) -> UserOut:
+def disable_user(
+    request: Request, state: StateDep, scope: AdminScopeDep, store: UsersDep, name: UserNamePath
+) -> UserOut:
     if name == scope.user:
         _failed(request, state, scope, "user.disable", name, "own account")
         raise ApiError(409, "user_self_disable")
     return UserOut.of(_change(request, state, scope, "user.disable", name, lambda: set_disabled(
-        state.repo, name=name, disabled=True, actor=scope.user, ip=client_ip(request))))
+        store, name=name, disabled=True, actor=scope.user, ip=client_ip(request))))
 
 
 @router.post("/{name}/enable", summary="Mở khóa người dùng / enable a user (admin)")
-def enable_user(request: Request, state: StateDep, scope: AdminScopeDep, name: UserNamePath) -> UserOut:
+def enable_user(
+    request: Request, state: StateDep, scope: AdminScopeDep, store: UsersDep, name: UserNamePath
+) -> UserOut:
     return UserOut.of(_change(request, state, scope, "user.enable", name, lambda: set_disabled(
-        state.repo, name=name, disabled=False, actor=scope.user, ip=client_ip(request))))
+        store, name=name, disabled=False, actor=scope.user, ip=client_ip(request))))
 
 
 @router.post("/{name}/password", summary="Đặt mật khẩu / set a user's password (admin)")
 def user_password(
-    request: Request, state: StateDep, scope: AdminScopeDep, name: UserNamePath, body: PasswordIn
+    request: Request, state: StateDep, scope: AdminScopeDep, store: UsersDep, name: UserNamePath,
+    body: PasswordIn,
 ) -> UserOut:
     """The user's tokens (and sessions' refresh tokens) stop working: they log in again."""
     return UserOut.of(_change(request, state, scope, "user.passwd", name, lambda: set_password(
-        state.repo, state.passwords, name=name, password=body.password, actor=scope.user,
+        store, state.passwords, name=name, password=body.password, actor=scope.user,
         ip=client_ip(request))))
 
 
