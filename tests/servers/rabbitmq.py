@@ -111,7 +111,8 @@ class RabbitNode:
     def mqtt_url(self, user: str = USER, password: str = PASSWORD) -> str:
         return f"mqtt://{user}:{password}@{self.host}:{self.mqtt_port}?protocol=3.1.1"
 
-    def start(self, *, timeout_s: float = 90.0) -> None:
+    def start(self, *, timeout_s: float = 90.0, wait: bool = True) -> None:
+        """Start the node; with ``wait``, until its listeners are open."""
         if self.lan_host is not None:
             # The node's own epmd in its namespace, listening on its LAN address (Lan.close
             # kills it).
@@ -120,6 +121,8 @@ class RabbitNode:
             wait_until(lambda: port_open(self.host, 4369), timeout_s=10, what=f"epmd on {self.host}")
         self.proc = start_process(self._argv(str(SBIN / "rabbitmq-server")), self.log_path, env=self.env(),
                                   cwd=self.workdir)
+        if not wait:
+            return
         # The listeners open last in the boot sequence (after the plugins).
         wait_until(lambda: port_open(self.host, self.amqp_port) and port_open(self.host, self.mqtt_port),
                    timeout_s=timeout_s, what=f"RabbitMQ node {self.node}", alive=lambda: self.running,
