@@ -49,7 +49,7 @@ SPEED = 120  # simulated minutes per real half second
 PUBLISH = timedelta(hours=5)  # 150 s of publishing at ×120: the cut, the pause and the heal in it
 RESUME_MAX_S = 60.0
 PAUSE_MAX_S = 150.0  # the minority sees it is alone after net_ticktime (60 s, ±25 %)
-REJOIN_BY_ITSELF_S = 60.0  # seen: 4.2-8.4 s when it does (docs/scale-out.md)
+REJOIN_BY_ITSELF_S = 60.0  # seen: 3.1-8.4 s when it does (docs/scale-out.md)
 REJOIN_MAX_S = 120.0
 # SMARTWARD_H1B_FORCE_REMEDY=1: take the remedy's path (bring_back) whether or not the node
 # would come back by itself, to check the remedy when the hang does not occur.

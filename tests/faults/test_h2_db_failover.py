@@ -260,9 +260,9 @@ def rejoin_old_primary(cluster: FailoverCluster) -> None:
     rejoined_s = time.monotonic() - back
     with psycopg.connect(new.url_for(DBNAME), connect_timeout=2) as conn:
         conn.execute("CREATE TABLE h2_rejoin (n int)")
-    with psycopg.connect(new.url_for(DBNAME), connect_timeout=2) as conn:
-        conn.execute("INSERT INTO h2_rejoin VALUES (1)")  # the commit waits for the standby
-    # The commit waited for the standby's flush; its replay follows.
+        conn.execute("INSERT INTO h2_rejoin VALUES (1)")
+    # The commit (at the block's end) waited for the standby's flush; its replay follows.
+
     def replayed() -> bool:
         try:
             return bool(sql(old.url_for(DBNAME), "SELECT count(*) FROM h2_rejoin")[0][0] == 1)
